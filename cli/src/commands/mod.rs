@@ -1,0 +1,86 @@
+//! The command line: global flags, the command tree, and dispatch. One file per command.
+
+pub mod completions;
+pub mod config;
+pub mod render;
+pub mod secrets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Stack, DEFAULT_ENVIRONMENT};
+use crate::error::CommandError;
+use crate::ui::Ui;
+
+/// Deploy and operate the MasStock stack on a Docker host.
+///
+/// Reads the stack from deploy.toml. Exit status: 0 success, 1 the operation failed or a check
+/// found a problem, 2 bad usage or invalid configuration.
+#[derive(Debug, Parser)]
+#[command(name = "masstockctl", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The stack's declaration
+    #[arg(long, global = true, value_name = "FILE", default_value = "deploy.toml")]
+    pub config: PathBuf,
+    /// The environment section of deploy.toml to use
+    #[arg(long = "env", global = true, value_name = "NAME", default_value = DEFAULT_ENVIRONMENT)]
+    pub environment: String,
+    /// Print one JSON document on stdout; talk and progress go to stderr
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never draw progress bars (they are only drawn on a terminal anyway)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Say more (repeat for even more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Say less: errors only
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+}
+
+impl GlobalArgs {
+    /// Loads deploy.toml for the selected environment, printing its warnings.
+    pub fn load_stack(&self, ui: &Ui) -> Result<Stack, CommandError> {
+        let stack = Stack::load(&self.config, &self.environment)?;
+        for warning in &stack.warnings {
+            ui.warning(warning);
+        }
+        Ok(stack)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate deploy.toml and show what it declares
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Write the host nginx site and the compose file for an environment
+    Render(render::RenderArgs),
+    /// Manage the env file that holds the stack's secrets
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+    /// Print a shell completion script
+    Completions(completions::CompletionsArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
+    match &cli.command {
+        Command::Config(command) => config::run(&cli.global, ui, command),
+        Command::Render(args) => render::cmd_render(&cli.global, ui, args),
+        Command::Secrets(command) => secrets::run(&cli.global, ui, command),
+        Command::Completions(args) => completions::cmd_completions(ui, args),
+    }
+}

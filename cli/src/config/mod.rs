@@ -1,0 +1,701 @@
+//! deploy.toml: its types, and loading it into one resolved, validated [`Stack`].
+//!
+//! Loading goes parse (TOML syntax) → merge the selected environment over the top level →
+//! deserialize with the path of any failing key → validate across keys. Every error becomes a
+//! [`Diagnostic`] that points at the line and column where the offending key is written.
+
+mod source;
+pub mod units;
+mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use source::{Diagnostic, KeyPath, Location, Mark, Segment, Source};
+pub use units::{Duration, Rate, Size};
+
+use crate::secrets::{EnvFile, SecretReference};
+
+/// The environment used when `--env` is not given.
+pub const DEFAULT_ENVIRONMENT: &str = "production";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub project: Project,
+    #[serde(default)]
+    pub sites: BTreeMap<String, Site>,
+    pub services: BTreeMap<String, Service>,
+    #[serde(default)]
+    pub volumes: BTreeMap<String, Volume>,
+    pub edge: Edge,
+    pub cors: Cors,
+    pub rate_limits: RateLimits,
+    pub acme: Acme,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// Compose project name and container prefix.
+    pub name: String,
+    pub network: String,
+    /// Where the secrets live; relative to deploy.toml's folder.
+    pub env_file: PathBuf,
+}
+
+/// A domain served by the edge and the service it proxies to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    pub domain: String,
+    pub service: String,
+    /// Which of the service's container ports to proxy to; its only published port by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Whether the edge answers CORS preflight requests with `[cors]`.
+    #[serde(default)]
+    pub cors: bool,
+    pub content_security_policy: String,
+    #[serde(default)]
+    pub websocket: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_max_body_size: Option<Size>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Image reference; for images we build, the repository (`masstock/api`) tagged per revision.
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<Port>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthCheck>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub depends_on: BTreeMap<String, DependencyCondition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Mount>,
+    /// Environment variables; `${NAME}` refers to a secret of the env file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// How an image we own is made: from a workspace binary, or from a host package.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
+    /// Static files shipped with the binary (for `masstock-web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_package: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub host: u16,
+    pub container: u16,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    No,
+    Always,
+    OnFailure,
+    #[default]
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::No => "no",
+            Self::Always => "always",
+            Self::OnFailure => "on-failure",
+            Self::UnlessStopped => "unless-stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DependencyCondition {
+    /// The dependency's container is running.
+    Started,
+    /// The dependency's health check passes.
+    Healthy,
+}
+
+impl DependencyCondition {
+    /// Compose's spelling of the condition.
+    #[must_use]
+    pub fn compose_condition(self) -> &'static str {
+        match self {
+            Self::Started => "service_started",
+            Self::Healthy => "service_healthy",
+        }
+    }
+}
+
+/// A health check: exactly one of `command`, `shell` or `http`, with Docker's timings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Run in the container without a shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Run in the container by `/bin/sh -c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// A path that answers 2xx on the container's own port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default = "default_health_interval")]
+    pub interval: Duration,
+    #[serde(default = "default_health_timeout")]
+    pub timeout: Duration,
+    #[serde(default = "default_health_retries")]
+    pub retries: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<Duration>,
+}
+
+/// What a health check runs, once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthTest {
+    Command(Vec<String>),
+    Shell(String),
+    Http { path: String, port: u16 },
+}
+
+impl HealthCheck {
+    /// The check's test; `None` only before validation, which rejects zero or several kinds.
+    #[must_use]
+    pub fn test(&self, default_port: Option<u16>) -> Option<HealthTest> {
+        match (&self.command, &self.shell, &self.http) {
+            (Some(command), None, None) => Some(HealthTest::Command(command.clone())),
+            (None, Some(shell), None) => Some(HealthTest::Shell(shell.clone())),
+            (None, None, Some(path)) => {
+                Some(HealthTest::Http { path: path.clone(), port: self.port.or(default_port)? })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// A named volume of `[volumes]`, or an absolute host path.
+    pub source: String,
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    /// Where `deploy` writes the nginx site.
+    pub site_file: PathBuf,
+    /// A symlink to the site (Debian's `sites-enabled`); empty for none.
+    #[serde(default)]
+    pub enabled_link: String,
+    pub test_command: Vec<String>,
+    pub reload_command: Vec<String>,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub upstream_host: IpAddr,
+    /// Listen on IPv6 too.
+    #[serde(default = "enabled")]
+    pub ipv6: bool,
+    pub log_dir: PathBuf,
+    pub hsts: String,
+    #[serde(default)]
+    pub security_headers: BTreeMap<String, String>,
+    pub limit_req: LimitReq,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitReq {
+    pub enabled: bool,
+    pub rate: Rate,
+    pub burst: u32,
+    pub zone_size: Size,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    pub origins: Vec<String>,
+    pub methods: Vec<String>,
+    pub headers: Vec<String>,
+    pub max_age: Duration,
+    pub credentials: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// The service that enforces them; it receives `RATE_LIMIT_GENERAL` and `RATE_LIMIT_AUTH`.
+    pub service: String,
+    pub general: Rate,
+    pub auth: Rate,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    pub directory: String,
+    pub email: String,
+    pub cert_dir: PathBuf,
+    pub webroot: PathBuf,
+    /// An extra root certificate to trust (for test CAs such as Pebble).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<PathBuf>,
+    #[serde(default)]
+    pub certificates: CertificateLayout,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertificateLayout {
+    /// One certificate naming every domain, stored under the first domain's name.
+    #[default]
+    San,
+    /// One certificate per domain.
+    PerDomain,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_health_retries() -> u32 {
+    3
+}
+
+/// The configuration of one environment, validated, with its paths made absolute.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub environment: String,
+    /// deploy.toml itself.
+    pub path: PathBuf,
+    pub config: Config,
+    pub secrets: Secrets,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The secrets the stack refers to, and what the env file holds.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    pub references: Vec<SecretReference>,
+    /// `None` when the env file does not exist yet.
+    pub env_file: Option<EnvFile>,
+}
+
+impl Secrets {
+    /// The names of every referenced secret, sorted, once each.
+    #[must_use]
+    pub fn names(&self) -> BTreeSet<&str> {
+        self.references.iter().map(|reference| reference.name.as_str()).collect()
+    }
+}
+
+/// Whether loading reads the env file to check the secrets deploy.toml refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnvFileCheck {
+    Read,
+    Skip,
+}
+
+/// Why deploy.toml could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is invalid ({} problem{})", diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" })]
+    Invalid { path: PathBuf, diagnostics: Vec<Diagnostic> },
+}
+
+impl Stack {
+    /// Reads, resolves and validates `path` for `environment`.
+    pub fn load(path: &Path, environment: &str) -> Result<Self, ConfigError> {
+        Self::from_source(&read_source(path)?, environment)
+    }
+
+    /// Resolves and validates `source` for `environment`, checking secrets against the env file.
+    pub fn from_source(source: &Source, environment: &str) -> Result<Self, ConfigError> {
+        Self::resolve(source, environment, EnvFileCheck::Read)
+    }
+
+    /// Like [`Stack::from_source`], without reading the env file (for the command that writes it).
+    pub fn from_source_without_env_file(source: &Source, environment: &str) -> Result<Self, ConfigError> {
+        Self::resolve(source, environment, EnvFileCheck::Skip)
+    }
+
+    fn resolve(source: &Source, environment: &str, env_file: EnvFileCheck) -> Result<Self, ConfigError> {
+        let invalid = |diagnostics| ConfigError::Invalid { path: source.path.clone(), diagnostics };
+        let document = parse(source).map_err(|diagnostic| invalid(vec![diagnostic]))?;
+        let merged = select_environment(source, document, environment).map_err(|d| invalid(vec![d]))?;
+        let mut config = deserialize(source, merged, environment).map_err(|d| invalid(vec![d]))?;
+        let base = source.path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        make_paths_absolute(&mut config, &absolute(&base));
+        validate::stack(source, config, environment, env_file).map_err(invalid)
+    }
+
+    /// The environments deploy.toml declares.
+    pub fn environments(source: &Source) -> Result<Vec<String>, ConfigError> {
+        let document = parse(source).map_err(|diagnostic| ConfigError::Invalid {
+            path: source.path.clone(),
+            diagnostics: vec![diagnostic],
+        })?;
+        Ok(match document.get("environments") {
+            Some(toml::Value::Table(environments)) => environments.keys().cloned().collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// Enabled services, by name.
+    pub fn services(&self) -> impl Iterator<Item = (&str, &Service)> {
+        self.config.services.iter().filter(|(_, service)| service.enabled).map(|(name, service)| (name.as_str(), service))
+    }
+
+    /// Enabled sites, by name.
+    pub fn sites(&self) -> impl Iterator<Item = (&str, &Site)> {
+        self.config.sites.iter().filter(|(_, site)| site.enabled).map(|(name, site)| (name.as_str(), site))
+    }
+
+    /// The image a service runs: images we build are tagged `latest` unless a tag is given.
+    #[must_use]
+    pub fn image_reference(&self, service: &str) -> String {
+        let Some(service) = self.config.services.get(service) else { return String::new() };
+        let last_part = service.image.rsplit('/').next().unwrap_or_default();
+        if service.build.is_some() && !last_part.contains(':') && !last_part.contains('@') {
+            format!("{}:latest", service.image)
+        } else {
+            service.image.clone()
+        }
+    }
+
+    /// Container name of a service: `<project>_<service>`.
+    #[must_use]
+    pub fn container_name(&self, service: &str) -> String {
+        format!("{}_{service}", self.config.project.name)
+    }
+
+    /// Enabled services in start order: each after everything it depends on, ties by name.
+    #[must_use]
+    pub fn start_order(&self) -> Vec<&str> {
+        let mut order: Vec<&str> = Vec::new();
+        let mut remaining: BTreeMap<&str, &Service> = self.services().collect();
+        while !remaining.is_empty() {
+            let ready: Vec<&str> = remaining
+                .iter()
+                .filter(|(_, service)| service.depends_on.keys().all(|dependency| order.contains(&dependency.as_str())))
+                .map(|(name, _)| *name)
+                .collect();
+            // Validation rejects cycles; should one slip through, start the rest in name order.
+            let ready = if ready.is_empty() { remaining.keys().copied().collect() } else { ready };
+            for name in ready {
+                remaining.remove(name);
+                order.push(name);
+            }
+        }
+        order
+    }
+
+    /// The environment of a service as the container gets it: declared variables, plus those
+    /// masstockctl derives (`CORS_ORIGIN`, `RATE_LIMIT_*`). Secret references stay `${NAME}`.
+    #[must_use]
+    pub fn environment_of(&self, service: &str) -> BTreeMap<String, String> {
+        let mut environment = self.config.services.get(service).map(|service| service.env.clone()).unwrap_or_default();
+        environment.extend(self.derived_environment(service));
+        environment
+    }
+
+    /// Variables masstockctl sets itself so that the edge and the services agree.
+    #[must_use]
+    pub fn derived_environment(&self, service: &str) -> BTreeMap<String, String> {
+        let mut derived = BTreeMap::new();
+        if self.sites().any(|(_, site)| site.cors && site.service == service) {
+            derived.insert("CORS_ORIGIN".to_owned(), self.config.cors.origins.join(","));
+        }
+        let limits = &self.config.rate_limits;
+        if limits.service == service {
+            derived.insert("RATE_LIMIT_GENERAL".to_owned(), limits.general.to_string());
+            derived.insert("RATE_LIMIT_AUTH".to_owned(), limits.auth.to_string());
+        }
+        derived
+    }
+
+    /// The host port a site's traffic goes to.
+    #[must_use]
+    pub fn upstream_port(&self, site: &Site) -> Option<u16> {
+        let service = self.config.services.get(&site.service)?;
+        match site.port {
+            Some(container) => service.ports.iter().find(|port| port.container == container).map(|port| port.host),
+            None => service.ports.first().map(|port| port.host),
+        }
+    }
+
+    /// Where the certificate of `domain` lives: `(fullchain, privkey)`.
+    #[must_use]
+    pub fn certificate_paths(&self, domain: &str) -> (PathBuf, PathBuf) {
+        let acme = &self.config.acme;
+        let name = match acme.certificates {
+            CertificateLayout::San => self.sites().next().map_or(domain, |(_, site)| site.domain.as_str()),
+            CertificateLayout::PerDomain => domain,
+        };
+        let live = acme.cert_dir.join("live").join(name);
+        (live.join("fullchain.pem"), live.join("privkey.pem"))
+    }
+}
+
+/// Reads deploy.toml.
+pub fn read_source(path: &Path) -> Result<Source, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    Ok(Source::new(path, text))
+}
+
+/// Parses the TOML syntax.
+fn parse(source: &Source) -> Result<toml::Table, Diagnostic> {
+    toml::from_str::<toml::Table>(&source.text).map_err(|error| Diagnostic {
+        message: format!("invalid TOML: {}", error.message().trim_end()),
+        location: error.span().map(|span| source.location_of(span)),
+        hints: Vec::new(),
+    })
+}
+
+/// Merges `[environments.<environment>]` over the top level and drops `[environments]`.
+fn select_environment(
+    source: &Source,
+    mut document: toml::Table,
+    environment: &str,
+) -> Result<toml::Table, Diagnostic> {
+    let environments = match document.remove("environments") {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(environments)) => environments,
+        Some(other) => {
+            return Err(Diagnostic {
+                message: format!("`environments` must be a table, found {}", other.type_str()),
+                location: source.locate(&KeyPath::new(["environments"]), Mark::Value, None),
+                hints: vec!["declare each environment as `[environments.<name>]`".into()],
+            })
+        }
+    };
+    let names: Vec<String> = environments.keys().cloned().collect();
+    match environments.get(environment) {
+        Some(toml::Value::Table(overrides)) => {
+            if overrides.contains_key("environments") {
+                return Err(Diagnostic {
+                    message: format!("environment `{environment}` cannot declare environments of its own"),
+                    location: source.locate(&KeyPath::new(["environments", environment, "environments"]), Mark::Key, None),
+                    hints: Vec::new(),
+                });
+            }
+            merge(&mut document, overrides);
+        }
+        Some(other) => {
+            return Err(Diagnostic {
+                message: format!("environment `{environment}` must be a table, found {}", other.type_str()),
+                location: source.locate(&KeyPath::new(["environments", environment]), Mark::Value, None),
+                hints: Vec::new(),
+            })
+        }
+        None => {
+            let mut hints = vec![if names.is_empty() {
+                "deploy.toml declares no environment; add `[environments.<name>]`".to_owned()
+            } else {
+                format!("declared environments: {}", names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", "))
+            }];
+            if let Some(closest) = closest(environment, names.iter().map(String::as_str)) {
+                hints.insert(0, format!("did you mean `{closest}`?"));
+            }
+            return Err(Diagnostic {
+                message: format!("unknown environment `{environment}`"),
+                location: None,
+                hints,
+            });
+        }
+    }
+    Ok(document)
+}
+
+/// Tables merge key by key; anything else in `overrides` replaces what `base` had.
+fn merge(base: &mut toml::Table, overrides: &toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(override_table)) => {
+                merge(base_table, override_table);
+            }
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Deserializes the merged table, turning serde's message and path into a located diagnostic.
+fn deserialize(source: &Source, merged: toml::Table, environment: &str) -> Result<Config, Diagnostic> {
+    serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|error| {
+        let mut path = KeyPath(
+            error
+                .path()
+                .iter()
+                .filter_map(|segment| match segment {
+                    serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
+                    serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                        Some(Segment::Key(key.clone()))
+                    }
+                    serde_path_to_error::Segment::Unknown => None,
+                })
+                .collect(),
+        );
+        let message = error.inner().message().trim_end().to_owned();
+        let mut hints = Vec::new();
+        let (message, mark) = if let Some((unknown, expected)) = parse_unknown(&message, "field") {
+            let parent = path.clone();
+            path = path.key(&unknown);
+            if let Some(closest) = closest(&unknown, expected.iter().map(String::as_str)) {
+                hints.push(format!("did you mean `{closest}`?"));
+            } else if !expected.is_empty() {
+                hints.push(format!("valid keys here: {}", quoted_list(&expected)));
+            }
+            let place = if parent.is_empty() { "at the top level".to_owned() } else { format!("in `{parent}`") };
+            (format!("unknown key `{unknown}` {place}"), Mark::Key)
+        } else if let Some((unknown, expected)) = parse_unknown(&message, "variant") {
+            if let Some(closest) = closest(&unknown, expected.iter().map(String::as_str)) {
+                hints.push(format!("did you mean `{closest}`?"));
+            }
+            hints.push(format!("valid values: {}", quoted_list(&expected)));
+            (format!("invalid value `{unknown}` for `{path}`"), Mark::Value)
+        } else if let Some(field) = message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`')) {
+            let message = if path.is_empty() {
+                format!("missing key `{field}` at the top level")
+            } else {
+                format!("missing key `{field}` in `{path}`")
+            };
+            (message, Mark::Key)
+        } else {
+            let message = message.replace("invalid type: ", "wrong type: ");
+            let message = if path.is_empty() { message } else { format!("{message} for `{path}`") };
+            (message, Mark::Value)
+        };
+        Diagnostic { message, location: source.locate(&path, mark, Some(environment)), hints }
+    })
+}
+
+/// Splits serde's "unknown field `x`, expected one of `a`, `b`" into `x` and `[a, b]`.
+fn parse_unknown(message: &str, what: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix(&format!("unknown {what} `"))?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    Some((unknown.to_owned(), expected))
+}
+
+/// The candidate closest to `wanted`, when it is close enough to be a typo.
+pub(crate) fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(wanted, candidate), candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
+pub(crate) fn quoted_list<S: AsRef<str>>(items: &[S]) -> String {
+    items.iter().map(|item| format!("`{}`", item.as_ref())).collect::<Vec<_>>().join(", ")
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Resolves relative paths against deploy.toml's folder, so rendered files do not depend on the
+/// working directory.
+fn make_paths_absolute(config: &mut Config, base: &Path) {
+    let resolve = |path: &mut PathBuf| {
+        if path.is_relative() && !path.as_os_str().is_empty() {
+            *path = base.join(&*path);
+        }
+    };
+    resolve(&mut config.project.env_file);
+    resolve(&mut config.edge.site_file);
+    resolve(&mut config.edge.log_dir);
+    if !config.edge.enabled_link.is_empty() && Path::new(&config.edge.enabled_link).is_relative() {
+        config.edge.enabled_link = base.join(&config.edge.enabled_link).display().to_string();
+    }
+    resolve(&mut config.acme.cert_dir);
+    resolve(&mut config.acme.webroot);
+    if let Some(bundle) = &mut config.acme.ca_bundle {
+        resolve(bundle);
+    }
+    for service in config.services.values_mut() {
+        if let Some(assets) = service.build.as_mut().and_then(|build| build.assets.as_mut()) {
+            resolve(assets);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_messages_are_split() {
+        let (unknown, expected) = parse_unknown("unknown field `prots`, expected one of `image`, `ports`", "field").unwrap();
+        assert_eq!(unknown, "prots");
+        assert_eq!(expected, ["image", "ports"]);
+        assert_eq!(closest("prots", expected.iter().map(String::as_str)), Some("ports"));
+        assert_eq!(closest("zzz", expected.iter().map(String::as_str)), None);
+    }
+
+    #[test]
+    fn environments_merge_tables_and_replace_the_rest() {
+        let mut base: toml::Table = toml::from_str("a = 1\n[t]\nx = [1, 2]\ny = 'keep'\n").unwrap();
+        let overrides: toml::Table = toml::from_str("[t]\nx = [3]\nz = true\n").unwrap();
+        merge(&mut base, &overrides);
+        assert_eq!(base.to_string(), "a = 1\n\n[t]\nx = [3]\ny = \"keep\"\nz = true\n");
+    }
+}

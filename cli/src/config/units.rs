@@ -1,0 +1,207 @@
+//! Values written as strings in deploy.toml: durations (`30s`), rates (`100/60s`), sizes (`10m`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A duration written with a unit: `500ms`, `30s`, `5m`, `24h`, `7d`, or a sum such as `1m30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    #[must_use]
+    pub const fn from_secs(seconds: u64) -> Self {
+        Self(std::time::Duration::from_secs(seconds))
+    }
+
+    #[must_use]
+    pub fn as_secs(self) -> u64 {
+        self.0.as_secs()
+    }
+}
+
+impl FromStr for Duration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || {
+            format!("invalid duration `{text}`: expected a number with a unit, like `500ms`, `30s`, `5m`, `24h` or `1m30s`")
+        };
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(invalid());
+        }
+        let mut total = std::time::Duration::ZERO;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(invalid());
+            }
+            let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+            rest = &rest[digits..];
+            let unit_length = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let millis_per_unit: u64 = match &rest[..unit_length] {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => return Err(invalid()),
+            };
+            rest = &rest[unit_length..];
+            let millis = number.checked_mul(millis_per_unit).ok_or_else(invalid)?;
+            total = total.checked_add(std::time::Duration::from_millis(millis)).ok_or_else(invalid)?;
+        }
+        Ok(Self(total))
+    }
+}
+
+impl fmt::Display for Duration {
+    /// The shortest exact form: `86400s` prints as `24h`, `1500ms` as `1500ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+            if millis != 0 && millis % size == 0 {
+                return write!(f, "{}{unit}", millis / size);
+            }
+        }
+        write!(f, "{millis}ms")
+    }
+}
+
+/// A number of events allowed per period: `100/60s`, `5/1m`, `10/s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// The rate in nginx's `limit_req_zone` syntax, which only knows per second and per minute.
+    #[must_use]
+    pub fn to_nginx(self) -> Option<String> {
+        match self.per.0.as_millis() {
+            1_000 => Some(format!("{}r/s", self.count)),
+            60_000 => Some(format!("{}r/m", self.count)),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = |why: &str| {
+            format!("invalid rate `{text}`: {why}; expected `<count>/<duration>`, like `100/60s` or `10/1s`")
+        };
+        let (count, period) = text.split_once('/').ok_or_else(|| invalid("no `/`"))?;
+        let count: u32 = count.trim().parse().map_err(|_| invalid("the count is not a whole number"))?;
+        if count == 0 {
+            return Err(invalid("the count must be at least 1"));
+        }
+        let period = period.trim();
+        // `10/s` reads as `10/1s`.
+        let period = if period.starts_with(|c: char| c.is_ascii_digit()) {
+            period.to_owned()
+        } else {
+            format!("1{period}")
+        };
+        let per: Duration = period.parse().map_err(|_| invalid("the period is not a duration"))?;
+        if per.0.is_zero() {
+            return Err(invalid("the period must be longer than zero"));
+        }
+        Ok(Self { count, per })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, self.per)
+    }
+}
+
+/// A size in nginx's syntax: bytes, or a number with `k` or `m` (`10m`, `512k`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Size(pub String);
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let digits = text.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
+        let suffix_length = text.len() - digits.len();
+        if digits.is_empty() || suffix_length > 1 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(format!(
+                "invalid size `{text}`: expected a number of bytes, optionally with `k`, `m` or `g`, like `10m`"
+            ));
+        }
+        Ok(Self(text.to_ascii_lowercase()))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Deserializes and serializes every `FromStr + Display` unit as a string.
+macro_rules! string_serde {
+    ($($type:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl Serialize for $type {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    )*};
+}
+
+string_serde!(Duration, Rate, Size);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!("30s".parse::<Duration>().unwrap(), Duration::from_secs(30));
+        assert_eq!("1m30s".parse::<Duration>().unwrap(), Duration::from_secs(90));
+        assert_eq!("24h".parse::<Duration>().unwrap(), Duration::from_secs(86_400));
+        assert_eq!("500ms".parse::<Duration>().unwrap().0.as_millis(), 500);
+        for bad in ["", "30", "s", "30x", "1.5s", "-1s", "99999999999999999999s", "30 s"] {
+            assert!(bad.parse::<Duration>().is_err(), "`{bad}` should be rejected");
+        }
+        assert_eq!(Duration::from_secs(86_400).to_string(), "1d");
+        assert_eq!(Duration::from_secs(90).to_string(), "90s");
+    }
+
+    #[test]
+    fn rates() {
+        let rate: Rate = "100/60s".parse().unwrap();
+        assert_eq!((rate.count, rate.per), (100, Duration::from_secs(60)));
+        assert_eq!(rate.to_nginx().as_deref(), Some("100r/m"));
+        assert_eq!("10/s".parse::<Rate>().unwrap().to_nginx().as_deref(), Some("10r/s"));
+        assert_eq!("5/90s".parse::<Rate>().unwrap().to_nginx(), None);
+        for bad in ["100", "x/60s", "0/60s", "100/0s", "100/sixty", "/60s"] {
+            assert!(bad.parse::<Rate>().is_err(), "`{bad}` should be rejected");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!("10m".parse::<Size>().unwrap().0, "10m");
+        assert_eq!("4096".parse::<Size>().unwrap().0, "4096");
+        for bad in ["", "m", "10mb", "1.5m", "ten"] {
+            assert!(bad.parse::<Size>().is_err(), "`{bad}` should be rejected");
+        }
+    }
+}

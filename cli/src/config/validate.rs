@@ -1,0 +1,675 @@
+//! Checks that span several keys of deploy.toml: names, references between services, ports,
+//! cycles, secrets. Each finding points at the key that has to change.
+
+use std::collections::BTreeMap;
+
+use super::{closest, quoted_list, Config, Diagnostic, EnvFileCheck, KeyPath, Mark, Secrets, Service, Source, Stack};
+use crate::secrets::{self, EnvFile, SecretReference};
+
+/// Variables masstockctl sets itself; declaring them in a service is an error.
+const DERIVED_VARIABLES: &[(&str, &str)] = &[
+    ("CORS_ORIGIN", "[cors] origins"),
+    ("RATE_LIMIT_GENERAL", "[rate_limits] general"),
+    ("RATE_LIMIT_AUTH", "[rate_limits] auth"),
+];
+
+struct Checker<'a> {
+    source: &'a Source,
+    environment: &'a str,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn diagnostic(&self, path: &KeyPath, mark: Mark, message: String, hints: Vec<String>) -> Diagnostic {
+        Diagnostic { message, location: self.source.locate(path, mark, Some(self.environment)), hints }
+    }
+
+    fn error(&mut self, path: &KeyPath, mark: Mark, message: impl Into<String>, hints: Vec<String>) {
+        let diagnostic = self.diagnostic(path, mark, message.into(), hints);
+        self.errors.push(diagnostic);
+    }
+
+    fn warn(&mut self, path: &KeyPath, mark: Mark, message: impl Into<String>, hints: Vec<String>) {
+        let diagnostic = self.diagnostic(path, mark, message.into(), hints);
+        self.warnings.push(diagnostic);
+    }
+}
+
+/// Validates `config` and gathers what the stack needs from the env file.
+pub(super) fn stack(
+    source: &Source,
+    config: Config,
+    environment: &str,
+    env_file: EnvFileCheck,
+) -> Result<Stack, Vec<Diagnostic>> {
+    let mut checker = Checker { source, environment, errors: Vec::new(), warnings: Vec::new() };
+    project(&mut checker, &config);
+    services(&mut checker, &config);
+    dependencies(&mut checker, &config);
+    ports(&mut checker, &config);
+    sites(&mut checker, &config);
+    edge(&mut checker, &config);
+    cors(&mut checker, &config);
+    acme(&mut checker, &config);
+    let secrets = secrets(&mut checker, &config, env_file);
+    if checker.errors.is_empty() {
+        Ok(Stack {
+            environment: environment.to_owned(),
+            path: source.path.clone(),
+            config,
+            secrets,
+            warnings: checker.warnings,
+        })
+    } else {
+        Err(checker.errors)
+    }
+}
+
+/// `[a-z0-9][a-z0-9_-]*`: safe in container, volume and network names.
+fn is_object_name(name: &str) -> bool {
+    name.bytes().next().is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit())
+        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-')
+}
+
+/// A host name as DNS allows it (RFC 1123), lower case, at least two labels.
+pub(crate) fn domain_problem(domain: &str) -> Option<String> {
+    if domain.len() > 253 {
+        return Some("longer than 253 characters".into());
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Some("a domain needs at least two labels, like `example.com`".into());
+    }
+    for label in labels {
+        if label.is_empty() {
+            return Some("empty label (two dots in a row, or a leading or trailing dot)".into());
+        }
+        if label.len() > 63 {
+            return Some(format!("label `{label}` is longer than 63 characters"));
+        }
+        if !label.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-') {
+            return Some(format!("label `{label}` may only hold lower-case letters, digits and `-`"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("label `{label}` starts or ends with `-`"));
+        }
+    }
+    None
+}
+
+/// Characters nginx cannot take inside a quoted value we render.
+fn nginx_value_problem(value: &str) -> Option<&'static str> {
+    if value.contains('$') {
+        Some("`$` would be read by nginx as a variable")
+    } else if value.contains(['"', '\\']) {
+        Some("quotes and backslashes are not allowed")
+    } else if value.chars().any(char::is_control) {
+        Some("control characters are not allowed")
+    } else {
+        None
+    }
+}
+
+/// An HTTP token (RFC 9110): header names and methods.
+fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
+}
+
+fn project(checker: &mut Checker, config: &Config) {
+    let path = KeyPath::new(["project"]);
+    if !is_object_name(&config.project.name) {
+        checker.error(
+            &path.key("name"),
+            Mark::Value,
+            format!("invalid project name `{}`", config.project.name),
+            vec!["use lower-case letters, digits, `_` and `-`, starting with a letter or digit".into()],
+        );
+    }
+    if !is_object_name(&config.project.network) {
+        checker.error(
+            &path.key("network"),
+            Mark::Value,
+            format!("invalid network name `{}`", config.project.network),
+            vec!["use lower-case letters, digits, `_` and `-`".into()],
+        );
+    }
+}
+
+fn services(checker: &mut Checker, config: &Config) {
+    for (name, service) in &config.services {
+        let path = KeyPath::new(["services", name]);
+        if !is_object_name(name) {
+            checker.error(
+                &path,
+                Mark::Key,
+                format!("invalid service name `{name}`"),
+                vec!["use lower-case letters, digits, `_` and `-`, starting with a letter or digit".into()],
+            );
+        }
+        if !service.enabled {
+            continue;
+        }
+        if service.image.is_empty() || service.image.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+            checker.error(
+                &path.key("image"),
+                Mark::Value,
+                format!("invalid image reference `{}`", service.image),
+                vec!["an image is `[registry/]repository[:tag]`, in lower case, like `redis:7-alpine`".into()],
+            );
+        }
+        if let Some(build) = &service.build {
+            let build_path = path.key("build");
+            match (&build.binary, &build.host_package) {
+                (Some(_), Some(_)) | (None, None) => checker.error(
+                    &build_path,
+                    Mark::Value,
+                    format!("`services.{name}.build` must name exactly one of `binary` or `host_package`"),
+                    vec!["`binary` builds from a workspace binary, `host_package` from a Debian package of this host".into()],
+                ),
+                (None, Some(_)) if build.assets.is_some() => checker.error(
+                    &build_path.key("assets"),
+                    Mark::Key,
+                    "`assets` only goes with `binary`",
+                    Vec::new(),
+                ),
+                _ => {}
+            }
+        }
+        if service.command.iter().any(String::is_empty) {
+            checker.error(&path.key("command"), Mark::Value, "empty argument in `command`", Vec::new());
+        }
+        healthcheck(checker, name, service, &path);
+        for (index, mount) in service.volumes.iter().enumerate() {
+            let mount_path = path.key("volumes").index(index);
+            let named = config.volumes.contains_key(&mount.source);
+            if !named && !mount.source.starts_with('/') {
+                let mut hints = Vec::new();
+                if let Some(closest) = closest(&mount.source, config.volumes.keys().map(String::as_str)) {
+                    hints.push(format!("did you mean `{closest}`?"));
+                }
+                hints.push(format!("declare it under `[volumes]`, or use an absolute host path; declared: {}", quoted_list(&config.volumes.keys().collect::<Vec<_>>())));
+                checker.error(&mount_path.key("source"), Mark::Value, format!("unknown volume `{}`", mount.source), hints);
+            }
+            if !mount.target.starts_with('/') {
+                checker.error(
+                    &mount_path.key("target"),
+                    Mark::Value,
+                    format!("mount target `{}` is not an absolute path", mount.target),
+                    Vec::new(),
+                );
+            }
+        }
+        for (variable, value) in &service.env {
+            let variable_path = path.key("env").key(variable);
+            if !secrets::is_variable_name(variable) {
+                checker.error(
+                    &variable_path,
+                    Mark::Key,
+                    format!("invalid environment variable name `{variable}`"),
+                    vec!["use letters, digits and `_`, not starting with a digit".into()],
+                );
+            }
+            if let Some((_, from)) = DERIVED_VARIABLES.iter().find(|(derived, _)| derived == variable) {
+                checker.error(
+                    &variable_path,
+                    Mark::Key,
+                    format!("`{variable}` is set by masstockctl from `{from}`"),
+                    vec![format!("remove it here and change `{from}` instead")],
+                );
+            }
+            if let Err(problem) = secrets::references_in(value) {
+                checker.error(&variable_path, Mark::Value, problem, Vec::new());
+            }
+        }
+    }
+    for (name, service) in config.services.iter().filter(|(_, service)| service.enabled) {
+        if service.volumes.iter().any(|mount| mount.source.is_empty()) {
+            checker.error(&KeyPath::new(["services", name, "volumes"]), Mark::Value, "empty volume source", Vec::new());
+        }
+    }
+}
+
+fn healthcheck(checker: &mut Checker, name: &str, service: &Service, path: &KeyPath) {
+    let Some(check) = &service.healthcheck else { return };
+    let path = path.key("healthcheck");
+    let kinds = [check.command.is_some(), check.shell.is_some(), check.http.is_some()].iter().filter(|set| **set).count();
+    if kinds != 1 {
+        checker.error(
+            &path,
+            Mark::Value,
+            format!("`services.{name}.healthcheck` must set exactly one of `command`, `shell` or `http`"),
+            vec!["`command = [\"redis-cli\", \"ping\"]`, `shell = \"...\"`, or `http = \"/health\"`".into()],
+        );
+        return;
+    }
+    if let Some(command) = &check.command {
+        if command.is_empty() || command.iter().any(String::is_empty) {
+            checker.error(&path.key("command"), Mark::Value, "the health check command is empty", Vec::new());
+        }
+    }
+    if let Some(http) = &check.http {
+        if !http.starts_with('/') || http.chars().any(char::is_whitespace) {
+            checker.error(&path.key("http"), Mark::Value, format!("health check path `{http}` must start with `/`"), Vec::new());
+        }
+        if check.port.is_none() && service.ports.len() != 1 {
+            checker.error(
+                &path.key("http"),
+                Mark::Key,
+                "an `http` health check needs `port` when the service does not publish exactly one port",
+                vec!["add `port = <container port>` to the health check".into()],
+            );
+        }
+    }
+    if check.timeout.0.is_zero() || check.interval.0.is_zero() {
+        checker.error(&path, Mark::Value, "health check `interval` and `timeout` must be longer than zero", Vec::new());
+    } else if check.timeout > check.interval {
+        checker.warn(
+            &path.key("timeout"),
+            Mark::Value,
+            format!("health check timeout {} is longer than its interval {}", check.timeout, check.interval),
+            Vec::new(),
+        );
+    }
+    if check.retries == 0 {
+        checker.error(&path.key("retries"), Mark::Value, "health check `retries` must be at least 1", Vec::new());
+    }
+}
+
+fn dependencies(checker: &mut Checker, config: &Config) {
+    let enabled: BTreeMap<&str, &Service> =
+        config.services.iter().filter(|(_, service)| service.enabled).map(|(name, service)| (name.as_str(), service)).collect();
+    let mut sound = true;
+    for (name, service) in &enabled {
+        for dependency in service.depends_on.keys() {
+            let path = KeyPath::new(["services", name, "depends_on", dependency]);
+            match config.services.get(dependency) {
+                None => {
+                    sound = false;
+                    let mut hints = Vec::new();
+                    if let Some(closest) = closest(dependency, config.services.keys().map(String::as_str)) {
+                        hints.push(format!("did you mean `{closest}`?"));
+                    }
+                    hints.push(format!("services: {}", quoted_list(&config.services.keys().collect::<Vec<_>>())));
+                    checker.error(&path, Mark::Key, format!("`{name}` depends on unknown service `{dependency}`"), hints);
+                }
+                Some(target) if !target.enabled => {
+                    sound = false;
+                    checker.error(
+                        &path,
+                        Mark::Key,
+                        format!("`{name}` depends on `{dependency}`, which is disabled in environment `{}`", checker.environment),
+                        vec![format!("enable `{dependency}` or remove the dependency in this environment")],
+                    );
+                }
+                Some(target) => {
+                    if service.depends_on[dependency] == super::DependencyCondition::Healthy && target.healthcheck.is_none() {
+                        checker.error(
+                            &path,
+                            Mark::Value,
+                            format!("`{name}` waits for `{dependency}` to be healthy, but `{dependency}` has no health check"),
+                            vec![format!("add `[services.{dependency}.healthcheck]` or use `started`")],
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if !sound {
+        return;
+    }
+    // Depth-first search with the path kept, so a cycle is reported with every service on it.
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+    let mut reported = false;
+    for start in enabled.keys() {
+        let mut stack: Vec<&str> = Vec::new();
+        if let Some(cycle) = find_cycle(start, &enabled, &mut state, &mut stack) {
+            if !reported {
+                let closing = cycle[cycle.len() - 2];
+                let closed = cycle[cycle.len() - 1];
+                checker.error(
+                    &KeyPath::new(["services", closing, "depends_on", closed]),
+                    Mark::Key,
+                    format!("dependency cycle: {}", cycle.join(" → ")),
+                    vec!["services start after what they depend on, so a cycle can never start; remove one of these dependencies".into()],
+                );
+                reported = true;
+            }
+        }
+    }
+}
+
+/// Returns the cycle through `node`, if any, as `a → b → a`.
+fn find_cycle<'a>(
+    node: &'a str,
+    graph: &BTreeMap<&'a str, &'a Service>,
+    state: &mut BTreeMap<&'a str, u8>,
+    stack: &mut Vec<&'a str>,
+) -> Option<Vec<&'a str>> {
+    const VISITING: u8 = 1;
+    const DONE: u8 = 2;
+    match state.get(node) {
+        Some(&DONE) => return None,
+        Some(&VISITING) => {
+            let start = stack.iter().position(|entry| *entry == node).unwrap_or(0);
+            let mut cycle = stack[start..].to_vec();
+            cycle.push(node);
+            return Some(cycle);
+        }
+        _ => {}
+    }
+    state.insert(node, VISITING);
+    stack.push(node);
+    if let Some(service) = graph.get(node) {
+        for dependency in service.depends_on.keys() {
+            if let Some((name, _)) = graph.get_key_value(dependency.as_str()) {
+                if let Some(cycle) = find_cycle(name, graph, state, stack) {
+                    return Some(cycle);
+                }
+            }
+        }
+    }
+    stack.pop();
+    state.insert(node, DONE);
+    None
+}
+
+fn ports(checker: &mut Checker, config: &Config) {
+    let mut taken: BTreeMap<u16, String> = BTreeMap::new();
+    let edge = &config.edge;
+    taken.insert(edge.http_port, "the edge's `http_port`".into());
+    if edge.https_port == edge.http_port {
+        checker.error(
+            &KeyPath::new(["edge", "https_port"]),
+            Mark::Value,
+            format!("`edge.https_port` and `edge.http_port` are both {}", edge.http_port),
+            Vec::new(),
+        );
+    }
+    taken.insert(edge.https_port, "the edge's `https_port`".into());
+    for (name, service) in config.services.iter().filter(|(_, service)| service.enabled) {
+        for (index, port) in service.ports.iter().enumerate() {
+            let path = KeyPath::new(["services", name, "ports"]).index(index).key("host");
+            if port.host == 0 || port.container == 0 {
+                checker.error(&path, Mark::Value, "port 0 cannot be published", Vec::new());
+                continue;
+            }
+            let owner = format!("service `{name}`");
+            if let Some(previous) = taken.get(&port.host) {
+                checker.error(
+                    &path,
+                    Mark::Value,
+                    format!("host port {} is used by {previous} and {owner}", port.host),
+                    vec!["each host port can be published once; pick another `host` port".into()],
+                );
+            } else {
+                taken.insert(port.host, owner);
+            }
+        }
+    }
+}
+
+fn sites(checker: &mut Checker, config: &Config) {
+    let mut domains: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, site) in config.sites.iter().filter(|(_, site)| site.enabled) {
+        let path = KeyPath::new(["sites", name]);
+        if let Some(problem) = domain_problem(&site.domain) {
+            checker.error(&path.key("domain"), Mark::Value, format!("invalid domain name `{}`: {problem}", site.domain), Vec::new());
+        }
+        if let Some(other) = domains.insert(&site.domain, name) {
+            checker.error(
+                &path.key("domain"),
+                Mark::Value,
+                format!("domain `{}` is served by both sites `{other}` and `{name}`", site.domain),
+                Vec::new(),
+            );
+        }
+        if let Some(problem) = nginx_value_problem(&site.content_security_policy) {
+            checker.error(&path.key("content_security_policy"), Mark::Value, format!("invalid Content-Security-Policy: {problem}"), Vec::new());
+        }
+        match config.services.get(&site.service) {
+            None => {
+                let mut hints = Vec::new();
+                if let Some(closest) = closest(&site.service, config.services.keys().map(String::as_str)) {
+                    hints.push(format!("did you mean `{closest}`?"));
+                }
+                checker.error(&path.key("service"), Mark::Value, format!("site `{name}` routes to unknown service `{}`", site.service), hints);
+            }
+            Some(service) if !service.enabled => checker.error(
+                &path.key("service"),
+                Mark::Value,
+                format!("site `{name}` routes to `{}`, which is disabled in environment `{}`", site.service, checker.environment),
+                vec![format!("disable the site too: `[environments.{}.sites.{name}] enabled = false`", checker.environment)],
+            ),
+            Some(service) => {
+                let found = match site.port {
+                    Some(container) => service.ports.iter().any(|port| port.container == container),
+                    None => !service.ports.is_empty(),
+                };
+                if !found {
+                    checker.error(
+                        &path.key("service"),
+                        Mark::Value,
+                        format!("site `{name}` routes to `{}`, which publishes no {}port", site.service, site.port.map_or(String::new(), |port| format!("container {port} "))),
+                        vec![format!("add `ports = [{{ host = <port>, container = <port> }}]` to `[services.{}]`", site.service)],
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn edge(checker: &mut Checker, config: &Config) {
+    let edge = &config.edge;
+    let path = KeyPath::new(["edge"]);
+    for (key, command) in [("test_command", &edge.test_command), ("reload_command", &edge.reload_command)] {
+        if command.is_empty() || command.iter().any(String::is_empty) {
+            checker.error(&path.key(key), Mark::Value, format!("`edge.{key}` is empty"), Vec::new());
+        }
+    }
+    if !edge.upstream_host.is_loopback() {
+        checker.warn(
+            &path.key("upstream_host"),
+            Mark::Value,
+            format!("services are published on `{}`, not loopback: they are reachable without the edge", edge.upstream_host),
+            vec!["use `127.0.0.1` so that only nginx (TLS, headers, rate limits) faces the network".into()],
+        );
+    }
+    if let Some(problem) = nginx_value_problem(&edge.hsts) {
+        checker.error(&path.key("hsts"), Mark::Value, format!("invalid `hsts`: {problem}"), Vec::new());
+    }
+    for (name, value) in &edge.security_headers {
+        let header_path = path.key("security_headers").key(name);
+        if !is_token(name) {
+            checker.error(&header_path, Mark::Key, format!("invalid header name `{name}`"), Vec::new());
+        }
+        if ["content-security-policy", "strict-transport-security"].contains(&name.to_ascii_lowercase().as_str()) {
+            checker.error(
+                &header_path,
+                Mark::Key,
+                format!("`{name}` is set per site (`content_security_policy`) or by `edge.hsts`"),
+                Vec::new(),
+            );
+        }
+        if let Some(problem) = nginx_value_problem(value) {
+            checker.error(&header_path, Mark::Value, format!("invalid value for header `{name}`: {problem}"), Vec::new());
+        }
+    }
+    if edge.limit_req.rate.to_nginx().is_none() {
+        checker.error(
+            &path.key("limit_req").key("rate"),
+            Mark::Value,
+            format!("nginx cannot express the rate `{}`", edge.limit_req.rate),
+            vec!["nginx counts per second or per minute: use `<n>/1s` or `<n>/60s`".into()],
+        );
+    }
+}
+
+fn cors(checker: &mut Checker, config: &Config) {
+    let cors = &config.cors;
+    let path = KeyPath::new(["cors"]);
+    if cors.origins.is_empty() && config.sites.values().any(|site| site.enabled && site.cors) {
+        checker.error(&path.key("origins"), Mark::Value, "a site answers CORS but `cors.origins` is empty", Vec::new());
+    }
+    for (index, origin) in cors.origins.iter().enumerate() {
+        if let Some(problem) = origin_problem(origin) {
+            checker.error(
+                &path.key("origins").index(index),
+                Mark::Value,
+                format!("invalid origin `{origin}`: {problem}"),
+                vec!["an origin is `scheme://host[:port]`, like `https://app.masstock.fr`, without a path".into()],
+            );
+        }
+    }
+    if cors.credentials && cors.origins.iter().any(|origin| origin == "*") {
+        checker.error(&path.key("origins"), Mark::Value, "`*` cannot be used with `credentials = true`", Vec::new());
+    }
+    for (key, values) in [("methods", &cors.methods), ("headers", &cors.headers)] {
+        for (index, value) in values.iter().enumerate() {
+            let invalid = !is_token(value) || (key == "methods" && value.bytes().any(|byte| byte.is_ascii_lowercase()));
+            if invalid {
+                checker.error(
+                    &path.key(key).index(index),
+                    Mark::Value,
+                    format!("invalid {} `{value}`", if key == "methods" { "method" } else { "header name" }),
+                    if key == "methods" { vec!["methods are upper case, like `POST`".into()] } else { Vec::new() },
+                );
+            }
+        }
+    }
+    let limits = &config.rate_limits;
+    if !config.services.get(&limits.service).is_some_and(|service| service.enabled) {
+        checker.error(
+            &KeyPath::new(["rate_limits", "service"]),
+            Mark::Value,
+            format!("`rate_limits.service` names `{}`, which is not an enabled service", limits.service),
+            Vec::new(),
+        );
+    }
+}
+
+/// Why `origin` is not `scheme://host[:port]`, if it is not.
+fn origin_problem(origin: &str) -> Option<String> {
+    if origin == "*" {
+        return None;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else { return Some("no `://`".into()) };
+    if scheme != "https" && scheme != "http" {
+        return Some(format!("scheme `{scheme}` is not http or https"));
+    }
+    if rest.contains('/') {
+        return Some("an origin has no path, not even a trailing `/`".into());
+    }
+    let host = match rest.rsplit_once(':') {
+        Some((host, port)) => {
+            if port.parse::<u16>().map_or(true, |port| port == 0) {
+                return Some(format!("port `{port}` is not a port number"));
+            }
+            host
+        }
+        None => rest,
+    };
+    if host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    domain_problem(host)
+}
+
+fn acme(checker: &mut Checker, config: &Config) {
+    let acme = &config.acme;
+    let path = KeyPath::new(["acme"]);
+    if !acme.directory.starts_with("https://") {
+        checker.error(
+            &path.key("directory"),
+            Mark::Value,
+            format!("ACME directory `{}` must be an https URL", acme.directory),
+            vec!["Let's Encrypt: `https://acme-v02.api.letsencrypt.org/directory`; staging: `https://acme-staging-v02.api.letsencrypt.org/directory`".into()],
+        );
+    }
+    let email_valid = acme.email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !local.contains(char::is_whitespace) && domain_problem(domain).is_none()
+    });
+    if !email_valid {
+        checker.error(&path.key("email"), Mark::Value, format!("invalid e-mail address `{}`", acme.email), Vec::new());
+    }
+}
+
+/// Finds every `${NAME}` and checks it against the env file, when the env file exists.
+fn secrets(checker: &mut Checker, config: &Config, check: EnvFileCheck) -> Secrets {
+    let mut references = Vec::new();
+    for (name, service) in config.services.iter().filter(|(_, service)| service.enabled) {
+        for (variable, value) in &service.env {
+            for secret in secrets::references_in(value).unwrap_or_default() {
+                references.push(SecretReference { name: secret, path: KeyPath::new(["services", name, "env", variable]) });
+            }
+        }
+    }
+    let env_file_path = &config.project.env_file;
+    if check == EnvFileCheck::Skip {
+        return Secrets { references, env_file: None };
+    }
+    let env_file = match EnvFile::read(env_file_path) {
+        Ok(env_file) => env_file,
+        Err(error) => {
+            let cause = std::error::Error::source(&error).map(|source| format!(": {source}")).unwrap_or_default();
+            checker.error(&KeyPath::new(["project", "env_file"]), Mark::Value, format!("{error}{cause}"), Vec::new());
+            None
+        }
+    };
+    match &env_file {
+        None if checker.errors.is_empty() => checker.warn(
+            &KeyPath::new(["project", "env_file"]),
+            Mark::Value,
+            format!("env file `{}` does not exist yet, so secrets are not checked", env_file_path.display()),
+            vec![format!("create it with `masstockctl --env {} secrets generate`", checker.environment)],
+        ),
+        None => {}
+        Some(file) => {
+            for reference in &references {
+                match file.get(&reference.name) {
+                    None => checker.error(
+                        &reference.path,
+                        Mark::Value,
+                        format!("secret `{}` is not in `{}`", reference.name, env_file_path.display()),
+                        vec![format!(
+                            "add it with `masstockctl --env {} secrets generate --force` (existing values are kept)",
+                            checker.environment
+                        )],
+                    ),
+                    Some("") => checker.warn(
+                        &reference.path,
+                        Mark::Value,
+                        format!("secret `{}` is empty in `{}`", reference.name, env_file_path.display()),
+                        vec!["fill it in before `deploy`".into()],
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    Secrets { references, env_file }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        assert_eq!(domain_problem("app.masstock.fr"), None);
+        assert_eq!(domain_problem("app.masstock.localhost"), None);
+        for bad in ["masstock", "App.masstock.fr", "a..b", "-a.fr", "a_b.fr", ".a.fr", "a.fr."] {
+            assert!(domain_problem(bad).is_some(), "`{bad}` should be rejected");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(origin_problem("https://app.masstock.fr"), None);
+        assert_eq!(origin_problem("https://app.masstock.localhost:8443"), None);
+        assert_eq!(origin_problem("http://localhost:5173"), None);
+        for bad in ["app.masstock.fr", "ftp://a.fr", "https://a.fr/", "https://a.fr:0", "https://a.fr:x"] {
+            assert!(origin_problem(bad).is_some(), "`{bad}` should be rejected");
+        }
+    }
+}

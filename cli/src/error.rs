@@ -1,0 +1,73 @@
+//! The errors a command reports, classified by whose move it is, each with its exit status.
+
+use std::process::ExitCode;
+
+use crate::config::{ConfigError, Diagnostic};
+
+/// Whose move it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The operation failed, or a check found a problem: exit 1.
+    Failure,
+    /// Bad usage or invalid configuration: exit 2.
+    Usage,
+}
+
+/// An error as the operator sees it: what failed, why (the source chain), and what to do.
+#[derive(Debug)]
+pub struct CommandError {
+    pub kind: ErrorKind,
+    pub error: Box<dyn std::error::Error + Send + Sync>,
+    /// Located problems in deploy.toml, printed before the error itself.
+    pub diagnostics: Vec<Diagnostic>,
+    pub hints: Vec<String>,
+}
+
+impl CommandError {
+    pub fn failure(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { kind: ErrorKind::Failure, error: error.into(), diagnostics: Vec::new(), hints: Vec::new() }
+    }
+
+    pub fn usage(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { kind: ErrorKind::Usage, error: error.into(), diagnostics: Vec::new(), hints: Vec::new() }
+    }
+
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+
+    #[must_use]
+    pub fn exit_code(&self) -> ExitCode {
+        match self.kind {
+            ErrorKind::Failure => ExitCode::from(1),
+            ErrorKind::Usage => ExitCode::from(2),
+        }
+    }
+
+    /// The error and its causes, outermost first.
+    #[must_use]
+    pub fn chain(&self) -> Vec<String> {
+        let mut chain = vec![self.error.to_string()];
+        let mut source = self.error.source();
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        chain
+    }
+}
+
+impl From<ConfigError> for CommandError {
+    fn from(error: ConfigError) -> Self {
+        match error {
+            ConfigError::Invalid { path, diagnostics } => {
+                let error = ConfigError::Invalid { path, diagnostics: diagnostics.clone() };
+                Self { kind: ErrorKind::Usage, error: Box::new(error), diagnostics, hints: Vec::new() }
+            }
+            read @ ConfigError::Read { .. } => Self::usage(read)
+                .with_hint("pass `--config FILE`, or run masstockctl from the folder that holds deploy.toml"),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! masstockctl: the operator's CLI that validates deploy.toml, renders the edge and compose files,
+//! and deploys and runs the MasStock stack.
+
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod render;
+pub mod secrets;
+pub mod ui;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+pub use commands::Cli;
+pub use error::{CommandError, ErrorKind};
+
+/// Parses the command line, runs the command and maps the outcome to an exit status:
+/// 0 success, 1 the operation failed or found a problem, 2 bad usage or invalid configuration.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap prints help and version to stdout with status 0, usage errors with status 2.
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    let ui = ui::Ui::new(&cli.global);
+    match commands::run(&cli, &ui) {
+        Ok(status) => status,
+        Err(error) => {
+            ui.command_error(&error);
+            error.exit_code()
+        }
+    }
+}

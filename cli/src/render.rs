@@ -1,0 +1,297 @@
+//! Rendering a [`Stack`] into the files other tools read: the host nginx site and the compose file.
+//!
+//! The templates are embedded in the binary. Rendering is a pure function of the stack: the same
+//! deploy.toml gives the same bytes, and no secret value is ever read, let alone written.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use tera::Tera;
+
+use crate::config::{HealthTest, Service, Stack};
+
+/// Mozilla's "intermediate" TLS 1.2 suites (ECDHE only; TLS 1.3 suites are not configurable).
+const INTERMEDIATE_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/// The embedded templates: (name, source).
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("nginx-site.conf", include_str!("../../templates/nginx-site.conf.tera")),
+    ("docker-compose.yml", include_str!("../../templates/docker-compose.yml.tera")),
+];
+
+/// A file to write, relative to the output folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub path: PathBuf,
+    pub contents: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("failed to render template `{template}`{}: {message}", line.map(|line| format!(" near line {line}")).unwrap_or_default())]
+pub struct RenderError {
+    pub template: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Renders every file of the stack.
+pub fn render_stack(stack: &Stack) -> Result<Vec<RenderedFile>, RenderError> {
+    render_with(TEMPLATES, stack)
+}
+
+/// Renders `stack` with `templates` (the embedded ones, or others in tests).
+pub fn render_with(templates: &[(&str, &str)], stack: &Stack) -> Result<Vec<RenderedFile>, RenderError> {
+    let tera = load(templates)?;
+    let site_name = stack
+        .config
+        .edge
+        .site_file
+        .file_name()
+        .map_or_else(|| format!("{}.conf", stack.config.project.name), |name| name.to_string_lossy().into_owned());
+    Ok(vec![
+        RenderedFile {
+            path: PathBuf::from("nginx").join(site_name),
+            contents: render_one(&tera, templates, "nginx-site.conf", &nginx_context(stack))?,
+        },
+        RenderedFile {
+            path: PathBuf::from("docker-compose.yml"),
+            contents: render_one(&tera, templates, "docker-compose.yml", &compose_context(stack))?,
+        },
+    ])
+}
+
+fn load(templates: &[(&str, &str)]) -> Result<Tera, RenderError> {
+    let mut tera = Tera::default();
+    tera.add_raw_templates(templates.iter().copied()).map_err(|error| {
+        let messages = error_chain(&error);
+        // Tera names the failing template in its outer message; pest gives ` --> line:column`.
+        let template = templates
+            .iter()
+            .map(|(name, _)| *name)
+            .find(|name| messages.iter().any(|message| message.contains(&format!("'{name}'"))))
+            .unwrap_or("?")
+            .to_owned();
+        let line = messages.iter().find_map(|message| {
+            let position = message.split("--> ").nth(1)?;
+            position.split(':').next()?.trim().parse().ok()
+        });
+        RenderError { template, line, message: messages.last().cloned().unwrap_or_default() }
+    })?;
+    Ok(tera)
+}
+
+fn render_one(tera: &Tera, templates: &[(&str, &str)], name: &str, context: &Value) -> Result<String, RenderError> {
+    let context = tera::Context::from_value(context.clone()).map_err(|error| RenderError {
+        template: name.to_owned(),
+        line: None,
+        message: error.to_string(),
+    })?;
+    tera.render(name, &context).map_err(|error| {
+        let messages = error_chain(&error);
+        let message = messages.last().cloned().unwrap_or_default();
+        // Tera's render errors name the variable but not the line: find the first line using it.
+        let source = templates.iter().find(|(template, _)| *template == name).map_or("", |(_, source)| source);
+        let line = message
+            .split('`')
+            .nth(1)
+            .and_then(|variable| source.lines().position(|line| line.contains(variable)))
+            .map(|index| index + 1);
+        RenderError { template: name.to_owned(), line, message }
+    })
+}
+
+fn error_chain(error: &tera::Error) -> Vec<String> {
+    let mut messages = vec![error.to_string()];
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        messages.push(cause.to_string());
+        source = cause.source();
+    }
+    messages
+}
+
+fn nginx_context(stack: &Stack) -> Value {
+    let config = &stack.config;
+    let edge = &config.edge;
+    let project = &config.project.name;
+    let upstream_name = |service: &str| format!("{project}_{service}");
+    let mut upstreams = BTreeSet::new();
+    let sites: Vec<Value> = stack
+        .sites()
+        .map(|(name, site)| {
+            let port = stack.upstream_port(site).unwrap_or_default();
+            upstreams.insert((upstream_name(&site.service), format!("{}:{port}", edge.upstream_host)));
+            let (certificate, certificate_key) = stack.certificate_paths(&site.domain);
+            let mut headers = vec![json!({ "name": "Strict-Transport-Security", "value": edge.hsts })];
+            headers.extend(edge.security_headers.iter().map(|(name, value)| json!({ "name": name, "value": value })));
+            headers.push(json!({ "name": "Content-Security-Policy", "value": site.content_security_policy }));
+            json!({
+                "name": name,
+                "domain": site.domain,
+                "service": site.service,
+                "upstream": upstream_name(&site.service),
+                "certificate": certificate,
+                "certificate_key": certificate_key,
+                "cors": site.cors,
+                "websocket": site.websocket,
+                "limit_req": edge.limit_req.enabled && site.service == config.rate_limits.service,
+                "client_max_body_size": site.client_max_body_size.as_ref().map(ToString::to_string),
+                "headers": headers,
+            })
+        })
+        .collect();
+    let https_suffix = if edge.https_port == 443 { String::new() } else { format!(":{}", edge.https_port) };
+    json!({
+        "environment": stack.environment,
+        "project": project,
+        "edge": {
+            "http_port": edge.http_port,
+            "https_port": edge.https_port,
+            "https_suffix": https_suffix,
+            "ipv6": edge.ipv6,
+            "log_dir": edge.log_dir,
+            "hsts": edge.hsts,
+            "security_headers": edge.security_headers.iter().map(|(name, value)| json!({ "name": name, "value": value })).collect::<Vec<_>>(),
+            "limit_req": {
+                "enabled": edge.limit_req.enabled,
+                "rate": edge.limit_req.rate.to_nginx(),
+                "burst": edge.limit_req.burst,
+                "zone_size": edge.limit_req.zone_size.to_string(),
+            },
+        },
+        "tls": { "ciphers": INTERMEDIATE_CIPHERS },
+        "acme": { "webroot": config.acme.webroot },
+        "cors": {
+            "origins": config.cors.origins,
+            "methods": config.cors.methods.join(", "),
+            "headers": config.cors.headers.join(", "),
+            "max_age": config.cors.max_age.as_secs(),
+            "credentials": config.cors.credentials,
+        },
+        "websocket": stack.sites().any(|(_, site)| site.websocket),
+        "upstreams": upstreams.into_iter().map(|(name, address)| json!({ "name": name, "address": address })).collect::<Vec<_>>(),
+        "sites": sites,
+    })
+}
+
+/// `$` is compose's interpolation character; outside `environment` every `$` is literal.
+fn escape_dollars(text: &str) -> String {
+    text.replace('$', "$$")
+}
+
+/// Compose and Docker read Go durations, which have no `d` unit: write seconds.
+fn go_duration(duration: crate::config::Duration) -> String {
+    let millis = duration.0.as_millis();
+    if millis % 1000 == 0 {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+fn compose_context(stack: &Stack) -> Value {
+    let config = &stack.config;
+    let services: Vec<Value> = stack
+        .start_order()
+        .into_iter()
+        .map(|name| {
+            let service = &config.services[name];
+            let environment = stack.environment_of(name);
+            let has_secrets = environment.values().any(|value| crate::secrets::references_in(value).is_ok_and(|names| !names.is_empty()));
+            let healthcheck = service.healthcheck.as_ref().map(|check| {
+                json!({
+                    "test": health_test_command(service, check.test(service.ports.first().map(|port| port.container))).into_iter().map(|part| escape_dollars(&part)).collect::<Vec<_>>(),
+                    "interval": go_duration(check.interval),
+                    "timeout": go_duration(check.timeout),
+                    "retries": check.retries,
+                    "start_period": check.start_period.map(go_duration),
+                })
+            });
+            json!({
+                "name": name,
+                "container_name": stack.container_name(name),
+                "image": stack.image_reference(name),
+                "command": service.command.iter().map(|part| escape_dollars(part)).collect::<Vec<_>>(),
+                "restart": service.restart.as_str(),
+                "secrets": has_secrets,
+                "environment": environment.iter().map(|(name, value)| json!({ "name": name, "value": value })).collect::<Vec<_>>(),
+                "ports": service.ports.iter().map(|port| format!("{}:{}:{}", config.edge.upstream_host, port.host, port.container)).collect::<Vec<_>>(),
+                "volumes": service.volumes.iter().map(|mount| format!("{}:{}{}", mount.source, mount.target, if mount.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+                "depends_on": service.depends_on.iter().map(|(name, condition)| json!({ "name": name, "condition": condition.compose_condition() })).collect::<Vec<_>>(),
+                "healthcheck": healthcheck,
+            })
+        })
+        .collect();
+    let used_volumes: BTreeSet<&str> = stack
+        .services()
+        .flat_map(|(_, service)| service.volumes.iter().map(|mount| mount.source.as_str()))
+        .filter(|source| config.volumes.contains_key(*source))
+        .collect();
+    json!({
+        "environment": stack.environment,
+        "project": config.project.name,
+        "network": config.project.network,
+        "env_file": config.project.env_file,
+        "services": services,
+        "volumes": used_volumes,
+    })
+}
+
+/// Docker's `test` for a health check. HTTP checks run inside the container: with the service's
+/// own binary (`<binary> healthcheck --url URL`) in images we build, which have no shell and no
+/// wget, and with `wget` in third-party images.
+#[must_use]
+pub fn health_test_command(service: &Service, test: Option<HealthTest>) -> Vec<String> {
+    match test {
+        Some(HealthTest::Command(command)) => std::iter::once("CMD".to_owned()).chain(command).collect(),
+        Some(HealthTest::Shell(shell)) => vec!["CMD-SHELL".to_owned(), shell],
+        Some(HealthTest::Http { path, port }) => {
+            let url = format!("http://127.0.0.1:{port}{path}");
+            match service.build.as_ref().and_then(|build| build.binary.clone()) {
+                Some(binary) => vec!["CMD".into(), binary, "healthcheck".into(), "--url".into(), url],
+                None => vec!["CMD".into(), "wget".into(), "--quiet".into(), "--spider".into(), url],
+            }
+        }
+        None => vec!["NONE".to_owned()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack() -> Stack {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
+        Stack::load(&path, "production").expect("the shipped deploy.toml is valid")
+    }
+
+    #[test]
+    fn template_syntax_errors_name_the_template_and_line() {
+        let broken = [("nginx-site.conf", "line one\n{% if %}\n"), ("docker-compose.yml", "")];
+        let error = render_with(&broken, &stack()).unwrap_err();
+        assert_eq!(error.template, "nginx-site.conf");
+        assert_eq!(error.line, Some(2));
+    }
+
+    #[test]
+    fn template_render_errors_name_the_template_and_line() {
+        let broken = [("nginx-site.conf", "ok\n\nserver {{ nowhere.to_be_found }}\n"), ("docker-compose.yml", "")];
+        let error = render_with(&broken, &stack()).unwrap_err();
+        assert_eq!(error.template, "nginx-site.conf");
+        assert_eq!(error.line, Some(3), "{error}");
+        assert!(error.to_string().contains("nowhere.to_be_found"), "{error}");
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let stack = stack();
+        assert_eq!(render_stack(&stack).unwrap(), render_stack(&stack).unwrap());
+    }
+
+    #[test]
+    fn durations_are_written_as_go_understands_them() {
+        assert_eq!(go_duration(crate::config::Duration::from_secs(86_400)), "86400s");
+        assert_eq!(go_duration("1500ms".parse().unwrap()), "1500ms");
+    }
+}

@@ -1,0 +1,280 @@
+//! Secrets: `${NAME}` references in deploy.toml, the env file that holds their values, and the
+//! values `secrets generate` can make.
+//!
+//! The env file is Docker's format (`NAME=value` lines, `#` comments, no quoting), so compose's
+//! `env_file` and `--env-file` read the same file. It is written atomically with mode 0600.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+use crate::config::KeyPath;
+
+/// A `${NAME}` in a service's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretReference {
+    pub name: String,
+    /// Where it is written: `services.<service>.env.<VARIABLE>`.
+    pub path: KeyPath,
+}
+
+/// The names referenced by `value`, in order; `$$` is a literal `$`.
+pub fn references_in(value: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    while let Some(position) = rest.find('$') {
+        let after = &rest[position + 1..];
+        if let Some(after) = after.strip_prefix('$') {
+            rest = after;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or_else(|| format!("unclosed `${{` in `{value}`"))?;
+            let name = &body[..end];
+            if !is_variable_name(name) {
+                return Err(format!(
+                    "`${{{name}}}` is not a secret name: use letters, digits and `_`, not starting with a digit"
+                ));
+            }
+            names.push(name.to_owned());
+            rest = &body[end + 1..];
+        } else {
+            return Err(format!("a lone `$` in `{value}`: write `${{NAME}}` for a secret or `$$` for a literal `$`"));
+        }
+    }
+    Ok(names)
+}
+
+/// `NAME`, as environment variables are spelled: `[A-Za-z_][A-Za-z0-9_]*`.
+#[must_use]
+pub fn is_variable_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+}
+
+/// One line of an env file, kept so rewriting the file keeps the operator's comments and order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Line {
+    Other(String),
+    Entry { name: String, value: String },
+}
+
+/// The parsed env file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvFile {
+    pub path: PathBuf,
+    lines: Vec<Line>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvFileError {
+    #[error("failed to read `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}:{line}`: expected `NAME=value`")]
+    Syntax { path: PathBuf, line: usize },
+    #[error("failed to write `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EnvFile {
+    /// Reads `path`; `Ok(None)` when it does not exist.
+    pub fn read(path: &Path) -> Result<Option<Self>, EnvFileError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(EnvFileError::Read { path: path.to_path_buf(), source }),
+        };
+        Self::parse(path, &text).map(Some)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, EnvFileError> {
+        let mut lines = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                lines.push(Line::Other(line.to_owned()));
+                continue;
+            }
+            let (name, value) = trimmed.split_once('=').ok_or_else(|| EnvFileError::Syntax {
+                path: path.to_path_buf(),
+                line: number + 1,
+            })?;
+            let name = name.trim().trim_start_matches("export ").trim();
+            if !is_variable_name(name) {
+                return Err(EnvFileError::Syntax { path: path.to_path_buf(), line: number + 1 });
+            }
+            lines.push(Line::Entry { name: name.to_owned(), value: value.to_owned() });
+        }
+        Ok(Self { path: path.to_path_buf(), lines })
+    }
+
+    /// The value of `name`, if the file sets it (the last assignment wins, as in Docker).
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.lines.iter().rev().find_map(|line| match line {
+            Line::Entry { name: entry, value } if entry == name => Some(value.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Every name set, with its value.
+    #[must_use]
+    pub fn values(&self) -> BTreeMap<&str, &str> {
+        self.lines
+            .iter()
+            .filter_map(|line| match line {
+                Line::Entry { name, value } => Some((name.as_str(), value.as_str())),
+                Line::Other(_) => None,
+            })
+            .collect()
+    }
+
+    /// Sets `name`, in place when present, else appended after an optional comment.
+    pub fn set(&mut self, name: &str, value: String, comment: Option<&str>) {
+        for line in self.lines.iter_mut().rev() {
+            if let Line::Entry { name: entry, value: current } = line {
+                if entry == name {
+                    *current = value;
+                    return;
+                }
+            }
+        }
+        if let Some(comment) = comment {
+            self.lines.push(Line::Other(format!("# {comment}")));
+        }
+        self.lines.push(Line::Entry { name: name.to_owned(), value });
+    }
+
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        for line in &self.lines {
+            match line {
+                Line::Other(other) => text.push_str(other),
+                Line::Entry { name, value } => {
+                    text.push_str(name);
+                    text.push('=');
+                    text.push_str(value);
+                }
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Writes the file atomically (a temporary file in the same folder, then a rename), mode 0600
+    /// from the first byte.
+    pub fn write(&self) -> Result<(), EnvFileError> {
+        let error = |source| EnvFileError::Write { path: self.path.clone(), source };
+        let folder = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&folder).map_err(error)?;
+        let file_name = self.path.file_name().map_or_else(|| "env".into(), |name| name.to_string_lossy().into_owned());
+        let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
+        let result = (|| {
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
+            file.write_all(self.render().as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &self.path)?;
+            // A file that existed before keeps its inode's mode on some systems: make sure.
+            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        result.map_err(error)
+    }
+}
+
+/// How `secrets generate` fills a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipe {
+    /// `n` random bytes, hex-encoded.
+    Hex(usize),
+    /// `n` random bytes, standard base64.
+    Base64(usize),
+    /// Cannot be generated: written empty for the operator to fill in.
+    Placeholder,
+}
+
+/// The secrets `secrets generate` knows, with how to make them and what they are for.
+pub const KNOWN_SECRETS: &[(&str, Recipe, &str)] = &[
+    ("JWT_SECRET", Recipe::Hex(64), "signs the API's access tokens (64 random bytes, hex)"),
+    ("REDIS_PASSWORD", Recipe::Base64(32), "Redis `requirepass` (32 random bytes, base64)"),
+    ("ENCRYPTION_KEY", Recipe::Hex(32), "encrypts n8n's stored credentials (32 random bytes, hex)"),
+    ("DATABASE_URL", Recipe::Placeholder, "PostgreSQL connection URL, e.g. postgres://user:password@host:5432/db"),
+    ("GEMINI_API_KEY", Recipe::Placeholder, "Google Gemini API key"),
+];
+
+/// The recipe and description for `name`; unknown names are placeholders.
+#[must_use]
+pub fn recipe_for(name: &str) -> (Recipe, &'static str) {
+    KNOWN_SECRETS
+        .iter()
+        .find(|(known, _, _)| *known == name)
+        .map_or((Recipe::Placeholder, "referenced by deploy.toml"), |(_, recipe, about)| (*recipe, *about))
+}
+
+/// Makes a value following `recipe`, from the operating system's random source.
+pub fn generate(recipe: Recipe) -> Result<Option<String>, getrandom::Error> {
+    let random = |length| -> Result<Vec<u8>, getrandom::Error> {
+        let mut bytes = vec![0; length];
+        getrandom::fill(&mut bytes)?;
+        Ok(bytes)
+    };
+    Ok(match recipe {
+        Recipe::Hex(length) => Some(random(length)?.iter().map(|byte| format!("{byte:02x}")).collect()),
+        Recipe::Base64(length) => Some(base64::engine::general_purpose::STANDARD.encode(random(length)?)),
+        Recipe::Placeholder => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_found_and_checked() {
+        assert_eq!(references_in("redis://:${REDIS_PASSWORD}@redis:6379").unwrap(), ["REDIS_PASSWORD"]);
+        assert_eq!(references_in("${A}${B_2}").unwrap(), ["A", "B_2"]);
+        assert!(references_in("cost: $$5").unwrap().is_empty());
+        assert!(references_in("plain").unwrap().is_empty());
+        assert!(references_in("${unclosed").is_err());
+        assert!(references_in("${1BAD}").is_err());
+        assert!(references_in("$HOME").is_err());
+    }
+
+    #[test]
+    fn env_files_round_trip_with_comments() {
+        let text = "# MasStock secrets\nJWT_SECRET=abc\n\nexport REDIS_PASSWORD=a+b/c==\n";
+        let mut file = EnvFile::parse(Path::new(".env"), text).unwrap();
+        assert_eq!(file.get("REDIS_PASSWORD"), Some("a+b/c=="));
+        file.set("JWT_SECRET", "def".into(), None);
+        file.set("GEMINI_API_KEY", String::new(), Some("Gemini"));
+        assert_eq!(file.render(), "# MasStock secrets\nJWT_SECRET=def\n\nREDIS_PASSWORD=a+b/c==\n# Gemini\nGEMINI_API_KEY=\n");
+        assert!(matches!(EnvFile::parse(Path::new(".env"), "oops\n"), Err(EnvFileError::Syntax { line: 1, .. })));
+    }
+
+    #[test]
+    fn generated_values_have_the_asked_size() {
+        let hex = generate(Recipe::Hex(64)).unwrap().unwrap();
+        assert_eq!(hex.len(), 128);
+        assert!(hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        let base64 = generate(Recipe::Base64(32)).unwrap().unwrap();
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(base64).unwrap().len(), 32);
+        assert_ne!(generate(Recipe::Hex(32)).unwrap(), generate(Recipe::Hex(32)).unwrap());
+        assert_eq!(generate(Recipe::Placeholder).unwrap(), None);
+    }
+}

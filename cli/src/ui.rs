@@ -1,0 +1,92 @@
+//! What masstockctl says: data on stdout, talk on stderr, colour only where it can be seen.
+//!
+//! `anstream` strips the styles when stderr is not a terminal, or `NO_COLOR` is set.
+
+use std::io::Write as _;
+
+use anstyle::{AnsiColor, Style};
+
+use crate::commands::GlobalArgs;
+use crate::config::Diagnostic;
+use crate::error::CommandError;
+
+const ERROR: Style = AnsiColor::Red.on_default().bold();
+const WARNING: Style = AnsiColor::Yellow.on_default().bold();
+
+/// The output settings of one invocation.
+#[derive(Debug, Clone)]
+pub struct Ui {
+    pub json: bool,
+    /// -1 with `-q`, 0 by default, 1 and more with `-v`.
+    pub verbosity: i8,
+    pub progress: bool,
+}
+
+impl Ui {
+    #[must_use]
+    pub fn new(global: &GlobalArgs) -> Self {
+        let verbosity = i8::try_from(global.verbose).unwrap_or(i8::MAX) - i8::try_from(global.quiet).unwrap_or(i8::MAX);
+        Self { json: global.json, verbosity, progress: !global.no_progress }
+    }
+
+    /// A line of talk on stderr, unless `-q`.
+    pub fn info(&self, message: impl std::fmt::Display) {
+        if self.verbosity >= 0 {
+            let _ = writeln!(anstream::stderr(), "{message}");
+        }
+    }
+
+    /// A detail shown with `-v`.
+    pub fn detail(&self, message: impl std::fmt::Display) {
+        if self.verbosity > 0 {
+            let _ = writeln!(anstream::stderr(), "{message}");
+        }
+    }
+
+    /// Data on stdout. A closed pipe (`| head`) is not an error.
+    pub fn data(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    }
+
+    /// One JSON document on stdout.
+    pub fn json_document(&self, value: &serde_json::Value) {
+        let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned());
+        self.data(&format!("{text}\n"));
+    }
+
+    pub fn warning(&self, diagnostic: &Diagnostic) {
+        if self.verbosity >= 0 {
+            let severity = format!("{WARNING}warning{WARNING:#}");
+            let _ = write!(anstream::stderr(), "{}", diagnostic.render(&severity));
+        }
+    }
+
+    /// Reports a failed command: located diagnostics first, then the error, its causes and hints.
+    /// With `--json`, stdout also gets `{"error": ...}` so it still holds one document.
+    pub fn command_error(&self, error: &CommandError) {
+        let severity = format!("{ERROR}error{ERROR:#}");
+        let mut stderr = anstream::stderr();
+        for diagnostic in &error.diagnostics {
+            let _ = writeln!(stderr, "{}", diagnostic.render(&severity));
+        }
+        let chain = error.chain();
+        let _ = writeln!(stderr, "{severity}: {}", chain[0]);
+        for cause in &chain[1..] {
+            let _ = writeln!(stderr, "  caused by: {cause}");
+        }
+        for hint in &error.hints {
+            let _ = writeln!(stderr, "  hint: {hint}");
+        }
+        if self.json {
+            self.json_document(&serde_json::json!({
+                "error": {
+                    "message": chain[0],
+                    "causes": &chain[1..],
+                    "hints": error.hints,
+                    "diagnostics": error.diagnostics,
+                }
+            }));
+        }
+    }
+}
