@@ -281,6 +281,10 @@ pub struct Acme {
     pub ca_bundle: Option<PathBuf>,
     #[serde(default)]
     pub certificates: CertificateLayout,
+    /// The lineage name of the shared certificate (`live/<cert_name>/`), as certbot's
+    /// `--cert-name`; the shortest domain (the apex) by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -483,10 +487,16 @@ impl Stack {
     pub fn certificate_paths(&self, domain: &str) -> (PathBuf, PathBuf) {
         let acme = &self.config.acme;
         let name = match acme.certificates {
-            CertificateLayout::San => self.sites().next().map_or(domain, |(_, site)| site.domain.as_str()),
-            CertificateLayout::PerDomain => domain,
+            CertificateLayout::San => acme.cert_name.clone().unwrap_or_else(|| {
+                self.sites()
+                    .map(|(_, site)| site.domain.as_str())
+                    .min_by_key(|domain| (domain.len(), *domain))
+                    .unwrap_or(domain)
+                    .to_owned()
+            }),
+            CertificateLayout::PerDomain => domain.to_owned(),
         };
-        let live = acme.cert_dir.join("live").join(name);
+        let live = acme.cert_dir.join("live").join(&name);
         (live.join("fullchain.pem"), live.join("privkey.pem"))
     }
 }
@@ -501,7 +511,7 @@ pub fn read_source(path: &Path) -> Result<Source, ConfigError> {
 /// Parses the TOML syntax.
 fn parse(source: &Source) -> Result<toml::Table, Diagnostic> {
     toml::from_str::<toml::Table>(&source.text).map_err(|error| Diagnostic {
-        message: format!("invalid TOML: {}", error.message().trim_end()),
+        message: format!("invalid TOML: {}", error.message().trim_end().replace('\n', ": ")),
         location: error.span().map(|span| source.location_of(span)),
         hints: Vec::new(),
     })
@@ -595,8 +605,11 @@ fn deserialize(source: &Source, merged: toml::Table, environment: &str) -> Resul
         let message = error.inner().message().trim_end().to_owned();
         let mut hints = Vec::new();
         let (message, mark) = if let Some((unknown, expected)) = parse_unknown(&message, "field") {
-            let parent = path.clone();
-            path = path.key(&unknown);
+            // The path may or may not already end with the unknown key.
+            if path.0.last() != Some(&Segment::Key(unknown.clone())) {
+                path = path.key(&unknown);
+            }
+            let parent = KeyPath(path.0[..path.0.len() - 1].to_vec());
             if let Some(closest) = closest(&unknown, expected.iter().map(String::as_str)) {
                 hints.push(format!("did you mean `{closest}`?"));
             } else if !expected.is_empty() {
@@ -609,7 +622,7 @@ fn deserialize(source: &Source, merged: toml::Table, environment: &str) -> Resul
                 hints.push(format!("did you mean `{closest}`?"));
             }
             hints.push(format!("valid values: {}", quoted_list(&expected)));
-            (format!("invalid value `{unknown}` for `{path}`"), Mark::Value)
+            (format!("`{path}`: invalid value `{unknown}`"), Mark::Value)
         } else if let Some(field) = message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`')) {
             let message = if path.is_empty() {
                 format!("missing key `{field}` at the top level")
@@ -618,12 +631,35 @@ fn deserialize(source: &Source, merged: toml::Table, environment: &str) -> Resul
             };
             (message, Mark::Key)
         } else {
-            let message = message.replace("invalid type: ", "wrong type: ");
-            let message = if path.is_empty() { message } else { format!("{message} for `{path}`") };
+            let message = in_toml_terms(&message);
+            let message = if path.is_empty() { message } else { format!("`{path}`: {message}") };
             (message, Mark::Value)
         };
         Diagnostic { message, location: source.locate(&path, mark, Some(environment)), hints }
     })
+}
+
+/// Rewords serde's Rust-flavoured type names as TOML calls them.
+fn in_toml_terms(message: &str) -> String {
+    let mut message = message.replace("invalid type: ", "wrong type: found ");
+    for (rust, toml) in [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected a table"),
+        ("sequence", "array"),
+        ("map", "table"),
+        ("expected a borrowed string", "expected a string"),
+        ("expected IP address", "expected an IP address, like `127.0.0.1`"),
+    ] {
+        message = message.replace(rust, toml);
+    }
+    if let Some(struct_start) = message.find("expected struct ") {
+        message.replace_range(struct_start.., "expected a table");
+    }
+    message
 }
 
 /// Splits serde's "unknown field `x`, expected one of `a`, `b`" into `x` and `[a, b]`.

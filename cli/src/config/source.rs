@@ -154,18 +154,20 @@ impl Source {
     #[must_use]
     pub fn locate(&self, path: &KeyPath, mark: Mark, environment: Option<&str>) -> Option<Location> {
         let document = self.document.as_ref()?;
-        let mut candidates = Vec::new();
+        // How much of `path` each place writes; the override wins ties, a deeper match wins always.
+        let mut best: Option<(usize, Range<usize>)> = None;
         if let Some(environment) = environment {
             let mut overridden = KeyPath::new(["environments", environment]);
             overridden.0.extend(path.0.iter().cloned());
-            candidates.push(overridden);
+            best = span_of(document.as_item(), &overridden.0, mark)
+                .and_then(|(depth, span)| depth.checked_sub(2).filter(|matched| *matched > 0).map(|matched| (matched, span)));
         }
-        candidates.push(path.clone());
-        // A path written in full beats a parent; among equals, the override wins.
-        let best = candidates
-            .iter()
-            .filter_map(|candidate| span_of(document.as_item(), &candidate.0, mark))
-            .max_by_key(|(depth, _)| *depth)?;
+        if let Some((depth, span)) = span_of(document.as_item(), &path.0, mark) {
+            if best.as_ref().is_none_or(|(matched, _)| depth > *matched) {
+                best = Some((depth, span));
+            }
+        }
+        let best = best?;
         Some(self.location_of(best.1))
     }
 

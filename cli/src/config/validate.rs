@@ -589,6 +589,16 @@ fn acme(checker: &mut Checker, config: &Config) {
     let email_valid = acme.email.split_once('@').is_some_and(|(local, domain)| {
         !local.is_empty() && !local.contains(char::is_whitespace) && domain_problem(domain).is_none()
     });
+    if let Some(name) = &acme.cert_name {
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            checker.error(
+                &path.key("cert_name"),
+                Mark::Value,
+                format!("invalid certificate name `{name}`"),
+                vec!["it names a folder under `live/`: no `/`, not starting with `.`".into()],
+            );
+        }
+    }
     if !email_valid {
         checker.error(&path.key("email"), Mark::Value, format!("invalid e-mail address `{}`", acme.email), Vec::new());
     }

@@ -1,0 +1,99 @@
+//! `masstockctl config check`: the summary of a valid file, and located errors for invalid ones.
+
+use crate::support::{shipped_config, Sandbox};
+
+#[test]
+fn the_shipped_file_checks_clean_with_a_warning_for_the_missing_env_file() {
+    for environment in ["production", "local"] {
+        let run = Sandbox::new().run(&["--env", environment, "config", "check"]);
+        assert_eq!(run.status, 0, "{}", run.transcript());
+        insta::assert_snapshot!(format!("check_{environment}"), run.transcript());
+    }
+}
+
+#[test]
+fn json_summary_is_one_document() {
+    let run = Sandbox::new().run(&["--json", "config", "check"]);
+    assert_eq!(run.status, 0, "{}", run.transcript());
+    let document: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
+    assert_eq!(document["valid"], true);
+    assert_eq!(document["environment"], "production");
+    assert_eq!(document["start_order"][0], "n8n");
+    assert_eq!(document["config"]["services"]["redis"]["healthcheck"]["interval"], "10s");
+    assert_eq!(document["secrets"]["env_file_exists"], false);
+    assert!(run.stderr.contains("warning: env file"), "the warning goes to stderr: {}", run.stderr);
+}
+
+/// Each invalid input exits 2 and points at the offending line.
+#[test]
+fn invalid_files_point_at_line_and_column() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("unknown_key", "ports = [{ host = 3000, container = 3000 }]", "prots = [{ host = 3000, container = 3000 }]"),
+        ("unknown_top_level_table", "\n[rate_limits]\n", "\n[rate_limit]\n"),
+        ("wrong_type", "http_port = 80\n", "http_port = \"eighty\"\n"),
+        ("bad_duration", "interval = \"10s\"", "interval = \"10 seconds\""),
+        ("bad_rate", "general = \"100/60s\"", "general = \"100/minute\""),
+        ("invalid_domain", "domain = \"app.masstock.fr\"", "domain = \"app..masstock.fr\""),
+        ("unknown_dependency", "depends_on = { redis = \"healthy\" }", "depends_on = { rediss = \"healthy\" }"),
+        ("dependency_cycle", "depends_on = { redis = \"healthy\" }", "depends_on = { redis = \"healthy\", worker = \"started\" }"),
+        ("shared_host_port", "ports = [{ host = 8080, container = 80 }]", "ports = [{ host = 8081, container = 80 }]"),
+        ("bad_restart_policy", "restart = \"unless-stopped\"", "restart = \"unless-stoped\""),
+        ("toml_syntax", "[project]", "[project"),
+        ("derived_variable_declared", "APP_ENV = \"production\"\nPORT", "CORS_ORIGIN = \"https://x.fr\"\nAPP_ENV = \"production\"\nPORT"),
+        ("bad_secret_reference", "\"${JWT_SECRET}\"", "\"${JWT SECRET}\""),
+        ("bad_origin", "origins = [\"https://app.masstock.fr\"]", "origins = [\"https://app.masstock.fr/\"]"),
+        ("local_override_error", "enabled_link = \"\"", "enabled_lnk = \"\""),
+    ];
+    for (name, from, to) in cases {
+        let sandbox = Sandbox::edited(from, to);
+        let environment = if name.starts_with("local") { "local" } else { "production" };
+        let run = sandbox.run(&["--env", environment, "config", "check"]);
+        assert_eq!(run.status, 2, "{name}: {}", run.transcript());
+        assert!(run.stderr.contains("--> deploy.toml:"), "{name}: no location: {}", run.stderr);
+        insta::assert_snapshot!(format!("invalid_{name}"), run.transcript());
+    }
+}
+
+#[test]
+fn an_error_in_another_environment_is_reported_too() {
+    let sandbox = Sandbox::edited("[environments.local.sites.api]\ndomain = \"api.masstock.localhost\"", "[environments.local.sites.api]\ndomain = \"api.masstock.localhost\"\nservice = \"nope\"");
+    let run = sandbox.run(&["config", "check"]);
+    assert_eq!(run.status, 2, "{}", run.transcript());
+    assert!(run.stderr.contains("environment `local`: site `api` routes to unknown service `nope`"), "{}", run.stderr);
+}
+
+#[test]
+fn unknown_environment_lists_the_declared_ones() {
+    let run = Sandbox::new().run(&["--env", "lokal", "config", "check"]);
+    assert_eq!(run.status, 2);
+    insta::assert_snapshot!(run.transcript());
+}
+
+#[test]
+fn a_secret_missing_from_an_existing_env_file_is_an_error() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.path(".env.local"), "JWT_SECRET=x\nREDIS_PASSWORD=y\nDATABASE_URL=\n").unwrap();
+    let run = sandbox.run(&["--env", "local", "config", "check"]);
+    assert_eq!(run.status, 2, "{}", run.transcript());
+    insta::assert_snapshot!(run.transcript());
+}
+
+#[test]
+fn a_missing_config_file_says_where_it_looked() {
+    let sandbox = Sandbox::with_config("");
+    let run = sandbox.run(&["--config", "nowhere.toml", "config", "check"]);
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("failed to read `nowhere.toml`"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: pass `--config FILE`"), "{}", run.stderr);
+}
+
+#[test]
+fn errors_are_one_json_document_with_json() {
+    let sandbox = Sandbox::edited("http_port = 80\n", "http_port = \"eighty\"\n");
+    let run = sandbox.run(&["--json", "config", "check"]);
+    assert_eq!(run.status, 2);
+    let document: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    let diagnostic = &document["error"]["diagnostics"][0];
+    assert_eq!(diagnostic["location"]["line"], shipped_config().lines().position(|line| line == "http_port = 80").unwrap() + 1);
+    assert_eq!(diagnostic["location"]["column"], 13);
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the `masstockctl` binary: one test binary, one module per command.
+
+mod completions;
+mod config_check;
+mod help;
+mod parser;
+mod render;
+mod secrets;
+mod support;

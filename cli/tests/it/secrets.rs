@@ -1,0 +1,61 @@
+//! `masstockctl secrets generate`: mode 0600, no overwrite without `--force`, values kept.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::support::Sandbox;
+
+fn env_value(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|line| line.strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+#[test]
+fn generates_strong_values_and_placeholders_with_mode_0600() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["--env", "local", "secrets", "generate"]);
+    assert_eq!(run.status, 0, "{}", run.transcript());
+    let path = sandbox.path(".env.local");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let jwt = env_value(&text, "JWT_SECRET").unwrap();
+    assert_eq!(jwt.len(), 128, "64 bytes, hex");
+    assert!(jwt.bytes().all(|byte| byte.is_ascii_hexdigit()));
+    assert_eq!(env_value(&text, "ENCRYPTION_KEY").unwrap().len(), 64, "32 bytes, hex");
+    assert_eq!(env_value(&text, "REDIS_PASSWORD").unwrap().len(), 44, "32 bytes, base64");
+    assert_eq!(env_value(&text, "GEMINI_API_KEY").as_deref(), Some(""));
+    assert_eq!(env_value(&text, "DATABASE_URL").as_deref(), Some(""));
+    // Values are only printed when asked for.
+    assert!(!run.stdout.contains(&jwt) && !run.stderr.contains(&jwt), "{}", run.transcript());
+    insta::assert_snapshot!(run.transcript());
+    // The stack now checks against the file (placeholders are warnings).
+    let check = sandbox.run(&["--env", "local", "config", "check"]);
+    assert_eq!(check.status, 0, "{}", check.transcript());
+    assert!(check.stderr.contains("secret `GEMINI_API_KEY` is empty"), "{}", check.stderr);
+}
+
+#[test]
+fn refuses_to_overwrite_and_keeps_values_with_force() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.path(".env.local");
+    std::fs::write(&path, "# mine\nJWT_SECRET=keep-me\nGEMINI_API_KEY=AIza-test\n").unwrap();
+    let refused = sandbox.run(&["--env", "local", "secrets", "generate"]);
+    assert_eq!(refused.status, 1, "{}", refused.transcript());
+    assert!(refused.stderr.contains("already exists") && refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "# mine\nJWT_SECRET=keep-me\nGEMINI_API_KEY=AIza-test\n");
+
+    let forced = sandbox.run(&["--env", "local", "secrets", "generate", "--force"]);
+    assert_eq!(forced.status, 0, "{}", forced.transcript());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("# mine\nJWT_SECRET=keep-me\nGEMINI_API_KEY=AIza-test\n"), "{text}");
+    assert_eq!(env_value(&text, "REDIS_PASSWORD").unwrap().len(), 44);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn show_prints_values_on_stdout() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["--env", "local", "secrets", "generate", "--out", "custom.env", "--show"]);
+    assert_eq!(run.status, 0, "{}", run.transcript());
+    let text = std::fs::read_to_string(sandbox.path("custom.env")).unwrap();
+    let jwt = env_value(&text, "JWT_SECRET").unwrap();
+    assert!(run.stdout.contains(&format!("JWT_SECRET={jwt}")));
+}

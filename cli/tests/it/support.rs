@@ -1,0 +1,68 @@
+//! A sandbox folder holding a deploy.toml, and a pinned environment to run masstockctl in.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The shipped deploy.toml.
+pub fn shipped_config() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml")).expect("read deploy.toml")
+}
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+/// What a run printed, and how it ended.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Exit status, stdout and stderr in one text, for snapshots.
+    pub fn transcript(&self) -> String {
+        format!("status: {}\n----- stdout -----\n{}----- stderr -----\n{}", self.status, self.stdout, self.stderr)
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with the shipped deploy.toml.
+    pub fn new() -> Self {
+        Self::with_config(&shipped_config())
+    }
+
+    pub fn with_config(text: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        std::fs::write(dir.path().join("deploy.toml"), text).expect("write deploy.toml");
+        Self { dir }
+    }
+
+    /// The shipped deploy.toml with `from` replaced by `to` (which must be there, once at least).
+    pub fn edited(from: &str, to: &str) -> Self {
+        let text = shipped_config();
+        assert!(text.contains(from), "the shipped deploy.toml no longer contains {from:?}");
+        Self::with_config(&text.replacen(from, to, 1))
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Runs masstockctl in the sandbox with a pinned environment: no colour, a fixed HOME.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_masstockctl"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run masstockctl");
+        // Temporary paths differ on every run: snapshots see `[SANDBOX]`.
+        let sandbox = self.dir.path().display().to_string();
+        let filter = |bytes: Vec<u8>| String::from_utf8(bytes).expect("utf-8 output").replace(&sandbox, "[SANDBOX]");
+        Run { status: output.status.code().unwrap_or(-1), stdout: filter(output.stdout), stderr: filter(output.stderr) }
+    }
+}
