@@ -5,6 +5,7 @@
 //! `env_file` and `--env-file` read the same file. It is written atomically with mode 0600.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -105,10 +106,9 @@ impl EnvFile {
                 lines.push(Line::Other(line.to_owned()));
                 continue;
             }
-            let (name, value) = trimmed.split_once('=').ok_or_else(|| EnvFileError::Syntax {
-                path: path.to_path_buf(),
-                line: number + 1,
-            })?;
+            let (name, value) = trimmed
+                .split_once('=')
+                .ok_or_else(|| EnvFileError::Syntax { path: path.to_path_buf(), line: number + 1 })?;
             let name = name.trim().trim_start_matches("export ").trim();
             if !is_variable_name(name) {
                 return Err(EnvFileError::Syntax { path: path.to_path_buf(), line: number + 1 });
@@ -235,7 +235,10 @@ pub fn generate(recipe: Recipe) -> Result<Option<String>, getrandom::Error> {
         Ok(bytes)
     };
     Ok(match recipe {
-        Recipe::Hex(length) => Some(random(length)?.iter().map(|byte| format!("{byte:02x}")).collect()),
+        Recipe::Hex(length) => Some(random(length)?.iter().fold(String::new(), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })),
         Recipe::Base64(length) => Some(base64::engine::general_purpose::STANDARD.encode(random(length)?)),
         Recipe::Placeholder => None,
     })
@@ -263,7 +266,10 @@ mod tests {
         assert_eq!(file.get("REDIS_PASSWORD"), Some("a+b/c=="));
         file.set("JWT_SECRET", "def".into(), None);
         file.set("GEMINI_API_KEY", String::new(), Some("Gemini"));
-        assert_eq!(file.render(), "# MasStock secrets\nJWT_SECRET=def\n\nREDIS_PASSWORD=a+b/c==\n# Gemini\nGEMINI_API_KEY=\n");
+        assert_eq!(
+            file.render(),
+            "# MasStock secrets\nJWT_SECRET=def\n\nREDIS_PASSWORD=a+b/c==\n# Gemini\nGEMINI_API_KEY=\n"
+        );
         assert!(matches!(EnvFile::parse(Path::new(".env"), "oops\n"), Err(EnvFileError::Syntax { line: 1, .. })));
     }
 

@@ -1,0 +1,121 @@
+//! Support for end-to-end tests against the real tools: free ports, processes that are stopped
+//! even when a test fails, test certificates, and deploy.toml variants pointing into a sandbox.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The workspace's root folder.
+#[must_use]
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+/// The path of a tool the test needs; fails with how to get it when it is missing.
+#[must_use]
+pub fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|folder| folder.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed: run `script/bootstrap` (it installs and starts what the tests need)")
+        })
+}
+
+/// A TCP port nobody listens on right now.
+#[must_use]
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("bind an ephemeral port").port()
+}
+
+/// Waits until something accepts connections on `address`.
+pub fn wait_for_port(address: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {address} after {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process stopped and reaped when dropped, so a failing test leaves nothing running.
+///
+/// It is asked to stop with SIGTERM first: a daemon such as nginx then stops its own workers,
+/// which a SIGKILL of the master would leave orphaned. SIGKILL follows after five seconds.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let terminated = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        if terminated.is_ok_and(|status| status.success()) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if matches!(self.0.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The shipped deploy.toml plus an environment `e2e`: the environment `base` with `overrides`
+/// (TOML text) merged over it, so tests run the real configuration with sandboxed paths and ports.
+#[must_use]
+pub fn config_with_environment(base: &str, overrides: &str) -> String {
+    let shipped = fs_err::read_to_string(workspace_root().join("deploy.toml")).expect("read deploy.toml");
+    let mut document: toml::Table = toml::from_str(&shipped).expect("deploy.toml is TOML");
+    let environments = document.get_mut("environments").and_then(toml::Value::as_table_mut).expect("[environments]");
+    let mut environment = environments.get(base).and_then(toml::Value::as_table).cloned().unwrap_or_default();
+    merge(&mut environment, &toml::from_str(overrides).expect("overrides are TOML"));
+    environments.insert("e2e".to_owned(), toml::Value::Table(environment));
+    toml::to_string(&document).expect("serialize deploy.toml")
+}
+
+fn merge(base: &mut toml::Table, overrides: &toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(value)) => merge(base, value),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// A test certificate authority and a certificate it signed for some domains (ECDSA P-256).
+#[derive(Debug)]
+pub struct TestCertificates {
+    pub ca_pem: String,
+    pub fullchain_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCertificates {
+    #[must_use]
+    pub fn for_domains(domains: &[String]) -> Self {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "masstockctl e2e test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("self-sign the CA");
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf = rcgen::CertificateParams::new(domains.to_vec())
+            .expect("leaf parameters")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("sign the leaf");
+        Self { ca_pem: ca.pem(), fullchain_pem: format!("{}{}", leaf.pem(), ca.pem()), key_pem: key.serialize_pem() }
+    }
+
+    /// Writes them where the rendered site expects them (certbot's `live/` layout).
+    pub fn install(&self, fullchain: &Path, key: &Path) {
+        fs_err::create_dir_all(fullchain.parent().expect("a folder")).expect("create live/");
+        fs_err::write(fullchain, &self.fullchain_pem).expect("write fullchain.pem");
+        fs_err::write(key, &self.key_pem).expect("write privkey.pem");
+    }
+}

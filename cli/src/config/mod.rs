@@ -30,6 +30,7 @@ pub struct Config {
     pub sites: BTreeMap<String, Site>,
     pub services: BTreeMap<String, Service>,
     #[serde(default)]
+    #[allow(clippy::zero_sized_map_values, reason = "a volume has no option yet; `Volume` still rejects unknown keys")]
     pub volumes: BTreeMap<String, Volume>,
     pub edge: Edge,
     pub cors: Cors,
@@ -389,10 +390,8 @@ impl Stack {
 
     /// The environments deploy.toml declares.
     pub fn environments(source: &Source) -> Result<Vec<String>, ConfigError> {
-        let document = parse(source).map_err(|diagnostic| ConfigError::Invalid {
-            path: source.path.clone(),
-            diagnostics: vec![diagnostic],
-        })?;
+        let document = parse(source)
+            .map_err(|diagnostic| ConfigError::Invalid { path: source.path.clone(), diagnostics: vec![diagnostic] })?;
         Ok(match document.get("environments") {
             Some(toml::Value::Table(environments)) => environments.keys().cloned().collect(),
             _ => Vec::new(),
@@ -401,7 +400,11 @@ impl Stack {
 
     /// Enabled services, by name.
     pub fn services(&self) -> impl Iterator<Item = (&str, &Service)> {
-        self.config.services.iter().filter(|(_, service)| service.enabled).map(|(name, service)| (name.as_str(), service))
+        self.config
+            .services
+            .iter()
+            .filter(|(_, service)| service.enabled)
+            .map(|(name, service)| (name.as_str(), service))
     }
 
     /// Enabled sites, by name.
@@ -503,8 +506,8 @@ impl Stack {
 
 /// Reads deploy.toml.
 pub fn read_source(path: &Path) -> Result<Source, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     Ok(Source::new(path, text))
 }
 
@@ -540,7 +543,11 @@ fn select_environment(
             if overrides.contains_key("environments") {
                 return Err(Diagnostic {
                     message: format!("environment `{environment}` cannot declare environments of its own"),
-                    location: source.locate(&KeyPath::new(["environments", environment, "environments"]), Mark::Key, None),
+                    location: source.locate(
+                        &KeyPath::new(["environments", environment, "environments"]),
+                        Mark::Key,
+                        None,
+                    ),
                     hints: Vec::new(),
                 });
             }
@@ -557,16 +564,15 @@ fn select_environment(
             let mut hints = vec![if names.is_empty() {
                 "deploy.toml declares no environment; add `[environments.<name>]`".to_owned()
             } else {
-                format!("declared environments: {}", names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "declared environments: {}",
+                    names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+                )
             }];
             if let Some(closest) = closest(environment, names.iter().map(String::as_str)) {
                 hints.insert(0, format!("did you mean `{closest}`?"));
             }
-            return Err(Diagnostic {
-                message: format!("unknown environment `{environment}`"),
-                location: None,
-                hints,
-            });
+            return Err(Diagnostic { message: format!("unknown environment `{environment}`"), location: None, hints });
         }
     }
     Ok(document)
@@ -720,7 +726,8 @@ mod tests {
 
     #[test]
     fn unknown_field_messages_are_split() {
-        let (unknown, expected) = parse_unknown("unknown field `prots`, expected one of `image`, `ports`", "field").unwrap();
+        let (unknown, expected) =
+            parse_unknown("unknown field `prots`, expected one of `image`, `ports`", "field").unwrap();
         assert_eq!(unknown, "prots");
         assert_eq!(expected, ["image", "ports"]);
         assert_eq!(closest("prots", expected.iter().map(String::as_str)), Some("ports"));

@@ -107,21 +107,11 @@ impl Diagnostic {
         if let Some(location) = &self.location {
             let number = location.line.to_string();
             let gutter = " ".repeat(number.len());
-            let _ = writeln!(
-                out,
-                "{gutter}--> {}:{}:{}",
-                location.file.display(),
-                location.line,
-                location.column
-            );
+            let _ = writeln!(out, "{gutter}--> {}:{}:{}", location.file.display(), location.line, location.column);
             let _ = writeln!(out, "{gutter} |");
             let _ = writeln!(out, "{number} | {}", location.line_text);
-            let _ = writeln!(
-                out,
-                "{gutter} | {}{}",
-                " ".repeat(location.column - 1),
-                "^".repeat(location.width.max(1))
-            );
+            let _ =
+                writeln!(out, "{gutter} | {}{}", " ".repeat(location.column - 1), "^".repeat(location.width.max(1)));
             for hint in &self.hints {
                 let _ = writeln!(out, "{gutter} = hint: {hint}");
             }
@@ -159,8 +149,9 @@ impl Source {
         if let Some(environment) = environment {
             let mut overridden = KeyPath::new(["environments", environment]);
             overridden.0.extend(path.0.iter().cloned());
-            best = span_of(document.as_item(), &overridden.0, mark)
-                .and_then(|(depth, span)| depth.checked_sub(2).filter(|matched| *matched > 0).map(|matched| (matched, span)));
+            best = span_of(document.as_item(), &overridden.0, mark).and_then(|(depth, span)| {
+                depth.checked_sub(2).filter(|matched| *matched > 0).map(|matched| (matched, span))
+            });
         }
         if let Some((depth, span)) = span_of(document.as_item(), &path.0, mark) {
             if best.as_ref().is_none_or(|(matched, _)| depth > *matched) {
@@ -182,13 +173,7 @@ impl Source {
         let column = self.text[line_start..start].chars().count() + 1;
         let end = span.end.clamp(start, line_end);
         let width = self.text[start..end].chars().count();
-        Location {
-            file: self.path.clone(),
-            line,
-            column,
-            line_text: line_text.replace('\t', " "),
-            width,
-        }
+        Location { file: self.path.clone(), line, column, line_text: line_text.replace('\t', " "), width }
     }
 }
 
@@ -239,11 +224,7 @@ fn span_of(item: &Item, path: &[Segment], mark: Mark) -> Option<(usize, Range<us
     for (depth, segment) in path.iter().enumerate() {
         let Some((key_span, next)) = current.child(segment) else { break };
         let last = depth + 1 == path.len();
-        let span = if last && mark == Mark::Key {
-            key_span.or_else(|| next.span())
-        } else {
-            next.span().or(key_span)
-        };
+        let span = if last && mark == Mark::Key { key_span.or_else(|| next.span()) } else { next.span().or(key_span) };
         if let Some(span) = span {
             best = Some((depth + 1, span));
         }

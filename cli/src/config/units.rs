@@ -26,7 +26,9 @@ impl FromStr for Duration {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || {
-            format!("invalid duration `{text}`: expected a number with a unit, like `500ms`, `30s`, `5m`, `24h` or `1m30s`")
+            format!(
+                "invalid duration `{text}`: expected a number with a unit, like `500ms`, `30s`, `5m`, `24h` or `1m30s`"
+            )
         };
         let mut rest = text.trim();
         if rest.is_empty() {
@@ -103,11 +105,8 @@ impl FromStr for Rate {
         }
         let period = period.trim();
         // `10/s` reads as `10/1s`.
-        let period = if period.starts_with(|c: char| c.is_ascii_digit()) {
-            period.to_owned()
-        } else {
-            format!("1{period}")
-        };
+        let period =
+            if period.starts_with(|c: char| c.is_ascii_digit()) { period.to_owned() } else { format!("1{period}") };
         let per: Duration = period.parse().map_err(|_| invalid("the period is not a duration"))?;
         if per.0.is_zero() {
             return Err(invalid("the period must be longer than zero"));

@@ -165,14 +165,12 @@ fn services(checker: &mut Checker, config: &Config) {
                     &build_path,
                     Mark::Value,
                     format!("`services.{name}.build` must name exactly one of `binary` or `host_package`"),
-                    vec!["`binary` builds from a workspace binary, `host_package` from a Debian package of this host".into()],
+                    vec!["`binary` builds from a workspace binary, `host_package` from a Debian package of this host"
+                        .into()],
                 ),
-                (None, Some(_)) if build.assets.is_some() => checker.error(
-                    &build_path.key("assets"),
-                    Mark::Key,
-                    "`assets` only goes with `binary`",
-                    Vec::new(),
-                ),
+                (None, Some(_)) if build.assets.is_some() => {
+                    checker.error(&build_path.key("assets"), Mark::Key, "`assets` only goes with `binary`", Vec::new());
+                }
                 _ => {}
             }
         }
@@ -188,8 +186,16 @@ fn services(checker: &mut Checker, config: &Config) {
                 if let Some(closest) = closest(&mount.source, config.volumes.keys().map(String::as_str)) {
                     hints.push(format!("did you mean `{closest}`?"));
                 }
-                hints.push(format!("declare it under `[volumes]`, or use an absolute host path; declared: {}", quoted_list(&config.volumes.keys().collect::<Vec<_>>())));
-                checker.error(&mount_path.key("source"), Mark::Value, format!("unknown volume `{}`", mount.source), hints);
+                hints.push(format!(
+                    "declare it under `[volumes]`, or use an absolute host path; declared: {}",
+                    quoted_list(&config.volumes.keys().collect::<Vec<_>>())
+                ));
+                checker.error(
+                    &mount_path.key("source"),
+                    Mark::Value,
+                    format!("unknown volume `{}`", mount.source),
+                    hints,
+                );
             }
             if !mount.target.starts_with('/') {
                 checker.error(
@@ -233,7 +239,8 @@ fn services(checker: &mut Checker, config: &Config) {
 fn healthcheck(checker: &mut Checker, name: &str, service: &Service, path: &KeyPath) {
     let Some(check) = &service.healthcheck else { return };
     let path = path.key("healthcheck");
-    let kinds = [check.command.is_some(), check.shell.is_some(), check.http.is_some()].iter().filter(|set| **set).count();
+    let kinds =
+        [check.command.is_some(), check.shell.is_some(), check.http.is_some()].iter().filter(|set| **set).count();
     if kinds != 1 {
         checker.error(
             &path,
@@ -250,7 +257,12 @@ fn healthcheck(checker: &mut Checker, name: &str, service: &Service, path: &KeyP
     }
     if let Some(http) = &check.http {
         if !http.starts_with('/') || http.chars().any(char::is_whitespace) {
-            checker.error(&path.key("http"), Mark::Value, format!("health check path `{http}` must start with `/`"), Vec::new());
+            checker.error(
+                &path.key("http"),
+                Mark::Value,
+                format!("health check path `{http}` must start with `/`"),
+                Vec::new(),
+            );
         }
         if check.port.is_none() && service.ports.len() != 1 {
             checker.error(
@@ -277,8 +289,12 @@ fn healthcheck(checker: &mut Checker, name: &str, service: &Service, path: &KeyP
 }
 
 fn dependencies(checker: &mut Checker, config: &Config) {
-    let enabled: BTreeMap<&str, &Service> =
-        config.services.iter().filter(|(_, service)| service.enabled).map(|(name, service)| (name.as_str(), service)).collect();
+    let enabled: BTreeMap<&str, &Service> = config
+        .services
+        .iter()
+        .filter(|(_, service)| service.enabled)
+        .map(|(name, service)| (name.as_str(), service))
+        .collect();
     let mut sound = true;
     for (name, service) in &enabled {
         for dependency in service.depends_on.keys() {
@@ -291,19 +307,29 @@ fn dependencies(checker: &mut Checker, config: &Config) {
                         hints.push(format!("did you mean `{closest}`?"));
                     }
                     hints.push(format!("services: {}", quoted_list(&config.services.keys().collect::<Vec<_>>())));
-                    checker.error(&path, Mark::Key, format!("`{name}` depends on unknown service `{dependency}`"), hints);
+                    checker.error(
+                        &path,
+                        Mark::Key,
+                        format!("`{name}` depends on unknown service `{dependency}`"),
+                        hints,
+                    );
                 }
                 Some(target) if !target.enabled => {
                     sound = false;
                     checker.error(
                         &path,
                         Mark::Key,
-                        format!("`{name}` depends on `{dependency}`, which is disabled in environment `{}`", checker.environment),
+                        format!(
+                            "`{name}` depends on `{dependency}`, which is disabled in environment `{}`",
+                            checker.environment
+                        ),
                         vec![format!("enable `{dependency}` or remove the dependency in this environment")],
                     );
                 }
                 Some(target) => {
-                    if service.depends_on[dependency] == super::DependencyCondition::Healthy && target.healthcheck.is_none() {
+                    if service.depends_on[dependency] == super::DependencyCondition::Healthy
+                        && target.healthcheck.is_none()
+                    {
                         checker.error(
                             &path,
                             Mark::Value,
@@ -414,7 +440,12 @@ fn sites(checker: &mut Checker, config: &Config) {
     for (name, site) in config.sites.iter().filter(|(_, site)| site.enabled) {
         let path = KeyPath::new(["sites", name]);
         if let Some(problem) = domain_problem(&site.domain) {
-            checker.error(&path.key("domain"), Mark::Value, format!("invalid domain name `{}`: {problem}", site.domain), Vec::new());
+            checker.error(
+                &path.key("domain"),
+                Mark::Value,
+                format!("invalid domain name `{}`: {problem}", site.domain),
+                Vec::new(),
+            );
         }
         if let Some(other) = domains.insert(&site.domain, name) {
             checker.error(
@@ -425,7 +456,12 @@ fn sites(checker: &mut Checker, config: &Config) {
             );
         }
         if let Some(problem) = nginx_value_problem(&site.content_security_policy) {
-            checker.error(&path.key("content_security_policy"), Mark::Value, format!("invalid Content-Security-Policy: {problem}"), Vec::new());
+            checker.error(
+                &path.key("content_security_policy"),
+                Mark::Value,
+                format!("invalid Content-Security-Policy: {problem}"),
+                Vec::new(),
+            );
         }
         match config.services.get(&site.service) {
             None => {
@@ -433,13 +469,24 @@ fn sites(checker: &mut Checker, config: &Config) {
                 if let Some(closest) = closest(&site.service, config.services.keys().map(String::as_str)) {
                     hints.push(format!("did you mean `{closest}`?"));
                 }
-                checker.error(&path.key("service"), Mark::Value, format!("site `{name}` routes to unknown service `{}`", site.service), hints);
+                checker.error(
+                    &path.key("service"),
+                    Mark::Value,
+                    format!("site `{name}` routes to unknown service `{}`", site.service),
+                    hints,
+                );
             }
             Some(service) if !service.enabled => checker.error(
                 &path.key("service"),
                 Mark::Value,
-                format!("site `{name}` routes to `{}`, which is disabled in environment `{}`", site.service, checker.environment),
-                vec![format!("disable the site too: `[environments.{}.sites.{name}] enabled = false`", checker.environment)],
+                format!(
+                    "site `{name}` routes to `{}`, which is disabled in environment `{}`",
+                    site.service, checker.environment
+                ),
+                vec![format!(
+                    "disable the site too: `[environments.{}.sites.{name}] enabled = false`",
+                    checker.environment
+                )],
             ),
             Some(service) => {
                 let found = match site.port {
@@ -450,8 +497,15 @@ fn sites(checker: &mut Checker, config: &Config) {
                     checker.error(
                         &path.key("service"),
                         Mark::Value,
-                        format!("site `{name}` routes to `{}`, which publishes no {}port", site.service, site.port.map_or(String::new(), |port| format!("container {port} "))),
-                        vec![format!("add `ports = [{{ host = <port>, container = <port> }}]` to `[services.{}]`", site.service)],
+                        format!(
+                            "site `{name}` routes to `{}`, which publishes no {}port",
+                            site.service,
+                            site.port.map_or(String::new(), |port| format!("container {port} "))
+                        ),
+                        vec![format!(
+                            "add `ports = [{{ host = <port>, container = <port> }}]` to `[services.{}]`",
+                            site.service
+                        )],
                     );
                 }
             }
@@ -471,7 +525,10 @@ fn edge(checker: &mut Checker, config: &Config) {
         checker.warn(
             &path.key("upstream_host"),
             Mark::Value,
-            format!("services are published on `{}`, not loopback: they are reachable without the edge", edge.upstream_host),
+            format!(
+                "services are published on `{}`, not loopback: they are reachable without the edge",
+                edge.upstream_host
+            ),
             vec!["use `127.0.0.1` so that only nginx (TLS, headers, rate limits) faces the network".into()],
         );
     }
@@ -492,7 +549,12 @@ fn edge(checker: &mut Checker, config: &Config) {
             );
         }
         if let Some(problem) = nginx_value_problem(value) {
-            checker.error(&header_path, Mark::Value, format!("invalid value for header `{name}`: {problem}"), Vec::new());
+            checker.error(
+                &header_path,
+                Mark::Value,
+                format!("invalid value for header `{name}`: {problem}"),
+                Vec::new(),
+            );
         }
     }
     if edge.limit_req.rate.to_nginx().is_none() {
@@ -610,7 +672,8 @@ fn secrets(checker: &mut Checker, config: &Config, check: EnvFileCheck) -> Secre
     for (name, service) in config.services.iter().filter(|(_, service)| service.enabled) {
         for (variable, value) in &service.env {
             for secret in secrets::references_in(value).unwrap_or_default() {
-                references.push(SecretReference { name: secret, path: KeyPath::new(["services", name, "env", variable]) });
+                references
+                    .push(SecretReference { name: secret, path: KeyPath::new(["services", name, "env", variable]) });
             }
         }
     }

@@ -5,7 +5,9 @@ use crate::support::Sandbox;
 #[test]
 fn completion_scripts_name_the_commands() {
     let sandbox = Sandbox::new();
-    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef masstockctl"), ("fish", "complete -c masstockctl")] {
+    for (shell, marker) in
+        [("bash", "complete -F"), ("zsh", "#compdef masstockctl"), ("fish", "complete -c masstockctl")]
+    {
         let run = sandbox.run(&["completions", shell]);
         assert_eq!(run.status, 0, "{}", run.transcript());
         assert!(run.stdout.contains(marker), "{shell}: no `{marker}`");

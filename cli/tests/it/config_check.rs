@@ -35,11 +35,19 @@ fn invalid_files_point_at_line_and_column() {
         ("bad_rate", "general = \"100/60s\"", "general = \"100/minute\""),
         ("invalid_domain", "domain = \"app.masstock.fr\"", "domain = \"app..masstock.fr\""),
         ("unknown_dependency", "depends_on = { redis = \"healthy\" }", "depends_on = { rediss = \"healthy\" }"),
-        ("dependency_cycle", "depends_on = { redis = \"healthy\" }", "depends_on = { redis = \"healthy\", worker = \"started\" }"),
+        (
+            "dependency_cycle",
+            "depends_on = { redis = \"healthy\" }",
+            "depends_on = { redis = \"healthy\", worker = \"started\" }",
+        ),
         ("shared_host_port", "ports = [{ host = 8080, container = 80 }]", "ports = [{ host = 8081, container = 80 }]"),
         ("bad_restart_policy", "restart = \"unless-stopped\"", "restart = \"unless-stoped\""),
         ("toml_syntax", "[project]", "[project"),
-        ("derived_variable_declared", "APP_ENV = \"production\"\nPORT", "CORS_ORIGIN = \"https://x.fr\"\nAPP_ENV = \"production\"\nPORT"),
+        (
+            "derived_variable_declared",
+            "APP_ENV = \"production\"\nPORT",
+            "CORS_ORIGIN = \"https://x.fr\"\nAPP_ENV = \"production\"\nPORT",
+        ),
         ("bad_secret_reference", "\"${JWT_SECRET}\"", "\"${JWT SECRET}\""),
         ("bad_origin", "origins = [\"https://app.masstock.fr\"]", "origins = [\"https://app.masstock.fr/\"]"),
         ("local_override_error", "enabled_link = \"\"", "enabled_lnk = \"\""),
@@ -56,7 +64,10 @@ fn invalid_files_point_at_line_and_column() {
 
 #[test]
 fn an_error_in_another_environment_is_reported_too() {
-    let sandbox = Sandbox::edited("[environments.local.sites.api]\ndomain = \"api.masstock.localhost\"", "[environments.local.sites.api]\ndomain = \"api.masstock.localhost\"\nservice = \"nope\"");
+    let sandbox = Sandbox::edited(
+        "[environments.local.sites.api]\ndomain = \"api.masstock.localhost\"",
+        "[environments.local.sites.api]\ndomain = \"api.masstock.localhost\"\nservice = \"nope\"",
+    );
     let run = sandbox.run(&["config", "check"]);
     assert_eq!(run.status, 2, "{}", run.transcript());
     assert!(run.stderr.contains("environment `local`: site `api` routes to unknown service `nope`"), "{}", run.stderr);
@@ -94,6 +105,9 @@ fn errors_are_one_json_document_with_json() {
     assert_eq!(run.status, 2);
     let document: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
     let diagnostic = &document["error"]["diagnostics"][0];
-    assert_eq!(diagnostic["location"]["line"], shipped_config().lines().position(|line| line == "http_port = 80").unwrap() + 1);
+    assert_eq!(
+        diagnostic["location"]["line"],
+        shipped_config().lines().position(|line| line == "http_port = 80").unwrap() + 1
+    );
     assert_eq!(diagnostic["location"]["column"], 13);
 }

@@ -25,7 +25,9 @@ fn same_input_same_bytes() {
         let b = std::fs::read(sandbox.path(&format!("b/{file}"))).unwrap();
         assert_eq!(a, b, "{file} differs between two renders");
     }
-    let digests = |run: &crate::support::Run| run.stdout.lines().map(|line| line.split_whitespace().next().unwrap().to_owned()).collect::<Vec<_>>();
+    let digests = |run: &crate::support::Run| {
+        run.stdout.lines().map(|line| line.split_whitespace().next().unwrap().to_owned()).collect::<Vec<_>>()
+    };
     assert_eq!(digests(&first), digests(&second));
 }
 

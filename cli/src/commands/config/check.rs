@@ -69,7 +69,8 @@ fn summary_text(stack: &Stack) -> String {
     let _ = writeln!(out, "\nsites (nginx on ports {} and {})", config.edge.http_port, config.edge.https_port);
     let width = stack.sites().map(|(_, site)| site.domain.len()).max().unwrap_or(0);
     for (_, site) in stack.sites() {
-        let upstream = stack.upstream_port(site).map_or_else(String::new, |port| format!("{}:{port}", config.edge.upstream_host));
+        let upstream =
+            stack.upstream_port(site).map_or_else(String::new, |port| format!("{}:{port}", config.edge.upstream_host));
         let cors = if site.cors { format!("  CORS for {}", config.cors.origins.join(", ")) } else { String::new() };
         let _ = writeln!(out, "  {:width$}  → {:8} {upstream}{cors}", site.domain, site.service);
     }
@@ -97,17 +98,25 @@ fn summary_text(stack: &Stack) -> String {
             facts.push(format!("health {test} every {}", check.interval));
         }
         if !service.depends_on.is_empty() {
-            let after: Vec<String> =
-                service.depends_on.iter().map(|(dependency, condition)| format!("{dependency} {condition:?}").to_lowercase()).collect();
+            let after: Vec<String> = service
+                .depends_on
+                .iter()
+                .map(|(dependency, condition)| format!("{dependency} {condition:?}").to_lowercase())
+                .collect();
             facts.push(format!("after {}", after.join(", ")));
         }
         let _ = writeln!(out, "  {name:8} {}", facts.join("; "));
     }
-    let disabled: Vec<&str> = config.services.iter().filter(|(_, service)| !service.enabled).map(|(name, _)| name.as_str()).collect();
+    let disabled: Vec<&str> =
+        config.services.iter().filter(|(_, service)| !service.enabled).map(|(name, _)| name.as_str()).collect();
     if !disabled.is_empty() {
         let _ = writeln!(out, "  disabled here: {}", disabled.join(", "));
     }
-    let limit = if config.edge.limit_req.enabled { format!("limit_req {}", config.edge.limit_req.rate) } else { "no limit_req".to_owned() };
+    let limit = if config.edge.limit_req.enabled {
+        format!("limit_req {}", config.edge.limit_req.rate)
+    } else {
+        "no limit_req".to_owned()
+    };
     let _ = writeln!(out, "\nedge     {}; {limit}", config.edge.site_file.display());
     let _ = writeln!(
         out,

@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use crate::commands::GlobalArgs;
 use crate::config::{self, Stack};
 use crate::error::CommandError;
-use crate::secrets::{self, EnvFile, Recipe};
+use crate::secrets::{self, EnvFile};
 use crate::ui::Ui;
 
 /// Create the env file, or add what it lacks, with strong random values
 ///
-/// Generates JWT_SECRET (64 random bytes, hex), REDIS_PASSWORD (32 bytes, base64) and
-/// ENCRYPTION_KEY (32 bytes, hex); writes empty placeholders for what it cannot make
-/// (DATABASE_URL, GEMINI_API_KEY and any other secret deploy.toml refers to). The file is mode 0600.
+/// Generates `JWT_SECRET` (64 random bytes, hex), `REDIS_PASSWORD` (32 bytes, base64) and
+/// `ENCRYPTION_KEY` (32 bytes, hex); writes empty placeholders for what it cannot make
+/// (`DATABASE_URL`, `GEMINI_API_KEY` and any other secret deploy.toml refers to). The file is mode 0600.
 /// Values already set are always kept. Values are printed only with `--show`.
 ///
 /// Example: `masstockctl --env local secrets generate`
@@ -68,20 +68,20 @@ pub fn cmd_secrets_generate(global: &GlobalArgs, ui: &Ui, args: &GenerateArgs) -
         let (recipe, about) = secrets::recipe_for(name);
         let outcome = match file.get(name) {
             Some(value) if !value.is_empty() => Outcome::Kept,
-            current => match secrets::generate(recipe).map_err(|error| CommandError::failure(format!("failed to read random bytes: {error}")))? {
-                Some(value) => {
+            current => {
+                let generated = secrets::generate(recipe)
+                    .map_err(|error| CommandError::failure(format!("failed to read random bytes: {error}")))?;
+                if let Some(value) = generated {
                     file.set(name, value, current.is_none().then_some(about));
                     Outcome::Generated
-                }
-                None => {
+                } else {
                     if current.is_none() {
                         file.set(name, String::new(), Some(&format!("{about} (fill in)")));
                     }
                     Outcome::Placeholder
                 }
-            },
+            }
         };
-        debug_assert!(recipe != Recipe::Placeholder || outcome != Outcome::Generated);
         report.push((name, outcome));
     }
     file.write().map_err(CommandError::failure)?;

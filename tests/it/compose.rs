@@ -1,0 +1,48 @@
+//! The rendered compose file is valid for docker-compose and says what deploy will create.
+
+use std::process::Command;
+
+use masstock_e2e::require_tool;
+
+use crate::sandbox::RenderedSandbox;
+
+#[test]
+fn rendered_compose_file_passes_docker_compose_config() {
+    for base in ["production", "local"] {
+        let sandbox = RenderedSandbox::new(base);
+        let compose_file = sandbox.path("out/docker-compose.yml");
+        let env_file = sandbox.path("secrets.env");
+        let project = format!("masstock-e2e-{}", std::process::id());
+        let run = |extra: &[&str]| {
+            Command::new(require_tool("docker-compose"))
+                .arg("-p")
+                .arg(&project)
+                .arg("-f")
+                .arg(&compose_file)
+                .arg("--env-file")
+                .arg(&env_file)
+                .arg("config")
+                .args(extra)
+                .output()
+                .expect("run docker-compose")
+        };
+        let quiet = run(&["-q"]);
+        let stderr = String::from_utf8_lossy(&quiet.stderr);
+        assert!(quiet.status.success(), "docker-compose config -q failed for `{base}`:\n{stderr}");
+        assert!(!stderr.contains("WARNING"), "docker-compose warns for `{base}`:\n{stderr}");
+
+        let resolved = run(&[]);
+        let text = String::from_utf8_lossy(&resolved.stdout);
+        assert!(text.contains("container_name: masstock_api"), "{text}");
+        assert!(text.contains("condition: service_healthy"), "{text}");
+        assert!(text.contains("restart: unless-stopped"), "{text}");
+        let published = format!("- 127.0.0.1:{}:3000/tcp", sandbox.api_port);
+        assert!(text.contains(&published), "ports stay on loopback: {text}");
+        assert!(text.contains("name: masstock_network"), "{text}");
+        // `${REDIS_PASSWORD}` was filled from the env file given to compose, not from the render.
+        assert!(text.contains("redis://:e2e-secret-REDIS_PASSWORD@redis:6379"), "{text}");
+        let rendered = fs_err::read_to_string(&compose_file).unwrap();
+        assert!(!rendered.contains("e2e-secret-"), "no secret value in the rendered file");
+        assert_eq!(text.contains("masstock_n8n"), base == "production", "n8n runs in production only");
+    }
+}

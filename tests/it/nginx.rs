@@ -1,0 +1,158 @@
+//! The rendered host nginx site passes `nginx -t`, and a real nginx serving it redirects to HTTPS,
+//! sends the security headers, and answers CORS preflight for the allowed origin only.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use masstock_e2e::{require_tool, wait_for_port, ChildGuard};
+
+use crate::sandbox::RenderedSandbox;
+
+fn nginx_test(sandbox: &RenderedSandbox) -> std::process::Output {
+    let config = sandbox.write_nginx_main_config();
+    Command::new(require_tool("nginx"))
+        .arg("-t")
+        .arg("-p")
+        .arg(sandbox.root())
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("run nginx -t")
+}
+
+#[test]
+fn rendered_site_passes_nginx_t_in_every_environment() {
+    for base in ["production", "local"] {
+        let sandbox = RenderedSandbox::new(base);
+        let output = nginx_test(&sandbox);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "nginx -t failed for `{base}`:\n{stderr}");
+        assert!(stderr.contains("syntax is ok") && stderr.contains("test is successful"), "{stderr}");
+        assert!(!stderr.contains("[warn]"), "nginx warns about the `{base}` site:\n{stderr}");
+    }
+}
+
+/// A stand-in for the API behind nginx: answers every request with CORS headers of its own.
+fn start_backend(port: u16) -> Arc<AtomicUsize> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the backend port");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut request = Vec::new();
+            let mut buffer = [0; 1024];
+            while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => request.extend_from_slice(&buffer[..read]),
+                }
+            }
+            let body = r#"{"status":"ok"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Access-Control-Allow-Origin: https://app.masstock.fr\r\nAccess-Control-Allow-Credentials: true\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    hits
+}
+
+#[test]
+fn nginx_serves_the_rendered_site() {
+    let sandbox = RenderedSandbox::new("production");
+    let config = sandbox.write_nginx_main_config();
+    let hits = start_backend(sandbox.api_port);
+    let _nginx = ChildGuard(
+        Command::new(require_tool("nginx"))
+            .arg("-p")
+            .arg(sandbox.root())
+            .arg("-c")
+            .arg(&config)
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .expect("start nginx"),
+    );
+    let https: SocketAddr = ([127, 0, 0, 1], sandbox.https_port).into();
+    wait_for_port(https, Duration::from_secs(10));
+    wait_for_port(([127, 0, 0, 1], sandbox.http_port).into(), Duration::from_secs(10));
+
+    let mut builder = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sandbox.certificates.ca_pem.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10));
+    for domain in ["masstock.fr", "app.masstock.fr", "api.masstock.fr", "n8n.masstock.fr"] {
+        builder = builder.resolve(domain, https);
+    }
+    let client = builder.build().unwrap();
+    let http = |domain: &str| format!("http://{domain}:{}", sandbox.http_port);
+    let https_url = |domain: &str| format!("https://{domain}:{}", sandbox.https_port);
+
+    // Port 80 redirects to HTTPS, keeping the path and query.
+    let redirect = client.get(format!("{}/login?next=%2Fx", http("app.masstock.fr"))).send().unwrap();
+    assert_eq!(redirect.status(), 301);
+    assert_eq!(redirect.headers()["location"], format!("{}/login?next=%2Fx", https_url("app.masstock.fr")).as_str());
+
+    // ACME challenges are served over plain HTTP from the webroot.
+    fs_err::write(sandbox.path("webroot/.well-known/acme-challenge/token-e2e"), "token-e2e.thumbprint").unwrap();
+    let challenge = client.get(format!("{}/.well-known/acme-challenge/token-e2e", http("masstock.fr"))).send().unwrap();
+    assert_eq!(challenge.status(), 200);
+    assert_eq!(challenge.text().unwrap(), "token-e2e.thumbprint");
+
+    // HTTPS to the API: proxied, the backend's CORS headers pass through, security headers added.
+    let response = client
+        .get(format!("{}/health", https_url("api.masstock.fr")))
+        .header("Origin", "https://app.masstock.fr")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(response.text().unwrap(), r#"{"status":"ok"}"#);
+    assert_eq!(headers["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    assert_eq!(headers["x-frame-options"], "SAMEORIGIN");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
+    assert_eq!(headers["access-control-allow-origin"], "https://app.masstock.fr");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    let backend_hits = hits.load(Ordering::SeqCst);
+    assert_eq!(backend_hits, 1);
+
+    // Preflight from the allowed origin: 204 at nginx, the reference's headers, backend untouched.
+    let preflight = |origin: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{}/api/v1/auth/login", https_url("api.masstock.fr")))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .send()
+            .unwrap()
+    };
+    let allowed = preflight("https://app.masstock.fr");
+    assert_eq!(allowed.status(), 204);
+    let headers = allowed.headers();
+    assert_eq!(headers["access-control-allow-origin"], "https://app.masstock.fr");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert_eq!(headers["access-control-allow-methods"], "GET, POST, PUT, DELETE, PATCH, OPTIONS");
+    assert_eq!(headers["access-control-allow-headers"], "Content-Type, Authorization, X-Requested-With");
+    assert_eq!(headers["access-control-max-age"], "86400");
+    assert_eq!(headers["x-frame-options"], "SAMEORIGIN", "security headers on the preflight too");
+
+    // Any other origin: still 204, but not a single Access-Control-* header.
+    let refused = preflight("https://evil.example");
+    assert_eq!(refused.status(), 204);
+    let leaked: Vec<_> = refused.headers().keys().filter(|name| name.as_str().starts_with("access-control-")).collect();
+    assert!(leaked.is_empty(), "headers for a foreign origin: {leaked:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), backend_hits, "preflight never reaches the backend");
+
+    // The landing page and the app get their own Content-Security-Policy, even on a 502.
+    let landing = client.get(format!("{}/", https_url("masstock.fr"))).send().unwrap();
+    assert!(landing.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'"));
+    assert_eq!(landing.headers()["referrer-policy"], "no-referrer-when-downgrade");
+}

@@ -1,0 +1,95 @@
+//! A deploy.toml environment whose paths and ports all point into a temporary folder, rendered.
+
+use std::path::{Path, PathBuf};
+
+use masstock_e2e::{config_with_environment, free_port, TestCertificates};
+use masstockctl::config::Stack;
+use masstockctl::render::render_stack;
+
+pub struct RenderedSandbox {
+    pub dir: tempfile::TempDir,
+    pub stack: Stack,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub api_port: u16,
+    pub certificates: TestCertificates,
+}
+
+impl RenderedSandbox {
+    /// Renders environment `base` with sandboxed paths, free ports for the edge and the API,
+    /// an env file holding every referenced secret, and test certificates where nginx wants them.
+    pub fn new(base: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let root = dir.path().display().to_string();
+        let (http_port, https_port, api_port) = (free_port(), free_port(), free_port());
+        let overrides = format!(
+            r#"
+            [project]
+            env_file = "{root}/secrets.env"
+            [edge]
+            site_file = "{root}/out/nginx/masstock.conf"
+            log_dir = "{root}/logs"
+            http_port = {http_port}
+            https_port = {https_port}
+            [acme]
+            cert_dir = "{root}/letsencrypt"
+            webroot = "{root}/webroot"
+            [services.api]
+            ports = [{{ host = {api_port}, container = 3000 }}]
+            "#
+        );
+        let config_path = dir.path().join("deploy.toml");
+        fs_err::write(&config_path, config_with_environment(base, &overrides)).expect("write deploy.toml");
+
+        // Every secret the stack refers to, with a recognisable value.
+        let probe =
+            Stack::from_source_without_env_file(&masstockctl::config::read_source(&config_path).unwrap(), "e2e")
+                .unwrap_or_else(|error| panic!("the e2e environment is valid: {error:?}"));
+        let secrets: Vec<String> =
+            probe.secrets.names().iter().map(|name| format!("{name}=e2e-secret-{name}\n")).collect();
+        let secrets = secrets.concat();
+        fs_err::write(dir.path().join("secrets.env"), secrets).expect("write the env file");
+
+        let stack =
+            Stack::load(&config_path, "e2e").unwrap_or_else(|error| panic!("load the e2e environment: {error:?}"));
+        for file in render_stack(&stack).expect("render") {
+            let path = dir.path().join("out").join(&file.path);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(&path, &file.contents).unwrap();
+        }
+        let domains: Vec<String> = stack.sites().map(|(_, site)| site.domain.clone()).collect();
+        let certificates = TestCertificates::for_domains(&domains);
+        for domain in &domains {
+            let (fullchain, key) = stack.certificate_paths(domain);
+            certificates.install(&fullchain, &key);
+        }
+        for folder in ["logs", "webroot/.well-known/acme-challenge", "temp"] {
+            fs_err::create_dir_all(dir.path().join(folder)).unwrap();
+        }
+        Self { dir, stack, http_port, https_port, api_port, certificates }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// A minimal main nginx.conf that includes the rendered site, as Debian's does.
+    pub fn write_nginx_main_config(&self) -> PathBuf {
+        let root = self.dir.path().display();
+        let site = self.stack.config.edge.site_file.display();
+        let text = format!(
+            "user root;\nworker_processes 1;\npid {root}/nginx.pid;\nerror_log {root}/logs/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path {root}/temp/body;\n    proxy_temp_path {root}/temp/proxy;\n\
+             \x20   fastcgi_temp_path {root}/temp/fastcgi;\n    uwsgi_temp_path {root}/temp/uwsgi;\n    scgi_temp_path {root}/temp/scgi;\n\
+             \x20   include {site};\n}}\n"
+        );
+        let path = self.dir.path().join("nginx.conf");
+        fs_err::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
