@@ -26,11 +26,12 @@ fn nginx_test(sandbox: &RenderedSandbox) -> std::process::Output {
 
 #[test]
 fn rendered_site_passes_nginx_t_in_every_environment() {
-    for base in ["production", "local"] {
-        let sandbox = RenderedSandbox::new(base);
+    let limit_req = "[edge.limit_req]\nenabled = true";
+    for (base, extra) in [("production", ""), ("local", ""), ("production", limit_req), ("local", limit_req)] {
+        let sandbox = RenderedSandbox::with_overrides(base, extra);
         let output = nginx_test(&sandbox);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "nginx -t failed for `{base}`:\n{stderr}");
+        assert!(output.status.success(), "nginx -t failed for `{base}` {extra}:\n{stderr}");
         assert!(stderr.contains("syntax is ok") && stderr.contains("test is successful"), "{stderr}");
         assert!(!stderr.contains("[warn]"), "nginx warns about the `{base}` site:\n{stderr}");
     }
@@ -66,12 +67,11 @@ fn start_backend(port: u16) -> Arc<AtomicUsize> {
     hits
 }
 
-#[test]
-fn nginx_serves_the_rendered_site() {
-    let sandbox = RenderedSandbox::new("production");
+/// nginx serving the sandbox's rendered site, and a client that trusts its test CA and resolves
+/// every domain of the stack to it.
+fn start_nginx(sandbox: &RenderedSandbox) -> (ChildGuard, reqwest::blocking::Client) {
     let config = sandbox.write_nginx_main_config();
-    let hits = start_backend(sandbox.api_port);
-    let _nginx = ChildGuard(
+    let nginx = ChildGuard(
         Command::new(require_tool("nginx"))
             .arg("-p")
             .arg(sandbox.root())
@@ -84,15 +84,21 @@ fn nginx_serves_the_rendered_site() {
     let https: SocketAddr = ([127, 0, 0, 1], sandbox.https_port).into();
     wait_for_port(https, Duration::from_secs(10));
     wait_for_port(([127, 0, 0, 1], sandbox.http_port).into(), Duration::from_secs(10));
-
     let mut builder = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(sandbox.certificates.ca_pem.as_bytes()).unwrap())
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10));
-    for domain in ["masstock.fr", "app.masstock.fr", "api.masstock.fr", "n8n.masstock.fr"] {
-        builder = builder.resolve(domain, https);
+    for (_, site) in sandbox.stack.sites() {
+        builder = builder.resolve(&site.domain, https);
     }
-    let client = builder.build().unwrap();
+    (nginx, builder.build().unwrap())
+}
+
+#[test]
+fn nginx_serves_the_rendered_site() {
+    let sandbox = RenderedSandbox::new("production");
+    let hits = start_backend(sandbox.api_port);
+    let (_nginx, client) = start_nginx(&sandbox);
     let http = |domain: &str| format!("http://{domain}:{}", sandbox.http_port);
     let https_url = |domain: &str| format!("https://{domain}:{}", sandbox.https_port);
 
@@ -155,4 +161,19 @@ fn nginx_serves_the_rendered_site() {
     let landing = client.get(format!("{}/", https_url("masstock.fr"))).send().unwrap();
     assert!(landing.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'"));
     assert_eq!(landing.headers()["referrer-policy"], "no-referrer-when-downgrade");
+}
+
+#[test]
+fn limit_req_answers_429_beyond_the_burst() {
+    let sandbox =
+        RenderedSandbox::with_overrides("production", "[edge.limit_req]\nenabled = true\nrate = \"1/60s\"\nburst = 2");
+    start_backend(sandbox.api_port);
+    let (_nginx, client) = start_nginx(&sandbox);
+    let url = format!("https://api.masstock.fr:{}/health", sandbox.https_port);
+    let statuses: Vec<u16> = (0..5).map(|_| client.get(&url).send().unwrap().status().as_u16()).collect();
+    // One request at the rate, two more from the burst, then the limit.
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // The limit covers the API only: the app is not limited.
+    let app = format!("https://app.masstock.fr:{}/", sandbox.https_port);
+    assert_ne!(client.get(&app).send().unwrap().status().as_u16(), 429);
 }

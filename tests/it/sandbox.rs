@@ -19,6 +19,11 @@ impl RenderedSandbox {
     /// Renders environment `base` with sandboxed paths, free ports for the edge and the API,
     /// an env file holding every referenced secret, and test certificates where nginx wants them.
     pub fn new(base: &str) -> Self {
+        Self::with_overrides(base, "")
+    }
+
+    /// Like [`RenderedSandbox::new`], with more TOML merged into the environment.
+    pub fn with_overrides(base: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
         let root = dir.path().display().to_string();
         let (http_port, https_port, api_port) = (free_port(), free_port(), free_port());
@@ -36,6 +41,7 @@ impl RenderedSandbox {
             webroot = "{root}/webroot"
             [services.api]
             ports = [{{ host = {api_port}, container = 3000 }}]
+            {extra}
             "#
         );
         let config_path = dir.path().join("deploy.toml");

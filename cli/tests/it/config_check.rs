@@ -111,3 +111,16 @@ fn errors_are_one_json_document_with_json() {
     );
     assert_eq!(diagnostic["location"]["column"], 13);
 }
+
+#[test]
+fn quiet_silences_warnings_and_colour_follows_no_color() {
+    let quiet = Sandbox::new().run(&["-q", "config", "check"]);
+    assert_eq!(quiet.status, 0);
+    assert_eq!(quiet.stderr, "", "-q leaves only errors");
+
+    let sandbox = Sandbox::edited("http_port = 80\n", "http_port = \"eighty\"\n");
+    let forced = sandbox.run_with_env(&["config", "check"], &[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.stderr.contains("\u{1b}["), "CLICOLOR_FORCE colours errors: {}", forced.stderr);
+    let plain = sandbox.run_with_env(&["config", "check"], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert!(!plain.stderr.contains('\u{1b}'), "NO_COLOR wins: {}", plain.stderr);
+}

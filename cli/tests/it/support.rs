@@ -51,13 +51,18 @@ impl Sandbox {
 
     /// Runs masstockctl in the sandbox with a pinned environment: no colour, a fixed HOME.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(args, &[("NO_COLOR", "1")])
+    }
+
+    /// Runs masstockctl with only `PATH`, `HOME` and `variables` in its environment.
+    pub fn run_with_env(&self, args: &[&str], variables: &[(&str, &str)]) -> Run {
         let output = Command::new(env!("CARGO_BIN_EXE_masstockctl"))
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
-            .env("NO_COLOR", "1")
+            .envs(variables.iter().copied())
             .output()
             .expect("run masstockctl");
         // Temporary paths differ on every run: snapshots see `[SANDBOX]`.
