@@ -150,6 +150,7 @@ fn nginx_context(stack: &Stack) -> Value {
             "https_port": edge.https_port,
             "https_suffix": https_suffix,
             "ipv6": edge.ipv6,
+            "reject_unknown_hosts": edge.reject_unknown_hosts,
             "log_dir": edge.log_dir,
             "hsts": edge.hsts,
             "security_headers": edge.security_headers.iter().map(|(name, value)| json!({ "name": name, "value": value })).collect::<Vec<_>>(),
@@ -197,8 +198,18 @@ fn compose_context(stack: &Stack) -> Value {
         .into_iter()
         .map(|name| {
             let service = &config.services[name];
-            let environment = stack.environment_of(name);
-            let has_secrets = environment.values().any(|value| crate::secrets::references_in(value).is_ok_and(|names| !names.is_empty()));
+            // `${NAME:?...}`: compose refuses to start a service whose secret is unset or empty,
+            // rather than starting redis without a password.
+            let environment: Vec<Value> = stack
+                .environment_of(name)
+                .iter()
+                .map(|(variable, value)| {
+                    let value = crate::secrets::map_references(value, |secret| {
+                        format!("${{{secret}:?{secret} must be set in the env file passed with --env-file}}")
+                    });
+                    json!({ "name": variable, "value": value })
+                })
+                .collect();
             let healthcheck = service.healthcheck.as_ref().map(|check| {
                 json!({
                     "test": health_test_command(service, check.test(service.ports.first().map(|port| port.container))).into_iter().map(|part| escape_dollars(&part)).collect::<Vec<_>>(),
@@ -214,8 +225,7 @@ fn compose_context(stack: &Stack) -> Value {
                 "image": stack.image_reference(name),
                 "command": service.command.iter().map(|part| escape_dollars(part)).collect::<Vec<_>>(),
                 "restart": service.restart.as_str(),
-                "secrets": has_secrets,
-                "environment": environment.iter().map(|(name, value)| json!({ "name": name, "value": value })).collect::<Vec<_>>(),
+                "environment": environment,
                 "ports": service.ports.iter().map(|port| format!("{}:{}:{}", config.edge.upstream_host, port.host, port.container)).collect::<Vec<_>>(),
                 "volumes": service.volumes.iter().map(|mount| format!("{}:{}{}", mount.source, mount.target, if mount.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
                 "depends_on": service.depends_on.iter().map(|(name, condition)| json!({ "name": name, "condition": condition.compose_condition() })).collect::<Vec<_>>(),

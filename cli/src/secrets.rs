@@ -31,20 +31,46 @@ pub fn references_in(value: &str) -> Result<Vec<String>, String> {
         if let Some(after) = after.strip_prefix('$') {
             rest = after;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| format!("unclosed `${{` in `{value}`"))?;
+            let end =
+                body.find('}').ok_or_else(|| format!("unclosed `${{` in `{value}`\nhint: close it: `${{NAME}}`"))?;
             let name = &body[..end];
             if !is_variable_name(name) {
                 return Err(format!(
-                    "`${{{name}}}` is not a secret name: use letters, digits and `_`, not starting with a digit"
+                    "`${{{name}}}` is not a secret name\nhint: a name is letters, digits and `_`, not starting with a digit, like `${{JWT_SECRET}}`"
                 ));
             }
             names.push(name.to_owned());
             rest = &body[end + 1..];
         } else {
-            return Err(format!("a lone `$` in `{value}`: write `${{NAME}}` for a secret or `$$` for a literal `$`"));
+            return Err(format!(
+                "a lone `$` in `{value}`\nhint: write `${{NAME}}` for a secret or `$$` for a literal `$`"
+            ));
         }
     }
     Ok(names)
+}
+
+/// `value` with every `${NAME}` replaced by `replace(NAME)`; `$$` and the rest are kept as written.
+/// Only called on values that [`references_in`] accepted.
+pub fn map_references(value: &str, replace: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(position) = rest.find('$') {
+        out.push_str(&rest[..position]);
+        let after = &rest[position + 1..];
+        if let Some(after) = after.strip_prefix('$') {
+            out.push_str("$$");
+            rest = after;
+        } else if let Some((name, after)) = after.strip_prefix('{').and_then(|body| body.split_once('}')) {
+            out.push_str(&replace(name));
+            rest = after;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `NAME`, as environment variables are spelled: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -62,11 +88,21 @@ enum Line {
     Entry { name: String, value: String },
 }
 
-/// The parsed env file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The parsed env file. Its `Debug` shows names only, so a stray `{:?}` leaks no value.
+#[derive(Clone, PartialEq, Eq)]
 pub struct EnvFile {
     pub path: PathBuf,
     lines: Vec<Line>,
+}
+
+#[allow(clippy::missing_fields_in_debug, reason = "the lines hold secret values; only names are shown")]
+impl std::fmt::Debug for EnvFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvFile")
+            .field("path", &self.path)
+            .field("names", &self.values().keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +239,7 @@ impl EnvFile {
 pub enum Recipe {
     /// `n` random bytes, hex-encoded.
     Hex(usize),
-    /// `n` random bytes, standard base64.
+    /// `n` random bytes, URL-safe base64 (RFC 4648 §5, padded), so the value can sit in a URL.
     Base64(usize),
     /// Cannot be generated: written empty for the operator to fill in.
     Placeholder,
@@ -212,7 +248,8 @@ pub enum Recipe {
 /// The secrets `secrets generate` knows, with how to make them and what they are for.
 pub const KNOWN_SECRETS: &[(&str, Recipe, &str)] = &[
     ("JWT_SECRET", Recipe::Hex(64), "signs the API's access tokens (64 random bytes, hex)"),
-    ("REDIS_PASSWORD", Recipe::Base64(32), "Redis `requirepass` (32 random bytes, base64)"),
+    // URL-safe base64: the password goes inside `REDIS_URL`, where `/` would end the authority.
+    ("REDIS_PASSWORD", Recipe::Base64(32), "Redis `requirepass` (32 random bytes, URL-safe base64)"),
     ("ENCRYPTION_KEY", Recipe::Hex(32), "encrypts n8n's stored credentials (32 random bytes, hex)"),
     ("DATABASE_URL", Recipe::Placeholder, "PostgreSQL connection URL, e.g. postgres://user:password@host:5432/db"),
     ("GEMINI_API_KEY", Recipe::Placeholder, "Google Gemini API key"),
@@ -239,7 +276,7 @@ pub fn generate(recipe: Recipe) -> Result<Option<String>, getrandom::Error> {
             let _ = write!(hex, "{byte:02x}");
             hex
         })),
-        Recipe::Base64(length) => Some(base64::engine::general_purpose::STANDARD.encode(random(length)?)),
+        Recipe::Base64(length) => Some(base64::engine::general_purpose::URL_SAFE.encode(random(length)?)),
         Recipe::Placeholder => None,
     })
 }
@@ -257,6 +294,19 @@ mod tests {
         assert!(references_in("${unclosed").is_err());
         assert!(references_in("${1BAD}").is_err());
         assert!(references_in("$HOME").is_err());
+    }
+
+    #[test]
+    fn references_are_rewritten_and_the_rest_kept() {
+        let rewritten = map_references("redis://:${REDIS_PASSWORD}@redis:6379/$$0", |name| format!("<{name}>"));
+        assert_eq!(rewritten, "redis://:<REDIS_PASSWORD>@redis:6379/$$0");
+    }
+
+    #[test]
+    fn debug_output_shows_no_value() {
+        let file = EnvFile::parse(Path::new(".env"), "JWT_SECRET=very-secret\n").unwrap();
+        let debug = format!("{file:?}");
+        assert!(debug.contains("JWT_SECRET") && !debug.contains("very-secret"), "{debug}");
     }
 
     #[test]
@@ -279,7 +329,8 @@ mod tests {
         assert_eq!(hex.len(), 128);
         assert!(hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
         let base64 = generate(Recipe::Base64(32)).unwrap().unwrap();
-        assert_eq!(base64::engine::general_purpose::STANDARD.decode(base64).unwrap().len(), 32);
+        assert!(!base64.contains(['/', '+']), "URL-safe alphabet: {base64}");
+        assert_eq!(base64::engine::general_purpose::URL_SAFE.decode(base64).unwrap().len(), 32);
         assert_ne!(generate(Recipe::Hex(32)).unwrap(), generate(Recipe::Hex(32)).unwrap());
         assert_eq!(generate(Recipe::Placeholder).unwrap(), None);
     }

@@ -41,6 +41,22 @@ fn rendered_compose_file_passes_docker_compose_config() {
         assert!(text.contains("name: masstock_network"), "{text}");
         // `${REDIS_PASSWORD}` was filled from the env file given to compose, not from the render.
         assert!(text.contains("redis://:e2e-secret-REDIS_PASSWORD@redis:6379"), "{text}");
+        // Without the env file, compose stops instead of starting redis with an empty password.
+        let without_secrets = Command::new(require_tool("docker-compose"))
+            .arg("-p")
+            .arg(&project)
+            .arg("-f")
+            .arg(&compose_file)
+            .args(["config", "-q"])
+            .env_remove("REDIS_PASSWORD")
+            .output()
+            .expect("run docker-compose");
+        let stderr = String::from_utf8_lossy(&without_secrets.stderr);
+        assert!(!without_secrets.status.success(), "compose accepted missing secrets for `{base}`");
+        assert!(stderr.contains("must be set in the env file passed with --env-file"), "{stderr}");
+        // Each service gets the secrets it declares and no other.
+        let api = text.split("\n  app:").next().unwrap_or_default();
+        assert!(!api.contains("e2e-secret-GEMINI_API_KEY"), "the API gets no Gemini key: {api}");
         let rendered = fs_err::read_to_string(&compose_file).unwrap();
         assert!(!rendered.contains("e2e-secret-"), "no secret value in the rendered file");
         assert_eq!(text.contains("masstock_n8n"), base == "production", "n8n runs in production only");

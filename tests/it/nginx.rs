@@ -5,7 +5,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use masstock_e2e::{require_tool, wait_for_port, ChildGuard};
@@ -38,10 +38,17 @@ fn rendered_site_passes_nginx_t_in_every_environment() {
 }
 
 /// A stand-in for the API behind nginx: answers every request with CORS headers of its own.
-fn start_backend(port: u16) -> Arc<AtomicUsize> {
+struct Backend {
+    hits: Arc<AtomicUsize>,
+    last_request: Arc<Mutex<String>>,
+}
+
+fn start_backend(port: u16) -> Backend {
     let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the backend port");
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&hits);
+    let last_request = Arc::new(Mutex::new(String::new()));
+    let recorded = Arc::clone(&last_request);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -54,6 +61,7 @@ fn start_backend(port: u16) -> Arc<AtomicUsize> {
                     Ok(read) => request.extend_from_slice(&buffer[..read]),
                 }
             }
+            *recorded.lock().unwrap() = String::from_utf8_lossy(&request).into_owned();
             let body = r#"{"status":"ok"}"#;
             let _ = write!(
                 stream,
@@ -64,7 +72,7 @@ fn start_backend(port: u16) -> Arc<AtomicUsize> {
             );
         }
     });
-    hits
+    Backend { hits, last_request }
 }
 
 /// nginx serving the sandbox's rendered site, and a client that trusts its test CA and resolves
@@ -97,7 +105,8 @@ fn start_nginx(sandbox: &RenderedSandbox) -> (ChildGuard, reqwest::blocking::Cli
 #[test]
 fn nginx_serves_the_rendered_site() {
     let sandbox = RenderedSandbox::new("production");
-    let hits = start_backend(sandbox.api_port);
+    let backend = start_backend(sandbox.api_port);
+    let hits = &backend.hits;
     let (_nginx, client) = start_nginx(&sandbox);
     let http = |domain: &str| format!("http://{domain}:{}", sandbox.http_port);
     let https_url = |domain: &str| format!("https://{domain}:{}", sandbox.https_port);
@@ -117,6 +126,7 @@ fn nginx_serves_the_rendered_site() {
     let response = client
         .get(format!("{}/health", https_url("api.masstock.fr")))
         .header("Origin", "https://app.masstock.fr")
+        .header("X-Forwarded-For", "203.0.113.9")
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -128,6 +138,16 @@ fn nginx_serves_the_rendered_site() {
     assert_eq!(headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
     assert_eq!(headers["access-control-allow-origin"], "https://app.masstock.fr");
     assert_eq!(headers["access-control-allow-credentials"], "true");
+    // A forged X-Forwarded-For is replaced by the real peer address; no version is disclosed.
+    let request = backend.last_request.lock().unwrap().to_ascii_lowercase();
+    assert!(request.contains("x-forwarded-for: 127.0.0.1\r\n"), "{request}");
+    assert!(!request.contains("203.0.113.9"), "{request}");
+    assert!(
+        request.contains("x-forwarded-proto: https\r\n") && request.contains("x-real-ip: 127.0.0.1\r\n"),
+        "{request}"
+    );
+    assert!(request.contains("host: api.masstock.fr"), "{request}");
+    assert_eq!(headers["server"], "nginx");
     let backend_hits = hits.load(Ordering::SeqCst);
     assert_eq!(backend_hits, 1);
 
@@ -176,4 +196,23 @@ fn limit_req_answers_429_beyond_the_burst() {
     // The limit covers the API only: the app is not limited.
     let app = format!("https://app.masstock.fr:{}/", sandbox.https_port);
     assert_ne!(client.get(&app).send().unwrap().status().as_u16(), 429);
+}
+
+#[test]
+fn names_the_site_does_not_serve_get_no_tls_answer() {
+    let sandbox = RenderedSandbox::new("production");
+    start_backend(sandbox.api_port);
+    let (_nginx, _client) = start_nginx(&sandbox);
+    let https: SocketAddr = ([127, 0, 0, 1], sandbox.https_port).into();
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sandbox.certificates.ca_pem.as_bytes()).unwrap())
+        .resolve("unknown.example", https)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let error = client
+        .get(format!("https://unknown.example:{}/", sandbox.https_port))
+        .send()
+        .expect_err("an unknown name must not be served");
+    assert!(error.is_connect(), "the TLS handshake is refused: {error:?}");
 }

@@ -235,6 +235,11 @@ pub struct Edge {
     /// Listen on IPv6 too.
     #[serde(default = "enabled")]
     pub ipv6: bool,
+    /// Refuse TLS handshakes for names the site does not serve (a `default_server` on the HTTPS
+    /// port), instead of answering them with the first site. Turn off when another site on the
+    /// host owns the HTTPS port's `default_server`.
+    #[serde(default = "enabled")]
+    pub reject_unknown_hosts: bool,
     pub log_dir: PathBuf,
     pub hsts: String,
     #[serde(default)]
@@ -504,19 +509,34 @@ impl Stack {
     }
 }
 
-/// Reads deploy.toml.
+/// Reads deploy.toml. Bytes that are not UTF-8 make an invalid file, located like any other.
 pub fn read_source(path: &Path) -> Result<Source, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    Ok(Source::new(path, text))
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Source::new(path, text)),
+        Err(error) => {
+            let valid_up_to = error.utf8_error().valid_up_to();
+            let source = Source::new(path, String::from_utf8_lossy(error.as_bytes()).into_owned());
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                diagnostics: vec![Diagnostic::new(
+                    "the file is not valid UTF-8",
+                    Some(source.location_of(valid_up_to..valid_up_to + 1)),
+                    vec!["TOML files are UTF-8 text; save it as UTF-8".into()],
+                )],
+            })
+        }
+    }
 }
 
 /// Parses the TOML syntax.
 fn parse(source: &Source) -> Result<toml::Table, Diagnostic> {
-    toml::from_str::<toml::Table>(&source.text).map_err(|error| Diagnostic {
-        message: format!("invalid TOML: {}", error.message().trim_end().replace('\n', ": ")),
-        location: error.span().map(|span| source.location_of(span)),
-        hints: Vec::new(),
+    toml::from_str::<toml::Table>(&source.text).map_err(|error| {
+        Diagnostic::new(
+            &format!("invalid TOML: {}", error.message().trim_end().replace('\n', ": ")),
+            error.span().map(|span| source.location_of(span)),
+            vec!["TOML is `key = value` lines under `[section]` headers; strings are quoted".into()],
+        )
     })
 }
 
@@ -638,10 +658,13 @@ fn deserialize(source: &Source, merged: toml::Table, environment: &str) -> Resul
             (message, Mark::Key)
         } else {
             let message = in_toml_terms(&message);
+            if let Some(hint) = type_hint(&message) {
+                hints.push(hint.to_owned());
+            }
             let message = if path.is_empty() { message } else { format!("`{path}`: {message}") };
             (message, Mark::Value)
         };
-        Diagnostic { message, location: source.locate(&path, mark, Some(environment)), hints }
+        Diagnostic::new(&message, source.locate(&path, mark, Some(environment)), hints)
     })
 }
 
@@ -666,6 +689,26 @@ fn in_toml_terms(message: &str) -> String {
         message.replace_range(struct_start.., "expected a table");
     }
     message
+}
+
+/// How to write the type a "wrong type" message expects.
+fn type_hint(message: &str) -> Option<&'static str> {
+    let expected = message.rsplit("expected ").next()?;
+    Some(if expected.starts_with("a whole number") {
+        "write a number without quotes, like `3`"
+    } else if expected.starts_with("a string") {
+        "quote it, like `\"value\"`"
+    } else if expected.starts_with("a boolean") {
+        "write `true` or `false`, without quotes"
+    } else if expected.starts_with("an array") {
+        "write a list in brackets, like `[\"a\", \"b\"]`"
+    } else if expected.starts_with("a table") {
+        "write a table: `{ key = value }`, or a `[section]`"
+    } else if expected.starts_with("an IP address") {
+        "quote it, like `\"127.0.0.1\"`"
+    } else {
+        return None;
+    })
 }
 
 /// Splits serde's "unknown field `x`, expected one of `a`, `b`" into `x` and `[a, b]`.

@@ -91,6 +91,16 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A diagnostic whose message may carry `\nhint: ...` lines, which become hints.
+    #[must_use]
+    pub fn new(message: &str, location: Option<Location>, mut hints: Vec<String>) -> Self {
+        let mut parts = message.split("\nhint: ");
+        let message = parts.next().unwrap_or_default().to_owned();
+        let mut inline: Vec<String> = parts.map(str::to_owned).collect();
+        inline.append(&mut hints);
+        Self { message, location, hints: inline }
+    }
+
     /// Renders the diagnostic the way compilers do, without colour:
     ///
     /// ```text
@@ -165,16 +175,26 @@ impl Source {
     /// Turns a byte range into a line, a column and the line's text.
     #[must_use]
     pub fn location_of(&self, span: Range<usize>) -> Location {
-        let start = span.start.min(self.text.len());
+        // Spans from any source are snapped to character boundaries, so no slice can panic.
+        let start = floor_char_boundary(&self.text, span.start);
         let line_start = self.text[..start].rfind('\n').map_or(0, |index| index + 1);
         let line_end = self.text[start..].find('\n').map_or(self.text.len(), |index| start + index);
         let line_text = self.text[line_start..line_end].trim_end_matches('\r');
         let line = self.text[..start].matches('\n').count() + 1;
         let column = self.text[line_start..start].chars().count() + 1;
-        let end = span.end.clamp(start, line_end);
+        let end = floor_char_boundary(&self.text, span.end.clamp(start, line_end));
         let width = self.text[start..end].chars().count();
         Location { file: self.path.clone(), line, column, line_text: line_text.replace('\t', " "), width }
     }
+}
+
+/// The largest index at or below `index` that starts a character of `text`.
+fn floor_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
 }
 
 /// A place in the parsed document: tables, inline tables and arrays alike.
@@ -269,6 +289,18 @@ mod tests {
         let source = source();
         let missing = source.locate(&KeyPath::new(["services", "api", "restart"]), Mark::Key, None).unwrap();
         assert_eq!(missing.line, 1);
+    }
+
+    #[test]
+    fn spans_inside_a_character_do_not_panic() {
+        let source = Source::new(Path::new("deploy.toml"), "a = \"é€\"\n".to_owned());
+        for start in 0..=source.text.len() + 2 {
+            for end in start..=source.text.len() + 2 {
+                let location = source.location_of(start..end);
+                // Past the final newline is the (empty) second line.
+                assert!((1..=2).contains(&location.line), "{start}..{end}: {location:?}");
+            }
+        }
     }
 
     #[test]

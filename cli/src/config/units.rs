@@ -27,7 +27,7 @@ impl FromStr for Duration {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = || {
             format!(
-                "invalid duration `{text}`: expected a number with a unit, like `500ms`, `30s`, `5m`, `24h` or `1m30s`"
+                "invalid duration `{text}`\nhint: write a number with a unit: `500ms`, `30s`, `5m`, `24h` or `1m30s`"
             )
         };
         let mut rest = text.trim();
@@ -96,7 +96,7 @@ impl FromStr for Rate {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = |why: &str| {
-            format!("invalid rate `{text}`: {why}; expected `<count>/<duration>`, like `100/60s` or `10/1s`")
+            format!("invalid rate `{text}`: {why}\nhint: write `<count>/<duration>`, like `100/60s` or `10/1s`")
         };
         let (count, period) = text.split_once('/').ok_or_else(|| invalid("no `/`"))?;
         let count: u32 = count.trim().parse().map_err(|_| invalid("the count is not a whole number"))?;
@@ -133,7 +133,7 @@ impl FromStr for Size {
         let suffix_length = text.len() - digits.len();
         if digits.is_empty() || suffix_length > 1 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
             return Err(format!(
-                "invalid size `{text}`: expected a number of bytes, optionally with `k`, `m` or `g`, like `10m`"
+                "invalid size `{text}`\nhint: write a number of bytes, optionally with `k`, `m` or `g`, like `10m`"
             ));
         }
         Ok(Self(text.to_ascii_lowercase()))

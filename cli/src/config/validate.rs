@@ -21,17 +21,17 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn diagnostic(&self, path: &KeyPath, mark: Mark, message: String, hints: Vec<String>) -> Diagnostic {
-        Diagnostic { message, location: self.source.locate(path, mark, Some(self.environment)), hints }
+    fn diagnostic(&self, path: &KeyPath, mark: Mark, message: &str, hints: Vec<String>) -> Diagnostic {
+        Diagnostic::new(message, self.source.locate(path, mark, Some(self.environment)), hints)
     }
 
     fn error(&mut self, path: &KeyPath, mark: Mark, message: impl Into<String>, hints: Vec<String>) {
-        let diagnostic = self.diagnostic(path, mark, message.into(), hints);
+        let diagnostic = self.diagnostic(path, mark, &message.into(), hints);
         self.errors.push(diagnostic);
     }
 
     fn warn(&mut self, path: &KeyPath, mark: Mark, message: impl Into<String>, hints: Vec<String>) {
-        let diagnostic = self.diagnostic(path, mark, message.into(), hints);
+        let diagnostic = self.diagnostic(path, mark, &message.into(), hints);
         self.warnings.push(diagnostic);
     }
 }
@@ -45,6 +45,7 @@ pub(super) fn stack(
 ) -> Result<Stack, Vec<Diagnostic>> {
     let mut checker = Checker { source, environment, errors: Vec::new(), warnings: Vec::new() };
     project(&mut checker, &config);
+    paths(&mut checker, &config);
     services(&mut checker, &config);
     dependencies(&mut checker, &config);
     ports(&mut checker, &config);
@@ -111,9 +112,18 @@ fn nginx_value_problem(value: &str) -> Option<&'static str> {
     }
 }
 
-/// An HTTP token (RFC 9110): header names and methods.
+/// A header name or method as we allow them: letters, digits and `-`. (HTTP allows more, but
+/// `$`, `'` or `#` would mean something else to nginx.)
 fn is_token(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
+    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+}
+
+/// Why a path cannot be written unquoted into the nginx site, if it cannot.
+fn path_problem(path: &std::path::Path) -> Option<String> {
+    let text = path.to_string_lossy();
+    text.chars()
+        .find(|c| c.is_whitespace() || c.is_control() || ";{}#\"'$\\".contains(*c))
+        .map(|c| format!("path `{text}` holds `{}`, which nginx would misread", c.escape_default()))
 }
 
 fn project(checker: &mut Checker, config: &Config) {
@@ -133,6 +143,26 @@ fn project(checker: &mut Checker, config: &Config) {
             format!("invalid network name `{}`", config.project.network),
             vec!["use lower-case letters, digits, `_` and `-`".into()],
         );
+    }
+}
+
+/// Paths that end up in the nginx site, unquoted.
+fn paths(checker: &mut Checker, config: &Config) {
+    let rendered = [
+        (KeyPath::new(["edge", "log_dir"]), &config.edge.log_dir),
+        (KeyPath::new(["edge", "site_file"]), &config.edge.site_file),
+        (KeyPath::new(["acme", "cert_dir"]), &config.acme.cert_dir),
+        (KeyPath::new(["acme", "webroot"]), &config.acme.webroot),
+    ];
+    for (path, value) in rendered {
+        if let Some(problem) = path_problem(value) {
+            checker.error(
+                &path,
+                Mark::Value,
+                problem,
+                vec!["move it to a path without spaces or `;{}#$` quotes".into()],
+            );
+        }
     }
 }
 
@@ -228,6 +258,14 @@ fn services(checker: &mut Checker, config: &Config) {
                 checker.error(&variable_path, Mark::Value, problem, Vec::new());
             }
         }
+    }
+    for name in config.volumes.keys().filter(|name| !is_object_name(name)) {
+        checker.error(
+            &KeyPath::new(["volumes", name]),
+            Mark::Key,
+            format!("invalid volume name `{name}`"),
+            vec!["use lower-case letters, digits, `_` and `-`, starting with a letter or digit".into()],
+        );
     }
     for (name, service) in config.services.iter().filter(|(_, service)| service.enabled) {
         if service.volumes.iter().any(|mount| mount.source.is_empty()) {
@@ -439,12 +477,21 @@ fn sites(checker: &mut Checker, config: &Config) {
     let mut domains: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, site) in config.sites.iter().filter(|(_, site)| site.enabled) {
         let path = KeyPath::new(["sites", name]);
+        if !is_object_name(name) {
+            checker.error(
+                &path,
+                Mark::Key,
+                format!("invalid site name `{name}`"),
+                vec!["use lower-case letters, digits, `_` and `-`: it names the site's log files".into()],
+            );
+        }
         if let Some(problem) = domain_problem(&site.domain) {
             checker.error(
                 &path.key("domain"),
                 Mark::Value,
                 format!("invalid domain name `{}`: {problem}", site.domain),
-                Vec::new(),
+                vec!["a domain is lower-case labels of letters, digits and `-` joined by dots, like `app.masstock.fr`"
+                    .into()],
             );
         }
         if let Some(other) = domains.insert(&site.domain, name) {
@@ -521,7 +568,14 @@ fn edge(checker: &mut Checker, config: &Config) {
             checker.error(&path.key(key), Mark::Value, format!("`edge.{key}` is empty"), Vec::new());
         }
     }
-    if !edge.upstream_host.is_loopback() {
+    if edge.upstream_host.is_ipv6() {
+        checker.error(
+            &path.key("upstream_host"),
+            Mark::Value,
+            format!("`edge.upstream_host` must be an IPv4 address, not `{}`", edge.upstream_host),
+            vec!["Docker publishes the ports on IPv4 here: use `127.0.0.1`".into()],
+        );
+    } else if !edge.upstream_host.is_loopback() {
         checker.warn(
             &path.key("upstream_host"),
             Mark::Value,
@@ -583,9 +637,7 @@ fn cors(checker: &mut Checker, config: &Config) {
             );
         }
     }
-    if cors.credentials && cors.origins.iter().any(|origin| origin == "*") {
-        checker.error(&path.key("origins"), Mark::Value, "`*` cannot be used with `credentials = true`", Vec::new());
-    }
+
     for (key, values) in [("methods", &cors.methods), ("headers", &cors.headers)] {
         for (index, value) in values.iter().enumerate() {
             let invalid = !is_token(value) || (key == "methods" && value.bytes().any(|byte| byte.is_ascii_lowercase()));
@@ -613,7 +665,7 @@ fn cors(checker: &mut Checker, config: &Config) {
 /// Why `origin` is not `scheme://host[:port]`, if it is not.
 fn origin_problem(origin: &str) -> Option<String> {
     if origin == "*" {
-        return None;
+        return Some("`*` would let any site call the API; list the origins".into());
     }
     let Some((scheme, rest)) = origin.split_once("://") else { return Some("no `://`".into()) };
     if scheme != "https" && scheme != "http" {
@@ -709,6 +761,18 @@ fn secrets(checker: &mut Checker, config: &Config, check: EnvFileCheck) -> Secre
                             checker.environment
                         )],
                     ),
+                    Some(value) if breaks_url(config, reference, value) => checker.error(
+                        &reference.path,
+                        Mark::Value,
+                        format!("secret `{}` holds characters that break the URL it is part of", reference.name),
+                        vec![
+                            "a secret inside a URL may only hold letters, digits and `-._~+=`".into(),
+                            format!(
+                                "generate a URL-safe one: remove `{}` from the env file, then `masstockctl --env {} secrets generate --force`",
+                                reference.name, checker.environment
+                            ),
+                        ],
+                    ),
                     Some("") => checker.warn(
                         &reference.path,
                         Mark::Value,
@@ -721,6 +785,18 @@ fn secrets(checker: &mut Checker, config: &Config, check: EnvFileCheck) -> Secre
         }
     }
     Secrets { references, env_file }
+}
+
+/// Whether `value` for `reference` is spliced into a URL (`scheme://...${NAME}...`) that its
+/// characters would break: `/`, `@`, `:`, `?`, `#`, `%`, spaces end or change the authority.
+fn breaks_url(config: &Config, reference: &SecretReference, value: &str) -> bool {
+    let [_, service, _, variable] = reference.path.0.as_slice() else { return false };
+    let (super::Segment::Key(service), super::Segment::Key(variable)) = (service, variable) else { return false };
+    let Some(template) = config.services.get(service).and_then(|service| service.env.get(variable)) else {
+        return false;
+    };
+    let around = secrets::map_references(template, |_| String::new());
+    around.contains("://") && !value.chars().all(|c| c.is_ascii_alphanumeric() || "-._~+=".contains(c))
 }
 
 #[cfg(test)]
@@ -741,7 +817,7 @@ mod tests {
         assert_eq!(origin_problem("https://app.masstock.fr"), None);
         assert_eq!(origin_problem("https://app.masstock.localhost:8443"), None);
         assert_eq!(origin_problem("http://localhost:5173"), None);
-        for bad in ["app.masstock.fr", "ftp://a.fr", "https://a.fr/", "https://a.fr:0", "https://a.fr:x"] {
+        for bad in ["*", "app.masstock.fr", "ftp://a.fr", "https://a.fr/", "https://a.fr:0", "https://a.fr:x"] {
             assert!(origin_problem(bad).is_some(), "`{bad}` should be rejected");
         }
     }

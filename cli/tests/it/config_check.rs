@@ -50,6 +50,9 @@ fn invalid_files_point_at_line_and_column() {
         ),
         ("bad_secret_reference", "\"${JWT_SECRET}\"", "\"${JWT SECRET}\""),
         ("bad_origin", "origins = [\"https://app.masstock.fr\"]", "origins = [\"https://app.masstock.fr/\"]"),
+        ("wildcard_origin", "origins = [\"https://app.masstock.fr\"]", "origins = [\"*\"]"),
+        ("ipv6_upstream", "upstream_host = \"127.0.0.1\"", "upstream_host = \"::1\""),
+        ("path_with_space", "log_dir = \"/var/log/nginx\"", "log_dir = \"/var/log/my nginx\""),
         ("local_override_error", "enabled_link = \"\"", "enabled_lnk = \"\""),
     ];
     for (name, from, to) in cases {
@@ -123,4 +126,33 @@ fn quiet_silences_warnings_and_colour_follows_no_color() {
     assert!(forced.stderr.contains("\u{1b}["), "CLICOLOR_FORCE colours errors: {}", forced.stderr);
     let plain = sandbox.run_with_env(&["config", "check"], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
     assert!(!plain.stderr.contains('\u{1b}'), "NO_COLOR wins: {}", plain.stderr);
+}
+
+#[test]
+fn a_secret_that_breaks_its_url_is_an_error() {
+    let sandbox = Sandbox::new();
+    // What the reference's `randomBytes(32).toString('base64')` gives half the time.
+    std::fs::write(
+        sandbox.path(".env.local"),
+        "JWT_SECRET=x\nREDIS_PASSWORD=ab/cd+ef==\nDATABASE_URL=postgres://u:p@h/db\nGEMINI_API_KEY=k\n",
+    )
+    .unwrap();
+    let run = sandbox.run(&["--env", "local", "config", "check"]);
+    assert_eq!(run.status, 2, "{}", run.transcript());
+    assert!(run.stderr.contains("secret `REDIS_PASSWORD` holds characters that break the URL"), "{}", run.stderr);
+    assert!(!run.stderr.contains("ab/cd+ef=="), "the value itself is never printed: {}", run.stderr);
+    insta::assert_snapshot!(run.transcript());
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_located() {
+    let mut bytes = shipped_config().into_bytes();
+    let position = bytes.iter().position(|byte| *byte == b'\n').unwrap() + 1;
+    bytes.insert(position + 2, 0xff);
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.path("deploy.toml"), bytes).unwrap();
+    let run = sandbox.run(&["config", "check"]);
+    assert_eq!(run.status, 2, "{}", run.transcript());
+    assert!(run.stderr.contains("the file is not valid UTF-8"), "{}", run.stderr);
+    assert!(run.stderr.contains("--> deploy.toml:2:3"), "{}", run.stderr);
 }

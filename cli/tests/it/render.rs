@@ -55,7 +55,12 @@ fn no_secret_value_reaches_a_rendered_file() {
         assert!(!run.stdout.contains(value_prefix(&values[0])) && !run.stderr.contains(value_prefix(&values[0])));
     }
     let compose = std::fs::read_to_string(sandbox.path("out/docker-compose.yml")).unwrap();
-    assert!(compose.contains("REDIS_URL: \"redis://:${REDIS_PASSWORD}@redis:6379\""), "secrets stay references");
+    assert!(
+        compose.contains(
+            "REDIS_URL: \"redis://:${REDIS_PASSWORD:?REDIS_PASSWORD must be set in the env file passed with --env-file}@redis:6379\""
+        ),
+        "secrets stay references, which compose refuses to leave empty: {compose}"
+    );
 }
 
 fn value_prefix(value: &str) -> &str {
