@@ -72,20 +72,9 @@ pub fn config_with_environment(base: &str, overrides: &str) -> String {
     let mut document: toml::Table = toml::from_str(&shipped).expect("deploy.toml is TOML");
     let environments = document.get_mut("environments").and_then(toml::Value::as_table_mut).expect("[environments]");
     let mut environment = environments.get(base).and_then(toml::Value::as_table).cloned().unwrap_or_default();
-    merge(&mut environment, &toml::from_str(overrides).expect("overrides are TOML"));
+    masstockctl::config::merge(&mut environment, &toml::from_str(overrides).expect("overrides are TOML"));
     environments.insert("e2e".to_owned(), toml::Value::Table(environment));
     toml::to_string(&document).expect("serialize deploy.toml")
-}
-
-fn merge(base: &mut toml::Table, overrides: &toml::Table) {
-    for (key, value) in overrides {
-        match (base.get_mut(key), value) {
-            (Some(toml::Value::Table(base)), toml::Value::Table(value)) => merge(base, value),
-            _ => {
-                base.insert(key.clone(), value.clone());
-            }
-        }
-    }
 }
 
 /// A test certificate authority and a certificate it signed for some domains (ECDSA P-256).

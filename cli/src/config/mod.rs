@@ -512,6 +512,11 @@ impl Stack {
 /// Reads deploy.toml. Bytes that are not UTF-8 make an invalid file, located like any other.
 pub fn read_source(path: &Path) -> Result<Source, ConfigError> {
     let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    source_from_bytes(path, bytes)
+}
+
+/// The source of deploy.toml from its bytes, which must be UTF-8.
+pub fn source_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Source, ConfigError> {
     match String::from_utf8(bytes) {
         Ok(text) => Ok(Source::new(path, text)),
         Err(error) => {
@@ -598,8 +603,9 @@ fn select_environment(
     Ok(document)
 }
 
-/// Tables merge key by key; anything else in `overrides` replaces what `base` had.
-fn merge(base: &mut toml::Table, overrides: &toml::Table) {
+/// Tables merge key by key; anything else in `overrides` replaces what `base` had. This is how an
+/// environment applies over the top level.
+pub fn merge(base: &mut toml::Table, overrides: &toml::Table) {
     for (key, value) in overrides {
         match (base.get_mut(key), value) {
             (Some(toml::Value::Table(base_table)), toml::Value::Table(override_table)) => {

@@ -3,8 +3,21 @@
 
 use std::path::Path;
 
-use masstockctl::config::{ConfigError, Source, Stack};
+use masstockctl::config::{source_from_bytes, ConfigError, Source, Stack};
 use proptest::prelude::*;
+
+/// Loads `bytes` as deploy.toml the way the CLI does: never a panic, and every located error
+/// within the file.
+fn check_bytes(bytes: Vec<u8>) {
+    match source_from_bytes(Path::new("deploy.toml"), bytes) {
+        Ok(source) => check(source.text),
+        Err(ConfigError::Invalid { diagnostics, .. }) => {
+            assert!(diagnostics[0].location.is_some(), "invalid UTF-8 is located");
+            let _ = diagnostics[0].render("error");
+        }
+        Err(ConfigError::Read { .. }) => unreachable!("nothing is read"),
+    }
+}
 
 fn check(text: String) {
     let source = Source::new(Path::new("deploy.toml"), text);
@@ -53,6 +66,14 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-        check(String::from_utf8_lossy(&bytes).into_owned());
+        check_bytes(bytes);
+    }
+
+    #[test]
+    fn shipped_file_with_stray_bytes_never_panics(position in 0usize..10_000, byte in any::<u8>()) {
+        let mut bytes = shipped().into_bytes();
+        let position = position % bytes.len();
+        bytes.insert(position, byte);
+        check_bytes(bytes);
     }
 }
