@@ -115,13 +115,19 @@ fn nginx_context(stack: &Stack) -> Value {
     let config = &stack.config;
     let edge = &config.edge;
     let project = &config.project.name;
-    let upstream_name = |service: &str| format!("{project}_{service}");
+    // nginx variables and zones need an identifier: the project name with `-` made `_`
+    // (validation makes it start with a letter).
+    let prefix = project.replace('-', "_");
+    let upstream_name = |site: &crate::config::Site| {
+        let port = stack.upstream_port(site).unwrap_or_default();
+        format!("{prefix}_{}_{port}", site.service.replace('-', "_"))
+    };
     let mut upstreams = BTreeSet::new();
     let sites: Vec<Value> = stack
         .sites()
         .map(|(name, site)| {
             let port = stack.upstream_port(site).unwrap_or_default();
-            upstreams.insert((upstream_name(&site.service), format!("{}:{port}", edge.upstream_host)));
+            upstreams.insert((upstream_name(site), format!("{}:{port}", edge.upstream_host)));
             let (certificate, certificate_key) = stack.certificate_paths(&site.domain);
             let mut headers = vec![json!({ "name": "Strict-Transport-Security", "value": edge.hsts })];
             headers.extend(edge.security_headers.iter().map(|(name, value)| json!({ "name": name, "value": value })));
@@ -130,7 +136,7 @@ fn nginx_context(stack: &Stack) -> Value {
                 "name": name,
                 "domain": site.domain,
                 "service": site.service,
-                "upstream": upstream_name(&site.service),
+                "upstream": upstream_name(site),
                 "certificate": certificate,
                 "certificate_key": certificate_key,
                 "cors": site.cors,
@@ -145,6 +151,7 @@ fn nginx_context(stack: &Stack) -> Value {
     json!({
         "environment": stack.environment,
         "project": project,
+        "prefix": prefix,
         "edge": {
             "http_port": edge.http_port,
             "https_port": edge.https_port,

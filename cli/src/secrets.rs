@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -134,6 +134,13 @@ impl EnvFile {
         Self::parse(path, &text).map(Some)
     }
 
+    /// An empty file that starts with `comments`, one `# ` line each.
+    #[must_use]
+    pub fn with_comments(path: &Path, comments: &[&str]) -> Self {
+        let lines = comments.iter().map(|comment| Line::Other(format!("# {comment}"))).collect();
+        Self { path: path.to_path_buf(), lines }
+    }
+
     pub fn parse(path: &Path, text: &str) -> Result<Self, EnvFileError> {
         let mut lines = Vec::new();
         for (number, line) in text.lines().enumerate() {
@@ -209,29 +216,51 @@ impl EnvFile {
     }
 
     /// Writes the file atomically (a temporary file in the same folder, then a rename), mode 0600
-    /// from the first byte.
+    /// from the first byte. A symlink is written through to its target, which keeps its owner;
+    /// folders created on the way are private (0700).
     pub fn write(&self) -> Result<(), EnvFileError> {
         let error = |source| EnvFileError::Write { path: self.path.clone(), source };
-        let folder = match self.path.parent() {
+        let target = match std::fs::symlink_metadata(&self.path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => std::fs::canonicalize(&self.path).map_err(error)?,
+            _ => self.path.clone(),
+        };
+        let folder = match target.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&folder).map_err(error)?;
-        let file_name = self.path.file_name().map_or_else(|| "env".into(), |name| name.to_string_lossy().into_owned());
-        let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
+        if !folder.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder).map_err(error)?;
+        }
+        let previous_owner = std::fs::metadata(&target).ok().map(|metadata| (metadata.uid(), metadata.gid()));
+        let mut random = [0; 8];
+        getrandom::fill(&mut random).map_err(|source| error(std::io::Error::other(source.to_string())))?;
+        let suffix = hex(&random);
+        let file_name = target.file_name().map_or_else(|| "env".into(), |name| name.to_string_lossy().into_owned());
+        let temporary = folder.join(format!(".{file_name}.{suffix}.tmp"));
         let result = (|| {
             let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
             file.write_all(self.render().as_bytes())?;
             file.sync_all()?;
-            std::fs::rename(&temporary, &self.path)?;
-            // A file that existed before keeps its inode's mode on some systems: make sure.
-            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600))
+            if let Some((uid, gid)) = previous_owner {
+                std::os::unix::fs::chown(&temporary, Some(uid), Some(gid))?;
+            }
+            std::fs::rename(&temporary, &target)?;
+            // The rename is durable once the folder itself is on disk.
+            std::fs::File::open(&folder)?.sync_all()
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&temporary);
         }
         result.map_err(error)
     }
+}
+
+/// Lower-case hexadecimal, two digits a byte.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
 }
 
 /// How `secrets generate` fills a secret.
@@ -272,10 +301,7 @@ pub fn generate(recipe: Recipe) -> Result<Option<String>, getrandom::Error> {
         Ok(bytes)
     };
     Ok(match recipe {
-        Recipe::Hex(length) => Some(random(length)?.iter().fold(String::new(), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })),
+        Recipe::Hex(length) => Some(hex(&random(length)?)),
         Recipe::Base64(length) => Some(base64::engine::general_purpose::URL_SAFE.encode(random(length)?)),
         Recipe::Placeholder => None,
     })

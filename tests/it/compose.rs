@@ -62,3 +62,32 @@ fn rendered_compose_file_passes_docker_compose_config() {
         assert_eq!(text.contains("masstock_n8n"), base == "production", "n8n runs in production only");
     }
 }
+
+/// Names YAML would read as booleans or null stay strings: a service `on`, a variable `NO`.
+#[test]
+fn yaml_keywords_as_names_stay_names() {
+    let sandbox = RenderedSandbox::with_overrides(
+        "local",
+        r#"
+        [services.on]
+        image = "busybox:1.36"
+        command = ["sleep", "infinity"]
+        [services.api.env]
+        NO = "1"
+        "#,
+    );
+    let output = Command::new(require_tool("docker-compose"))
+        .arg("-f")
+        .arg(sandbox.path("out/docker-compose.yml"))
+        .arg("--env-file")
+        .arg(sandbox.path("secrets.env"))
+        .arg("config")
+        .output()
+        .expect("run docker-compose");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // docker-compose 1.29 quotes what would otherwise read as a boolean.
+    assert!(text.contains("\n  \"on\":\n"), "service `on` kept: {text}");
+    assert!(text.contains("\"NO\": '1'"), "variable `NO` kept: {text}");
+    assert!(!text.contains("false:") && !text.contains("True:"), "{text}");
+}

@@ -27,7 +27,25 @@ fn nginx_test(sandbox: &RenderedSandbox) -> std::process::Output {
 #[test]
 fn rendered_site_passes_nginx_t_in_every_environment() {
     let limit_req = "[edge.limit_req]\nenabled = true";
-    for (base, extra) in [("production", ""), ("local", ""), ("production", limit_req), ("local", limit_req)] {
+    // Shapes that once rendered into a site nginx refused: a project name with `-`, one service
+    // behind two sites on two of its ports, credentials off.
+    let odd_shapes = r#"
+        [project]
+        name = "mass-stock"
+        [services.n8n]
+        ports = [{ host = 15678, container = 5678 }, { host = 15679, container = 5679 }]
+        [sites.hooks]
+        domain = "hooks.masstock.fr"
+        service = "n8n"
+        port = 5679
+        content_security_policy = "default-src 'none'"
+        [cors]
+        credentials = false
+        origins = ["https://app.masstock.fr", "https://admin.masstock.fr:8443"]
+    "#;
+    for (base, extra) in
+        [("production", ""), ("local", ""), ("production", limit_req), ("local", limit_req), ("production", odd_shapes)]
+    {
         let sandbox = RenderedSandbox::with_overrides(base, extra);
         let output = nginx_test(&sandbox);
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -41,11 +41,10 @@ impl RenderedSandbox {
             webroot = "{root}/webroot"
             [services.api]
             ports = [{{ host = {api_port}, container = 3000 }}]
-            {extra}
             "#
         );
         let config_path = dir.path().join("deploy.toml");
-        fs_err::write(&config_path, config_with_environment(base, &overrides)).expect("write deploy.toml");
+        fs_err::write(&config_path, config_with_environment(base, &[&overrides, extra])).expect("write deploy.toml");
 
         // Every secret the stack refers to, with a recognisable value.
         let probe =

@@ -64,15 +64,18 @@ impl Drop for ChildGuard {
     }
 }
 
-/// The shipped deploy.toml plus an environment `e2e`: the environment `base` with `overrides`
-/// (TOML text) merged over it, so tests run the real configuration with sandboxed paths and ports.
+/// The shipped deploy.toml plus an environment `e2e`: the environment `base` with each of
+/// `overrides` (TOML documents) merged over it in turn, so tests run the real configuration with
+/// sandboxed paths and ports.
 #[must_use]
-pub fn config_with_environment(base: &str, overrides: &str) -> String {
+pub fn config_with_environment(base: &str, overrides: &[&str]) -> String {
     let shipped = fs_err::read_to_string(workspace_root().join("deploy.toml")).expect("read deploy.toml");
     let mut document: toml::Table = toml::from_str(&shipped).expect("deploy.toml is TOML");
     let environments = document.get_mut("environments").and_then(toml::Value::as_table_mut).expect("[environments]");
     let mut environment = environments.get(base).and_then(toml::Value::as_table).cloned().unwrap_or_default();
-    masstockctl::config::merge(&mut environment, &toml::from_str(overrides).expect("overrides are TOML"));
+    for document in overrides {
+        masstockctl::config::merge(&mut environment, &toml::from_str(document).expect("overrides are TOML"));
+    }
     environments.insert("e2e".to_owned(), toml::Value::Table(environment));
     toml::to_string(&document).expect("serialize deploy.toml")
 }

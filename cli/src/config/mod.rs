@@ -563,6 +563,14 @@ fn select_environment(
         }
     };
     let names: Vec<String> = environments.keys().cloned().collect();
+    // The name reaches rendered files and the env file's header: it must be a plain word.
+    if let Some(bad) = names.iter().find(|name| !validate::is_object_name(name)) {
+        return Err(Diagnostic::new(
+            &format!("invalid environment name `{}`", bad.escape_debug()),
+            source.locate(&KeyPath::new(["environments", bad]), Mark::Key, None),
+            vec!["use lower-case letters, digits, `_` and `-`, starting with a letter or digit".into()],
+        ));
+    }
     match environments.get(environment) {
         Some(toml::Value::Table(overrides)) => {
             if overrides.contains_key("environments") {
@@ -586,6 +594,8 @@ fn select_environment(
             })
         }
         None => {
+            let environment = environment.escape_debug().to_string();
+            let environment = environment.as_str();
             let mut hints = vec![if names.is_empty() {
                 "deploy.toml declares no environment; add `[environments.<name>]`".to_owned()
             } else {

@@ -121,28 +121,39 @@ impl fmt::Display for Rate {
     }
 }
 
-/// A size in nginx's syntax: bytes, or a number with `k` or `m` (`10m`, `512k`).
+/// A size in nginx's syntax: bytes, or a number with `k` or `m` (`10m`, `512k`), at most 1 GiB.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Size(pub String);
+pub struct Size {
+    pub bytes: u64,
+    text: String,
+}
 
 impl FromStr for Size {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let digits = text.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
-        let suffix_length = text.len() - digits.len();
-        if digits.is_empty() || suffix_length > 1 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-            return Err(format!(
-                "invalid size `{text}`\nhint: write a number of bytes, optionally with `k`, `m` or `g`, like `10m`"
-            ));
+        const LIMIT: u64 = 1 << 30;
+        let invalid = || {
+            format!("invalid size `{text}`\nhint: write a number of bytes, optionally with `k` or `m`, like `10m` (at most `1024m`)")
+        };
+        let lower = text.to_ascii_lowercase();
+        let (digits, unit) = match lower.strip_suffix('k') {
+            Some(digits) => (digits, 1 << 10),
+            None => lower.strip_suffix('m').map_or((lower.as_str(), 1), |digits| (digits, 1 << 20)),
+        };
+        if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(invalid());
         }
-        Ok(Self(text.to_ascii_lowercase()))
+        let bytes =
+            digits.parse::<u64>().ok().and_then(|number| number.checked_mul(unit)).filter(|bytes| *bytes <= LIMIT);
+        let bytes = bytes.ok_or_else(invalid)?;
+        Ok(Self { bytes, text: lower })
     }
 }
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -197,9 +208,10 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!("10m".parse::<Size>().unwrap().0, "10m");
-        assert_eq!("4096".parse::<Size>().unwrap().0, "4096");
-        for bad in ["", "m", "10mb", "1.5m", "ten"] {
+        assert_eq!("10m".parse::<Size>().unwrap().bytes, 10 << 20);
+        assert_eq!("10M".parse::<Size>().unwrap().to_string(), "10m");
+        assert_eq!("4096".parse::<Size>().unwrap().bytes, 4096);
+        for bad in ["", "m", "10mb", "1.5m", "ten", "1g", "2048m", "99999999999999999999m", "+1k"] {
             assert!(bad.parse::<Size>().is_err(), "`{bad}` should be rejected");
         }
     }

@@ -68,9 +68,63 @@ pub(super) fn stack(
 }
 
 /// `[a-z0-9][a-z0-9_-]*`: safe in container, volume and network names.
-fn is_object_name(name: &str) -> bool {
+pub(super) fn is_object_name(name: &str) -> bool {
     name.bytes().next().is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit())
         && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-')
+}
+
+/// Why `image` is not a Docker image reference (`[host[:port]/]path[:tag][@sha256:digest]`).
+fn image_problem(image: &str) -> Option<&'static str> {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let valid = digest
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !valid {
+            return Some("the digest must be `sha256:` and 64 hex digits");
+        }
+    }
+    let last_slash = name.rfind('/').map_or(0, |index| index + 1);
+    let (path, tag) = match name[last_slash..].rfind(':') {
+        Some(colon) => (&name[..last_slash + colon], Some(&name[last_slash + colon + 1..])),
+        None => (name, None),
+    };
+    if let Some(tag) = tag {
+        let valid = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !valid {
+            return Some("a tag is up to 128 letters, digits, `_`, `.` and `-`");
+        }
+    }
+    let mut components: Vec<&str> = path.split('/').collect();
+    // A first component with a `.` or `:`, or `localhost`, is a registry host.
+    if components.len() > 1 && (components[0].contains(['.', ':']) || components[0] == "localhost") {
+        let host = components.remove(0);
+        if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b)) {
+            return Some("the registry host holds characters a host name cannot");
+        }
+    }
+    let component_valid = |component: &str| {
+        !component.is_empty()
+            && component.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && component.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && component.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    if components.iter().all(|component| component_valid(component)) {
+        None
+    } else {
+        Some("each part of the name is lower-case letters and digits, joined by `.`, `_` or `-`")
+    }
+}
+
+/// Whether `text` holds a control character, which YAML and nginx cannot carry verbatim.
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
 }
 
 /// A host name as DNS allows it (RFC 1123), lower case, at least two labels.
@@ -128,12 +182,13 @@ fn path_problem(path: &std::path::Path) -> Option<String> {
 
 fn project(checker: &mut Checker, config: &Config) {
     let path = KeyPath::new(["project"]);
-    if !is_object_name(&config.project.name) {
+    // It prefixes nginx variables (`$<name>_cors_origin`), which must start with a letter.
+    if !is_object_name(&config.project.name) || !config.project.name.starts_with(|c: char| c.is_ascii_lowercase()) {
         checker.error(
             &path.key("name"),
             Mark::Value,
             format!("invalid project name `{}`", config.project.name),
-            vec!["use lower-case letters, digits, `_` and `-`, starting with a letter or digit".into()],
+            vec!["use lower-case letters, digits, `_` and `-`, starting with a letter".into()],
         );
     }
     if !is_object_name(&config.project.network) {
@@ -154,8 +209,11 @@ fn paths(checker: &mut Checker, config: &Config) {
         (KeyPath::new(["acme", "cert_dir"]), &config.acme.cert_dir),
         (KeyPath::new(["acme", "webroot"]), &config.acme.webroot),
     ];
-    for (path, value) in rendered {
-        if let Some(problem) = path_problem(value) {
+    for (path, value) in rendered.into_iter().chain([(KeyPath::new(["project", "env_file"]), &config.project.env_file)])
+    {
+        if value.to_string_lossy().trim().is_empty() {
+            checker.error(&path, Mark::Value, format!("`{path}` is empty"), Vec::new());
+        } else if let Some(problem) = path_problem(value) {
             checker.error(
                 &path,
                 Mark::Value,
@@ -180,13 +238,41 @@ fn services(checker: &mut Checker, config: &Config) {
         if !service.enabled {
             continue;
         }
-        if service.image.is_empty() || service.image.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+        if let Some(problem) = image_problem(&service.image) {
             checker.error(
                 &path.key("image"),
                 Mark::Value,
-                format!("invalid image reference `{}`", service.image),
+                format!("invalid image reference `{}`: {problem}", service.image.escape_debug()),
                 vec!["an image is `[registry/]repository[:tag]`, in lower case, like `redis:7-alpine`".into()],
             );
+        }
+        let mut strings: Vec<(KeyPath, &str)> = Vec::new();
+        strings.extend(
+            service.command.iter().enumerate().map(|(index, part)| (path.key("command").index(index), part.as_str())),
+        );
+        strings.extend(service.env.iter().map(|(variable, value)| (path.key("env").key(variable), value.as_str())));
+        if let Some(check) = &service.healthcheck {
+            let check_path = path.key("healthcheck");
+            strings.extend(
+                check
+                    .command
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(index, part)| (check_path.key("command").index(index), part.as_str())),
+            );
+            strings.extend(check.shell.as_deref().map(|shell| (check_path.key("shell"), shell)));
+            strings.extend(check.http.as_deref().map(|http| (check_path.key("http"), http)));
+        }
+        for (key_path, text) in strings {
+            if has_control(text) {
+                checker.error(
+                    &key_path,
+                    Mark::Value,
+                    format!("a control character in `{key_path}`: `{}`", text.escape_debug()),
+                    vec!["remove it; the compose file and Docker cannot carry it verbatim".into()],
+                );
+            }
         }
         if let Some(build) = &service.build {
             let build_path = path.key("build");
@@ -226,6 +312,16 @@ fn services(checker: &mut Checker, config: &Config) {
                     format!("unknown volume `{}`", mount.source),
                     hints,
                 );
+            }
+            for (key, text) in [("source", &mount.source), ("target", &mount.target)] {
+                if text.contains([':', '$']) || has_control(text) {
+                    checker.error(
+                        &mount_path.key(key),
+                        Mark::Value,
+                        format!("mount {key} `{}` holds `:`, `$` or a control character", text.escape_debug()),
+                        vec!["Docker splits mounts at `:`; choose a path without it".into()],
+                    );
+                }
             }
             if !mount.target.starts_with('/') {
                 checker.error(
@@ -294,12 +390,19 @@ fn healthcheck(checker: &mut Checker, name: &str, service: &Service, path: &KeyP
         }
     }
     if let Some(http) = &check.http {
-        if !http.starts_with('/') || http.chars().any(char::is_whitespace) {
+        if !http.starts_with('/') {
             checker.error(
                 &path.key("http"),
                 Mark::Value,
                 format!("health check path `{http}` must start with `/`"),
                 Vec::new(),
+            );
+        } else if http.chars().any(char::is_whitespace) {
+            checker.error(
+                &path.key("http"),
+                Mark::Value,
+                format!("health check path `{http}` holds a space"),
+                vec!["percent-encode it: `%20`".into()],
             );
         }
         if check.port.is_none() && service.ports.len() != 1 {
@@ -441,6 +544,11 @@ fn find_cycle<'a>(
 fn ports(checker: &mut Checker, config: &Config) {
     let mut taken: BTreeMap<u16, String> = BTreeMap::new();
     let edge = &config.edge;
+    for (key, port) in [("http_port", edge.http_port), ("https_port", edge.https_port)] {
+        if port == 0 {
+            checker.error(&KeyPath::new(["edge", key]), Mark::Value, format!("`edge.{key}` cannot be 0"), Vec::new());
+        }
+    }
     taken.insert(edge.http_port, "the edge's `http_port`".into());
     if edge.https_port == edge.http_port {
         checker.error(
@@ -492,6 +600,16 @@ fn sites(checker: &mut Checker, config: &Config) {
                 format!("invalid domain name `{}`: {problem}", site.domain),
                 vec!["a domain is lower-case labels of letters, digits and `-` joined by dots, like `app.masstock.fr`"
                     .into()],
+            );
+        }
+        // nginx's default `server_names_hash_bucket_size` (64 on most CPUs) fits names up to ~48
+        // characters; longer ones make `nginx -t` fail until the main config raises it.
+        if site.domain.len() > 48 {
+            checker.warn(
+                &path.key("domain"),
+                Mark::Value,
+                format!("domain `{}` is {} characters long", site.domain, site.domain.len()),
+                vec!["add `server_names_hash_bucket_size 128;` to the `http` block of nginx.conf".into()],
             );
         }
         if let Some(other) = domains.insert(&site.domain, name) {
@@ -589,8 +707,26 @@ fn edge(checker: &mut Checker, config: &Config) {
     if let Some(problem) = nginx_value_problem(&edge.hsts) {
         checker.error(&path.key("hsts"), Mark::Value, format!("invalid `hsts`: {problem}"), Vec::new());
     }
+    if edge.hsts.trim().is_empty() {
+        checker.warn(
+            &path.key("hsts"),
+            Mark::Value,
+            "`edge.hsts` is empty: no Strict-Transport-Security header is sent",
+            vec!["use `max-age=31536000; includeSubDomains`, as the reference does".into()],
+        );
+    }
+    let mut seen_headers: Vec<String> = Vec::new();
     for (name, value) in &edge.security_headers {
         let header_path = path.key("security_headers").key(name);
+        if seen_headers.contains(&name.to_ascii_lowercase()) {
+            checker.error(
+                &header_path,
+                Mark::Key,
+                format!("header `{name}` is set twice (header names ignore case)"),
+                Vec::new(),
+            );
+        }
+        seen_headers.push(name.to_ascii_lowercase());
         if !is_token(name) {
             checker.error(&header_path, Mark::Key, format!("invalid header name `{name}`"), Vec::new());
         }
@@ -611,6 +747,14 @@ fn edge(checker: &mut Checker, config: &Config) {
             );
         }
     }
+    if edge.limit_req.zone_size.bytes < 32 << 10 {
+        checker.error(
+            &path.key("limit_req").key("zone_size"),
+            Mark::Value,
+            format!("`edge.limit_req.zone_size` {} is below nginx's minimum of 32k", edge.limit_req.zone_size),
+            vec!["`10m` holds about 160 000 client addresses".into()],
+        );
+    }
     if edge.limit_req.rate.to_nginx().is_none() {
         checker.error(
             &path.key("limit_req").key("rate"),
@@ -628,6 +772,14 @@ fn cors(checker: &mut Checker, config: &Config) {
         checker.error(&path.key("origins"), Mark::Value, "a site answers CORS but `cors.origins` is empty", Vec::new());
     }
     for (index, origin) in cors.origins.iter().enumerate() {
+        if cors.origins[..index].contains(origin) {
+            checker.error(
+                &path.key("origins").index(index),
+                Mark::Value,
+                format!("origin `{origin}` is listed twice"),
+                Vec::new(),
+            );
+        }
         if let Some(problem) = origin_problem(origin) {
             checker.error(
                 &path.key("origins").index(index),
@@ -676,8 +828,13 @@ fn origin_problem(origin: &str) -> Option<String> {
     }
     let host = match rest.rsplit_once(':') {
         Some((host, port)) => {
-            if port.parse::<u16>().map_or(true, |port| port == 0) {
-                return Some(format!("port `{port}` is not a port number"));
+            // Browsers send the port as digits without a leading zero, and omit the default one.
+            if !port.bytes().all(|byte| byte.is_ascii_digit()) || port.starts_with('0') || port.parse::<u16>().is_err()
+            {
+                return Some(format!("port `{port}` is not written as a browser sends it"));
+            }
+            if (scheme, port) == ("https", "443") || (scheme, port) == ("http", "80") {
+                return Some(format!("browsers leave the default port `{port}` out of the origin"));
             }
             host
         }
@@ -704,7 +861,11 @@ fn acme(checker: &mut Checker, config: &Config) {
         !local.is_empty() && !local.contains(char::is_whitespace) && domain_problem(domain).is_none()
     });
     if let Some(name) = &acme.cert_name {
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        if name.is_empty()
+            || name.contains(['/', '\\'])
+            || name.starts_with('.')
+            || path_problem(std::path::Path::new(name)).is_some()
+        {
             checker.error(
                 &path.key("cert_name"),
                 Mark::Value,
@@ -737,7 +898,12 @@ fn secrets(checker: &mut Checker, config: &Config, check: EnvFileCheck) -> Secre
         Ok(env_file) => env_file,
         Err(error) => {
             let cause = std::error::Error::source(&error).map(|source| format!(": {source}")).unwrap_or_default();
-            checker.error(&KeyPath::new(["project", "env_file"]), Mark::Value, format!("{error}{cause}"), Vec::new());
+            checker.error(
+                &KeyPath::new(["project", "env_file"]),
+                Mark::Value,
+                format!("{error}{cause}"),
+                vec!["masstockctl reads it to check the secrets deploy.toml refers to: run as its owner, or fix its permissions".into()],
+            );
             None
         }
     };
@@ -813,11 +979,41 @@ mod tests {
     }
 
     #[test]
+    fn images() {
+        for good in [
+            "redis:7-alpine",
+            "n8nio/n8n:1.70.3",
+            "masstock/api",
+            "ghcr.io/org/app:v1.2",
+            "localhost:5000/app:latest",
+            "redis@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(image_problem(good), None, "`{good}` is valid");
+        }
+        for bad in
+            ["", "Redis", "n8nio/n8n:${tag", "n8nio/n8n:$tag", "a b", "redis:", "redis@sha256:12", "-x/y", "a//b"]
+        {
+            assert!(image_problem(bad).is_some(), "`{bad}` should be rejected");
+        }
+    }
+
+    #[test]
     fn origins() {
         assert_eq!(origin_problem("https://app.masstock.fr"), None);
         assert_eq!(origin_problem("https://app.masstock.localhost:8443"), None);
         assert_eq!(origin_problem("http://localhost:5173"), None);
-        for bad in ["*", "app.masstock.fr", "ftp://a.fr", "https://a.fr/", "https://a.fr:0", "https://a.fr:x"] {
+        for bad in [
+            "*",
+            "app.masstock.fr",
+            "ftp://a.fr",
+            "https://a.fr/",
+            "https://a.fr:0",
+            "https://a.fr:x",
+            "https://a.fr:+443",
+            "https://a.fr:0443",
+            "https://a.fr:443",
+            "http://a.fr:80",
+        ] {
             assert!(origin_problem(bad).is_some(), "`{bad}` should be rejected");
         }
     }

@@ -53,6 +53,35 @@ fn invalid_files_point_at_line_and_column() {
         ("wildcard_origin", "origins = [\"https://app.masstock.fr\"]", "origins = [\"*\"]"),
         ("ipv6_upstream", "upstream_host = \"127.0.0.1\"", "upstream_host = \"::1\""),
         ("path_with_space", "log_dir = \"/var/log/nginx\"", "log_dir = \"/var/log/my nginx\""),
+        ("environment_name_with_newline", "[environments.production]", "[environments.\"x\\ninclude /etc/shadow; #\"]"),
+        ("project_name_starting_with_a_digit", "name = \"masstock\"", "name = \"1stock\""),
+        (
+            "duplicate_origin",
+            "origins = [\"https://app.masstock.fr\"]",
+            "origins = [\"https://app.masstock.fr\", \"https://app.masstock.fr\"]",
+        ),
+        (
+            "origin_with_default_port",
+            "origins = [\"https://app.masstock.fr\"]",
+            "origins = [\"https://app.masstock.fr:443\"]",
+        ),
+        ("cert_name_with_space", "certificates = \"san\"", "certificates = \"san\"\ncert_name = \"masstock fr\""),
+        ("empty_webroot", "webroot = \"/var/www/certbot\"", "webroot = \"\""),
+        ("edge_port_zero", "https_port = 443", "https_port = 0"),
+        ("zone_too_small", "zone_size = \"10m\"", "zone_size = \"1k\""),
+        ("size_with_gigabytes", "client_max_body_size = \"10m\"", "client_max_body_size = \"1g\""),
+        (
+            "mount_with_colon",
+            "{ source = \"redis_data\", target = \"/data\" }",
+            "{ source = \"redis_data\", target = \"/data:ro:z\" }",
+        ),
+        ("image_with_interpolation", "image = \"n8nio/n8n:1.70.3\"", "image = \"n8nio/n8n:${tag\""),
+        ("control_character_in_env", "GEMINI_MODEL = \"gemini-2.5-flash-image\"", "GEMINI_MODEL = \"gemini\\u007f\""),
+        (
+            "header_twice_in_another_case",
+            "X-Frame-Options = \"SAMEORIGIN\"",
+            "X-Frame-Options = \"SAMEORIGIN\"\nx-frame-options = \"DENY\"",
+        ),
         ("local_override_error", "enabled_link = \"\"", "enabled_lnk = \"\""),
     ];
     for (name, from, to) in cases {

@@ -4,7 +4,7 @@ use crate::support::Sandbox;
 
 #[test]
 fn render_json_lists_files_with_their_digests() {
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::shipped();
     let run = sandbox.run(&["--json", "render", "--out", "out"]);
     assert_eq!(run.status, 0, "{}", run.transcript());
     insta::assert_snapshot!(run.stdout);
@@ -57,7 +57,7 @@ fn no_secret_value_reaches_a_rendered_file() {
     let compose = std::fs::read_to_string(sandbox.path("out/docker-compose.yml")).unwrap();
     assert!(
         compose.contains(
-            "REDIS_URL: \"redis://:${REDIS_PASSWORD:?REDIS_PASSWORD must be set in the env file passed with --env-file}@redis:6379\""
+            "\"REDIS_URL\": \"redis://:${REDIS_PASSWORD:?REDIS_PASSWORD must be set in the env file passed with --env-file}@redis:6379\""
         ),
         "secrets stay references, which compose refuses to leave empty: {compose}"
     );

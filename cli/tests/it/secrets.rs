@@ -59,3 +59,35 @@ fn show_prints_values_on_stdout() {
     let jwt = env_value(&text, "JWT_SECRET").unwrap();
     assert!(run.stdout.contains(&format!("JWT_SECRET={jwt}")));
 }
+
+#[test]
+fn a_symlinked_env_file_is_written_through_to_its_target() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path("secure")).unwrap();
+    std::fs::write(sandbox.path("secure/real.env"), "JWT_SECRET=keep-me\n").unwrap();
+    std::os::unix::fs::symlink("secure/real.env", sandbox.path("link.env")).unwrap();
+    let run = sandbox.run(&["--env", "local", "secrets", "generate", "--out", "link.env", "--force"]);
+    assert_eq!(run.status, 0, "{}", run.transcript());
+    assert!(
+        std::fs::symlink_metadata(sandbox.path("link.env")).unwrap().file_type().is_symlink(),
+        "the link stays a link"
+    );
+    let text = std::fs::read_to_string(sandbox.path("secure/real.env")).unwrap();
+    assert!(text.starts_with("JWT_SECRET=keep-me\n") && env_value(&text, "REDIS_PASSWORD").is_some(), "{text}");
+    assert_eq!(std::fs::metadata(sandbox.path("secure/real.env")).unwrap().permissions().mode() & 0o777, 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(sandbox.path("secure"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left behind");
+}
+
+#[test]
+fn new_folders_for_the_env_file_are_private() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["--env", "local", "secrets", "generate", "--out", "new/folder/x.env"]);
+    assert_eq!(run.status, 0, "{}", run.transcript());
+    assert_eq!(std::fs::metadata(sandbox.path("new/folder")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(sandbox.path("new/folder/x.env")).unwrap().permissions().mode() & 0o777, 0o600);
+}

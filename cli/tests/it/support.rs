@@ -8,6 +8,11 @@ pub fn shipped_config() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml")).expect("read deploy.toml")
 }
 
+fn hermetic(config: &str) -> String {
+    assert!(config.contains(PRODUCTION_ENV_FILE), "the shipped deploy.toml no longer contains {PRODUCTION_ENV_FILE}");
+    config.replacen(PRODUCTION_ENV_FILE, "env_file = \".env.production\"", 1)
+}
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
 }
@@ -26,9 +31,19 @@ impl Run {
     }
 }
 
+/// Where the shipped deploy.toml keeps production's secrets: a host path, so tests that read the
+/// env file move it into the sandbox to stay independent of the machine.
+const PRODUCTION_ENV_FILE: &str = "env_file = \"/opt/masstock/.env.production\"";
+
 impl Sandbox {
-    /// A sandbox with the shipped deploy.toml.
+    /// A sandbox with the shipped deploy.toml, production's env file moved into the sandbox.
     pub fn new() -> Self {
+        Self::with_config(&hermetic(&shipped_config()))
+    }
+
+    /// A sandbox with the shipped deploy.toml exactly as it is (for commands that never read the
+    /// env file, such as `render`).
+    pub fn shipped() -> Self {
         Self::with_config(&shipped_config())
     }
 
@@ -42,7 +57,7 @@ impl Sandbox {
     pub fn edited(from: &str, to: &str) -> Self {
         let text = shipped_config();
         assert!(text.contains(from), "the shipped deploy.toml no longer contains {from:?}");
-        Self::with_config(&text.replacen(from, to, 1))
+        Self::with_config(&hermetic(&text.replacen(from, to, 1)))
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
