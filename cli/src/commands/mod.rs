@@ -66,12 +66,10 @@ pub enum Command {
     /// Validate deploy.toml and show what it declares
     #[command(subcommand)]
     Config(config::ConfigCommand),
-    /// Write the host nginx site and the compose file for an environment
     Render(render::RenderArgs),
     /// Manage the env file that holds the stack's secrets
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
-    /// Print a shell completion script
     Completions(completions::CompletionsArgs),
 }
 

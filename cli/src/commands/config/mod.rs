@@ -10,7 +10,6 @@ use crate::ui::Ui;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
-    /// Validate deploy.toml (every environment) and summarise the selected one
     Check(check::CheckArgs),
 }
 

@@ -11,7 +11,7 @@ use crate::ui::Ui;
 
 /// Create the env file, or add what it lacks, with strong random values
 ///
-/// Generates `JWT_SECRET` (64 random bytes, hex), `REDIS_PASSWORD` (32 bytes, base64) and
+/// Generates `JWT_SECRET` (64 random bytes, hex), `REDIS_PASSWORD` (32 bytes, URL-safe base64) and
 /// `ENCRYPTION_KEY` (32 bytes, hex); writes empty placeholders for what it cannot make
 /// (`DATABASE_URL`, `GEMINI_API_KEY` and any other secret deploy.toml refers to). The file is mode 0600.
 /// Values already set are always kept. Values are printed only with `--show`.

@@ -10,7 +10,6 @@ use crate::ui::Ui;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SecretsCommand {
-    /// Create the env file, or add what it lacks, with strong random values
     Generate(generate::GenerateArgs),
 }
 
