@@ -1,0 +1,72 @@
+//! The service as a function: shared state in, the whole `Router` out.
+
+use std::time::Duration;
+
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::routes;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: sqlx::PgPool,
+    pub redis: redis::Client,
+    pub settings: std::sync::Arc<Settings>,
+}
+
+impl AppState {
+    /// Connections are opened lazily: the API starts, and reports not ready, while PostgreSQL or
+    /// Redis is down.
+    pub fn new(settings: Settings) -> Result<Self, crate::config::ConfigError> {
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(settings.database_url.expose())
+            .map_err(|_| crate::config::ConfigError {
+                variable: "DATABASE_URL",
+                problem: "cannot be parsed as a PostgreSQL URL".into(),
+            })?;
+        let redis = redis::Client::open(settings.redis_url.expose()).map_err(|_| crate::config::ConfigError {
+            variable: "REDIS_URL",
+            problem: "cannot be parsed as a Redis URL".into(),
+        })?;
+        Ok(Self { db, redis, settings: std::sync::Arc::new(settings) })
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route, with request ids and access logs.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::routes())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        // Outermost last: the id is set first, logged by the trace span, and sent back.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let request_id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+                })
+                .on_response(|response: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(
+                        status = response.status().as_u16(),
+                        latency_ms = latency.as_secs_f64() * 1000.0,
+                        "response"
+                    );
+                }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}

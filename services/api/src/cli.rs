@@ -1,0 +1,223 @@
+//! `masstock-api serve|migrate|user add`: the command line, and the exit statuses
+//! (0 success, 1 failure, 2 bad usage or configuration).
+
+use std::io::Read as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{check_url, DatabaseArgs, ServeArgs};
+
+/// MasStock's HTTP API.
+///
+/// Configured by the environment (`DATABASE_URL`, `REDIS_URL`, `JWT_SECRET`, `CORS_ORIGIN`, `PORT`,
+/// `APP_ENV`, `TRUSTED_PROXIES`, `UPLOADS_DIR`); `serve` is the default command.
+#[derive(Debug, Parser)]
+#[command(name = "masstock-api", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default)
+    Serve(ServeArgs),
+    /// Apply the database migrations
+    Migrate(DatabaseArgs),
+    /// Manage users
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from stdin
+    ///
+    /// Example: `printf '%s' "$PASSWORD" | masstock-api user add --email ana@example.com --password-stdin`
+    Add {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        email: String,
+        /// Read the password from stdin (required: passwords never go on the command line)
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Premium users' executions run first
+        #[arg(long)]
+        premium: bool,
+    },
+}
+
+/// The arguments with `serve` inserted when no command is named.
+fn arguments() -> Vec<std::ffi::OsString> {
+    let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let named = arguments
+        .get(1)
+        .and_then(|first| first.to_str())
+        .is_some_and(|first| !first.starts_with('-') || matches!(first, "-h" | "--help" | "-V" | "--version"));
+    if !named {
+        arguments.insert(1.min(arguments.len()), "serve".into());
+    }
+    arguments
+}
+
+/// For a missing required argument that has an environment variable, the variable's name:
+/// services are configured by their environment, so that is what the operator must set.
+fn missing_variables(error: &clap::Error) -> Option<Vec<String>> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::MissingRequiredArgument {
+        return None;
+    }
+    let Some(ContextValue::Strings(missing)) = error.get(ContextKind::InvalidArg) else { return None };
+    let command = <Cli as clap::CommandFactory>::command();
+    let arguments: Vec<&clap::Arg> = command
+        .get_subcommands()
+        .flat_map(|sub| sub.get_subcommands().chain([sub]))
+        .flat_map(clap::Command::get_arguments)
+        .collect();
+    missing
+        .iter()
+        .map(|shown| {
+            let long = shown.trim_start_matches("--").split_whitespace().next().unwrap_or_default();
+            let argument = arguments.iter().find(|argument| argument.get_long() == Some(long))?;
+            argument.get_env().map(|variable| format!("{} (or {shown})", variable.to_string_lossy()))
+        })
+        .collect()
+}
+
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(arguments()) {
+        Ok(cli) => cli,
+        Err(error) => {
+            match missing_variables(&error) {
+                Some(variables) => eprintln!(
+                    "error: missing environment variable{}: {}",
+                    if variables.len() == 1 { "" } else { "s" },
+                    variables.join(", ")
+                ),
+                None => {
+                    let _ = error.print();
+                }
+            }
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Serve(args) => serve(&args).await,
+        Command::Migrate(args) => migrate(&args).await,
+        Command::User(UserCommand::Add { database, email, password_stdin: _, premium }) => {
+            add_user(&database, &email, premium).await
+        }
+    }
+}
+
+async fn serve(args: &ServeArgs) -> ExitCode {
+    let settings = match args.settings() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(settings.app_env);
+    let (port, grace) = (settings.port, settings.shutdown_grace);
+    let state = match crate::app::AppState::new(settings) {
+        Ok(state) => state,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, port, "cannot listen");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(port, "listening");
+    match crate::server::run(listener, crate::app::router(state), crate::server::termination(), grace).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "server failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn connect(args: &DatabaseArgs) -> Result<sqlx::PgPool, ExitCode> {
+    let url = check_url("DATABASE_URL", &args.database_url, &["postgres", "postgresql"]).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })?;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url.expose())
+        .await
+        .map_err(|error| {
+            // sqlx's connection errors name the host, never the password.
+            eprintln!("error: cannot connect to PostgreSQL (DATABASE_URL): {error}");
+            ExitCode::from(1)
+        })
+}
+
+async fn migrate(args: &DatabaseArgs) -> ExitCode {
+    let pool = match connect(args).await {
+        Ok(pool) => pool,
+        Err(status) => return status,
+    };
+    match masstock_schema::migrate(&pool).await {
+        Ok(()) => {
+            eprintln!("migrations applied ({} known)", masstock_schema::MIGRATOR.iter().count());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: migration failed: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn add_user(args: &DatabaseArgs, email: &str, premium: bool) -> ExitCode {
+    let mut password = String::new();
+    if let Err(error) = std::io::stdin().read_to_string(&mut password) {
+        eprintln!("error: cannot read the password from stdin: {error}");
+        return ExitCode::from(1);
+    }
+    // One trailing newline is the terminal's, not the password's.
+    let password =
+        password.strip_suffix('\n').map_or(password.as_str(), |rest| rest.strip_suffix('\r').unwrap_or(rest));
+    let pool = match connect(args).await {
+        Ok(pool) => pool,
+        Err(status) => return status,
+    };
+    match crate::users::add_user(&pool, email, password, premium).await {
+        Ok(id) => {
+            println!("{id}");
+            ExitCode::SUCCESS
+        }
+        Err(error @ (crate::users::UserError::InvalidEmail(_) | crate::users::UserError::WeakPassword)) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(1)
+        }
+    }
+}

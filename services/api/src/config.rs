@@ -1,0 +1,254 @@
+//! The API's settings, from the environment of DESIGN.md §4, checked once at start-up.
+//!
+//! Secrets are read as [`Secret`], whose `Debug` is redacted, and are validated after parsing:
+//! clap's own "invalid value" errors would echo the value.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+/// `production` makes cookies `Secure` and logs JSON lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppEnv {
+    Production,
+    Staging,
+    Local,
+    Test,
+}
+
+impl AppEnv {
+    #[must_use]
+    pub fn is_production(self) -> bool {
+        self == Self::Production
+    }
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Secret,
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Redis connection URL, password included (`redis://:password@host:6379`)
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
+    pub redis_url: Secret,
+    /// Signs access tokens; at least 32 bytes
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub jwt_secret: Secret,
+    /// Origins allowed to call the API with credentials, comma-separated
+    #[arg(long, env = "CORS_ORIGIN", value_name = "ORIGINS")]
+    pub cors_origin: String,
+    /// The port to listen on
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// The deployment environment
+    #[arg(long, env = "APP_ENV", value_enum, default_value = "production")]
+    pub app_env: AppEnv,
+    /// Networks whose `X-Forwarded-For` / `X-Real-IP` are believed, comma-separated CIDRs
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "127.0.0.0/8,::1/128", value_name = "CIDRS")]
+    pub trusted_proxies: String,
+    /// Where result images live
+    #[arg(long, env = "UPLOADS_DIR", default_value = "uploads", value_name = "DIR")]
+    pub uploads_dir: PathBuf,
+    /// How long in-flight requests may take to finish after SIGTERM, in seconds
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// A configuration problem, naming the variable and never a secret's value.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
+}
+
+/// A network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    #[must_use]
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.network, address.to_canonical()) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(network) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(network) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (address, prefix) = text.split_once('/').unwrap_or((text, ""));
+        let network: IpAddr = address.trim().parse().map_err(|_| format!("`{text}` is not an IP address or CIDR"))?;
+        let maximum = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() {
+            maximum
+        } else {
+            prefix
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|prefix| *prefix <= maximum)
+                .ok_or_else(|| format!("`{text}` has an invalid prefix length"))?
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+/// The settings `serve` runs with, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Secret,
+    pub redis_url: Secret,
+    pub jwt_secret: Secret,
+    pub cors_origins: Vec<String>,
+    pub port: u16,
+    pub app_env: AppEnv,
+    pub trusted_proxies: Vec<Cidr>,
+    pub uploads_dir: PathBuf,
+    pub shutdown_grace: std::time::Duration,
+}
+
+/// The shortest `JWT_SECRET` accepted: HS256 wants a key as long as its hash.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl ServeArgs {
+    /// Checks every variable, returning the first problem.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let database_url = check_url("DATABASE_URL", &self.database.database_url, &["postgres", "postgresql"])?;
+        let redis_url = check_url("REDIS_URL", &self.redis_url, &["redis", "rediss"])?;
+        let secret_length = self.jwt_secret.expose().len();
+        if secret_length < MIN_JWT_SECRET_BYTES {
+            return Err(problem(
+                "JWT_SECRET",
+                format!("must be at least {MIN_JWT_SECRET_BYTES} bytes, it has {secret_length}; generate one with `masstockctl secrets generate`"),
+            ));
+        }
+        let cors_origins: Vec<String> =
+            self.cors_origin.split(',').map(str::trim).filter(|origin| !origin.is_empty()).map(str::to_owned).collect();
+        for origin in &cors_origins {
+            let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+            });
+            if !valid {
+                return Err(problem(
+                    "CORS_ORIGIN",
+                    format!("`{origin}` is not an origin (`https://host[:port]`, no path)"),
+                ));
+            }
+        }
+        let trusted_proxies = self
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|cidr| !cidr.is_empty())
+            .map(Cidr::from_str)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| problem("TRUSTED_PROXIES", why))?;
+        Ok(Settings {
+            database_url,
+            redis_url,
+            jwt_secret: self.jwt_secret.clone(),
+            cors_origins,
+            port: self.port,
+            app_env: self.app_env,
+            trusted_proxies,
+            uploads_dir: self.uploads_dir.clone(),
+            shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
+        })
+    }
+}
+
+/// Checks a URL's scheme without ever printing the URL (it holds a password).
+pub(crate) fn check_url(variable: &'static str, url: &Secret, schemes: &[&str]) -> Result<Secret, ConfigError> {
+    let scheme = url.expose().split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some(scheme) if schemes.contains(&scheme) => Ok(url.clone()),
+        Some(scheme) => Err(problem(variable, format!("scheme `{scheme}` is not one of {}", schemes.join(", ")))),
+        None if url.expose().is_empty() => Err(problem(variable, "is empty")),
+        None => Err(problem(variable, format!("is not a URL (expected `{}://...`)", schemes[0]))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        let loopback: Cidr = "127.0.0.0/8".parse().unwrap();
+        assert!(loopback.contains("127.1.2.3".parse().unwrap()));
+        assert!(!loopback.contains("10.0.0.1".parse().unwrap()));
+        assert!(loopback.contains("::ffff:127.0.0.1".parse().unwrap()), "IPv4-mapped addresses count");
+        let docker: Cidr = "172.16.0.0/12".parse().unwrap();
+        assert!(docker.contains("172.18.0.1".parse().unwrap()));
+        let everything: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(everything.contains("8.8.8.8".parse().unwrap()));
+        let host: Cidr = "::1".parse().unwrap();
+        assert_eq!(host.prefix, 128);
+        for bad in ["", "10.0.0.0/33", "nope/8", "::/129"] {
+            assert!(bad.parse::<Cidr>().is_err(), "`{bad}`");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(format!("{:?}", Secret::from("hunter2")), "[redacted]");
+    }
+}

@@ -1,0 +1,95 @@
+//! One error type that is a response: each variant documents its status, and internal errors are
+//! logged (with the request's id, from the surrounding span) but never shown to the client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+/// One problem with a request's input, as Zod reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    /// Where: `prompts[3]`, `email`; empty for the body as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body or the parameters are not what the route takes.
+    #[error("validation failed")]
+    Validation(Vec<Issue>),
+    /// 401: no valid credentials.
+    #[error("unauthorized")]
+    Unauthorized(&'static str),
+    /// 404: nothing here, or nothing the caller may see (another user's execution is a 404).
+    #[error("not found")]
+    NotFound,
+    /// 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 413.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 415.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 503: a dependency is down; names which, never how to reach it.
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    /// 500: logged, answered as `{"error":"internal"}`.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Wraps an unexpected error, keeping its text for the log only.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Self::Internal(error.to_string())
+    }
+
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => Self::Unavailable("postgres"),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            Self::Validation(issues) => serde_json::json!({ "error": "validation_failed", "issues": issues }),
+            Self::Unauthorized(message) => serde_json::json!({ "error": "unauthorized", "message": message }),
+            Self::NotFound => serde_json::json!({ "error": "not_found" }),
+            Self::MethodNotAllowed => serde_json::json!({ "error": "method_not_allowed" }),
+            Self::PayloadTooLarge => serde_json::json!({ "error": "payload_too_large" }),
+            Self::UnsupportedMediaType => {
+                serde_json::json!({ "error": "unsupported_media_type", "message": "send `Content-Type: application/json`" })
+            }
+            Self::Unavailable(dependency) => serde_json::json!({ "error": "unavailable", "dependency": dependency }),
+            Self::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                serde_json::json!({ "error": "internal" })
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,13 @@
+//! MasStock's HTTP API: the routes the app calls, behind the host nginx.
+//!
+//! [`app::router`] builds the whole service from an [`app::AppState`], so tests drive the same
+//! router production serves; [`server::run`] serves it until a shutdown future resolves.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod server;
+pub mod telemetry;
+pub mod users;

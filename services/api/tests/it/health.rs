@@ -1,0 +1,93 @@
+//! `/health`, `/health/ready`, request ids, JSON errors, graceful shutdown.
+
+use std::time::Duration;
+
+use masstock_api::config::Secret;
+
+use crate::support::{black_hole, client, serve_args, TestApi};
+
+#[tokio::test]
+async fn health_answers_without_touching_dependencies() {
+    // Both dependencies unreachable: liveness does not care.
+    let mut args = serve_args();
+    args.redis_url = Secret::from("redis://127.0.0.1:1");
+    args.database.database_url = Secret::from("postgres://nobody:nothing@127.0.0.1:1/none");
+    let api = TestApi::start(args).await;
+    let response = client().get(format!("{}/health", api.url)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(request_id.len(), 36, "a UUID: {request_id}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    let timestamp = body["timestamp"].as_str().unwrap();
+    chrono::DateTime::parse_from_rfc3339(timestamp).unwrap_or_else(|_| panic!("RFC 3339: {timestamp}"));
+}
+
+#[tokio::test]
+async fn ready_when_postgres_and_redis_answer() {
+    let api = TestApi::start(serve_args()).await;
+    let response = client().get(format!("{}/health/ready", api.url)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "status": "ready", "checks": { "postgres": "ok", "redis": "ok" } }));
+}
+
+#[tokio::test]
+async fn not_ready_names_the_dependency_that_failed() {
+    let mut args = serve_args();
+    args.redis_url = Secret::from("redis://:secret-password@127.0.0.1:1");
+    let api = TestApi::start(args).await;
+    let response = client().get(format!("{}/health/ready", api.url)).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("secret-password"), "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["failed"], serde_json::json!(["redis"]));
+    assert_eq!(body["checks"]["postgres"], "ok");
+
+    let mut args = serve_args();
+    args.database.database_url = Secret::from("postgres://masstock:masstock@127.0.0.1:1/masstock_test");
+    let api = TestApi::start(args).await;
+    let body: serde_json::Value =
+        client().get(format!("{}/health/ready", api.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["failed"], serde_json::json!(["postgres"]));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let api = TestApi::start(serve_args()).await;
+    let missing = client().get(format!("{}/api/v1/nothing", api.url)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers().contains_key("x-request-id"));
+    assert_eq!(missing.json::<serde_json::Value>().await.unwrap(), serde_json::json!({ "error": "not_found" }));
+    let wrong_method = client().delete(format!("{}/health", api.url)).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.json::<serde_json::Value>().await.unwrap()["error"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn a_request_id_from_the_edge_is_kept() {
+    let api = TestApi::start(serve_args()).await;
+    let response =
+        client().get(format!("{}/health", api.url)).header("x-request-id", "edge-1234").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "edge-1234");
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    // Redis hangs, so a readiness probe takes its full 2 s timeout: a request in flight.
+    let (address, _hole) = black_hole().await;
+    let mut args = serve_args();
+    args.redis_url = Secret::from(format!("redis://{address}").as_str());
+    let mut api = TestApi::start(args).await;
+    let in_flight = tokio::spawn(client().get(format!("{}/health/ready", api.url)).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.shut_down();
+    let response = in_flight.await.unwrap().expect("the in-flight request completes");
+    assert_eq!(response.status(), 503);
+    // And the server then stops, taking no new connection.
+    let server = api.server.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("the server stops").unwrap().unwrap();
+    assert!(client().get(format!("{}/health", api.url)).send().await.is_err());
+}

@@ -1,0 +1,6 @@
+//! The API against the real PostgreSQL and Redis that `script/bootstrap` starts (run it if these
+//! tests cannot connect). One test binary; the server runs in-process on a free port.
+
+mod cli;
+mod health;
+mod support;

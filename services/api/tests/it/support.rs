@@ -1,0 +1,83 @@
+//! An API served in-process on a free port, stopped when dropped.
+
+use std::time::Duration;
+
+use masstock_api::config::{AppEnv, DatabaseArgs, Secret, ServeArgs};
+
+/// The bootstrap's PostgreSQL (see `.cargo/config.toml`).
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml")
+}
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Settings as the environment would give them, pointing at the bootstrap's services.
+pub fn serve_args() -> ServeArgs {
+    ServeArgs {
+        database: DatabaseArgs { database_url: Secret::from(database_url().as_str()) },
+        redis_url: Secret::from(REDIS_URL),
+        jwt_secret: Secret::from("test-secret-test-secret-test-secret!"),
+        cors_origin: "https://app.masstock.localhost:8443".into(),
+        port: 0,
+        app_env: AppEnv::Test,
+        trusted_proxies: "127.0.0.0/8".into(),
+        uploads_dir: std::env::temp_dir(),
+        shutdown_grace_seconds: 5,
+    }
+}
+
+pub struct TestApi {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApi {
+    pub async fn start(args: ServeArgs) -> Self {
+        let settings = args.settings().expect("valid test settings");
+        let grace = settings.shutdown_grace;
+        let state = masstock_api::app::AppState::new(settings).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let server =
+            tokio::spawn(masstock_api::server::run(listener, masstock_api::app::router(state), shutdown, grace));
+        Self { url, stop: Some(stop), server: Some(server) }
+    }
+
+    /// Asks the server to stop, as SIGTERM would.
+    pub fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        self.shut_down();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A TCP listener that accepts and never answers: a dependency that hangs.
+pub async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (address.to_string(), task)
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
