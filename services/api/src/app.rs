@@ -17,6 +17,8 @@ pub struct AppState {
     pub db: sqlx::PgPool,
     pub redis: redis::Client,
     pub settings: std::sync::Arc<Settings>,
+    /// Verified against when an e-mail is unknown, so a failed login costs the same either way.
+    pub dummy_password_hash: std::sync::Arc<str>,
 }
 
 impl AppState {
@@ -35,7 +37,13 @@ impl AppState {
             variable: "REDIS_URL",
             problem: "cannot be parsed as a Redis URL".into(),
         })?;
-        Ok(Self { db, redis, settings: std::sync::Arc::new(settings) })
+        let dummy_password_hash = crate::users::hash_password("no account has this password").map_err(|error| {
+            crate::config::ConfigError {
+                variable: "JWT_SECRET",
+                problem: format!("cannot prepare password hashing: {error}"),
+            }
+        })?;
+        Ok(Self { db, redis, settings: std::sync::Arc::new(settings), dummy_password_hash: dummy_password_hash.into() })
     }
 }
 
@@ -45,9 +53,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::routes())
+        .merge(routes::auth::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        // Bodies are small JSON documents: 256 KiB holds 50 prompts of 4 KiB with room to spare.
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
         // Outermost last: the id is set first, logged by the trace span, and sent back.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -58,7 +69,13 @@ pub fn router(state: AppState) -> Router {
                         .get::<RequestId>()
                         .and_then(|id| id.header_value().to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id,
+                        user_id = tracing::field::Empty,
+                    )
                 })
                 .on_response(|response: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
                     tracing::info!(

@@ -4,6 +4,7 @@
 //! router production serves; [`server::run`] serves it until a shutdown future resolves.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -11,3 +12,4 @@ pub mod routes;
 pub mod server;
 pub mod telemetry;
 pub mod users;
+pub mod validation;

@@ -2,7 +2,7 @@
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::SaltString;
-use argon2::{Argon2, PasswordHasher as _};
+use argon2::{Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
 
 /// The shortest password `user add` accepts.
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -44,6 +44,12 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|error| UserError::Hash(error.to_string()))
+}
+
+/// Whether `password` matches `hash`; a hash that does not parse matches nothing.
+#[must_use]
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
 /// Creates a user; returns its id.

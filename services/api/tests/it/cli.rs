@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use crate::support::database_url;
+use crate::support::url_of;
 
 fn api(args: &[&str], environment: &[(&str, &str)], stdin: &str) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_masstock-api"))
@@ -59,14 +59,6 @@ fn a_bad_url_names_the_variable_not_the_value() {
     assert_eq!(status, 2);
     assert!(stderr.contains("DATABASE_URL: scheme `mysql`"), "{stderr}");
     assert!(!stderr.contains("db-password"), "{stderr}");
-}
-
-/// A URL to the sqlx test database behind `pool`.
-fn url_of(pool: &sqlx::PgPool) -> String {
-    let database = pool.connect_options().get_database().expect("a named test database").to_owned();
-    let base = database_url();
-    let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
-    format!("{server}/{database}")
 }
 
 #[sqlx::test(migrations = false)]

@@ -1,6 +1,7 @@
 //! The API against the real PostgreSQL and Redis that `script/bootstrap` starts (run it if these
 //! tests cannot connect). One test binary; the server runs in-process on a free port.
 
+mod auth;
 mod cli;
 mod health;
 mod support;

@@ -81,3 +81,34 @@ pub async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
+
+/// A URL to the `#[sqlx::test]` database behind `pool`.
+pub fn url_of(pool: &sqlx::PgPool) -> String {
+    let database = pool.connect_options().get_database().expect("a named test database").to_owned();
+    let base = database_url();
+    let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
+    format!("{server}/{database}")
+}
+
+/// An API on the test database behind `pool`.
+pub async fn api_on(pool: &sqlx::PgPool, app_env: AppEnv) -> TestApi {
+    let mut args = serve_args();
+    args.database.database_url = Secret::from(url_of(pool).as_str());
+    args.app_env = app_env;
+    TestApi::start(args).await
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A user with [`PASSWORD`].
+pub async fn user(pool: &sqlx::PgPool, email: &str, premium: bool) -> uuid::Uuid {
+    masstock_api::users::add_user(pool, email, PASSWORD, premium).await.expect("create a test user")
+}
+
+/// The value of cookie `name` set by `response`, and its whole `Set-Cookie` line.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    response.headers().get_all("set-cookie").iter().filter_map(|value| value.to_str().ok()).find_map(|line| {
+        let value = line.strip_prefix(&format!("{name}="))?.split(';').next()?.to_owned();
+        Some((value, line.to_owned()))
+    })
+}

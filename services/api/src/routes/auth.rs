@@ -1,0 +1,163 @@
+//! `/api/v1/auth/{login,refresh,logout,me}`: cookie sessions with refresh rotation.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{cookies, tokens, AuthUser};
+use crate::error::{ApiError, Issue};
+use crate::validation::{Valid, Validate};
+
+/// One message for a wrong e-mail and a wrong password: no account enumeration.
+const WRONG_CREDENTIALS: &str = "wrong e-mail or password";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+impl Validate for LoginBody {
+    fn issues(&self) -> Vec<Issue> {
+        let mut issues = Vec::new();
+        if self.email.trim().is_empty() || self.email.len() > 254 {
+            issues.push(Issue {
+                path: "email".into(),
+                message: "must be an e-mail address of at most 254 characters".into(),
+            });
+        }
+        if self.password.is_empty() || self.password.len() > 1024 {
+            issues.push(Issue { path: "password".into(), message: "must be between 1 and 1024 characters".into() });
+        }
+        issues
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Account {
+    id: Uuid,
+    email: String,
+    premium: bool,
+    password_hash: String,
+}
+
+async fn login(State(state): State<AppState>, Valid(body): Valid<LoginBody>) -> Result<Response, ApiError> {
+    let account: Option<Account> =
+        sqlx::query_as("select id, email, premium, password_hash from users where lower(email) = lower($1)")
+            .bind(body.email.trim())
+            .fetch_optional(&state.db)
+            .await?;
+    // The same argon2 work whether the account exists or not, so timing tells nothing.
+    let hash =
+        account.as_ref().map_or_else(|| state.dummy_password_hash.to_string(), |account| account.password_hash.clone());
+    let verified = tokio::task::spawn_blocking(move || crate::users::verify_password(&body.password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    let account = match account {
+        Some(account) if verified => account,
+        _ => return Err(ApiError::Unauthorized(WRONG_CREDENTIALS)),
+    };
+    let user = AuthUser { id: account.id, email: account.email, premium: account.premium };
+    start_session(&state, user, Uuid::new_v4()).await
+}
+
+/// Stores a new refresh token in `family` and answers with both cookies and the user.
+async fn start_session(state: &AppState, user: AuthUser, family: Uuid) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let (access, expires_at) =
+        tokens::access_token(state.settings.jwt_secret.expose(), user.id, now).map_err(ApiError::internal)?;
+    let refresh = tokens::refresh_token().map_err(ApiError::internal)?;
+    sqlx::query("insert into refresh_sessions (user_id, family_id, token_hash, expires_at) values ($1, $2, $3, $4)")
+        .bind(user.id)
+        .bind(family)
+        .bind(tokens::refresh_token_hash(&refresh))
+        .bind(now + tokens::REFRESH_TOKEN_LIFETIME)
+        .execute(&state.db)
+        .await?;
+    let mut headers = HeaderMap::new();
+    cookies::set_session(&mut headers, &access, &refresh, state.settings.app_env.is_production());
+    let body = json!({ "user": user, "session": { "expiresAt": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) } });
+    Ok((StatusCode::OK, headers, Json(body)).into_response())
+}
+
+async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let secure = state.settings.app_env.is_production();
+    let refused = |message: &'static str| {
+        let mut headers = HeaderMap::new();
+        cookies::clear_session(&mut headers, secure);
+        (headers, ApiError::Unauthorized(message)).into_response()
+    };
+    let Some(token) = cookies::get(&headers, cookies::REFRESH_COOKIE) else {
+        return Ok(refused("sign in first"));
+    };
+    let hash = tokens::refresh_token_hash(token);
+    // Claiming the token is one statement, so two concurrent refreshes cannot both rotate it.
+    let claimed: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "update refresh_sessions set rotated_at = now()
+         where token_hash = $1 and rotated_at is null and revoked_at is null and expires_at > now()
+         returning user_id, family_id",
+    )
+    .bind(&hash)
+    .fetch_optional(&state.db)
+    .await?;
+    if let Some((user_id, family)) = claimed {
+        let user: Option<AuthUser> = sqlx::query_as("select id, email, premium from users where id = $1")
+            .bind(user_id)
+            .fetch_optional(&state.db)
+            .await?;
+        return match user {
+            Some(user) => start_session(&state, user, family).await,
+            None => Ok(refused("sign in first")),
+        };
+    }
+    // Not claimable. If it was rotated before, someone replays it: end the whole family.
+    let reused: Option<Uuid> =
+        sqlx::query_scalar("select family_id from refresh_sessions where token_hash = $1 and rotated_at is not null")
+            .bind(&hash)
+            .fetch_optional(&state.db)
+            .await?;
+    if let Some(family) = reused {
+        let revoked =
+            sqlx::query("update refresh_sessions set revoked_at = now() where family_id = $1 and revoked_at is null")
+                .bind(family)
+                .execute(&state.db)
+                .await?;
+        tracing::warn!(%family, sessions = revoked.rows_affected(), "a rotated refresh token was presented again; its session family is revoked");
+    }
+    Ok(refused("the session has ended; sign in again"))
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(token) = cookies::get(&headers, cookies::REFRESH_COOKIE) {
+        sqlx::query(
+            "update refresh_sessions set revoked_at = now()
+             where family_id = (select family_id from refresh_sessions where token_hash = $1) and revoked_at is null",
+        )
+        .bind(tokens::refresh_token_hash(token))
+        .execute(&state.db)
+        .await?;
+    }
+    let mut response_headers = HeaderMap::new();
+    cookies::clear_session(&mut response_headers, state.settings.app_env.is_production());
+    Ok((StatusCode::NO_CONTENT, response_headers).into_response())
+}
+
+async fn me(user: AuthUser) -> Json<serde_json::Value> {
+    Json(json!({ "user": user }))
+}
