@@ -19,6 +19,33 @@ pub struct AppState {
     pub settings: std::sync::Arc<Settings>,
     /// Verified against when an e-mail is unknown, so a failed login costs the same either way.
     pub dummy_password_hash: std::sync::Arc<str>,
+    /// Connected on first use, and again after a failure, so the API starts without Redis.
+    queue: std::sync::Arc<tokio::sync::Mutex<Option<masstock_jobs::WorkflowQueue>>>,
+}
+
+/// How long the API waits for Redis when adding a job before answering 503.
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl AppState {
+    /// The workflow queue; `Unavailable("redis")` when Redis cannot be reached now.
+    pub async fn queue(&self) -> Result<masstock_jobs::WorkflowQueue, ApiError> {
+        let mut queue = self.queue.lock().await;
+        if let Some(queue) = queue.as_ref() {
+            return Ok(queue.clone());
+        }
+        let connected = masstock_jobs::WorkflowQueue::connect(
+            self.settings.redis_url.expose(),
+            &self.settings.queue_prefix,
+            QUEUE_TIMEOUT,
+        )
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "cannot reach the queue");
+            ApiError::Unavailable("redis")
+        })?;
+        *queue = Some(connected.clone());
+        Ok(connected)
+    }
 }
 
 impl AppState {
@@ -43,7 +70,13 @@ impl AppState {
                 problem: format!("cannot prepare password hashing: {error}"),
             }
         })?;
-        Ok(Self { db, redis, settings: std::sync::Arc::new(settings), dummy_password_hash: dummy_password_hash.into() })
+        Ok(Self {
+            db,
+            redis,
+            settings: std::sync::Arc::new(settings),
+            dummy_password_hash: dummy_password_hash.into(),
+            queue: std::sync::Arc::default(),
+        })
     }
 }
 
@@ -54,6 +87,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::routes())
         .merge(routes::auth::routes())
+        .merge(routes::workflows::routes())
+        .merge(routes::executions::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

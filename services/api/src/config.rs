@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// Where result images live
     #[arg(long, env = "UPLOADS_DIR", default_value = "uploads", value_name = "DIR")]
     pub uploads_dir: PathBuf,
+    /// BullMQ's key prefix (tests give each run its own)
+    #[arg(long, env = "QUEUE_PREFIX", default_value = masstock_jobs::PREFIX, value_name = "PREFIX")]
+    pub queue_prefix: String,
     /// How long in-flight requests may take to finish after SIGTERM, in seconds
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
@@ -162,6 +165,7 @@ pub struct Settings {
     pub app_env: AppEnv,
     pub trusted_proxies: Vec<Cidr>,
     pub uploads_dir: PathBuf,
+    pub queue_prefix: String,
     pub shutdown_grace: std::time::Duration,
 }
 
@@ -210,6 +214,7 @@ impl ServeArgs {
             app_env: self.app_env,
             trusted_proxies,
             uploads_dir: self.uploads_dir.clone(),
+            queue_prefix: self.queue_prefix.clone(),
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
         })
     }

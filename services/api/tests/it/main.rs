@@ -3,5 +3,6 @@
 
 mod auth;
 mod cli;
+mod executions;
 mod health;
 mod support;

@@ -22,18 +22,22 @@ pub fn serve_args() -> ServeArgs {
         app_env: AppEnv::Test,
         trusted_proxies: "127.0.0.0/8".into(),
         uploads_dir: std::env::temp_dir(),
+        // Each API gets its own BullMQ prefix on the shared Redis, removed when it is dropped.
+        queue_prefix: format!("bull-test-{}", uuid::Uuid::new_v4().simple()),
         shutdown_grace_seconds: 5,
     }
 }
 
 pub struct TestApi {
     pub url: String,
+    pub queue_prefix: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApi {
     pub async fn start(args: ServeArgs) -> Self {
+        let queue_prefix = args.queue_prefix.clone();
         let settings = args.settings().expect("valid test settings");
         let grace = settings.shutdown_grace;
         let state = masstock_api::app::AppState::new(settings).expect("state");
@@ -45,7 +49,7 @@ impl TestApi {
         };
         let server =
             tokio::spawn(masstock_api::server::run(listener, masstock_api::app::router(state), shutdown, grace));
-        Self { url, stop: Some(stop), server: Some(server) }
+        Self { url, queue_prefix, stop: Some(stop), server: Some(server) }
     }
 
     /// Asks the server to stop, as SIGTERM would.
@@ -62,7 +66,24 @@ impl Drop for TestApi {
         if let Some(server) = self.server.take() {
             server.abort();
         }
+        // Remove this test's queue keys, even when the test failed.
+        if let Ok(mut connection) = redis::Client::open(REDIS_URL).and_then(|client| client.get_connection()) {
+            let keys: Vec<String> =
+                redis::cmd("KEYS").arg(format!("{}:*", self.queue_prefix)).query(&mut connection).unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut connection);
+            }
+        }
     }
+}
+
+/// Runs `script` with the Python `bullmq` client of the bootstrap's venv; returns its stdout.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(python.exists(), "no Python venv with bullmq at {}: run `script/bootstrap`", python.display());
+    let output = std::process::Command::new(python).arg("-c").arg(script).args(args).output().expect("run python");
+    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
 }
 
 /// A TCP listener that accepts and never answers: a dependency that hangs.

@@ -1,0 +1,332 @@
+//! `/api/v1/executions`: start a workflow on a batch of prompts, follow it, fetch its images.
+//!
+//! Another user's execution is a 404, never a 403: its existence is not the caller's business.
+
+use std::path::{Component, Path as FilePath};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use masstock_jobs::WorkflowJob;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::app::{AppState, QUEUE_TIMEOUT};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, Issue};
+use crate::validation::{Valid, Validate};
+
+/// The longest prompt, in characters.
+pub const MAX_PROMPT_CHARS: usize = 2000;
+/// The largest `config`, serialized.
+pub const MAX_CONFIG_BYTES: usize = 8 * 1024;
+const DEFAULT_PAGE: i64 = 20;
+const MAX_PAGE: i64 = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/executions", get(list).post(create))
+        .route("/api/v1/executions/{id}", get(show))
+        .route("/api/v1/executions/{id}/results/{index}", get(result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NewExecution {
+    workflow_id: String,
+    prompts: Vec<String>,
+    #[serde(default)]
+    config: Map<String, Value>,
+}
+
+impl Validate for NewExecution {
+    fn issues(&self) -> Vec<Issue> {
+        let mut issues = Vec::new();
+        if Uuid::parse_str(&self.workflow_id).is_err() {
+            issues.push(Issue { path: "workflowId".into(), message: "must be a UUID".into() });
+        }
+        if self.prompts.is_empty() || self.prompts.len() > masstock_schema::MAX_PROMPTS {
+            issues.push(Issue {
+                path: "prompts".into(),
+                message: format!(
+                    "must hold between 1 and {} prompts, it holds {}",
+                    masstock_schema::MAX_PROMPTS,
+                    self.prompts.len()
+                ),
+            });
+        }
+        for (index, prompt) in self.prompts.iter().enumerate() {
+            let length = prompt.chars().count();
+            if prompt.trim().is_empty() {
+                issues.push(Issue { path: format!("prompts[{index}]"), message: "must not be empty".into() });
+            } else if length > MAX_PROMPT_CHARS {
+                issues.push(Issue {
+                    path: format!("prompts[{index}]"),
+                    message: format!("must be at most {MAX_PROMPT_CHARS} characters, it has {length}"),
+                });
+            }
+        }
+        if serde_json::to_vec(&self.config).map_or(true, |bytes| bytes.len() > MAX_CONFIG_BYTES) {
+            issues.push(Issue {
+                path: "config".into(),
+                message: format!("must be at most {MAX_CONFIG_BYTES} bytes of JSON"),
+            });
+        }
+        issues
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Valid(body): Valid<NewExecution>,
+) -> Result<Response, ApiError> {
+    let workflow_id = Uuid::parse_str(&body.workflow_id).map_err(ApiError::internal)?;
+    let known: bool = sqlx::query_scalar("select exists (select 1 from workflows where id = $1)")
+        .bind(workflow_id)
+        .fetch_one(&state.db)
+        .await?;
+    if !known {
+        return Err(ApiError::Validation(vec![Issue {
+            path: "workflowId".into(),
+            message: "no such workflow".into(),
+        }]));
+    }
+    // Reach the queue before storing anything: with Redis down, nothing is stored.
+    let queue = state.queue().await?;
+    let config = Value::Object(body.config);
+    let id: Uuid = sqlx::query_scalar(
+        "insert into executions (user_id, workflow_id, prompts, config, progress_total) values ($1, $2, $3, $4, $5) returning id",
+    )
+    .bind(user.id)
+    .bind(workflow_id)
+    .bind(json!(body.prompts))
+    .bind(&config)
+    .bind(i32::try_from(body.prompts.len()).map_err(ApiError::internal)?)
+    .fetch_one(&state.db)
+    .await?;
+    // Stored first, so a worker that takes the job at once finds its row; removed again if the
+    // job cannot be added, so no execution waits for a job that does not exist.
+    let job = WorkflowJob { execution_id: id, prompts: body.prompts, config };
+    if let Err(error) = queue.add(&job, user.premium, QUEUE_TIMEOUT).await {
+        tracing::warn!(%error, execution = %id, "cannot add the job; the execution is withdrawn");
+        sqlx::query("delete from executions where id = $1").bind(id).execute(&state.db).await?;
+        return Err(ApiError::Unavailable("redis"));
+    }
+    tracing::info!(execution = %id, prompts = job.prompts.len(), premium = user.premium, "execution queued");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "pending" }))).into_response())
+}
+
+/// A path parameter that must be a UUID.
+fn uuid_parameter(name: &str, value: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(value)
+        .map_err(|_| ApiError::Validation(vec![Issue { path: name.into(), message: "must be a UUID".into() }]))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ExecutionRow {
+    id: Uuid,
+    workflow_id: Uuid,
+    status: String,
+    prompts: Value,
+    config: Value,
+    progress_done: i32,
+    progress_total: i32,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+const EXECUTION_COLUMNS: &str =
+    "id, workflow_id, status, prompts, config, progress_done, progress_total, error, created_at, updated_at, started_at, finished_at";
+
+fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl ExecutionRow {
+    fn to_json(&self, results: Option<Vec<Value>>) -> Value {
+        let mut value = json!({
+            "id": self.id,
+            "workflowId": self.workflow_id,
+            "status": self.status,
+            "progress": { "done": self.progress_done, "total": self.progress_total },
+            "prompts": self.prompts,
+            "config": self.config,
+            "error": self.error,
+            "createdAt": timestamp(self.created_at),
+            "updatedAt": timestamp(self.updated_at),
+            "startedAt": self.started_at.map(timestamp),
+            "finishedAt": self.finished_at.map(timestamp),
+        });
+        if let Some(results) = results {
+            value["results"] = Value::Array(results);
+        }
+        value
+    }
+}
+
+async fn show(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = uuid_parameter("id", &id)?;
+    let row: Option<ExecutionRow> =
+        sqlx::query_as(&format!("select {EXECUTION_COLUMNS} from executions where id = $1 and user_id = $2"))
+            .bind(id)
+            .bind(user.id)
+            .fetch_optional(&state.db)
+            .await?;
+    let row = row.ok_or(ApiError::NotFound)?;
+    let results: Vec<(i32, String, i64)> =
+        sqlx::query_as("select prompt_index, content_type, size_bytes from execution_results where execution_id = $1 order by prompt_index")
+            .bind(id)
+            .fetch_all(&state.db)
+            .await?;
+    let results = results
+        .into_iter()
+        .map(|(index, content_type, size)| {
+            json!({ "index": index, "contentType": content_type, "size": size, "url": format!("/api/v1/executions/{id}/results/{index}") })
+        })
+        .collect();
+    Ok(Json(row.to_json(Some(results))))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// The position after the last item of a page: `(created_at, id)`, opaque to clients.
+fn encode_cursor(row: &ExecutionRow) -> String {
+    let raw = format!("{}|{}", row.created_at.timestamp_micros(), row.id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (micros, id) = raw.split_once('|')?;
+    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::parse_str(id).ok()?))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let mut issues = Vec::new();
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(text) => text.parse::<i64>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).unwrap_or_else(|| {
+            issues
+                .push(Issue { path: "limit".into(), message: format!("must be a whole number from 1 to {MAX_PAGE}") });
+            DEFAULT_PAGE
+        }),
+    };
+    let after = match query.cursor.as_deref().filter(|cursor| !cursor.is_empty()) {
+        None => None,
+        Some(cursor) => decode_cursor(cursor).or_else(|| {
+            issues.push(Issue { path: "cursor".into(), message: "is not a cursor this API gave".into() });
+            None
+        }),
+    };
+    if !issues.is_empty() {
+        return Err(ApiError::Validation(issues));
+    }
+    // Keyset pagination on the (user_id, created_at desc, id desc) index: stable under inserts.
+    let (after_time, after_id) = after.unwrap_or((DateTime::<Utc>::MAX_UTC, Uuid::max()));
+    let mut rows: Vec<ExecutionRow> = sqlx::query_as(&format!(
+        "select {EXECUTION_COLUMNS} from executions
+         where user_id = $1 and (created_at, id) < ($2, $3)
+         order by created_at desc, id desc limit $4"
+    ))
+    .bind(user.id)
+    .bind(after_time)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(&state.db)
+    .await?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = if more { rows.last().map(encode_cursor) } else { None };
+    let items: Vec<Value> = rows.iter().map(|row| row.to_json(None)).collect();
+    Ok(Json(json!({ "items": items, "nextCursor": next_cursor })))
+}
+
+/// Whether `location` stays inside the uploads folder: relative, no `..`, no root.
+fn is_contained(location: &str) -> bool {
+    let path = FilePath::new(location);
+    !location.is_empty() && path.components().all(|component| matches!(component, Component::Normal(_)))
+}
+
+async fn result(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((id, index)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = uuid_parameter("id", &id)?;
+    let index: i32 = index
+        .parse()
+        .ok()
+        .filter(|index| (0..i32::try_from(masstock_schema::MAX_PROMPTS).unwrap_or(i32::MAX)).contains(index))
+        .ok_or_else(|| {
+            ApiError::Validation(vec![Issue { path: "index".into(), message: "must be a prompt index".into() }])
+        })?;
+    let stored: Option<(String, String)> = sqlx::query_as(
+        "select r.content_type, r.storage_location from execution_results r
+         join executions e on e.id = r.execution_id
+         where r.execution_id = $1 and r.prompt_index = $2 and e.user_id = $3",
+    )
+    .bind(id)
+    .bind(index)
+    .bind(user.id)
+    .fetch_optional(&state.db)
+    .await?;
+    let (content_type, location) = stored.ok_or(ApiError::NotFound)?;
+    if !is_contained(&location) {
+        return Err(ApiError::internal(format!("result {id}/{index} is stored outside the uploads folder")));
+    }
+    let path = state.settings.uploads_dir.join(&location);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => Ok((
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "private, max-age=86400, immutable".to_owned()),
+            ],
+            bytes,
+        )
+            .into_response()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(execution = %id, index, "a recorded result's file is missing");
+            Err(ApiError::NotFound)
+        }
+        Err(error) => Err(ApiError::internal(format!("cannot read a result file: {error}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_locations_stay_in_the_uploads_folder() {
+        assert!(is_contained("0b6f/0.png"));
+        for bad in ["", "/etc/passwd", "../x.png", "a/../../x.png", "./x"] {
+            assert!(!is_contained(bad), "`{bad}`");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("1700000000000000|{}", Uuid::nil()));
+        let (time, id) = decode_cursor(&raw).unwrap();
+        assert_eq!((time.timestamp(), id), (1_700_000_000, Uuid::nil()));
+    }
+}

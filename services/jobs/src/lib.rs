@@ -1,0 +1,125 @@
+//! The workflow queue, in BullMQ's wire format (DESIGN.md §4), shared by the API (which adds
+//! jobs) and the worker (which takes them).
+//!
+//! Everything about the queue that both sides must agree on is here: the prefix, the queue and
+//! job names, the payload, the priorities and the job options. The `bullmq-official` crate stays
+//! behind this module, so the rest of the code does not depend on its API.
+
+use std::future::IntoFuture as _;
+use std::time::Duration;
+
+use bullmq::options::RedisConnectionOptions;
+use bullmq::types::RemoveOnFinish;
+use bullmq::{Queue, QueueOptions};
+use serde::{Deserialize, Serialize};
+
+/// BullMQ's key prefix.
+pub const PREFIX: &str = "bull";
+/// The queue.
+pub const QUEUE: &str = "workflow-queue";
+/// The only job name on the queue.
+pub const JOB_NAME: &str = "execute-workflow";
+/// Priority of premium users' jobs: BullMQ runs lower numbers first.
+pub const PREMIUM_PRIORITY: u32 = 1;
+/// Priority of everyone else's. Both classes are prioritised, because BullMQ would run
+/// un-prioritised jobs before any prioritised one.
+pub const STANDARD_PRIORITY: u32 = 2;
+/// How long a worker holds a job before another may take it, and how often stalls are checked.
+pub const LOCK_DURATION: Duration = Duration::from_secs(30);
+pub const STALLED_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The job's data: `{"executionId": "<uuid>", "prompts": [...], "config": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowJob {
+    pub execution_id: uuid::Uuid,
+    pub prompts: Vec<String>,
+    pub config: serde_json::Value,
+}
+
+#[must_use]
+pub fn priority(premium: bool) -> u32 {
+    if premium {
+        PREMIUM_PRIORITY
+    } else {
+        STANDARD_PRIORITY
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the queue refused the job: {0}")]
+    Queue(String),
+}
+
+/// The queue, as the API uses it.
+#[derive(Clone)]
+pub struct WorkflowQueue {
+    queue: Queue,
+}
+
+impl std::fmt::Debug for WorkflowQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowQueue").finish_non_exhaustive()
+    }
+}
+
+impl WorkflowQueue {
+    /// Connects to the queue at `redis_url` under `prefix` (`PREFIX` in production; tests use
+    /// their own so that they cannot see each other's jobs).
+    pub async fn connect(redis_url: &str, prefix: &str, timeout: Duration) -> Result<Self, QueueError> {
+        let options = QueueOptions::new().connection(RedisConnectionOptions::new().url(redis_url)).prefix(prefix);
+        let queue = tokio::time::timeout(timeout, Queue::with_options(QUEUE, options))
+            .await
+            .map_err(|_| QueueError::Timeout(timeout))?
+            // The crate's errors can quote the connection URL; keep only their kind.
+            .map_err(|error| QueueError::Queue(redact(&error.to_string(), redis_url)))?;
+        Ok(Self { queue })
+    }
+
+    /// Adds the job for an execution. Its BullMQ job id is the execution id, so adding the same
+    /// execution twice leaves one job. Completed jobs are removed; failed ones are kept for
+    /// `masstockctl queue`.
+    pub async fn add(&self, job: &WorkflowJob, premium: bool, timeout: Duration) -> Result<String, QueueError> {
+        let add = self
+            .queue
+            .add(JOB_NAME, job)
+            .job_id(job.execution_id.to_string())
+            .priority(priority(premium))
+            .remove_on_complete(RemoveOnFinish::Bool(true))
+            .remove_on_fail(RemoveOnFinish::Bool(false));
+        let added = tokio::time::timeout(timeout, add.into_future()).await.map_err(|_| QueueError::Timeout(timeout))?;
+        added.map(|job| job.id().to_owned()).map_err(|error| QueueError::Queue(error.to_string()))
+    }
+}
+
+/// `text` without `secret` (a URL that may hold a password).
+fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(secret, "[redis url]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_is_camel_case() {
+        let job = WorkflowJob {
+            execution_id: uuid::Uuid::nil(),
+            prompts: vec!["a cat".into()],
+            config: serde_json::json!({ "aspectRatio": "1:1" }),
+        };
+        assert_eq!(
+            serde_json::to_value(&job).unwrap(),
+            serde_json::json!({ "executionId": "00000000-0000-0000-0000-000000000000", "prompts": ["a cat"], "config": { "aspectRatio": "1:1" } })
+        );
+        assert_eq!((priority(true), priority(false)), (1, 2));
+        assert_eq!(redact("cannot reach redis://:pw@h:6379", "redis://:pw@h:6379"), "cannot reach [redis url]");
+    }
+}
