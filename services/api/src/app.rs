@@ -82,8 +82,9 @@ impl AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Every route, with request ids and access logs.
+/// Every route, with request ids, access logs, CORS and rate limits.
 pub fn router(state: AppState) -> Router {
+    let origins = crate::cors::AllowedOrigins::new(&state.settings.cors_origins);
     Router::new()
         .merge(routes::health::routes())
         .merge(routes::auth::routes())
@@ -91,7 +92,10 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::executions::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::limit))
         .with_state(state)
+        // CORS outside the limiter: a preflight is answered without being counted.
+        .layer(axum::middleware::from_fn_with_state(origins, crate::cors::cors))
         // Bodies are small JSON documents: 256 KiB holds 50 prompts of 4 KiB with room to spare.
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
         // Outermost last: the id is set first, logged by the trace span, and sent back.

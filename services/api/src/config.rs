@@ -89,6 +89,15 @@ pub struct ServeArgs {
     /// Where result images live
     #[arg(long, env = "UPLOADS_DIR", default_value = "uploads", value_name = "DIR")]
     pub uploads_dir: PathBuf,
+    /// Requests per client address on every route but the probes (`<count>/<window>`)
+    #[arg(long, env = "RATE_LIMIT_GENERAL", default_value = "100/60s", value_name = "RATE")]
+    pub rate_limit_general: String,
+    /// Login attempts per client address, on top of the general limit
+    #[arg(long, env = "RATE_LIMIT_AUTH", default_value = "5/60s", value_name = "RATE")]
+    pub rate_limit_auth: String,
+    /// Where rate-limit counters live in Redis
+    #[arg(long, env = "RATE_LIMIT_PREFIX", default_value = "masstock:ratelimit", value_name = "PREFIX")]
+    pub rate_limit_prefix: String,
     /// BullMQ's key prefix (tests give each run its own)
     #[arg(long, env = "QUEUE_PREFIX", default_value = masstock_jobs::PREFIX, value_name = "PREFIX")]
     pub queue_prefix: String,
@@ -166,6 +175,9 @@ pub struct Settings {
     pub trusted_proxies: Vec<Cidr>,
     pub uploads_dir: PathBuf,
     pub queue_prefix: String,
+    pub rate_limit_general: crate::rate_limit::Rate,
+    pub rate_limit_auth: crate::rate_limit::Rate,
+    pub rate_limit_prefix: String,
     pub shutdown_grace: std::time::Duration,
 }
 
@@ -215,6 +227,9 @@ impl ServeArgs {
             trusted_proxies,
             uploads_dir: self.uploads_dir.clone(),
             queue_prefix: self.queue_prefix.clone(),
+            rate_limit_general: self.rate_limit_general.parse().map_err(|why| problem("RATE_LIMIT_GENERAL", why))?,
+            rate_limit_auth: self.rate_limit_auth.parse().map_err(|why| problem("RATE_LIMIT_AUTH", why))?,
+            rate_limit_prefix: self.rate_limit_prefix.clone(),
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
         })
     }

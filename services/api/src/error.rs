@@ -34,6 +34,9 @@ pub enum ApiError {
     /// 415.
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// 429: over a rate limit; the limiter adds `Retry-After` and `RateLimit-*`.
+    #[error("too many requests")]
+    TooManyRequests,
     /// 503: a dependency is down; names which, never how to reach it.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -57,6 +60,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,6 +87,9 @@ impl IntoResponse for ApiError {
             Self::PayloadTooLarge => serde_json::json!({ "error": "payload_too_large" }),
             Self::UnsupportedMediaType => {
                 serde_json::json!({ "error": "unsupported_media_type", "message": "send `Content-Type: application/json`" })
+            }
+            Self::TooManyRequests => {
+                serde_json::json!({ "error": "rate_limited", "message": "too many requests; retry later" })
             }
             Self::Unavailable(dependency) => serde_json::json!({ "error": "unavailable", "dependency": dependency }),
             Self::Internal(detail) => {

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod cors_and_limits;
 mod executions;
 mod health;
 mod support;

@@ -13,6 +13,7 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// Settings as the environment would give them, pointing at the bootstrap's services.
 pub fn serve_args() -> ServeArgs {
+    let prefix = format!("bull-test-{}", uuid::Uuid::new_v4().simple());
     ServeArgs {
         database: DatabaseArgs { database_url: Secret::from(database_url().as_str()) },
         redis_url: Secret::from(REDIS_URL),
@@ -22,8 +23,11 @@ pub fn serve_args() -> ServeArgs {
         app_env: AppEnv::Test,
         trusted_proxies: "127.0.0.0/8".into(),
         uploads_dir: std::env::temp_dir(),
-        // Each API gets its own BullMQ prefix on the shared Redis, removed when it is dropped.
-        queue_prefix: format!("bull-test-{}", uuid::Uuid::new_v4().simple()),
+        // Each API gets its own prefixes on the shared Redis, removed when it is dropped.
+        queue_prefix: prefix.clone(),
+        rate_limit_general: "100/60s".into(),
+        rate_limit_auth: "5/60s".into(),
+        rate_limit_prefix: format!("{prefix}:ratelimit"),
         shutdown_grace_seconds: 5,
     }
 }
