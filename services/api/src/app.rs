@@ -19,6 +19,7 @@ pub struct AppState {
     pub settings: std::sync::Arc<Settings>,
     /// Verified against when an e-mail is unknown, so a failed login costs the same either way.
     pub dummy_password_hash: std::sync::Arc<str>,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Connected on first use, and again after a failure, so the API starts without Redis.
     queue: std::sync::Arc<tokio::sync::Mutex<Option<masstock_jobs::WorkflowQueue>>>,
 }
@@ -75,6 +76,7 @@ impl AppState {
             redis,
             settings: std::sync::Arc::new(settings),
             dummy_password_hash: dummy_password_hash.into(),
+            metrics: std::sync::Arc::default(),
             queue: std::sync::Arc::default(),
         })
     }
@@ -85,7 +87,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every route, with request ids, access logs, CORS and rate limits.
 pub fn router(state: AppState) -> Router {
     let origins = crate::cors::AllowedOrigins::new(&state.settings.cors_origins);
+    let metrics = state.metrics.clone();
     Router::new()
+        .route("/metrics", axum::routing::get(crate::metrics::endpoint))
         .merge(routes::health::routes())
         .merge(routes::auth::routes())
         .merge(routes::workflows::routes())
@@ -93,6 +97,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::limit))
+        // `Router::layer` runs after routing, so the matched route template is known; unmatched
+        // requests are counted too, as `unmatched`.
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
         .with_state(state)
         // CORS outside the limiter: a preflight is answered without being counted.
         .layer(axum::middleware::from_fn_with_state(origins, crate::cors::cors))

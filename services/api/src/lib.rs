@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod metrics;
 pub mod rate_limit;
 pub mod routes;
 pub mod server;

@@ -118,6 +118,7 @@ async fn create(
         sqlx::query("delete from executions where id = $1").bind(id).execute(&state.db).await?;
         return Err(ApiError::Unavailable("redis"));
     }
+    state.metrics.job_enqueued();
     tracing::info!(execution = %id, prompts = job.prompts.len(), premium = user.premium, "execution queued");
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "pending" }))).into_response())
 }

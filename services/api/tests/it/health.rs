@@ -91,3 +91,26 @@ async fn shutdown_lets_in_flight_requests_finish() {
     tokio::time::timeout(Duration::from_secs(10), server).await.expect("the server stops").unwrap().unwrap();
     assert!(client().get(format!("{}/health", api.url)).send().await.is_err());
 }
+
+#[tokio::test]
+async fn metrics_count_by_route_template_and_stay_inside() {
+    let api = TestApi::start(serve_args()).await;
+    for _ in 0..3 {
+        client().get(format!("{}/health", api.url)).send().await.unwrap();
+    }
+    client().get(format!("{}/api/v1/executions/0b6f2c1e-6a43-4c1f-9a57-2d1e5f0c7a10", api.url)).send().await.unwrap();
+    client().get(format!("{}/no/such/route", api.url)).send().await.unwrap();
+    let response = client().get(format!("{}/metrics", api.url)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let text = response.text().await.unwrap();
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/health",status="200"} 3"#), "{text}");
+    assert!(text.contains(r#"route="/api/v1/executions/{id}",status="401"} 1"#), "route templates, not ids: {text}");
+    assert!(text.contains(r#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket{"), "{text}");
+    assert!(text.contains("jobs_enqueued_total 0"), "{text}");
+    // Through the edge (nginx adds X-Real-IP): not there.
+    let forwarded =
+        client().get(format!("{}/metrics", api.url)).header("x-real-ip", "203.0.113.5").send().await.unwrap();
+    assert_eq!(forwarded.status(), 404);
+}
