@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     Router::new()
         .route("/metrics", axum::routing::get(crate::metrics::endpoint))
+        .route("/api/v1/openapi.json", axum::routing::get(crate::openapi::serve))
         .merge(routes::health::routes())
         .merge(routes::auth::routes())
         .merge(routes::workflows::routes())

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Serialize;
 
 /// One problem with a request's input, as Zod reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Issue {
     /// Where: `prompts[3]`, `email`; empty for the body as a whole.
     pub path: String,
@@ -76,25 +76,51 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// Every error answer: `error` is a stable code; the rest depends on it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// `validation_failed`, `unauthorized`, `not_found`, `method_not_allowed`, `payload_too_large`,
+    /// `unsupported_media_type`, `rate_limited`, `unavailable` or `internal`.
+    #[schema(example = "validation_failed")]
+    pub error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
+    /// With `validation_failed`: every problem found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issues: Option<Vec<Issue>>,
+    /// With `unavailable`: which dependency (`postgres` or `redis`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<&'static str>,
+}
+
+impl ErrorBody {
+    fn code(error: &'static str) -> Self {
+        Self { error, message: None, issues: None, dependency: None }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match &self {
-            Self::Validation(issues) => serde_json::json!({ "error": "validation_failed", "issues": issues }),
-            Self::Unauthorized(message) => serde_json::json!({ "error": "unauthorized", "message": message }),
-            Self::NotFound => serde_json::json!({ "error": "not_found" }),
-            Self::MethodNotAllowed => serde_json::json!({ "error": "method_not_allowed" }),
-            Self::PayloadTooLarge => serde_json::json!({ "error": "payload_too_large" }),
-            Self::UnsupportedMediaType => {
-                serde_json::json!({ "error": "unsupported_media_type", "message": "send `Content-Type: application/json`" })
-            }
+        let body = match self {
+            Self::Validation(issues) => ErrorBody { issues: Some(issues), ..ErrorBody::code("validation_failed") },
+            Self::Unauthorized(message) => ErrorBody { message: Some(message), ..ErrorBody::code("unauthorized") },
+            Self::NotFound => ErrorBody::code("not_found"),
+            Self::MethodNotAllowed => ErrorBody::code("method_not_allowed"),
+            Self::PayloadTooLarge => ErrorBody::code("payload_too_large"),
+            Self::UnsupportedMediaType => ErrorBody {
+                message: Some("send `Content-Type: application/json`"),
+                ..ErrorBody::code("unsupported_media_type")
+            },
             Self::TooManyRequests => {
-                serde_json::json!({ "error": "rate_limited", "message": "too many requests; retry later" })
+                ErrorBody { message: Some("too many requests; retry later"), ..ErrorBody::code("rate_limited") }
             }
-            Self::Unavailable(dependency) => serde_json::json!({ "error": "unavailable", "dependency": dependency }),
+            Self::Unavailable(dependency) => {
+                ErrorBody { dependency: Some(dependency), ..ErrorBody::code("unavailable") }
+            }
             Self::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                serde_json::json!({ "error": "internal" })
+                ErrorBody::code("internal")
             }
         };
         (status, Json(body)).into_response()

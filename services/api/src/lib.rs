@@ -10,6 +10,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod server;

@@ -116,6 +116,11 @@ fn is_internal(peer: IpAddr, headers: &HeaderMap) -> bool {
     inside && !forwarded
 }
 
+/// Prometheus metrics; 404 unless called directly from loopback or a private network.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+    (status = 404, description = "Called from outside, or through the edge", body = crate::error::ErrorBody),
+))]
 pub async fn endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

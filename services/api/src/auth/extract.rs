@@ -8,7 +8,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 
 /// A signed-in user, loaded from the database (a deleted user's token stops working at once).
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuthUser {
     pub id: uuid::Uuid,
     pub email: String,

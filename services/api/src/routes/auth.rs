@@ -6,13 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{cookies, tokens, AuthUser};
-use crate::error::{ApiError, Issue};
+use crate::error::{ApiError, ErrorBody, Issue};
 use crate::validation::{Valid, Validate};
 
 /// One message for a wrong e-mail and a wrong password: no account enumeration.
@@ -26,11 +26,35 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/auth/me", get(me))
 }
 
-#[derive(Debug, Deserialize)]
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginBody {
+pub struct LoginBody {
+    #[schema(example = "ana@example.com")]
     email: String,
     password: String,
+}
+
+/// The access token's lifetime; the cookies carry the tokens themselves.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// When the access token expires (RFC 3339): refresh before.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// A signed-in user and their session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub user: AuthUser,
+    pub session: SessionInfo,
+}
+
+/// The caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    pub user: AuthUser,
 }
 
 impl Validate for LoginBody {
@@ -57,7 +81,14 @@ struct Account {
     password_hash: String,
 }
 
-async fn login(State(state): State<AppState>, Valid(body): Valid<LoginBody>) -> Result<Response, ApiError> {
+/// Signs in: sets the `access_token` (15 min) and `refresh_token` (7 days) httpOnly cookies.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody, responses(
+    (status = 200, description = "Signed in; both cookies set", body = LoginResponse),
+    (status = 400, description = "The body is not credentials", body = ErrorBody),
+    (status = 401, description = "Wrong e-mail or password (one answer for both)", body = ErrorBody),
+    (status = 429, description = "Too many attempts from this address", body = ErrorBody),
+))]
+pub async fn login(State(state): State<AppState>, Valid(body): Valid<LoginBody>) -> Result<Response, ApiError> {
     let account: Option<Account> =
         sqlx::query_as("select id, email, premium, password_hash from users where lower(email) = lower($1)")
             .bind(body.email.trim())
@@ -92,11 +123,19 @@ async fn start_session(state: &AppState, user: AuthUser, family: Uuid) -> Result
         .await?;
     let mut headers = HeaderMap::new();
     cookies::set_session(&mut headers, &access, &refresh, state.settings.app_env.is_production());
-    let body = json!({ "user": user, "session": { "expiresAt": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) } });
+    let body = LoginResponse {
+        user,
+        session: SessionInfo { expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) },
+    };
     Ok((StatusCode::OK, headers, Json(body)).into_response())
 }
 
-async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// Rotates the refresh token (cookie); a token presented twice ends its whole session family.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", responses(
+    (status = 200, description = "New cookies", body = LoginResponse),
+    (status = 401, description = "No valid refresh token; both cookies cleared", body = ErrorBody),
+))]
+pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let secure = state.settings.app_env.is_production();
     let refused = |message: &'static str| {
         let mut headers = HeaderMap::new();
@@ -143,7 +182,9 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     Ok(refused("the session has ended; sign in again"))
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// Ends the session family of the refresh token and clears both cookies.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204, description = "Signed out")))]
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(token) = cookies::get(&headers, cookies::REFRESH_COOKIE) {
         sqlx::query(
             "update refresh_sessions set revoked_at = now()
@@ -158,6 +199,11 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     Ok((StatusCode::NO_CONTENT, response_headers).into_response())
 }
 
-async fn me(user: AuthUser) -> Json<serde_json::Value> {
-    Json(json!({ "user": user }))
+/// The signed-in user (cookie or `Authorization: Bearer`).
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = []), ("cookie" = [])), responses(
+    (status = 200, description = "The caller", body = MeResponse),
+    (status = 401, description = "Not signed in", body = ErrorBody),
+))]
+pub async fn me(user: AuthUser) -> Json<MeResponse> {
+    Json(MeResponse { user })
 }

@@ -12,13 +12,14 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use masstock_jobs::WorkflowJob;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::{AppState, QUEUE_TIMEOUT};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, Issue};
+use crate::error::{ApiError, ErrorBody, Issue};
 use crate::validation::{Valid, Validate};
 
 /// The longest prompt, in characters.
@@ -35,13 +36,82 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/executions/{id}/results/{index}", get(result))
 }
 
-#[derive(Debug, Deserialize)]
+/// A batch of prompts to run through a workflow.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct NewExecution {
+pub struct NewExecution {
+    /// A workflow's id (UUID).
+    #[schema(example = "0b6f2c1e-6a43-4c1f-9a57-2d1e5f0c7a10")]
     workflow_id: String,
+    /// 1 to 50 prompts of at most 2000 characters.
+    #[schema(min_items = 1, max_items = 50)]
     prompts: Vec<String>,
+    /// Options for the model (at most 8 KiB of JSON).
     #[serde(default)]
+    #[schema(value_type = Object)]
     config: Map<String, Value>,
+}
+
+/// An execution accepted: stored and on the queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionAccepted {
+    pub id: Uuid,
+    #[schema(example = "pending")]
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Progress {
+    pub done: i32,
+    pub total: i32,
+}
+
+/// A prompt's image.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultInfo {
+    pub index: i32,
+    #[schema(example = "image/png")]
+    pub content_type: String,
+    /// Bytes.
+    pub size: i64,
+    /// Where to fetch it.
+    pub url: String,
+}
+
+/// An execution and, when fetched alone, its results.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub id: Uuid,
+    pub workflow_id: Uuid,
+    /// `pending`, `processing`, `completed` or `failed`.
+    #[schema(example = "processing")]
+    pub status: String,
+    pub progress: Progress,
+    pub prompts: Vec<String>,
+    #[schema(value_type = Object)]
+    pub config: Value,
+    pub error: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<ResultInfo>>,
+}
+
+/// A page of the caller's executions, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionList {
+    pub items: Vec<Execution>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
 }
 
 impl Validate for NewExecution {
@@ -81,7 +151,16 @@ impl Validate for NewExecution {
     }
 }
 
-async fn create(
+/// Starts a workflow on a batch of prompts. Premium users' jobs run first.
+#[utoipa::path(post, path = "/api/v1/executions", tag = "executions", request_body = NewExecution, security(("bearer" = []), ("cookie" = [])), responses(
+    (status = 202, description = "Stored and queued", body = ExecutionAccepted),
+    (status = 400, description = "Invalid body; `issues` names each field", body = ErrorBody),
+    (status = 401, description = "Not signed in", body = ErrorBody),
+    (status = 413, description = "Body over 256 KiB", body = ErrorBody),
+    (status = 415, description = "Not `application/json`", body = ErrorBody),
+    (status = 503, description = "The queue is unreachable; nothing was stored", body = ErrorBody),
+))]
+pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
     Valid(body): Valid<NewExecution>,
@@ -105,7 +184,7 @@ async fn create(
     )
     .bind(user.id)
     .bind(workflow_id)
-    .bind(json!(body.prompts))
+    .bind(sqlx::types::Json(&body.prompts))
     .bind(&config)
     .bind(i32::try_from(body.prompts.len()).map_err(ApiError::internal)?)
     .fetch_one(&state.db)
@@ -120,7 +199,7 @@ async fn create(
     }
     state.metrics.job_enqueued();
     tracing::info!(execution = %id, prompts = job.prompts.len(), premium = user.premium, "execution queued");
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "pending" }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(ExecutionAccepted { id, status: "pending" })).into_response())
 }
 
 /// A path parameter that must be a UUID.
@@ -153,28 +232,36 @@ fn timestamp(time: DateTime<Utc>) -> String {
 }
 
 impl ExecutionRow {
-    fn to_json(&self, results: Option<Vec<Value>>) -> Value {
-        let mut value = json!({
-            "id": self.id,
-            "workflowId": self.workflow_id,
-            "status": self.status,
-            "progress": { "done": self.progress_done, "total": self.progress_total },
-            "prompts": self.prompts,
-            "config": self.config,
-            "error": self.error,
-            "createdAt": timestamp(self.created_at),
-            "updatedAt": timestamp(self.updated_at),
-            "startedAt": self.started_at.map(timestamp),
-            "finishedAt": self.finished_at.map(timestamp),
-        });
-        if let Some(results) = results {
-            value["results"] = Value::Array(results);
+    fn into_execution(self, results: Option<Vec<ResultInfo>>) -> Execution {
+        Execution {
+            id: self.id,
+            workflow_id: self.workflow_id,
+            status: self.status,
+            progress: Progress { done: self.progress_done, total: self.progress_total },
+            prompts: serde_json::from_value(self.prompts).unwrap_or_default(),
+            config: self.config,
+            error: self.error,
+            created_at: timestamp(self.created_at),
+            updated_at: timestamp(self.updated_at),
+            started_at: self.started_at.map(timestamp),
+            finished_at: self.finished_at.map(timestamp),
+            results,
         }
-        value
     }
 }
 
-async fn show(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// One of the caller's executions, with its progress and results.
+#[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions", security(("bearer" = []), ("cookie" = [])),
+    params(("id" = Uuid, Path, description = "The execution")), responses(
+    (status = 200, description = "The execution", body = Execution),
+    (status = 400, description = "`id` is not a UUID", body = ErrorBody),
+    (status = 404, description = "No such execution of the caller's", body = ErrorBody),
+))]
+pub async fn show(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Execution>, ApiError> {
     let id = uuid_parameter("id", &id)?;
     let row: Option<ExecutionRow> =
         sqlx::query_as(&format!("select {EXECUTION_COLUMNS} from executions where id = $1 and user_id = $2"))
@@ -190,15 +277,18 @@ async fn show(State(state): State<AppState>, user: AuthUser, Path(id): Path<Stri
             .await?;
     let results = results
         .into_iter()
-        .map(|(index, content_type, size)| {
-            json!({ "index": index, "contentType": content_type, "size": size, "url": format!("/api/v1/executions/{id}/results/{index}") })
+        .map(|(index, content_type, size)| ResultInfo {
+            index,
+            content_type,
+            size,
+            url: format!("/api/v1/executions/{id}/results/{index}"),
         })
         .collect();
-    Ok(Json(row.to_json(Some(results))))
+    Ok(Json(row.into_execution(Some(results))))
 }
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub struct ListQuery {
     cursor: Option<String>,
     limit: Option<String>,
 }
@@ -216,11 +306,19 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::parse_str(id).ok()?))
 }
 
-async fn list(
+/// The caller's executions, newest first, by pages.
+#[utoipa::path(get, path = "/api/v1/executions", operation_id = "list_executions", tag = "executions", security(("bearer" = []), ("cookie" = [])), params(
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "Items per page, 1 to 100 (20 by default)"),
+    ), responses(
+    (status = 200, description = "A page", body = ExecutionList),
+    (status = 400, description = "Bad `limit` or `cursor`", body = ErrorBody),
+))]
+pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ExecutionList>, ApiError> {
     let mut issues = Vec::new();
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
@@ -256,8 +354,8 @@ async fn list(
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next_cursor = if more { rows.last().map(encode_cursor) } else { None };
-    let items: Vec<Value> = rows.iter().map(|row| row.to_json(None)).collect();
-    Ok(Json(json!({ "items": items, "nextCursor": next_cursor })))
+    let items = rows.into_iter().map(|row| row.into_execution(None)).collect();
+    Ok(Json(ExecutionList { items, next_cursor }))
 }
 
 /// Whether `location` stays inside the uploads folder: relative, no `..`, no root.
@@ -266,7 +364,13 @@ fn is_contained(location: &str) -> bool {
     !location.is_empty() && path.components().all(|component| matches!(component, Component::Normal(_)))
 }
 
-async fn result(
+/// A prompt's image, with its content type.
+#[utoipa::path(get, path = "/api/v1/executions/{id}/results/{index}", tag = "executions", security(("bearer" = []), ("cookie" = [])),
+    params(("id" = Uuid, Path, description = "The execution"), ("index" = i32, Path, description = "The prompt's index, from 0")), responses(
+    (status = 200, description = "The image bytes", content_type = "image/*", body = Vec<u8>),
+    (status = 404, description = "No such result of the caller's", body = ErrorBody),
+))]
+pub async fn result(
     State(state): State<AppState>,
     user: AuthUser,
     Path((id, index)): Path<(String, String)>,

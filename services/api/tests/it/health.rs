@@ -114,3 +114,70 @@ async fn metrics_count_by_route_template_and_stay_inside() {
         client().get(format!("{}/metrics", api.url)).header("x-real-ip", "203.0.113.5").send().await.unwrap();
     assert_eq!(forwarded.status(), 404);
 }
+
+/// Every route of the API, as the router serves it.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/health/ready"),
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/refresh"),
+    ("post", "/api/v1/auth/logout"),
+    ("get", "/api/v1/auth/me"),
+    ("get", "/api/v1/workflows"),
+    ("post", "/api/v1/executions"),
+    ("get", "/api/v1/executions"),
+    ("get", "/api/v1/executions/{id}"),
+    ("get", "/api/v1/executions/{id}/results/{index}"),
+    ("get", "/metrics"),
+];
+
+const VALIDATE: &str = r"
+import json, sys
+from openapi_spec_validator import validate
+validate(json.load(sys.stdin))
+print('valid')
+";
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_is_valid_3_1() {
+    let api = TestApi::start(serve_args()).await;
+    let response = client().get(format!("{}/api/v1/openapi.json", api.url)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    let mut described: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations.as_object().unwrap().keys().map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    described.sort();
+    let mut expected: Vec<(String, String)> =
+        ROUTES.iter().map(|(method, path)| ((*method).to_owned(), (*path).to_owned())).collect();
+    expected.sort();
+    assert_eq!(described, expected, "the document and the router list the same routes");
+    for (method, path) in ROUTES {
+        let operation = &paths[*path][*method];
+        assert!(
+            operation["responses"].as_object().is_some_and(|responses| !responses.is_empty()),
+            "{method} {path} has no responses"
+        );
+    }
+    assert!(document["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+
+    // And a real validator agrees it is OpenAPI 3.1.
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(python.exists(), "no Python venv at {}: run `script/bootstrap`", python.display());
+    let mut child = std::process::Command::new(python)
+        .args(["-c", VALIDATE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), document.to_string().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "openapi-spec-validator: {}", String::from_utf8_lossy(&output.stderr));
+}
