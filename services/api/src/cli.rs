@@ -29,6 +29,12 @@ pub enum Command {
     /// Manage users
     #[command(subcommand)]
     User(UserCommand),
+    /// Check that the API answers (the container's health check): exit 0 on a 2xx
+    Healthcheck {
+        /// What to GET
+        #[arg(long, default_value = "http://127.0.0.1:3000/health")]
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +125,13 @@ async fn run(command: Command) -> ExitCode {
     match command {
         Command::Serve(args) => serve(&args).await,
         Command::Migrate(args) => migrate(&args).await,
+        Command::Healthcheck { url } => match crate::healthcheck::check(&url, Duration::from_secs(5)).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("unhealthy: {error}");
+                ExitCode::from(1)
+            }
+        },
         Command::User(UserCommand::Add { database, email, password_stdin: _, premium }) => {
             add_user(&database, &email, premium).await
         }
@@ -150,7 +163,14 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     tracing::info!(port, "listening");
-    match crate::server::run(listener, crate::app::router(state), crate::server::termination(), grace).await {
+    let (stop_sweeper, sweeper_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), async move {
+        let _ = sweeper_stopped.await;
+    }));
+    let served = crate::server::run(listener, crate::app::router(state), crate::server::termination(), grace).await;
+    let _ = stop_sweeper.send(());
+    let _ = sweeper.await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server failed");

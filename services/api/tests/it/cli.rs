@@ -105,3 +105,23 @@ async fn migrate_then_add_users(pool: sqlx::PgPool) {
     assert_eq!(status, 2);
     assert!(stderr.contains("at least 10 characters"), "{stderr}");
 }
+
+#[tokio::test]
+async fn healthcheck_is_healthy_only_on_a_2xx() {
+    let api = crate::support::TestApi::start(crate::support::serve_args()).await;
+    let run = |url: String| tokio::task::spawn_blocking(move || api_status(&["healthcheck", "--url", &url]));
+    assert_eq!(run(format!("{}/health", api.url)).await.unwrap(), (0, String::new()));
+    let (status, stderr) = run(format!("{}/nothing-here", api.url)).await.unwrap();
+    assert_eq!((status, stderr.trim()), (1, "unhealthy: status 404"));
+    let (status, stderr) = run("http://127.0.0.1:1/health".into()).await.unwrap();
+    assert_eq!(status, 1);
+    assert!(stderr.contains("cannot reach `127.0.0.1:1`"), "{stderr}");
+    let (status, stderr) = run("https://example.com/".into()).await.unwrap();
+    assert_eq!(status, 1);
+    assert!(stderr.contains("not an http:// URL"), "{stderr}");
+}
+
+fn api_status(args: &[&str]) -> (i32, String) {
+    let (status, _, stderr) = api(args, &[], "");
+    (status, stderr)
+}

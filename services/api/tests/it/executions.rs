@@ -281,3 +281,34 @@ async fn workflows_are_listed_for_signed_in_users(pool: sqlx::PgPool) {
     assert_eq!(body["items"][0]["id"], DEFAULT_WORKFLOW_ID);
     assert_eq!(body["items"][0]["name"], "Image from prompt");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn orphaned_pending_executions_are_offered_to_the_queue_again(pool: sqlx::PgPool) {
+    let ana = user(&pool, "ana@example.com", true).await;
+    // Stored ten minutes ago by a process that died before adding the job; and a fresh one.
+    let orphan = insert_execution(&pool, ana, "orphan").await;
+    sqlx::query("update executions set created_at = now() - interval '10 minutes' where id = $1")
+        .bind(orphan)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let fresh = insert_execution(&pool, ana, "fresh").await;
+    let mut args = serve_args();
+    args.database.database_url = Secret::from(url_of(&pool).as_str());
+    let prefix = args.queue_prefix.clone();
+    let api = TestApi::start(args.clone()).await;
+    let state = masstock_api::app::AppState::new(args.settings().unwrap()).unwrap();
+
+    let offered = masstock_api::sweeper::sweep_pending(&state, masstock_api::sweeper::ORPHAN_AGE).await.unwrap();
+    assert_eq!(offered, 1, "only the orphan");
+    // A second pass adds nothing new: the job id is the execution id.
+    masstock_api::sweeper::sweep_pending(&state, masstock_api::sweeper::ORPHAN_AGE).await.unwrap();
+    let jobs = tokio::task::spawn_blocking(move || python(READ_JOBS, &[REDIS_URL, &prefix])).await.unwrap();
+    let jobs: Vec<Value> = serde_json::from_str(&jobs).unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["id"], json!(orphan.to_string()));
+    assert_eq!(jobs[0]["priority"], 1);
+    assert_eq!(jobs[0]["data"]["prompts"], json!(["orphan"]));
+    assert_ne!(jobs[0]["id"], json!(fresh.to_string()));
+    drop(api);
+}
