@@ -58,6 +58,7 @@ API_LOG="$WORK/api.log"
 HELLO_LOG="$WORK/hello.log"
 API_PID=""
 HELLO_PID=""
+WRK_PID=""
 DB_CREATED=""
 
 # stop <pid>: SIGTERM, then SIGKILL after 5 s.
@@ -82,6 +83,7 @@ cleanup() {
   local status=$?
   set +e
   trap - EXIT INT TERM
+  stop "$WRK_PID"
   stop "$API_PID"
   stop "$HELLO_PID"
   delete_keys "$QUEUE_PREFIX:*"
@@ -210,11 +212,22 @@ bench() {
   local name=$1 url=$2
   shift 2
   if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" "$@" "$url" >/dev/null
+    run_wrk -d "$WARMUP" "$@" "$url" >/dev/null || die "wrk failed against $url (warm-up)"
   fi
   log "wrk $name: $url, $CONNECTIONS connections, $THREADS threads, $DURATION"
-  wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency "$@" "$url" >"$RESULTS_DIR/wrk-$name.txt" ||
+  run_wrk -d "$DURATION" --latency "$@" "$url" >"$RESULTS_DIR/wrk-$name.txt" ||
     die "wrk failed against $url: $(cat "$RESULTS_DIR/wrk-$name.txt")"
+}
+
+# run_wrk <wrk args...>: in the background and waited for, so a SIGTERM to this script is
+# handled at once rather than when wrk finishes.
+run_wrk() {
+  wrk -t "$THREADS" -c "$CONNECTIONS" "$@" &
+  WRK_PID=$!
+  wait "$WRK_PID"
+  local status=$?
+  WRK_PID=""
+  return "$status"
 }
 
 EXECUTION_URL="$API/api/v1/executions/$EXECUTION_ID"
@@ -268,8 +281,8 @@ def parse(name):
     return {
         "target": name,
         "requests_per_sec": float(find(r"^Requests/sec:\s+([\d.]+)").group(1)),
-        "latency_p50_ms": millis(find(r"^\s+50%\s+(\S+)").group(1)),
-        "latency_p99_ms": millis(find(r"^\s+99%\s+(\S+)").group(1)),
+        "latency_p50_ms": round(millis(find(r"^\s+50%\s+(\S+)").group(1)), 3),
+        "latency_p99_ms": round(millis(find(r"^\s+99%\s+(\S+)").group(1)), 3),
         "requests": int(totals.group(1)),
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": dict(zip(("connect", "read", "write", "timeout"), map(int, socket.groups())))
@@ -327,7 +340,7 @@ for line in open(os.path.join(work, "api-problems.log")):
         entry = json.loads(line)
     except ValueError:
         continue
-    fields = entry.get("fields", {})
+    fields = {**entry.get("fields", {}), **entry}  # tracing's JSON puts the message at the top or under "fields"
     key = f"{entry.get('level')}: {fields.get('message', '')} {fields.get('error', '')}".strip()
     problems[key] = problems.get(key, 0) + 1
 for key, count in sorted(problems.items(), key=lambda item: -item[1])[:5]:

@@ -15,7 +15,11 @@ use crate::routes;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub db: sqlx::PgPool,
+    /// For probes that must open a connection of their own (readiness).
     pub redis: redis::Client,
+    /// One multiplexed connection shared by every request, reconnecting by itself; it connects
+    /// on first use, so the API starts while Redis is down.
+    pub redis_shared: redis::aio::ConnectionManager,
     pub settings: std::sync::Arc<Settings>,
     /// Verified against when an e-mail is unknown, so a failed login costs the same either way.
     pub dummy_password_hash: std::sync::Arc<str>,
@@ -65,6 +69,18 @@ impl AppState {
             variable: "REDIS_URL",
             problem: "cannot be parsed as a Redis URL".into(),
         })?;
+        // Short timeouts: when Redis is down, requests must not wait on it (limits fail open).
+        let shared_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let redis_shared =
+            redis::aio::ConnectionManager::new_lazy_with_config(redis.clone(), shared_config).map_err(|error| {
+                crate::config::ConfigError {
+                    variable: "REDIS_URL",
+                    problem: format!("cannot prepare a connection: {:?}", error.kind()),
+                }
+            })?;
         let dummy_password_hash = crate::users::hash_password("no account has this password").map_err(|error| {
             crate::config::ConfigError {
                 variable: "JWT_SECRET",
@@ -74,6 +90,7 @@ impl AppState {
         Ok(Self {
             db,
             redis,
+            redis_shared,
             settings: std::sync::Arc::new(settings),
             dummy_password_hash: dummy_password_hash.into(),
             metrics: std::sync::Arc::default(),

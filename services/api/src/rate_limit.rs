@@ -116,7 +116,7 @@ async fn count(state: &AppState, scope: &str, rate: Rate, client: IpAddr) -> red
     let now_ms =
         u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(0);
     let key = format!("{}:{scope}:{client}:{}", state.settings.rate_limit_prefix, now_ms / window_ms);
-    let mut connection = state.redis.get_multiplexed_async_connection().await?;
+    let mut connection = state.redis_shared.clone();
     let (count, ttl_ms): (u64, i64) =
         redis::Script::new(COUNT_SCRIPT).key(key).arg(window_ms).invoke_async(&mut connection).await?;
     Ok(Verdict { rate, count, reset: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(window_ms)) })
