@@ -6,4 +6,6 @@ mod cli;
 mod cors_and_limits;
 mod executions;
 mod health;
+mod hostile_input;
+mod logs;
 mod support;
