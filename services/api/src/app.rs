@@ -24,33 +24,60 @@ pub struct AppState {
     /// Verified against when an e-mail is unknown, so a failed login costs the same either way.
     pub dummy_password_hash: std::sync::Arc<str>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Password checks in flight: argon2 takes 19 MiB and a core's time each, so they are
+    /// bounded whatever the number of clients.
+    pub password_checks: std::sync::Arc<tokio::sync::Semaphore>,
     /// Connected on first use, and again after a failure, so the API starts without Redis.
-    queue: std::sync::Arc<tokio::sync::Mutex<Option<masstock_jobs::WorkflowQueue>>>,
+    queue: std::sync::Arc<tokio::sync::Mutex<QueueSlot>>,
 }
 
 /// How long the API waits for Redis when adding a job before answering 503.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl AppState {
-    /// The workflow queue; `Unavailable("redis")` when Redis cannot be reached now.
+    /// The workflow queue; `Unavailable("redis")` when Redis cannot be reached now. The lock is
+    /// never held while connecting, and a failure is remembered for a few seconds, so requests
+    /// do not queue up behind a Redis that hangs.
     pub async fn queue(&self) -> Result<masstock_jobs::WorkflowQueue, ApiError> {
-        let mut queue = self.queue.lock().await;
-        if let Some(queue) = queue.as_ref() {
-            return Ok(queue.clone());
+        const REMEMBER_FAILURE: Duration = Duration::from_secs(5);
+        {
+            let slot = self.queue.lock().await;
+            match &*slot {
+                QueueSlot::Connected(queue) => return Ok((**queue).clone()),
+                QueueSlot::Failed(when) if when.elapsed() < REMEMBER_FAILURE => {
+                    return Err(ApiError::Unavailable("redis"))
+                }
+                _ => {}
+            }
         }
         let connected = masstock_jobs::WorkflowQueue::connect(
             self.settings.redis_url.expose(),
             &self.settings.queue_prefix,
             QUEUE_TIMEOUT,
         )
-        .await
-        .map_err(|error| {
-            tracing::warn!(%error, "cannot reach the queue");
-            ApiError::Unavailable("redis")
-        })?;
-        *queue = Some(connected.clone());
-        Ok(connected)
+        .await;
+        let mut slot = self.queue.lock().await;
+        match connected {
+            Ok(queue) => {
+                *slot = QueueSlot::Connected(Box::new(queue.clone()));
+                Ok(queue)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach the queue");
+                *slot = QueueSlot::Failed(std::time::Instant::now());
+                Err(ApiError::Unavailable("redis"))
+            }
+        }
     }
+}
+
+/// The queue connection, or when connecting last failed.
+#[derive(Debug, Default)]
+enum QueueSlot {
+    #[default]
+    Unconnected,
+    Connected(Box<masstock_jobs::WorkflowQueue>),
+    Failed(std::time::Instant),
 }
 
 impl AppState {
@@ -94,6 +121,9 @@ impl AppState {
             settings: std::sync::Arc::new(settings),
             dummy_password_hash: dummy_password_hash.into(),
             metrics: std::sync::Arc::default(),
+            password_checks: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            )),
             queue: std::sync::Arc::default(),
         })
     }
@@ -121,8 +151,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         // CORS outside the limiter: a preflight is answered without being counted.
         .layer(axum::middleware::from_fn_with_state(origins, crate::cors::cors))
-        // Bodies are small JSON documents: 256 KiB holds 50 prompts of 4 KiB with room to spare.
-        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
+        // Bodies are small JSON documents: 512 KiB holds 50 prompts of 2000 characters even when
+        // every character takes 4 bytes of UTF-8.
+        .layer(axum::extract::DefaultBodyLimit::max(512 * 1024))
+        // A panic in a handler is answered as any internal error, with its request id.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            axum::response::IntoResponse::into_response(ApiError::Internal("a handler panicked".into()))
+        }))
         // Outermost last: the id is set first, logged by the trace span, and sent back.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

@@ -196,8 +196,14 @@ impl ServeArgs {
                 format!("must be at least {MIN_JWT_SECRET_BYTES} bytes, it has {secret_length}; generate one with `masstockctl secrets generate`"),
             ));
         }
-        let cors_origins: Vec<String> =
-            self.cors_origin.split(',').map(str::trim).filter(|origin| !origin.is_empty()).map(str::to_owned).collect();
+        // Browsers send scheme and host in lower case: compare in lower case.
+        let cors_origins: Vec<String> = self
+            .cors_origin
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
         for origin in &cors_origins {
             let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
                 matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
@@ -240,9 +246,16 @@ pub(crate) fn check_url(variable: &'static str, url: &Secret, schemes: &[&str]) 
     let scheme = url.expose().split_once("://").map(|(scheme, _)| scheme);
     match scheme {
         Some(scheme) if schemes.contains(&scheme) => Ok(url.clone()),
-        Some(scheme) => Err(problem(variable, format!("scheme `{scheme}` is not one of {}", schemes.join(", ")))),
+        // Only something shaped like a scheme is echoed: text before `://` may hold a password.
+        Some(scheme)
+            if scheme.len() <= 16
+                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
+        {
+            Err(problem(variable, format!("scheme `{scheme}` is not one of {}", schemes.join(", "))))
+        }
         None if url.expose().is_empty() => Err(problem(variable, "is empty")),
-        None => Err(problem(variable, format!("is not a URL (expected `{}://...`)", schemes[0]))),
+        Some(_) | None => Err(problem(variable, format!("is not a URL (expected `{}://...`)", schemes[0]))),
     }
 }
 

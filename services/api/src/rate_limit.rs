@@ -1,13 +1,15 @@
 //! Per-client rate limits held in Redis, so every API process counts the same requests:
 //! `RATE_LIMIT_GENERAL` on every route but the probes, and `RATE_LIMIT_AUTH` on top of it for
-//! `POST /api/v1/auth/login`. Fixed windows, counted atomically by one Lua script.
+//! `POST /api/v1/auth/login`. Each client's window starts at its first request and lasts the
+//! rate's period (one key with an expiry, counted atomically by one Lua script): no clock is
+//! compared across processes.
 //!
 //! Over the limit: 429 with `Retry-After` and the `RateLimit-*` headers. When Redis cannot be
 //! reached the limit is not enforced (logged): executions are unavailable then anyway, and
 //! argon2 bounds how fast passwords can be tried.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -63,12 +65,16 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> Ip
     if let Some(real) = header("x-real-ip").and_then(|value| value.trim().parse().ok()) {
         return real;
     }
-    header("x-forwarded-for")
-        .into_iter()
-        .flat_map(|value| value.rsplit(','))
-        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-        .find(|hop| !is_trusted(*hop))
-        .unwrap_or(peer)
+    // From the nearest hop outwards; a hop that is not an address ends the walk, since anything
+    // further left is the client's to write.
+    for hop in header("x-forwarded-for").into_iter().flat_map(|value| value.rsplit(',')) {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(hop) if is_trusted(hop) => {}
+            Ok(hop) => return hop,
+            Err(_) => break,
+        }
+    }
+    peer
 }
 
 /// Counts one request in `key`'s current window; returns the count and the milliseconds left.
@@ -95,7 +101,8 @@ impl Verdict {
 
     fn headers(&self, headers: &mut HeaderMap) {
         let remaining = self.remaining();
-        let reset = self.reset.as_secs().max(1);
+        // Rounded up: a client that waits this long is never refused again for the same window.
+        let reset = self.reset.as_millis().div_ceil(1000).max(1);
         let mut set = |name: &'static str, value: String| {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(name, value);
@@ -113,9 +120,7 @@ impl Verdict {
 
 async fn count(state: &AppState, scope: &str, rate: Rate, client: IpAddr) -> redis::RedisResult<Verdict> {
     let window_ms = u64::try_from(rate.window.as_millis()).unwrap_or(u64::MAX).max(1);
-    let now_ms =
-        u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(0);
-    let key = format!("{}:{scope}:{client}:{}", state.settings.rate_limit_prefix, now_ms / window_ms);
+    let key = format!("{}:{scope}:{client}", state.settings.rate_limit_prefix);
     let mut connection = state.redis_shared.clone();
     let (count, ttl_ms): (u64, i64) =
         redis::Script::new(COUNT_SCRIPT).key(key).arg(window_ms).invoke_async(&mut connection).await?;

@@ -59,10 +59,13 @@ where
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        ApiError::Validation(vec![Issue {
-            path: issue_path(error.path()),
-            message: clean_message(&error.inner().to_string()),
-        }])
+        let message = clean_message(&error.inner().to_string());
+        let mut path = issue_path(error.path());
+        // Zod names the missing field itself; serde names its parent.
+        if let Some(field) = message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`')) {
+            path = if path.is_empty() { field.to_owned() } else { format!("{path}.{field}") };
+        }
+        ApiError::Validation(vec![Issue { path, message }])
     })?;
     deserializer.end().map_err(|_| {
         ApiError::Validation(vec![Issue {

@@ -60,7 +60,7 @@ pub struct MeResponse {
 impl Validate for LoginBody {
     fn issues(&self) -> Vec<Issue> {
         let mut issues = Vec::new();
-        if self.email.trim().is_empty() || self.email.len() > 254 {
+        if self.email.trim().is_empty() || self.email.len() > 254 || self.email.contains('\0') {
             issues.push(Issue {
                 path: "email".into(),
                 message: "must be an e-mail address of at most 254 characters".into(),
@@ -97,9 +97,17 @@ pub async fn login(State(state): State<AppState>, Valid(body): Valid<LoginBody>)
     // The same argon2 work whether the account exists or not, so timing tells nothing.
     let hash =
         account.as_ref().map_or_else(|| state.dummy_password_hash.to_string(), |account| account.password_hash.clone());
-    let verified = tokio::task::spawn_blocking(move || crate::users::verify_password(&body.password, &hash))
+    // Bounded: a burst of logins from many addresses waits here rather than taking the memory.
+    let permit = tokio::time::timeout(std::time::Duration::from_secs(5), state.password_checks.clone().acquire_owned())
         .await
+        .map_err(|_| ApiError::Unavailable("password checks"))?
         .map_err(ApiError::internal)?;
+    let verified = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        crate::users::verify_password(&body.password, &hash)
+    })
+    .await
+    .map_err(ApiError::internal)?;
     let account = match account {
         Some(account) if verified => account,
         _ => return Err(ApiError::Unauthorized(WRONG_CREDENTIALS)),
@@ -110,6 +118,20 @@ pub async fn login(State(state): State<AppState>, Valid(body): Valid<LoginBody>)
 
 /// Stores a new refresh token in `family` and answers with both cookies and the user.
 async fn start_session(state: &AppState, user: AuthUser, family: Uuid) -> Result<Response, ApiError> {
+    let mut transaction = state.db.begin().await?;
+    let response = start_session_in(&mut transaction, state, user, family).await?;
+    transaction.commit().await?;
+    Ok(response)
+}
+
+/// Stores the new refresh token within `transaction`, so a rotation's claim and its successor
+/// commit together.
+async fn start_session_in(
+    transaction: &mut sqlx::PgConnection,
+    state: &AppState,
+    user: AuthUser,
+    family: Uuid,
+) -> Result<Response, ApiError> {
     let now = Utc::now();
     let (access, expires_at) =
         tokens::access_token(state.settings.jwt_secret.expose(), user.id, now).map_err(ApiError::internal)?;
@@ -119,7 +141,7 @@ async fn start_session(state: &AppState, user: AuthUser, family: Uuid) -> Result
         .bind(family)
         .bind(tokens::refresh_token_hash(&refresh))
         .bind(now + tokens::REFRESH_TOKEN_LIFETIME)
-        .execute(&state.db)
+        .execute(&mut *transaction)
         .await?;
     let mut headers = HeaderMap::new();
     cookies::set_session(&mut headers, &access, &refresh, state.settings.app_env.is_production());
@@ -146,25 +168,31 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Resul
         return Ok(refused("sign in first"));
     };
     let hash = tokens::refresh_token_hash(token);
-    // Claiming the token is one statement, so two concurrent refreshes cannot both rotate it.
+    // The claim, the user and the successor commit together: a concurrent replay's claim waits
+    // on the row lock, then finds it rotated and revokes the family, successor included. A
+    // family with any revoked session (a logout, a detected reuse) can no longer be refreshed.
+    let mut transaction = state.db.begin().await?;
     let claimed: Option<(Uuid, Uuid)> = sqlx::query_as(
         "update refresh_sessions set rotated_at = now()
          where token_hash = $1 and rotated_at is null and revoked_at is null and expires_at > now()
+           and not exists (select 1 from refresh_sessions revoked
+                           where revoked.family_id = refresh_sessions.family_id and revoked.revoked_at is not null)
          returning user_id, family_id",
     )
     .bind(&hash)
-    .fetch_optional(&state.db)
+    .fetch_optional(&mut *transaction)
     .await?;
     if let Some((user_id, family)) = claimed {
         let user: Option<AuthUser> = sqlx::query_as("select id, email, premium from users where id = $1")
             .bind(user_id)
-            .fetch_optional(&state.db)
+            .fetch_optional(&mut *transaction)
             .await?;
-        return match user {
-            Some(user) => start_session(&state, user, family).await,
-            None => Ok(refused("sign in first")),
-        };
+        let Some(user) = user else { return Ok(refused("sign in first")) };
+        let response = start_session_in(&mut transaction, &state, user, family).await?;
+        transaction.commit().await?;
+        return Ok(response);
     }
+    transaction.rollback().await?;
     // Not claimable. If it was rotated before, someone replays it: end the whole family.
     let reused: Option<Uuid> =
         sqlx::query_scalar("select family_id from refresh_sessions where token_hash = $1 and rotated_at is not null")

@@ -4,6 +4,7 @@
 
 use std::path::{Component, Path as FilePath};
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -132,7 +133,12 @@ impl Validate for NewExecution {
         }
         for (index, prompt) in self.prompts.iter().enumerate() {
             let length = prompt.chars().count();
-            if prompt.trim().is_empty() {
+            if prompt.contains('\0') {
+                issues.push(Issue {
+                    path: format!("prompts[{index}]"),
+                    message: "must not contain NUL characters".into(),
+                });
+            } else if prompt.trim().is_empty() {
                 issues.push(Issue { path: format!("prompts[{index}]"), message: "must not be empty".into() });
             } else if length > MAX_PROMPT_CHARS {
                 issues.push(Issue {
@@ -140,6 +146,9 @@ impl Validate for NewExecution {
                     message: format!("must be at most {MAX_PROMPT_CHARS} characters, it has {length}"),
                 });
             }
+        }
+        if let Some(path) = nul_in(&Value::Object(self.config.clone()), "config") {
+            issues.push(Issue { path, message: "must not contain NUL characters".into() });
         }
         if serde_json::to_vec(&self.config).map_or(true, |bytes| bytes.len() > MAX_CONFIG_BYTES) {
             issues.push(Issue {
@@ -202,6 +211,30 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(ExecutionAccepted { id, status: "pending" })).into_response())
 }
 
+/// The path of the first NUL character in `value`'s keys or strings (PostgreSQL stores neither).
+fn nul_in(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(text) if text.contains('\0') => Some(path.to_owned()),
+        Value::Array(items) => {
+            items.iter().enumerate().find_map(|(index, item)| nul_in(item, &format!("{path}[{index}]")))
+        }
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let path = format!("{path}.{key}");
+            if key.contains('\0') {
+                Some(path)
+            } else {
+                nul_in(item, &path)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// A path or query the router could not read, as a validation issue rather than plain text.
+fn unreadable(what: &str, rejection: &impl std::fmt::Display) -> ApiError {
+    ApiError::Validation(vec![Issue { path: what.into(), message: rejection.to_string() }])
+}
+
 /// A path parameter that must be a UUID.
 fn uuid_parameter(name: &str, value: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(value)
@@ -260,8 +293,9 @@ impl ExecutionRow {
 pub async fn show(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Execution>, ApiError> {
+    let Path(id) = id.map_err(|rejection| unreadable("id", &rejection))?;
     let id = uuid_parameter("id", &id)?;
     let row: Option<ExecutionRow> =
         sqlx::query_as(&format!("select {EXECUTION_COLUMNS} from executions where id = $1 and user_id = $2"))
@@ -303,7 +337,10 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let raw = String::from_utf8(raw).ok()?;
     let (micros, id) = raw.split_once('|')?;
-    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::parse_str(id).ok()?))
+    let time = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    // Only times PostgreSQL can compare; a cursor we gave is always among them.
+    (1970..=9999).contains(&chrono::Datelike::year(&time)).then_some(())?;
+    Some((time, Uuid::parse_str(id).ok()?))
 }
 
 /// The caller's executions, newest first, by pages.
@@ -317,10 +354,11 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ExecutionList>, ApiError> {
+    let Query(query) = query.map_err(|rejection| unreadable("", &rejection))?;
     let mut issues = Vec::new();
-    let limit = match query.limit.as_deref() {
+    let limit = match query.limit.as_deref().filter(|limit| !limit.is_empty()) {
         None => DEFAULT_PAGE,
         Some(text) => text.parse::<i64>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).unwrap_or_else(|| {
             issues
@@ -373,8 +411,9 @@ fn is_contained(location: &str) -> bool {
 pub async fn result(
     State(state): State<AppState>,
     user: AuthUser,
-    Path((id, index)): Path<(String, String)>,
+    parameters: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((id, index)) = parameters.map_err(|rejection| unreadable("", &rejection))?;
     let id = uuid_parameter("id", &id)?;
     let index: i32 = index
         .parse()

@@ -153,7 +153,7 @@ async fn bodies_are_validated_like_zod(pool: sqlx::PgPool) {
             r#"{"email": "a@b.fr"}"#,
             "application/json",
             400,
-            json!([{ "path": "", "message": "missing field `password`" }]),
+            json!([{ "path": "password", "message": "missing field `password`" }]),
         ),
         (
             r#"{"email": "a@b.fr", "password": "x", "admin": true}"#,
@@ -178,8 +178,45 @@ async fn bodies_are_validated_like_zod(pool: sqlx::PgPool) {
         assert_eq!(answer, json!({ "error": "validation_failed", "issues": issues }), "{body}");
     }
     assert_eq!(post(r#"{"email": "a@b.fr", "password": "x"}"#, "text/plain").await.status(), 415);
-    let huge = format!(r#"{{"email": "a@b.fr", "password": "{}"}}"#, "x".repeat(300 * 1024));
+    let huge = format!(r#"{{"email": "a@b.fr", "password": "{}"}}"#, "x".repeat(600 * 1024));
     let too_large = client().post(&url).header("content-type", "application/json").body(huge).send().await.unwrap();
     assert_eq!(too_large.status(), 413);
     assert_eq!(too_large.json::<Value>().await.unwrap()["error"], "payload_too_large");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_concurrent_refreshes_of_one_token_end_the_family(pool: sqlx::PgPool) {
+    user(&pool, "ana@example.com", false).await;
+    let api = api_on(&pool, AppEnv::Test).await;
+    let (token, _) = set_cookie(&login(&api.url, "ana@example.com", PASSWORD).await, "refresh_token").unwrap();
+    let refresh = |token: String| {
+        let url = format!("{}/api/v1/auth/refresh", api.url);
+        async move { client().post(url).header("cookie", format!("refresh_token={token}")).send().await.unwrap() }
+    };
+    let (first, second) = tokio::join!(refresh(token.clone()), refresh(token));
+    let statuses = [first.status().as_u16(), second.status().as_u16()];
+    let mut sorted = statuses;
+    sorted.sort_unstable();
+    assert_eq!(sorted, [200, 401], "exactly one rotation wins");
+    // The loser was a replay: the winner's successor belongs to a revoked family.
+    let winner = if statuses[0] == 200 { first } else { second };
+    let (successor, _) = set_cookie(&winner, "refresh_token").unwrap();
+    assert_eq!(refresh(successor).await.status(), 401);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_refresh_racing_a_logout_leaves_no_live_session(pool: sqlx::PgPool) {
+    user(&pool, "ana@example.com", false).await;
+    let api = api_on(&pool, AppEnv::Test).await;
+    let (token, _) = set_cookie(&login(&api.url, "ana@example.com", PASSWORD).await, "refresh_token").unwrap();
+    let post = |path: &'static str, token: String| {
+        let url = format!("{}{path}", api.url);
+        async move { client().post(url).header("cookie", format!("refresh_token={token}")).send().await.unwrap() }
+    };
+    let (refreshed, logged_out) =
+        tokio::join!(post("/api/v1/auth/refresh", token.clone()), post("/api/v1/auth/logout", token));
+    assert_eq!(logged_out.status(), 204);
+    if let Some((successor, _)) = set_cookie(&refreshed, "refresh_token").filter(|(value, _)| !value.is_empty()) {
+        assert_eq!(post("/api/v1/auth/refresh", successor).await.status(), 401, "logout ended the family");
+    }
 }

@@ -129,6 +129,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/executions/{id}"),
     ("get", "/api/v1/executions/{id}/results/{index}"),
     ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
 ];
 
 const VALIDATE: &str = r"
@@ -165,6 +166,8 @@ async fn the_openapi_document_describes_every_route_and_is_valid_3_1() {
         );
     }
     assert!(document["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(paths["/api/v1/executions"]["post"]["responses"]["429"].is_object(), "shared answers are described");
+    assert!(paths["/api/v1/executions"]["post"]["responses"]["500"].is_object());
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
 
     // And a real validator agrees it is OpenAPI 3.1.

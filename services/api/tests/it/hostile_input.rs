@@ -112,4 +112,27 @@ async fn no_input_yields_a_500(pool: sqlx::PgPool) {
         }
     }
     assert!(failures.is_empty(), "{} server errors:\n{}", failures.len(), failures.join("\n"));
+
+    // Inputs a generator rarely finds: each is a JSON 4xx, never a 500 and never plain text.
+    let nul = '\u{0}';
+    let far_cursor = "LTEwMDAwMDAwMDAwMDAwMDAwMDB8MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw";
+    let cases = [
+        client().post(format!("{}/api/v1/auth/login", api.url)).json(&json!({ "email": format!("a{nul}@b.fr"), "password": "x" })),
+        client().post(format!("{}/api/v1/executions", api.url)).bearer_auth(&token).json(&json!({ "workflowId": masstock_schema::DEFAULT_WORKFLOW_ID, "prompts": [format!("a{nul}b")] })),
+        client().post(format!("{}/api/v1/executions", api.url)).bearer_auth(&token).json(&json!({ "workflowId": masstock_schema::DEFAULT_WORKFLOW_ID, "prompts": ["a"], "config": { format!("k{nul}"): 1 } })),
+        client().get(format!("{}/api/v1/executions?cursor={far_cursor}", api.url)).bearer_auth(&token),
+        client().get(format!("{}/api/v1/executions/%FF", api.url)).bearer_auth(&token),
+        client().get(format!("{}/api/v1/executions/%FF/results/%FE", api.url)).bearer_auth(&token),
+        client().get(format!("{}/api/v1/executions?limit=1&limit=2", api.url)).bearer_auth(&token),
+    ];
+    for (index, request) in cases.into_iter().enumerate() {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let content_type =
+            response.headers().get("content-type").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_client_error(), "case {index}: {status} {body}");
+        assert_eq!(content_type, "application/json", "case {index}: {body}");
+        assert!(body["error"].is_string(), "case {index}: {body}");
+    }
 }
