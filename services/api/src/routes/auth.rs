@@ -94,9 +94,7 @@ pub async fn login(State(state): State<AppState>, Valid(body): Valid<LoginBody>)
             .bind(body.email.trim())
             .fetch_optional(&state.db)
             .await?;
-    // The same argon2 work whether the account exists or not, so timing tells nothing.
-    let hash =
-        account.as_ref().map_or_else(|| state.dummy_password_hash.to_string(), |account| account.password_hash.clone());
+    let hash = hash_to_verify(account.as_ref(), &state.dummy_password_hash).to_owned();
     // Bounded: a burst of logins from many addresses waits here rather than taking the memory.
     let permit = tokio::time::timeout(std::time::Duration::from_secs(5), state.password_checks.clone().acquire_owned())
         .await
@@ -114,6 +112,13 @@ pub async fn login(State(state): State<AppState>, Valid(body): Valid<LoginBody>)
     };
     let user = AuthUser { id: account.id, email: account.email, premium: account.premium };
     start_session(&state, user, Uuid::new_v4()).await
+}
+
+/// The hash a login verifies the password against: the account's, or, for an unknown e-mail, a
+/// dummy made with the same argon2 parameters. Either way one full verification runs, so timing
+/// does not tell whether an account exists.
+fn hash_to_verify<'a>(account: Option<&'a Account>, dummy: &'a str) -> &'a str {
+    account.map_or(dummy, |account| account.password_hash.as_str())
 }
 
 /// Stores a new refresh token in `family` and answers with both cookies and the user.
@@ -234,4 +239,23 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
 ))]
 pub async fn me(user: AuthUser) -> Json<MeResponse> {
     Json(MeResponse { user })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_email_is_verified_against_a_hash_of_the_same_cost() {
+        let dummy = crate::users::hash_password("no account has this password").unwrap();
+        let real = crate::users::hash_password("correct horse battery staple").unwrap();
+        let account =
+            Account { id: Uuid::nil(), email: "ana@example.com".into(), premium: false, password_hash: real.clone() };
+        assert_eq!(hash_to_verify(Some(&account), &dummy), real);
+        assert_eq!(hash_to_verify(None, &dummy), dummy);
+        // Same algorithm and parameters (`$argon2id$v=19$m=...,t=...,p=...$`): the same work.
+        let parameters = |hash: &str| hash.split('$').take(4).collect::<Vec<_>>().join("$");
+        assert_eq!(parameters(&dummy), parameters(&real));
+        assert!(!crate::users::verify_password("correct horse battery staple", &dummy));
+    }
 }
