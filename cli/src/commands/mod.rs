@@ -59,6 +59,13 @@ impl GlobalArgs {
         }
         Ok(stack)
     }
+
+    /// Loads deploy.toml without reading the env file: for commands that never need a secret's
+    /// value (`render`) or that write the file (`secrets generate`).
+    pub fn load_stack_without_env_file(&self) -> Result<Stack, CommandError> {
+        let source = crate::config::read_source(&self.config)?;
+        Ok(Stack::from_source_without_env_file(&source, &self.environment)?)
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,8 +25,7 @@ pub struct RenderArgs {
 
 pub fn cmd_render(global: &GlobalArgs, ui: &Ui, args: &RenderArgs) -> Result<ExitCode, CommandError> {
     // Rendering never reads the env file: it holds no secret value to put in the files.
-    let source = crate::config::read_source(&global.config)?;
-    let stack = crate::config::Stack::from_source_without_env_file(&source, &global.environment)?;
+    let stack = global.load_stack_without_env_file()?;
     let files = render::render_stack(&stack).map_err(CommandError::failure)?;
     let mut written = Vec::new();
     for file in &files {

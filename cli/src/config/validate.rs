@@ -363,11 +363,6 @@ fn services(checker: &mut Checker, config: &Config) {
             vec!["use lower-case letters, digits, `_` and `-`, starting with a letter or digit".into()],
         );
     }
-    for (name, service) in config.services.iter().filter(|(_, service)| service.enabled) {
-        if service.volumes.iter().any(|mount| mount.source.is_empty()) {
-            checker.error(&KeyPath::new(["services", name, "volumes"]), Mark::Value, "empty volume source", Vec::new());
-        }
-    }
 }
 
 fn healthcheck(checker: &mut Checker, name: &str, service: &Service, path: &KeyPath) {

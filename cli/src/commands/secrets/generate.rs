@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::commands::GlobalArgs;
-use crate::config::{self, Stack};
+
 use crate::error::CommandError;
 use crate::secrets::{self, EnvFile};
 use crate::ui::Ui;
@@ -41,8 +41,7 @@ enum Outcome {
 
 pub fn cmd_secrets_generate(global: &GlobalArgs, ui: &Ui, args: &GenerateArgs) -> Result<ExitCode, CommandError> {
     // The env file is what this command makes, so deploy.toml is checked without reading it.
-    let source = config::read_source(&global.config)?;
-    let stack = Stack::from_source_without_env_file(&source, &global.environment)?;
+    let stack = global.load_stack_without_env_file()?;
     let path = args.out.clone().unwrap_or_else(|| stack.config.project.env_file.clone());
     let existing = EnvFile::read(&path).map_err(CommandError::failure)?;
     if existing.is_some() && !args.force {

@@ -5,9 +5,7 @@ use masstock_api::config::AppEnv;
 use masstock_schema::MIGRATOR;
 use serde_json::{json, Value};
 
-use masstock_api::config::Secret;
-
-use crate::support::{api_on, client, serve_args, set_cookie, url_of, user, TestApi, PASSWORD};
+use crate::support::{api_on, client, serve_args_on, set_cookie, user, TestApi, PASSWORD};
 
 async fn login(url: &str, email: &str, password: &str) -> reqwest::Response {
     client()
@@ -132,8 +130,7 @@ async fn logout_revokes_and_clears_both_cookies(pool: sqlx::PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn bodies_are_validated_like_zod(pool: sqlx::PgPool) {
     // More than 5 logins from one address: lift the auth limit, which is not what is tested here.
-    let mut args = serve_args();
-    args.database.database_url = Secret::from(url_of(&pool).as_str());
+    let mut args = serve_args_on(&pool);
     args.rate_limit_auth = "1000/60s".into();
     let api = TestApi::start(args).await;
     let url = format!("{}/api/v1/auth/login", api.url);

@@ -4,7 +4,7 @@ use masstock_api::config::{AppEnv, Secret};
 use masstock_schema::MIGRATOR;
 use serde_json::{json, Value};
 
-use crate::support::{api_on, client, serve_args, url_of, user, TestApi, PASSWORD};
+use crate::support::{api_on, client, serve_args, serve_args_on, url_of, user, TestApi, PASSWORD};
 
 const APP: &str = "https://app.masstock.localhost:8443";
 
@@ -104,8 +104,7 @@ async fn the_sixth_login_in_a_minute_is_refused_across_two_processes(pool: sqlx:
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_general_limit_covers_every_route_but_the_probes(pool: sqlx::PgPool) {
-    let mut args = serve_args();
-    args.database.database_url = Secret::from(url_of(&pool).as_str());
+    let mut args = serve_args_on(&pool);
     args.rate_limit_general = "3/60s".into();
     // Not a trusted proxy here: forwarded headers are ignored, the peer address counts.
     args.trusted_proxies = "10.0.0.0/8".into();

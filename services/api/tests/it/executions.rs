@@ -5,7 +5,7 @@ use masstock_api::config::{AppEnv, Secret};
 use masstock_schema::{DEFAULT_WORKFLOW_ID, MIGRATOR};
 use serde_json::{json, Value};
 
-use crate::support::{api_on, client, python, serve_args, set_cookie, url_of, user, TestApi, PASSWORD, REDIS_URL};
+use crate::support::{api_on, client, python, serve_args_on, set_cookie, user, TestApi, PASSWORD, REDIS_URL};
 
 /// Signs `email` in and returns a client request decorator (the access token).
 async fn token(api: &TestApi, email: &str) -> String {
@@ -76,8 +76,7 @@ async fn an_execution_is_stored_and_its_job_is_on_the_queue(pool: sqlx::PgPool) 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn with_redis_down_the_client_gets_503_and_nothing_is_stored(pool: sqlx::PgPool) {
     user(&pool, "ana@example.com", false).await;
-    let mut args = serve_args();
-    args.database.database_url = Secret::from(url_of(&pool).as_str());
+    let mut args = serve_args_on(&pool);
     args.redis_url = Secret::from("redis://127.0.0.1:1");
     let api = TestApi::start(args).await;
     let token = token(&api, "ana@example.com").await;
@@ -218,8 +217,7 @@ async fn result_images_are_served_with_their_type_to_their_owner(pool: sqlx::PgP
         .execute(&pool)
         .await
         .unwrap();
-    let mut args = serve_args();
-    args.database.database_url = Secret::from(url_of(&pool).as_str());
+    let mut args = serve_args_on(&pool);
     args.uploads_dir = uploads.path().to_path_buf();
     let api = TestApi::start(args).await;
     let ana_token = token(&api, "ana@example.com").await;
@@ -293,8 +291,7 @@ async fn orphaned_pending_executions_are_offered_to_the_queue_again(pool: sqlx::
         .await
         .unwrap();
     let fresh = insert_execution(&pool, ana, "fresh").await;
-    let mut args = serve_args();
-    args.database.database_url = Secret::from(url_of(&pool).as_str());
+    let args = serve_args_on(&pool);
     let prefix = args.queue_prefix.clone();
     let api = TestApi::start(args.clone()).await;
     let state = masstock_api::app::AppState::new(args.settings().unwrap()).unwrap();

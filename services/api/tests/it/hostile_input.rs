@@ -8,7 +8,7 @@ use proptest::strategy::ValueTree as _;
 use proptest::test_runner::{Config, TestRng, TestRunner};
 use serde_json::{json, Value};
 
-use crate::support::{client, serve_args, set_cookie, url_of, user, TestApi, PASSWORD};
+use crate::support::{client, serve_args_on, set_cookie, user, TestApi, PASSWORD};
 
 /// Any JSON value, nested a few levels.
 fn json_value() -> impl Strategy<Value = Value> {
@@ -57,8 +57,7 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 async fn no_input_yields_a_500(pool: sqlx::PgPool) {
     user(&pool, "ana@example.com", false).await;
     // Thousands of requests from one address: lift the limits, which are not what is tested.
-    let mut args = serve_args();
-    args.database.database_url = masstock_api::config::Secret::from(url_of(&pool).as_str());
+    let mut args = serve_args_on(&pool);
     args.rate_limit_general = "100000/60s".into();
     args.rate_limit_auth = "100000/60s".into();
     args.app_env = AppEnv::Test;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use masstock_schema::MIGRATOR;
 use serde_json::{json, Value};
 
-use crate::support::{client, set_cookie, url_of, user, PASSWORD, REDIS_URL};
+use crate::support::{client, delete_keys, set_cookie, url_of, user, PASSWORD, REDIS_URL};
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn production_logs_are_json_with_ids_and_without_secrets(pool: sqlx::PgPool) {
@@ -69,12 +69,7 @@ async fn production_logs_are_json_with_ids_and_without_secrets(pool: sqlx::PgPoo
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     let status = child.wait().unwrap();
-    let _ = redis::Client::open(REDIS_URL).and_then(|c| c.get_connection()).map(|mut c| {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut c).unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
-        }
-    });
+    delete_keys(&prefix);
 
     assert!(up, "the API did not start: {stderr}");
     assert_eq!(me.unwrap().status(), 200);

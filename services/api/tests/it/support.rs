@@ -71,12 +71,17 @@ impl Drop for TestApi {
             server.abort();
         }
         // Remove this test's queue keys, even when the test failed.
-        if let Ok(mut connection) = redis::Client::open(REDIS_URL).and_then(|client| client.get_connection()) {
-            let keys: Vec<String> =
-                redis::cmd("KEYS").arg(format!("{}:*", self.queue_prefix)).query(&mut connection).unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut connection);
-            }
+        delete_keys(&self.queue_prefix);
+    }
+}
+
+/// Deletes every Redis key under `prefix:` (a test's queue and rate-limit namespaces).
+pub fn delete_keys(prefix: &str) {
+    if let Ok(mut connection) = redis::Client::open(REDIS_URL).and_then(|client| client.get_connection()) {
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut connection).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut connection);
         }
     }
 }
@@ -115,10 +120,16 @@ pub fn url_of(pool: &sqlx::PgPool) -> String {
     format!("{server}/{database}")
 }
 
-/// An API on the test database behind `pool`.
-pub async fn api_on(pool: &sqlx::PgPool, app_env: AppEnv) -> TestApi {
+/// Settings for an API on the test database behind `pool`.
+pub fn serve_args_on(pool: &sqlx::PgPool) -> ServeArgs {
     let mut args = serve_args();
     args.database.database_url = Secret::from(url_of(pool).as_str());
+    args
+}
+
+/// An API on the test database behind `pool`.
+pub async fn api_on(pool: &sqlx::PgPool, app_env: AppEnv) -> TestApi {
+    let mut args = serve_args_on(pool);
     args.app_env = app_env;
     TestApi::start(args).await
 }
