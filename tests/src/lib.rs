@@ -49,6 +49,9 @@ pub struct ChildGuard(pub Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let terminated = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
         if terminated.is_ok_and(|status| status.success()) {
             let deadline = Instant::now() + Duration::from_secs(5);

@@ -56,60 +56,11 @@ pub enum UserCommand {
     },
 }
 
-/// The arguments with `serve` inserted when no command is named.
-fn arguments() -> Vec<std::ffi::OsString> {
-    let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let named = arguments
-        .get(1)
-        .and_then(|first| first.to_str())
-        .is_some_and(|first| !first.starts_with('-') || matches!(first, "-h" | "--help" | "-V" | "--version"));
-    if !named {
-        arguments.insert(1.min(arguments.len()), "serve".into());
-    }
-    arguments
-}
-
-/// For a missing required argument that has an environment variable, the variable's name:
-/// services are configured by their environment, so that is what the operator must set.
-fn missing_variables(error: &clap::Error) -> Option<Vec<String>> {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if error.kind() != ErrorKind::MissingRequiredArgument {
-        return None;
-    }
-    let Some(ContextValue::Strings(missing)) = error.get(ContextKind::InvalidArg) else { return None };
-    let command = <Cli as clap::CommandFactory>::command();
-    let arguments: Vec<&clap::Arg> = command
-        .get_subcommands()
-        .flat_map(|sub| sub.get_subcommands().chain([sub]))
-        .flat_map(clap::Command::get_arguments)
-        .collect();
-    missing
-        .iter()
-        .map(|shown| {
-            let long = shown.trim_start_matches("--").split_whitespace().next().unwrap_or_default();
-            let argument = arguments.iter().find(|argument| argument.get_long() == Some(long))?;
-            argument.get_env().map(|variable| format!("{} (or {shown})", variable.to_string_lossy()))
-        })
-        .collect()
-}
-
 #[must_use]
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(arguments()) {
+    let cli: Cli = match masstock_runtime::cli::parse("serve") {
         Ok(cli) => cli,
-        Err(error) => {
-            match missing_variables(&error) {
-                Some(variables) => eprintln!(
-                    "error: missing environment variable{}: {}",
-                    if variables.len() == 1 { "" } else { "s" },
-                    variables.join(", ")
-                ),
-                None => {
-                    let _ = error.print();
-                }
-            }
-            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
-        }
+        Err(status) => return status,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -146,7 +97,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(settings.app_env);
+    masstock_runtime::init_logs(settings.app_env, "info,sqlx=warn,tower_http=warn");
     let (port, grace) = (settings.port, settings.shutdown_grace);
     let state = match crate::app::AppState::new(settings) {
         Ok(state) => state,

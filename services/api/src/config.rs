@@ -3,57 +3,12 @@
 //! Secrets are read as [`Secret`], whose `Debug` is redacted, and are validated after parsing:
 //! clap's own "invalid value" errors would echo the value.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(Self(text.to_owned()))
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(text: &str) -> Self {
-        Self(text.to_owned())
-    }
-}
-
-/// `production` makes cookies `Secure` and logs JSON lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AppEnv {
-    Production,
-    Staging,
-    Local,
-    Test,
-}
-
-impl AppEnv {
-    #[must_use]
-    pub fn is_production(self) -> bool {
-        self == Self::Production
-    }
-}
+pub use masstock_runtime::config::{check_url, problem, ConfigError};
+pub use masstock_runtime::{AppEnv, Secret};
 
 /// Where the database is.
 #[derive(Debug, Clone, clap::Args)]
@@ -104,18 +59,6 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish after SIGTERM, in seconds
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
-}
-
-/// A configuration problem, naming the variable and never a secret's value.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
-
-fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { variable, problem: problem.into() }
 }
 
 /// A network in CIDR notation.
@@ -238,24 +181,6 @@ impl ServeArgs {
             rate_limit_prefix: self.rate_limit_prefix.clone(),
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
         })
-    }
-}
-
-/// Checks a URL's scheme without ever printing the URL (it holds a password).
-pub(crate) fn check_url(variable: &'static str, url: &Secret, schemes: &[&str]) -> Result<Secret, ConfigError> {
-    let scheme = url.expose().split_once("://").map(|(scheme, _)| scheme);
-    match scheme {
-        Some(scheme) if schemes.contains(&scheme) => Ok(url.clone()),
-        // Only something shaped like a scheme is echoed: text before `://` may hold a password.
-        Some(scheme)
-            if scheme.len() <= 16
-                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
-        {
-            Err(problem(variable, format!("scheme `{scheme}` is not one of {}", schemes.join(", "))))
-        }
-        None if url.expose().is_empty() => Err(problem(variable, "is empty")),
-        Some(_) | None => Err(problem(variable, format!("is not a URL (expected `{}://...`)", schemes[0]))),
     }
 }
 

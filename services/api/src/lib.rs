@@ -16,6 +16,5 @@ pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod sweeper;
-pub mod telemetry;
 pub mod users;
 pub mod validation;

@@ -9,9 +9,11 @@ use std::future::IntoFuture as _;
 use std::time::Duration;
 
 use bullmq::options::RedisConnectionOptions;
-use bullmq::types::RemoveOnFinish;
+use bullmq::types::{BackoffStrategy, RemoveOnFinish};
 use bullmq::{Queue, QueueOptions};
 use serde::{Deserialize, Serialize};
+
+pub mod consumer;
 
 /// BullMQ's key prefix.
 pub const PREFIX: &str = "bull";
@@ -27,6 +29,10 @@ pub const STANDARD_PRIORITY: u32 = 2;
 /// How long a worker holds a job before another may take it, and how often stalls are checked.
 pub const LOCK_DURATION: Duration = Duration::from_secs(30);
 pub const STALLED_INTERVAL: Duration = Duration::from_secs(30);
+/// How many times a job runs before it stays failed.
+pub const ATTEMPTS: u32 = 3;
+/// The first retry waits this long, the second twice as long (BullMQ's exponential backoff).
+pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 
 /// The job's data: `{"executionId": "<uuid>", "prompts": [...], "config": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +58,8 @@ pub enum QueueError {
     Timeout(Duration),
     #[error("the queue refused the job: {0}")]
     Queue(String),
+    #[error("the queue's worker failed: {0}")]
+    Worker(String),
 }
 
 /// The queue, as the API uses it.
@@ -88,6 +96,8 @@ impl WorkflowQueue {
             .add(JOB_NAME, job)
             .job_id(job.execution_id.to_string())
             .priority(priority(premium))
+            .attempts(ATTEMPTS)
+            .backoff(BackoffStrategy::Exponential(millis(BACKOFF_BASE)))
             .remove_on_complete(RemoveOnFinish::Bool(true))
             .remove_on_fail(RemoveOnFinish::Bool(false));
         let added = tokio::time::timeout(timeout, add.into_future()).await.map_err(|_| QueueError::Timeout(timeout))?;
@@ -95,8 +105,13 @@ impl WorkflowQueue {
     }
 }
 
+/// A duration in BullMQ's unit.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// `text` without `secret` (a URL that may hold a password).
-fn redact(text: &str, secret: &str) -> String {
+pub(crate) fn redact(text: &str, secret: &str) -> String {
     if secret.is_empty() {
         text.to_owned()
     } else {

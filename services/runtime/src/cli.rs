@@ -1,0 +1,60 @@
+//! The services' command lines: a default command, and missing settings named by their
+//! environment variable.
+
+use std::process::ExitCode;
+
+/// Parses the process's arguments into `C`, running `default_command` when none is named. On an
+/// error, prints it (a missing setting as the environment variable to set) and returns the exit
+/// status: 2 for bad usage, 0 for `--help` and `--version`.
+pub fn parse<C: clap::Parser>(default_command: &str) -> Result<C, ExitCode> {
+    C::try_parse_from(arguments(default_command)).map_err(|error| {
+        match missing_variables::<C>(&error) {
+            Some(variables) => eprintln!(
+                "error: missing environment variable{}: {}",
+                if variables.len() == 1 { "" } else { "s" },
+                variables.join(", ")
+            ),
+            None => {
+                let _ = error.print();
+            }
+        }
+        ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
+    })
+}
+
+/// The arguments with `default_command` inserted when no command is named.
+fn arguments(default_command: &str) -> Vec<std::ffi::OsString> {
+    let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let named = arguments
+        .get(1)
+        .and_then(|first| first.to_str())
+        .is_some_and(|first| !first.starts_with('-') || matches!(first, "-h" | "--help" | "-V" | "--version"));
+    if !named {
+        arguments.insert(1.min(arguments.len()), default_command.into());
+    }
+    arguments
+}
+
+/// For a missing required argument that has an environment variable, the variable's name:
+/// services are configured by their environment, so that is what the operator must set.
+fn missing_variables<C: clap::CommandFactory>(error: &clap::Error) -> Option<Vec<String>> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::MissingRequiredArgument {
+        return None;
+    }
+    let Some(ContextValue::Strings(missing)) = error.get(ContextKind::InvalidArg) else { return None };
+    let command = C::command();
+    let arguments: Vec<&clap::Arg> = command
+        .get_subcommands()
+        .flat_map(|sub| sub.get_subcommands().chain([sub]))
+        .flat_map(clap::Command::get_arguments)
+        .collect();
+    missing
+        .iter()
+        .map(|shown| {
+            let long = shown.trim_start_matches("--").split_whitespace().next().unwrap_or_default();
+            let argument = arguments.iter().find(|argument| argument.get_long() == Some(long))?;
+            argument.get_env().map(|variable| format!("{} (or {shown})", variable.to_string_lossy()))
+        })
+        .collect()
+}

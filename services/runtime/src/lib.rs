@@ -1,0 +1,90 @@
+//! What MasStock's services (the API, the worker, the web server) share at run time: secrets that
+//! never print, the deployment environment, logs, and the termination signal.
+
+pub mod cli;
+pub mod config;
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A value that must never be printed: `Debug` shows `[redacted]`, and there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+/// `APP_ENV`: `production` logs JSON lines (and makes the API's cookies `Secure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppEnv {
+    Production,
+    Staging,
+    Local,
+    Test,
+}
+
+impl AppEnv {
+    #[must_use]
+    pub fn is_production(self) -> bool {
+        self == Self::Production
+    }
+}
+
+/// Logs on stderr: JSON lines in production, readable lines elsewhere. `RUST_LOG` refines
+/// `default_filter`.
+pub fn init_logs(app_env: AppEnv, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // Colour only on a terminal, and never with `NO_COLOR`: log files stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = if app_env.is_production() {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Resolves on SIGTERM (what `docker stop` sends) or Ctrl-C.
+pub async fn termination() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,93 @@
+//! The Gemini rate limit, shared by every worker process on the same Redis.
+//!
+//! A sliding-window log: a sorted set holds the send time of each request of the last window,
+//! and one Lua script (atomic on the server, timed by the server's clock, so that workers on
+//! hosts whose clocks disagree still agree) either records a new request or answers how long
+//! until the oldest one leaves the window.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+/// Gemini counts requests per minute. The window is a little longer so that a request's journey
+/// to Gemini cannot put one more of them into any 60 s window Gemini observes.
+pub const WINDOW: Duration = Duration::from_secs(61);
+
+/// KEYS[1] the log; ARGV[1] limit, ARGV[2] window in ms, ARGV[3] a unique member.
+/// Returns 0 when the request may go now, otherwise the milliseconds to wait.
+const ACQUIRE: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local window = tonumber(ARGV[2]) * 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.floor((tonumber(oldest[2]) + window - now) / 1000) + 1
+";
+
+/// Where the log of `prefix`'s workers lives (tests give each run its own prefix).
+#[must_use]
+pub fn key(prefix: &str) -> String {
+    format!("masstock:gemini-requests:{prefix}")
+}
+
+/// Takes a slot before each request to Gemini.
+pub struct RateLimiter {
+    redis: ConnectionManager,
+    script: redis::Script,
+    key: String,
+    limit: u32,
+    member_prefix: String,
+    sequence: AtomicU64,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter").field("key", &self.key).field("limit", &self.limit).finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// At most `requests_per_minute` requests in any window, across every process using `key`.
+    #[must_use]
+    pub fn new(redis: ConnectionManager, key: String, requests_per_minute: u32, worker_id: &str) -> Self {
+        Self {
+            redis,
+            script: redis::Script::new(ACQUIRE),
+            key,
+            limit: requests_per_minute,
+            member_prefix: format!("{worker_id}:{}", std::process::id()),
+            sequence: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits until a request may be sent, and counts it.
+    pub async fn acquire(&self) -> Result<(), redis::RedisError> {
+        let member = format!("{}:{}", self.member_prefix, self.sequence.fetch_add(1, Ordering::Relaxed));
+        let mut waited = false;
+        loop {
+            let mut connection = self.redis.clone();
+            let wait_ms: u64 = self
+                .script
+                .key(&self.key)
+                .arg(self.limit)
+                .arg(u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX))
+                .arg(&member)
+                .invoke_async(&mut connection)
+                .await?;
+            if wait_ms == 0 {
+                return Ok(());
+            }
+            if !waited {
+                tracing::info!(wait_ms, limit = self.limit, "gemini rate limit reached; waiting for a slot");
+                waited = true;
+            }
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        }
+    }
+}

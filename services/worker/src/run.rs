@@ -1,0 +1,144 @@
+//! `masstock-worker run`: connect, take jobs, beat, and stop cleanly.
+//!
+//! Shutdown (SIGTERM, what `docker stop` sends): the worker takes no new job and no new prompt;
+//! prompts in flight get the grace period to finish; then their jobs go back to the queue, where
+//! they were waiting, with their attempts untouched. The process exits 0. A worker killed
+//! without that chance (SIGKILL, OOM) leaves its jobs locked until the lock expires; another
+//! worker's stalled-job check then takes them back.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use masstock_jobs::consumer::{ConsumerOptions, WorkflowConsumer};
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::gemini::GeminiClient;
+use crate::heartbeat::{self, Beat};
+use crate::process::{Processor, Stopping};
+use crate::rate_limit::{self, RateLimiter};
+
+/// How long connecting to Redis may take at start-up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the queue may take to settle once the grace period is over.
+const CLOSE_MARGIN: Duration = Duration::from_secs(10);
+
+pub async fn run(settings: Settings) -> ExitCode {
+    masstock_runtime::init_logs(settings.app_env, "info,sqlx=warn,bullmq=warn");
+    match serve(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the worker cannot run");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let redis_url = settings.redis_url.expose();
+    let redact = |error: &dyn std::fmt::Display| error.to_string().replace(redis_url, "[redis url]");
+    fs_err::create_dir_all(&settings.uploads_dir).map_err(|error| error.to_string())?;
+    let database = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(u32::try_from(settings.concurrency).unwrap_or(u32::MAX).saturating_add(2))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy(settings.database_url.expose())
+        .map_err(|_| "DATABASE_URL is not a valid PostgreSQL URL".to_owned())?;
+    let redis = redis::Client::open(redis_url).map_err(|error| redact(&error))?;
+    let redis = tokio::time::timeout(CONNECT_TIMEOUT, redis.get_connection_manager())
+        .await
+        .map_err(|_| format!("redis did not answer within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|error| redact(&error))?;
+    let gemini = GeminiClient::new(settings.gemini.clone()).map_err(|error| error.to_string())?;
+    let limiter = RateLimiter::new(
+        redis.clone(),
+        rate_limit::key(&settings.queue_prefix),
+        settings.gemini.requests_per_minute,
+        &settings.worker_id,
+    );
+    let (request_stop, stop_requested) = watch::channel(false);
+    let (pass_deadline, deadline) = watch::channel(false);
+    let processor = Arc::new(Processor {
+        database,
+        gemini,
+        limiter,
+        uploads_dir: settings.uploads_dir.clone(),
+        stopping: Stopping { requested: stop_requested, deadline },
+    });
+    let options = ConsumerOptions {
+        lock_duration: settings.lock_duration,
+        stalled_interval: settings.stalled_interval,
+        ..ConsumerOptions::new(&settings.queue_prefix, settings.concurrency, &settings.worker_id)
+    };
+    let handler = {
+        let processor = Arc::clone(&processor);
+        move |job| Arc::clone(&processor).handle(job)
+    };
+    let consumer = Arc::new(
+        WorkflowConsumer::start(redis_url, &options, CONNECT_TIMEOUT, handler)
+            .await
+            .map_err(|error| error.to_string())?,
+    );
+    let heartbeat_key = heartbeat::key(&settings.queue_prefix, &settings.worker_id);
+    let beating = tokio::spawn(beat(redis.clone(), heartbeat_key.clone(), Arc::clone(&consumer), settings.clone()));
+    tracing::info!(
+        worker_id = %settings.worker_id,
+        concurrency = settings.concurrency,
+        model = %settings.gemini.model,
+        requests_per_minute = settings.gemini.requests_per_minute,
+        "taking jobs"
+    );
+
+    masstock_runtime::termination().await;
+    let active = consumer.active_jobs().await;
+    tracing::info!(
+        active,
+        grace_s = settings.shutdown_grace.as_secs(),
+        "stopping: no new job; prompts in flight may finish"
+    );
+    let _ = request_stop.send(true);
+    let grace = settings.shutdown_grace;
+    let deadline_timer = tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        let _ = pass_deadline.send(true);
+    });
+    if let Err(error) = consumer.close(grace + CLOSE_MARGIN).await {
+        tracing::warn!(%error, "the queue did not close cleanly");
+    }
+    deadline_timer.abort();
+    beating.abort();
+    let mut redis = redis;
+    if let Err(error) = heartbeat::remove(&mut redis, &heartbeat_key).await {
+        tracing::warn!(error = %redact(&error), "cannot remove the heartbeat");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Writes the heartbeat every [`heartbeat::INTERVAL`] until aborted.
+async fn beat(
+    mut redis: redis::aio::ConnectionManager,
+    key: String,
+    consumer: Arc<WorkflowConsumer>,
+    settings: Settings,
+) {
+    let started_at_ms = heartbeat::now_ms();
+    let host =
+        fs_err::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_owned()).unwrap_or_default();
+    let mut ticks = tokio::time::interval(heartbeat::INTERVAL);
+    loop {
+        ticks.tick().await;
+        let beat = Beat {
+            worker_id: settings.worker_id.clone(),
+            host: host.clone(),
+            pid: std::process::id(),
+            concurrency: settings.concurrency,
+            active: consumer.active_jobs().await,
+            started_at_ms,
+            at_ms: heartbeat::now_ms(),
+        };
+        if let Err(error) = heartbeat::write(&mut redis, &key, &beat).await {
+            tracing::warn!(error = %error.to_string().replace(settings.redis_url.expose(), "[redis url]"), "cannot write the heartbeat");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The reference's crash scenarios, with real processes: a worker killed mid-job, a worker asked
+//! to stop, a Redis restart; and the rate limit shared by two workers.
+
+use std::time::{Duration, Instant};
+
+use masstock_fake_gemini::{FakeGemini, Settings};
+use masstock_schema::MIGRATOR;
+
+use crate::support::{
+    enqueued, finished, row, stored_images, wait_for, Namespace, OwnRedis, Worker, WorkerSetup, GEMINI_KEY, REDIS_URL,
+};
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_job_whose_worker_is_killed_is_finished_by_another_with_one_result_per_prompt(pool: sqlx::PgPool) {
+    let namespace = Namespace::new(REDIS_URL);
+    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    // A short lock and stall check (30 s each in production) keep the test short.
+    let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path())
+        .with("QUEUE_LOCK_SECONDS", "3")
+        .with("QUEUE_STALLED_INTERVAL_SECONDS", "2");
+    let mut doomed = Worker::start(&setup, "doomed");
+
+    let prompts = ["one [slow:700]", "two [slow:700]", "three [slow:700]", "four [slow:700]", "five [slow:700]"];
+    let id = enqueued(&pool, &namespace, &prompts).await;
+    wait_for(&pool, id, Duration::from_secs(20), &[&doomed], |row| row.progress_done >= 2).await;
+    doomed.signal("KILL");
+    assert_eq!(doomed.wait_exit(Duration::from_secs(5)), None, "killed by a signal");
+    assert!(namespace.job_in("active", id), "the killed worker's job stays active, locked, until its lock expires");
+
+    let rescuer = Worker::start(&setup, "rescuer");
+    let row = finished(&pool, id, Duration::from_secs(40), &[&rescuer]).await;
+    assert_eq!((row.status.as_str(), row.progress_done, row.results), ("completed", 5, 5));
+    assert_eq!(stored_images(uploads.path(), id), ["0.png", "1.png", "2.png", "3.png", "4.png"]);
+    assert!(rescuer.logs().contains("job done"), "{}", rescuer.logs());
+    // The prompts the killed worker stored were not generated again (the one in flight may be).
+    let generated = gemini.request_count();
+    assert!((5..=6).contains(&generated), "{generated} requests for 5 prompts");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn sigterm_lets_the_prompt_in_flight_finish_and_hands_the_job_back(pool: sqlx::PgPool) {
+    let namespace = Namespace::new(REDIS_URL);
+    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path()).with("SHUTDOWN_GRACE_SECONDS", "10");
+    let mut stopping = Worker::start(&setup, "stopping");
+
+    let prompts = ["one [slow:1500]", "two [slow:1500]", "three [slow:1500]", "four [slow:1500]"];
+    let id = enqueued(&pool, &namespace, &prompts).await;
+    wait_for(&pool, id, Duration::from_secs(20), &[&stopping], |row| row.progress_done >= 1).await;
+    stopping.signal("TERM");
+    let started = Instant::now();
+    assert_eq!(stopping.wait_exit(Duration::from_secs(25)), Some(0), "{}", stopping.logs());
+    assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the whole execution");
+
+    let handed_back = row(&pool, id).await;
+    assert_eq!(handed_back.status, "pending", "{}", stopping.logs());
+    assert_eq!(handed_back.results, 2, "the prompt in flight finished: {}", stopping.logs());
+    assert!(namespace.job_in("prioritized", id), "the job waits again, with its priority");
+    assert!(!namespace.job_in("active", id) && !namespace.job_in("failed", id));
+    assert_eq!(namespace.job_field(id, "atm").as_deref().unwrap_or("0"), "0", "no attempt was used");
+    assert!(stopping.logs().contains("job handed back to the queue"), "{}", stopping.logs());
+
+    let next = Worker::start(&setup, "next");
+    let row = finished(&pool, id, Duration::from_secs(20), &[&next]).await;
+    assert_eq!((row.status.as_str(), row.results), ("completed", 4));
+    assert_eq!(gemini.request_count(), 4, "no prompt was generated twice");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn after_the_grace_period_the_prompt_in_flight_is_abandoned_and_its_job_handed_back(pool: sqlx::PgPool) {
+    let namespace = Namespace::new(REDIS_URL);
+    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path()).with("SHUTDOWN_GRACE_SECONDS", "1");
+    let mut stopping = Worker::start(&setup, "stopping");
+
+    let id = enqueued(&pool, &namespace, &["slow [slow:8000]"]).await;
+    wait_for(&pool, id, Duration::from_secs(20), &[&stopping], |row| row.status == "processing").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stopping.signal("TERM");
+    assert_eq!(stopping.wait_exit(Duration::from_secs(15)), Some(0), "{}", stopping.logs());
+    assert!(namespace.job_in("prioritized", id), "{}", stopping.logs());
+    assert_eq!(row(&pool, id).await.status, "pending");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_workers_never_exceed_the_shared_rate_limit(pool: sqlx::PgPool) {
+    const LIMIT: usize = 4;
+    let namespace = Namespace::new(REDIS_URL);
+    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    let setup =
+        WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path()).with("GEMINI_RPM", &LIMIT.to_string());
+    let first = Worker::start(&setup, "first");
+    let second = Worker::start(&setup, "second");
+
+    let mut ids = Vec::new();
+    for batch in 0..3 {
+        ids.push(enqueued(&pool, &namespace, &[&format!("batch {batch} a"), &format!("batch {batch} b")]).await);
+    }
+    for id in &ids {
+        let row = finished(&pool, *id, Duration::from_secs(100), &[&first, &second]).await;
+        assert_eq!(row.status, "completed");
+    }
+    let requests = gemini.requests();
+    assert_eq!(requests.len(), 6);
+    let window = Duration::from_secs(60);
+    assert!(
+        gemini.max_requests_in_window(window) <= LIMIT,
+        "{} requests in one 60 s window, limit {LIMIT}",
+        gemini.max_requests_in_window(window)
+    );
+    // Both workers took part, and the limit made the last requests wait for the window.
+    for worker in [&first, &second] {
+        assert!(worker.logs().contains("job done"), "{}", worker.logs());
+    }
+    let span = requests.last().unwrap().arrived_at.duration_since(requests[0].arrived_at);
+    assert!(span >= window, "the 6 requests spread over {span:?}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_redis_restart_loses_no_job(pool: sqlx::PgPool) {
+    let mut redis = OwnRedis::start();
+    let namespace = Namespace::new(&redis.url());
+    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path())
+        .with("WORKER_CONCURRENCY", "2")
+        .with("QUEUE_LOCK_SECONDS", "5")
+        .with("QUEUE_STALLED_INTERVAL_SECONDS", "3");
+    let worker = Worker::start(&setup, "survivor");
+
+    let mut ids = Vec::new();
+    for index in 0..6 {
+        ids.push(
+            enqueued(&pool, &namespace, &[&format!("job {index} a [slow:400]"), &format!("job {index} b [slow:400]")])
+                .await,
+        );
+    }
+    // Some jobs run, others wait: restart now.
+    wait_for(&pool, ids[0], Duration::from_secs(20), &[&worker], |row| row.progress_done >= 1).await;
+    redis.restart();
+
+    for id in &ids {
+        let row = finished(&pool, *id, Duration::from_secs(90), &[&worker]).await;
+        assert_eq!((row.status.as_str(), row.results), ("completed", 2), "{}", worker.logs());
+    }
+    drop(worker);
+    drop(namespace);
+}
