@@ -80,7 +80,18 @@ pub struct ResultInfo {
     pub url: String,
 }
 
-/// An execution and, when fetched alone, its results.
+/// Why a prompt has no image (yet).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptFailure {
+    pub index: i32,
+    #[schema(example = "gemini refused the request (400 INVALID_ARGUMENT): ...")]
+    pub error: String,
+    /// Whether the worker will try this prompt again (a transient failure with attempts left).
+    pub retrying: bool,
+}
+
+/// An execution and, when fetched alone, its results and the prompts that failed.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Execution {
@@ -104,6 +115,8 @@ pub struct Execution {
     pub finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub results: Option<Vec<ResultInfo>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures: Option<Vec<PromptFailure>>,
 }
 
 /// A page of the caller's executions, newest first.
@@ -265,7 +278,8 @@ fn timestamp(time: DateTime<Utc>) -> String {
 }
 
 impl ExecutionRow {
-    fn into_execution(self, results: Option<Vec<ResultInfo>>) -> Execution {
+    fn into_execution(self, details: Option<(Vec<ResultInfo>, Vec<PromptFailure>)>) -> Execution {
+        let (results, failures) = details.map_or((None, None), |(results, failures)| (Some(results), Some(failures)));
         Execution {
             id: self.id,
             workflow_id: self.workflow_id,
@@ -279,6 +293,7 @@ impl ExecutionRow {
             started_at: self.started_at.map(timestamp),
             finished_at: self.finished_at.map(timestamp),
             results,
+            failures,
         }
     }
 }
@@ -318,7 +333,17 @@ pub async fn show(
             url: format!("/api/v1/executions/{id}/results/{index}"),
         })
         .collect();
-    Ok(Json(row.into_execution(Some(results))))
+    let failures: Vec<(i32, String, bool)> = sqlx::query_as(
+        "select prompt_index, error, permanent from execution_prompt_failures where execution_id = $1 order by prompt_index",
+    )
+    .bind(id)
+    .fetch_all(&state.db)
+    .await?;
+    let failures = failures
+        .into_iter()
+        .map(|(index, error, permanent)| PromptFailure { index, error, retrying: !permanent })
+        .collect();
+    Ok(Json(row.into_execution(Some((results, failures)))))
 }
 
 #[derive(Debug, Deserialize)]

@@ -217,6 +217,11 @@ async fn result_images_are_served_with_their_type_to_their_owner(pool: sqlx::PgP
         .execute(&pool)
         .await
         .unwrap();
+    sqlx::query("insert into execution_prompt_failures (execution_id, prompt_index, error, permanent) values ($1, 1, 'gemini answered without an image', true)")
+        .bind(execution)
+        .execute(&pool)
+        .await
+        .unwrap();
     let mut args = serve_args_on(&pool);
     args.uploads_dir = uploads.path().to_path_buf();
     let api = TestApi::start(args).await;
@@ -235,6 +240,10 @@ async fn result_images_are_served_with_their_type_to_their_owner(pool: sqlx::PgP
     assert_eq!(
         shown["results"],
         json!([{ "index": 0, "contentType": "image/png", "size": png.len(), "url": format!("/api/v1/executions/{execution}/results/0") }])
+    );
+    assert_eq!(
+        shown["failures"],
+        json!([{ "index": 1, "error": "gemini answered without an image", "retrying": false }])
     );
     let image = client()
         .get(format!("{}/api/v1/executions/{execution}/results/0", api.url))
