@@ -237,6 +237,7 @@ fn compose_context(stack: &Stack) -> Value {
                 "volumes": service.volumes.iter().map(|mount| format!("{}:{}{}", mount.source, mount.target, if mount.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
                 "depends_on": service.depends_on.iter().map(|(name, condition)| json!({ "name": name, "condition": condition.compose_condition() })).collect::<Vec<_>>(),
                 "healthcheck": healthcheck,
+                "stop_grace_period": service.stop_grace_period.map(go_duration),
             })
         })
         .collect();

@@ -93,6 +93,10 @@ pub struct Service {
     /// Environment variables; `${NAME}` refers to a secret of the env file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// How long `stop` waits after SIGTERM before SIGKILL (Docker's default is 10 s): longer than
+    /// the service's own shutdown grace, so that it can finish or hand back its work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<Duration>,
 }
 
 /// How an image we own is made: from a workspace binary, or from a host package.

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{closest, quoted_list, Config, Diagnostic, EnvFileCheck, KeyPath, Mark, Secrets, Service, Source, Stack};
+use super::{
+    closest, quoted_list, Config, Diagnostic, Duration, EnvFileCheck, KeyPath, Mark, Secrets, Service, Source, Stack,
+};
 use crate::secrets::{self, EnvFile, SecretReference};
 
 /// Variables masstockctl sets itself; declaring them in a service is an error.
@@ -224,6 +226,9 @@ fn paths(checker: &mut Checker, config: &Config) {
     }
 }
 
+/// How long `docker stop` waits before SIGKILL when nothing else is said.
+const DOCKER_STOP_TIMEOUT_SECS: u64 = 10;
+
 fn services(checker: &mut Checker, config: &Config) {
     for (name, service) in &config.services {
         let path = KeyPath::new(["services", name]);
@@ -352,6 +357,19 @@ fn services(checker: &mut Checker, config: &Config) {
             }
             if let Err(problem) = secrets::references_in(value) {
                 checker.error(&variable_path, Mark::Value, problem, Vec::new());
+            }
+        }
+        // A service that asks for a shutdown grace must get it before Docker's SIGKILL.
+        let grace = service.env.get("SHUTDOWN_GRACE_SECONDS").and_then(|seconds| seconds.parse::<u64>().ok());
+        if let Some(grace) = grace {
+            let stop = service.stop_grace_period.map_or(DOCKER_STOP_TIMEOUT_SECS, Duration::as_secs);
+            if stop <= grace {
+                checker.error(
+                    &path.key(if service.stop_grace_period.is_some() { "stop_grace_period" } else { "env" }),
+                    Mark::Value,
+                    format!("`{name}` is given {stop} s between SIGTERM and SIGKILL, no more than its own shutdown grace of {grace} s"),
+                    vec![format!("set `stop_grace_period` longer than SHUTDOWN_GRACE_SECONDS, e.g. \"{}s\"", grace + 10)],
+                );
             }
         }
     }

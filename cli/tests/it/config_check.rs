@@ -69,6 +69,7 @@ fn invalid_files_point_at_line_and_column() {
         ("empty_webroot", "webroot = \"/var/www/certbot\"", "webroot = \"\""),
         ("edge_port_zero", "https_port = 443", "https_port = 0"),
         ("zone_too_small", "zone_size = \"10m\"", "zone_size = \"1k\""),
+        ("stop_before_the_grace_is_over", "stop_grace_period = \"30s\"", "stop_grace_period = \"20s\""),
         ("size_with_gigabytes", "client_max_body_size = \"10m\"", "client_max_body_size = \"1g\""),
         (
             "mount_with_colon",
