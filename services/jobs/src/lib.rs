@@ -13,6 +13,7 @@ use bullmq::types::{BackoffStrategy, RemoveOnFinish};
 use bullmq::{Queue, QueueOptions};
 use serde::{Deserialize, Serialize};
 
+pub mod admin;
 pub mod consumer;
 
 /// BullMQ's key prefix.
