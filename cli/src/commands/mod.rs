@@ -2,6 +2,7 @@
 
 pub mod completions;
 pub mod config;
+pub mod queue;
 pub mod render;
 pub mod secrets;
 
@@ -77,6 +78,9 @@ pub enum Command {
     /// Manage the env file that holds the stack's secrets
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Inspect and repair the job queue in Redis
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     Completions(completions::CompletionsArgs),
 }
 
@@ -86,6 +90,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
         Command::Config(command) => config::run(&cli.global, ui, command),
         Command::Render(args) => render::cmd_render(&cli.global, ui, args),
         Command::Secrets(command) => secrets::run(&cli.global, ui, command),
+        Command::Queue(command) => queue::run(&cli.global, ui, command),
         Command::Completions(args) => completions::cmd_completions(ui, args),
     }
 }

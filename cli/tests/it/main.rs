@@ -4,6 +4,7 @@ mod completions;
 mod config_check;
 mod help;
 mod parser;
+mod queue;
 mod render;
 mod secrets;
 mod support;

@@ -1,0 +1,71 @@
+//! `masstockctl queue clean`: remove finished jobs older than a duration.
+
+use std::process::ExitCode;
+
+use masstock_jobs::admin::FinishedState;
+
+use crate::commands::queue::{target, with_admin, QueueSelection};
+use crate::commands::GlobalArgs;
+use crate::config::units::Duration;
+use crate::error::CommandError;
+use crate::ui::Ui;
+
+/// Remove completed or failed jobs that finished longer ago than a duration
+///
+/// Runs BullMQ's `Queue.clean`, in batches, until every matching job is gone, and says how many
+/// it removed. Waiting and active jobs are never touched.
+///
+/// `--json` prints `{"prefix", "queue", "state", "older_than", "removed"}`.
+///
+/// Example: `masstockctl queue clean --state failed --older-than 7d`
+#[derive(Debug, clap::Args)]
+pub struct CleanArgs {
+    /// Which finished jobs to remove
+    #[arg(long, value_enum)]
+    pub state: CleanState,
+    /// How long ago they must have finished, as in deploy.toml: `30m`, `12h`, `7d`; `0s` for all
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Duration,
+    #[command(flatten)]
+    pub selection: QueueSelection,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CleanState {
+    Completed,
+    Failed,
+}
+
+impl From<CleanState> for FinishedState {
+    fn from(state: CleanState) -> Self {
+        match state {
+            CleanState::Completed => Self::Completed,
+            CleanState::Failed => Self::Failed,
+        }
+    }
+}
+
+pub fn cmd_queue_clean(global: &GlobalArgs, ui: &Ui, args: &CleanArgs) -> Result<ExitCode, CommandError> {
+    let target = target(global, ui)?;
+    let selection = &args.selection;
+    let state = FinishedState::from(args.state);
+    let older_than = args.older_than;
+    let removed = with_admin(&target, selection, async |admin| admin.clean(state, older_than.0).await)?;
+    if ui.json {
+        ui.json_document(&serde_json::json!({
+            "prefix": selection.prefix,
+            "queue": selection.queue,
+            "state": state,
+            "older_than": older_than.to_string(),
+            "removed": removed,
+        }));
+    } else {
+        let jobs = if removed == 1 { "job" } else { "jobs" };
+        ui.data(&format!(
+            "removed {removed} {} {jobs} older than {older_than} from `{}`\n",
+            state.as_str(),
+            selection.qualified()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}

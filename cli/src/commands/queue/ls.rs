@@ -1,0 +1,118 @@
+//! `masstockctl queue ls`: every queue under a prefix, its counts, oldest waiting job and workers.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use masstock_jobs::admin::{Inspector, QueueSummary};
+
+use crate::commands::queue::{admin_error, age, block_on, now_ms, table, target, TIMEOUT};
+use crate::commands::GlobalArgs;
+use crate::error::CommandError;
+use crate::ui::Ui;
+
+/// List the queues in Redis with their counts, oldest waiting job and workers
+///
+/// Finds every queue under the prefix (by its `meta` and `id` keys, the worker heartbeats and the
+/// names of connected workers) and reads, without changing anything: the jobs in each state, the
+/// age of the oldest waiting job (waiting, prioritized or paused), whether the queue is paused, the
+/// worker connections (BullMQ names them `<prefix>:<base64 of the queue>`) and our workers'
+/// heartbeats.
+///
+/// Redis is `REDIS_URL` when set, otherwise the `REDIS_URL` deploy.toml gives the worker, with the
+/// password from the env file, reached through the port the redis service publishes.
+///
+/// `--json` prints `{"queues": [{"prefix", "name", "counts": {"wait", "prioritized", "active",
+/// "delayed", "completed", "failed", "paused", "waiting_children"}, "oldest_waiting_age_s" (null
+/// when nothing waits), "paused", "workers": [{"name", "addr", "age_s", "idle_s"}], "heartbeats":
+/// [{"worker_id", "host", "pid", "concurrency", "active", "started_at_ms", "at_ms", "age_s"}]}]}`.
+///
+/// Example: `REDIS_URL=redis://:PASSWORD@172.18.0.2:6379 masstockctl queue ls`
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// BullMQ's key prefix to look under
+    #[arg(long, value_name = "PREFIX", default_value = masstock_jobs::PREFIX)]
+    pub prefix: String,
+}
+
+pub fn cmd_queue_ls(global: &GlobalArgs, ui: &Ui, args: &LsArgs) -> Result<ExitCode, CommandError> {
+    let target = target(global, ui)?;
+    let queues = block_on(async {
+        let mut inspector = Inspector::connect(target.url(), TIMEOUT).await?;
+        inspector.queues(&args.prefix, now_ms()).await
+    })?
+    .map_err(|error| admin_error(error, &target))?;
+
+    if ui.json {
+        ui.json_document(&serde_json::json!({ "queues": queues }));
+    } else if queues.is_empty() {
+        ui.info(format!("no queue under prefix `{}`", args.prefix));
+    } else {
+        ui.data(&render(&queues));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table of queues, then each queue's workers.
+fn render(queues: &[QueueSummary]) -> String {
+    let headers = [
+        "QUEUE",
+        "WAIT",
+        "PRIORITIZED",
+        "ACTIVE",
+        "DELAYED",
+        "COMPLETED",
+        "FAILED",
+        "PAUSED",
+        "OLDEST WAITING",
+        "STATE",
+        "WORKERS",
+        "HEARTBEATS",
+    ];
+    let numeric = [false, true, true, true, true, true, true, true, false, false, true, true];
+    let rows: Vec<Vec<String>> = queues
+        .iter()
+        .map(|queue| {
+            let counts = &queue.counts;
+            vec![
+                format!("{}:{}", queue.prefix, queue.name),
+                counts.wait.to_string(),
+                counts.prioritized.to_string(),
+                counts.active.to_string(),
+                counts.delayed.to_string(),
+                counts.completed.to_string(),
+                counts.failed.to_string(),
+                counts.paused.to_string(),
+                queue.oldest_waiting_age_s.map_or_else(|| "-".to_owned(), age),
+                if queue.paused { "paused" } else { "running" }.to_owned(),
+                queue.workers.len().to_string(),
+                queue.heartbeats.len().to_string(),
+            ]
+        })
+        .collect();
+    let mut text = table(&headers, &numeric, &rows);
+    for queue in queues.iter().filter(|queue| !queue.workers.is_empty() || !queue.heartbeats.is_empty()) {
+        let _ = writeln!(text, "\nworkers of {}:{}", queue.prefix, queue.name);
+        for worker in &queue.workers {
+            let (open, idle) = (age(worker.age_s), age(worker.idle_s));
+            let _ = writeln!(text, "  connection  {}  {}  open {open}  idle {idle}", worker.name, worker.addr);
+        }
+        for beat in &queue.heartbeats {
+            if let Some(reason) = &beat.unreadable {
+                let _ = writeln!(text, "  heartbeat   {}  unreadable: {reason}", beat.worker_id);
+                continue;
+            }
+            let known = |value: Option<u64>| value.map_or_else(|| "?".to_owned(), |value| value.to_string());
+            let _ = writeln!(
+                text,
+                "  heartbeat   {}  on {} (pid {})  {}/{} active  beat {} ago",
+                beat.worker_id,
+                beat.host.as_deref().unwrap_or("?"),
+                known(beat.pid),
+                known(beat.active),
+                known(beat.concurrency),
+                beat.age_s.map_or_else(|| "?".to_owned(), age),
+            );
+        }
+    }
+    text
+}

@@ -1,0 +1,204 @@
+//! `masstockctl queue ...`: inspect and repair the BullMQ queues in Redis.
+//!
+//! These commands talk to Redis only (see `redis_url.rs` for where they find it). `ls` and `show`
+//! read without writing. The repairs go through `masstock_jobs::admin`, which runs BullMQ's own
+//! scripts. The CLI is synchronous, so each command runs its Redis work on a small runtime of its
+//! own.
+
+pub mod clean;
+pub mod ls;
+pub mod pause;
+pub mod redis_url;
+pub mod resume;
+pub mod retry;
+pub mod show;
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use masstock_jobs::admin::{Admin, AdminError};
+
+use crate::commands::GlobalArgs;
+use crate::error::CommandError;
+use crate::ui::Ui;
+use redis_url::RedisTarget;
+
+/// How long Redis gets to connect and to answer each request.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueCommand {
+    Ls(ls::LsArgs),
+    Show(show::ShowArgs),
+    Retry(retry::RetryArgs),
+    Clean(clean::CleanArgs),
+    Pause(pause::PauseArgs),
+    Resume(resume::ResumeArgs),
+}
+
+pub fn run(global: &GlobalArgs, ui: &Ui, command: &QueueCommand) -> Result<ExitCode, CommandError> {
+    match command {
+        QueueCommand::Ls(args) => ls::cmd_queue_ls(global, ui, args),
+        QueueCommand::Show(args) => show::cmd_queue_show(global, ui, args),
+        QueueCommand::Retry(args) => retry::cmd_queue_retry(global, ui, args),
+        QueueCommand::Clean(args) => clean::cmd_queue_clean(global, ui, args),
+        QueueCommand::Pause(args) => pause::cmd_queue_pause(global, ui, args),
+        QueueCommand::Resume(args) => resume::cmd_queue_resume(global, ui, args),
+    }
+}
+
+/// The queue a command acts on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueSelection {
+    /// BullMQ's key prefix
+    #[arg(long, value_name = "PREFIX", default_value = masstock_jobs::PREFIX)]
+    pub prefix: String,
+    /// The queue's name
+    #[arg(long, value_name = "NAME", default_value = masstock_jobs::QUEUE)]
+    pub queue: String,
+}
+
+impl QueueSelection {
+    /// `prefix:queue`, as the queue's keys start.
+    #[must_use]
+    pub fn qualified(&self) -> String {
+        format!("{}:{}", self.prefix, self.queue)
+    }
+}
+
+/// Finds Redis and says where, with `-v`.
+fn target(global: &GlobalArgs, ui: &Ui) -> Result<RedisTarget, CommandError> {
+    let target = redis_url::resolve(global)?;
+    ui.detail(format!("redis at `{}` ({})", target.shown, target.source));
+    Ok(target)
+}
+
+/// Runs `work` to completion on a single-threaded runtime.
+fn block_on<T>(work: impl Future<Output = T>) -> Result<T, CommandError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| CommandError::failure(format!("failed to start the async runtime: {error}")))?;
+    Ok(runtime.block_on(work))
+}
+
+/// Opens the selected queue for a repair, runs `operation` on it, and closes it.
+fn with_admin<T, F>(target: &RedisTarget, selection: &QueueSelection, operation: F) -> Result<T, CommandError>
+where
+    F: AsyncFnOnce(&mut Admin) -> Result<T, AdminError>,
+{
+    block_on(async {
+        let mut admin = Admin::open(target.url(), &selection.prefix, &selection.queue, TIMEOUT).await?;
+        let outcome = operation(&mut admin).await;
+        admin.close().await;
+        outcome
+    })?
+    .map_err(|error| admin_error(error, target))
+}
+
+/// Why a queue command could not do its work.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to talk to redis at `{url}`")]
+struct RedisFailure {
+    url: String,
+    #[source]
+    source: AdminError,
+}
+
+/// An [`AdminError`] as the operator sees it: whose move, and what to try.
+fn admin_error(error: AdminError, target: &RedisTarget) -> CommandError {
+    match error {
+        AdminError::InvalidName(_) => CommandError::usage(error),
+        AdminError::NoSuchQueue { ref prefix, .. } => {
+            let hint = format!("`masstockctl queue ls --prefix {prefix}` lists the queues under that prefix");
+            CommandError::failure(error).with_hint(hint)
+        }
+        AdminError::NoSuchJob { ref prefix, ref queue, .. } => {
+            let hint = format!(
+                "the job may have been removed (completed jobs are); `masstockctl queue ls --prefix {prefix}` shows \
+                 what `{queue}` holds"
+            );
+            CommandError::failure(error).with_hint(hint)
+        }
+        AdminError::NotRetryable { .. } => CommandError::failure(error),
+        AdminError::Timeout(_) | AdminError::Redis(_) | AdminError::Unexpected { .. } | AdminError::Queue(_) => {
+            let failure = CommandError::failure(RedisFailure { url: target.shown.clone(), source: error });
+            if target.from_environment {
+                failure.with_hint("check `REDIS_URL`: is redis running there, and is the password right?")
+            } else {
+                failure
+                    .with_hint(format!("the address comes from {}; set `REDIS_URL` to use another one", target.source))
+            }
+        }
+    }
+}
+
+/// Milliseconds since the epoch, by this machine's clock.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
+}
+
+/// A short age: `42s`, `5m07s`, `3h12m`, `2d04h`.
+fn age(seconds: u64) -> String {
+    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
+    if days > 0 {
+        format!("{days}d{:02}h", hours % 24)
+    } else if hours > 0 {
+        format!("{hours}h{:02}m", minutes % 60)
+    } else if minutes > 0 {
+        format!("{minutes}m{:02}s", seconds % 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// Columns padded to their widest cell; the columns flagged in `numeric` are aligned right.
+fn table(headers: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|header| header.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let header_row: Vec<String> = headers.iter().map(|header| (*header).to_owned()).collect();
+    for row in std::iter::once(&header_row).chain(rows) {
+        let mut line = String::new();
+        for (index, cell) in row.iter().enumerate() {
+            let width = widths[index];
+            if index > 0 {
+                line.push_str("  ");
+            }
+            if numeric.get(index).copied().unwrap_or(false) {
+                let _ = write!(line, "{cell:>width$}");
+            } else {
+                let _ = write!(line, "{cell:<width$}");
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(age(0), "0s");
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(307), "5m07s");
+        assert_eq!(age(7200), "2h00m");
+        assert_eq!(age(2 * 86_400 + 4 * 3600 + 59), "2d04h");
+    }
+
+    #[test]
+    fn tables_align() {
+        let rows = vec![vec!["a".to_owned(), "1".to_owned()], vec!["long".to_owned(), "100".to_owned()]];
+        assert_eq!(table(&["NAME", "N"], &[false, true], &rows), "NAME    N\na       1\nlong  100\n");
+    }
+}

@@ -1,0 +1,562 @@
+//! `masstockctl queue`, against the bootstrap's Redis, on queues written by Python's `bullmq`
+//! and by our `masstock-jobs`. Each test works under a prefix of its own and deletes its keys
+//! when it ends, failed or not.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::Commands as _;
+use serde_json::{json, Value};
+
+use crate::support::{Run, Sandbox};
+
+/// The bootstrap's Redis.
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// A connection to the bootstrap's Redis, or a failure that says how to start it.
+fn redis_connection() -> redis::Connection {
+    redis::Client::open(REDIS_URL)
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+        .unwrap_or_else(|error| panic!("redis is not reachable at {REDIS_URL} ({error}): run `script/bootstrap`"))
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+/// A prefix of the test's own; every key under it is deleted on drop.
+struct Prefix {
+    name: String,
+}
+
+impl Prefix {
+    fn new() -> Self {
+        let _ = redis_connection();
+        // As long as `[PREFIX]`, so that filtered tables stay aligned in snapshots.
+        Self { name: format!("q{}", &uuid::Uuid::new_v4().simple().to_string()[..7]) }
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.name)
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        delete_keys(REDIS_URL, &self.name);
+    }
+}
+
+/// Deletes every key under `prefix:` on the Redis at `url`.
+fn delete_keys(url: &str, prefix: &str) {
+    let Ok(mut connection) = redis::Client::open(url).and_then(|client| client.get_connection()) else { return };
+    let keys: Vec<String> = match connection.scan_match::<_, String>(format!("{prefix}:*")) {
+        Ok(keys) => keys.filter_map(Result::ok).collect(),
+        Err(_) => return,
+    };
+    for chunk in keys.chunks(1000) {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut connection);
+    }
+}
+
+/// Runs a Python `bullmq` script with `url`, `prefix` and `args` in `sys.argv[1..]`; returns its
+/// stdout.
+fn python(script: &str, url: &str, prefix: &str, args: &[&str]) -> String {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(python.exists(), "no Python venv with bullmq at {}: run `script/bootstrap`", python.display());
+    let script = format!("{PYTHON_PRELUDE}{script}");
+    let output =
+        Command::new(python).arg("-c").arg(script).arg(url).arg(prefix).args(args).output().expect("run python");
+    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+const PYTHON_PRELUDE: &str = r#"
+import asyncio, json, sys, time
+from bullmq import Queue, Worker
+url, prefix = sys.argv[1], sys.argv[2]
+opts = {"connection": url, "prefix": prefix}
+"#;
+
+/// argv[3]: `[{"queue", "name", "data", "opts"}]`; adds each job.
+const ADD_JOBS: &str = r#"
+async def main():
+    queues = {}
+    for job in json.loads(sys.argv[3]):
+        queue = queues.setdefault(job["queue"], Queue(job["queue"], opts))
+        await queue.add(job.get("name", "execute-workflow"), job["data"], job.get("opts", {}))
+    for queue in queues.values():
+        await queue.close()
+asyncio.run(main())
+"#;
+
+/// argv[3]: queue, argv[4]: how many failed jobs to wait for. A worker whose every job raises.
+const FAIL_JOBS: &str = r#"
+async def main():
+    queue = Queue(sys.argv[3], opts)
+    async def process(job, token):
+        raise Exception("boom")
+    worker = Worker(sys.argv[3], process, opts)
+    deadline = time.monotonic() + 20
+    while (await queue.getJobCounts("failed"))["failed"] < int(sys.argv[4]):
+        assert time.monotonic() < deadline, "jobs did not fail in time"
+        await asyncio.sleep(0.05)
+    await worker.close()
+    await queue.close()
+asyncio.run(main())
+"#;
+
+/// argv[3]: queue, argv[4]: seconds, argv[5]: a job id, or "" to run for the whole time. A worker
+/// that completes its jobs; prints the ids it processed.
+const RUN_WORKER: &str = r#"
+async def main():
+    queue = Queue(sys.argv[3], opts)
+    processed = []
+    async def process(job, token):
+        processed.append(job.id)
+        return "done"
+    worker = Worker(sys.argv[3], process, opts)
+    deadline = time.monotonic() + float(sys.argv[4])
+    while time.monotonic() < deadline and (not sys.argv[5] or sys.argv[5] not in processed):
+        await asyncio.sleep(0.05)
+    await worker.close()
+    await queue.close()
+    print(json.dumps(processed))
+asyncio.run(main())
+"#;
+
+/// argv[3]: queue, argv[4..]: job ids. Prints `{"paused": bool, "states": {id: state}}` as
+/// Python's `bullmq` sees them.
+const STATES: &str = r#"
+async def main():
+    queue = Queue(sys.argv[3], opts)
+    states = {id: await queue.getJobState(id) for id in sys.argv[4:]}
+    print(json.dumps({"paused": await queue.isPaused(), "states": states}))
+    await queue.close()
+asyncio.run(main())
+"#;
+
+fn add_jobs(prefix: &Prefix, jobs: &Value) {
+    python(ADD_JOBS, REDIS_URL, &prefix.name, &[&jobs.to_string()]);
+}
+
+fn fail_jobs(prefix: &Prefix, queue: &str, count: usize) {
+    python(FAIL_JOBS, REDIS_URL, &prefix.name, &[queue, &count.to_string()]);
+}
+
+fn states(prefix: &Prefix, ids: &[&str]) -> Value {
+    let mut args = vec!["workflow-queue"];
+    args.extend_from_slice(ids);
+    serde_json::from_str(&python(STATES, REDIS_URL, &prefix.name, &args)).unwrap()
+}
+
+/// Runs masstockctl with `REDIS_URL` pointing at the bootstrap's Redis.
+fn queue(sandbox: &Sandbox, args: &[&str]) -> Run {
+    let mut full = vec!["queue"];
+    full.extend_from_slice(args);
+    sandbox.run_with_env(&full, &[("NO_COLOR", "1"), ("REDIS_URL", REDIS_URL)])
+}
+
+fn json_of(run: &Run) -> Value {
+    assert_eq!(run.status, 0, "{}", run.transcript());
+    serde_json::from_str(&run.stdout).unwrap_or_else(|error| panic!("{error}: {}", run.transcript()))
+}
+
+/// Snapshot filters: the test's prefix, ages that move with the clock, client addresses.
+fn filters(prefix: &Prefix) -> Vec<(String, String)> {
+    vec![
+        (regex_escape(&prefix.name), "[PREFIX]".to_owned()),
+        (r"(open |idle |beat |\()\d+[dhms](\d\d[hms])?".to_owned(), "$1[AGE]".to_owned()),
+        (r"127\.0\.0\.1:\d+".to_owned(), "[ADDR]".to_owned()),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z".to_owned(), "[TIME]".to_owned()),
+    ]
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\{c}") }).collect()
+}
+
+macro_rules! assert_filtered_snapshot {
+    ($prefix:expr, $name:expr, $value:expr) => {
+        let filters = filters($prefix);
+        let filters: Vec<(&str, &str)> = filters.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        insta::with_settings!({ filters => filters }, {
+            insta::assert_snapshot!($name, $value);
+        });
+    };
+}
+
+/// Adds our own kind of job, as the API does.
+fn add_workflow_job(prefix: &Prefix, premium: bool) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let queue =
+            masstock_jobs::WorkflowQueue::connect(REDIS_URL, &prefix.name, Duration::from_secs(5)).await.unwrap();
+        let job = masstock_jobs::WorkflowJob {
+            execution_id: uuid::Uuid::new_v4(),
+            prompts: vec!["a red fox".into()],
+            config: json!({ "aspectRatio": "1:1" }),
+        };
+        queue.add(&job, premium, Duration::from_secs(5)).await.unwrap()
+    })
+}
+
+#[test]
+fn ls_counts_jobs_finds_the_oldest_waiting_one_and_sees_workers() {
+    let prefix = Prefix::new();
+    let mut redis = redis_connection();
+    // A failed job on a second queue, written by Python's worker.
+    add_jobs(&prefix, &json!([{ "queue": "other-queue", "data": { "n": 1 }, "opts": { "jobId": "doomed" } }]));
+    fail_jobs(&prefix, "other-queue", 1);
+    // On ours: a premium and a standard job from masstock-jobs, a plain and a delayed one from Python.
+    let premium = add_workflow_job(&prefix, true);
+    let standard = add_workflow_job(&prefix, false);
+    add_jobs(
+        &prefix,
+        &json!([
+            { "queue": "workflow-queue", "data": { "n": 2 }, "opts": { "jobId": "plain" } },
+            { "queue": "workflow-queue", "data": { "n": 3 }, "opts": { "jobId": "later", "delay": 3_600_000 } },
+        ]),
+    );
+    // The oldest waiting job sits in the second priority band: found only by walking the bands.
+    let now = now_ms();
+    for (id, age_ms) in [(premium.as_str(), 60_000), (standard.as_str(), 7_200_000), ("plain", 10_000)] {
+        let _: () = redis.hset(prefix.key(&format!("workflow-queue:{id}")), "timestamp", now - age_ms).unwrap();
+    }
+    // Our worker's heartbeat, and a connection named as BullMQ's workers name theirs.
+    let beat = json!({ "worker_id": "worker-1", "host": "web-1", "pid": 42, "concurrency": 3, "active": 1,
+                       "started_at_ms": now - 60_000, "at_ms": now });
+    let _: () = redis.pset_ex(prefix.key("workflow-queue:heartbeat:worker-1"), beat.to_string(), 30_000).unwrap();
+    let mut worker = redis_connection();
+    let worker_name = prefix.key("d29ya2Zsb3ctcXVldWU=:w:test-worker");
+    let _: () = redis::cmd("CLIENT").arg("SETNAME").arg(&worker_name).query(&mut worker).unwrap();
+
+    let sandbox = Sandbox::new();
+    let run = queue(&sandbox, &["ls", "--prefix", &prefix.name]);
+    assert_eq!(run.status, 0, "{}", run.transcript());
+    assert_filtered_snapshot!(&prefix, "ls_text", run.transcript());
+
+    let document = json_of(&queue(&sandbox, &["ls", "--prefix", &prefix.name, "--json"]));
+    let queues = document["queues"].as_array().unwrap();
+    let names: Vec<&str> = queues.iter().map(|queue| queue["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["other-queue", "workflow-queue"], "the heartbeat is no queue: {document:#}");
+    let other = &queues[0];
+    assert_eq!(other["prefix"], json!(prefix.name));
+    assert_eq!(other["counts"]["failed"], 1);
+    assert_eq!(other["oldest_waiting_age_s"], Value::Null);
+    assert_eq!(other["workers"], json!([]));
+    let ours = &queues[1];
+    assert_eq!(
+        ours["counts"],
+        json!({ "wait": 1, "prioritized": 2, "active": 0, "delayed": 1, "completed": 0, "failed": 0, "paused": 0,
+                "waiting_children": 0 })
+    );
+    let oldest = ours["oldest_waiting_age_s"].as_u64().unwrap();
+    assert!((7_200..7_260).contains(&oldest), "{oldest}");
+    assert_eq!(ours["paused"], false);
+    let workers = ours["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{document:#}");
+    assert_eq!(workers[0]["name"], json!(worker_name));
+    assert!(workers[0]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(workers[0]["age_s"].is_u64() && workers[0]["idle_s"].is_u64());
+    let heartbeats = ours["heartbeats"].as_array().unwrap();
+    assert_eq!(heartbeats.len(), 1);
+    assert_eq!(heartbeats[0]["worker_id"], "worker-1");
+    assert_eq!(heartbeats[0]["host"], "web-1");
+    assert_eq!((heartbeats[0]["pid"].as_u64(), heartbeats[0]["concurrency"].as_u64()), (Some(42), Some(3)));
+    assert!(heartbeats[0]["age_s"].as_u64().unwrap() < 60);
+
+    // Reading changed nothing: constructing a `bullmq::Queue` would have recorded `library` in the
+    // meta hash of the queue that only Python wrote.
+    let library: Option<String> = redis.hget(prefix.key("other-queue:meta"), "library").unwrap();
+    assert_eq!(library, None);
+    drop(worker);
+}
+
+#[test]
+fn ls_without_queues_says_so() {
+    let prefix = Prefix::new();
+    let sandbox = Sandbox::new();
+    let run = queue(&sandbox, &["ls", "--prefix", &prefix.name]);
+    assert_filtered_snapshot!(&prefix, "ls_empty", run.transcript());
+    assert_eq!(json_of(&queue(&sandbox, &["ls", "--prefix", &prefix.name, "--json"])), json!({ "queues": [] }));
+}
+
+#[test]
+fn show_prints_what_bullmq_keeps_about_a_job() {
+    let prefix = Prefix::new();
+    let execution_id = "00000000-0000-4000-8000-000000000001";
+    add_jobs(
+        &prefix,
+        &json!([{ "queue": "workflow-queue",
+                  "data": { "executionId": execution_id, "prompts": ["a red fox"], "config": {} },
+                  "opts": { "jobId": "doomed" } }]),
+    );
+    fail_jobs(&prefix, "workflow-queue", 1);
+    let sandbox = Sandbox::new();
+
+    let job = json_of(&queue(&sandbox, &["show", "doomed", "--prefix", &prefix.name, "--json"]));
+    assert_eq!(job["id"], "doomed");
+    assert_eq!(job["queue"], "workflow-queue");
+    assert_eq!(job["name"], "execute-workflow");
+    assert_eq!(job["state"], "failed");
+    assert_eq!(job["data"], json!({ "executionId": execution_id, "prompts": ["a red fox"], "config": {} }));
+    assert_eq!(job["options"]["jobId"], "doomed");
+    assert_eq!(job["attempts_made"], 1);
+    assert_eq!(job["failed_reason"], "boom");
+    let trace = job["stacktrace"][0].as_str().unwrap();
+    assert!(trace.contains("Exception: boom"), "{trace}");
+    for time in ["created_at", "processed_at", "finished_at"] {
+        assert!(job[time].as_str().unwrap().ends_with('Z'), "{time}: {job:#}");
+    }
+    assert!(job["finished_age_s"].as_u64().unwrap() < 60);
+    assert_eq!(job["returnvalue"], Value::Null);
+
+    // A job from masstock-jobs, waiting in its priority band.
+    let id = add_workflow_job(&prefix, true);
+    let job = json_of(&queue(&sandbox, &["show", &id, "--prefix", &prefix.name, "--json"]));
+    assert_eq!((job["state"].as_str(), job["priority"].as_u64()), (Some("prioritized"), Some(1)));
+    assert_eq!(job["data"]["executionId"], json!(id));
+    assert_eq!(job["processed_at"], Value::Null);
+
+    // The text, on a job whose every field is pinned.
+    add_jobs(
+        &prefix,
+        &json!([{ "queue": "workflow-queue", "data": { "executionId": execution_id, "prompts": ["a cat"] },
+                  "opts": { "jobId": "pinned", "priority": 2, "attempts": 3 } }]),
+    );
+    let run = queue(&sandbox, &["show", "pinned", "--prefix", &prefix.name]);
+    assert_filtered_snapshot!(&prefix, "show_text", run.transcript());
+
+    let run = queue(&sandbox, &["show", "no-such-job", "--prefix", &prefix.name]);
+    assert_eq!(run.status, 1);
+    assert_filtered_snapshot!(&prefix, "show_unknown_job", run.transcript());
+    // The queue's own keys are not jobs.
+    for not_a_job in ["meta", "failed"] {
+        let run = queue(&sandbox, &["show", not_a_job, "--prefix", &prefix.name]);
+        assert!(run.status == 1 && run.stderr.contains("no job"), "{}", run.transcript());
+    }
+}
+
+#[test]
+fn retry_sends_failed_jobs_back_one_or_all() {
+    let prefix = Prefix::new();
+    let jobs: Vec<Value> = ["f1", "f2", "f3"]
+        .iter()
+        .map(|id| json!({ "queue": "workflow-queue", "data": { "id": id }, "opts": { "jobId": id } }))
+        .collect();
+    add_jobs(&prefix, &Value::Array(jobs));
+    fail_jobs(&prefix, "workflow-queue", 3);
+    let sandbox = Sandbox::new();
+
+    let run = queue(&sandbox, &["retry", "f1", "--prefix", &prefix.name]);
+    assert_filtered_snapshot!(&prefix, "retry_one", run.transcript());
+    assert_eq!(states(&prefix, &["f1", "f2"])["states"], json!({ "f1": "waiting", "f2": "failed" }));
+
+    let run = queue(&sandbox, &["retry", "f1", "--prefix", &prefix.name]);
+    assert_filtered_snapshot!(&prefix, "retry_a_waiting_job", run.transcript());
+    let run = queue(&sandbox, &["retry", "nope", "--prefix", &prefix.name]);
+    assert_eq!(run.status, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("no job `nope`"), "{}", run.stderr);
+    let run = queue(&sandbox, &["retry", "--prefix", &prefix.name]);
+    assert_eq!(run.status, 2, "neither an id nor --failed: {}", run.transcript());
+
+    let retried = json_of(&queue(&sandbox, &["retry", "--failed", "--prefix", &prefix.name, "--json"]));
+    assert_eq!(retried, json!({ "prefix": prefix.name, "queue": "workflow-queue", "retried": 2 }));
+    let seen = states(&prefix, &["f1", "f2", "f3"]);
+    assert_eq!(seen["states"], json!({ "f1": "waiting", "f2": "waiting", "f3": "waiting" }));
+    let run = queue(&sandbox, &["retry", "--failed", "--prefix", &prefix.name]);
+    assert_filtered_snapshot!(&prefix, "retry_none_failed", run.transcript());
+}
+
+#[test]
+fn clean_removes_finished_jobs_older_than_a_duration() {
+    let prefix = Prefix::new();
+    add_jobs(
+        &prefix,
+        &json!([
+            { "queue": "workflow-queue", "data": {}, "opts": { "jobId": "old" } },
+            { "queue": "workflow-queue", "data": {}, "opts": { "jobId": "recent" } },
+        ]),
+    );
+    fail_jobs(&prefix, "workflow-queue", 2);
+    // `old` failed two hours ago.
+    let mut redis = redis_connection();
+    let two_hours_ago = now_ms() - 7_200_000;
+    let _: () = redis.zadd(prefix.key("workflow-queue:failed"), "old", two_hours_ago).unwrap();
+    let _: () = redis.hset(prefix.key("workflow-queue:old"), "finishedOn", two_hours_ago).unwrap();
+    let sandbox = Sandbox::new();
+
+    let run = queue(&sandbox, &["clean", "--state", "failed", "--older-than", "1h", "--prefix", &prefix.name]);
+    assert_filtered_snapshot!(&prefix, "clean_failed", run.transcript());
+    let exists: (bool, bool) = (
+        redis.exists(prefix.key("workflow-queue:old")).unwrap(),
+        redis.exists(prefix.key("workflow-queue:recent")).unwrap(),
+    );
+    assert_eq!(exists, (false, true));
+
+    let args = ["clean", "--state", "completed", "--older-than", "0s", "--prefix", &prefix.name, "--json"];
+    assert_eq!(json_of(&queue(&sandbox, &args))["removed"], 0);
+    let args = ["clean", "--state", "failed", "--older-than", "0s", "--prefix", &prefix.name, "--json"];
+    assert_eq!(
+        json_of(&queue(&sandbox, &args)),
+        json!({ "prefix": prefix.name, "queue": "workflow-queue", "state": "failed", "older_than": "0ms", "removed": 1 })
+    );
+    let failed: u64 = redis.zcard(prefix.key("workflow-queue:failed")).unwrap();
+    assert_eq!(failed, 0);
+
+    let run = queue(&sandbox, &["clean", "--state", "failed", "--older-than", "5x", "--prefix", &prefix.name]);
+    assert_filtered_snapshot!(&prefix, "clean_bad_duration", run.transcript());
+}
+
+#[test]
+fn pause_and_resume_hold_python_workers() {
+    let prefix = Prefix::new();
+    add_jobs(&prefix, &json!([{ "queue": "workflow-queue", "data": {}, "opts": { "jobId": "held" } }]));
+    let sandbox = Sandbox::new();
+    let mut redis = redis_connection();
+
+    let run = queue(&sandbox, &["pause", "--prefix", &prefix.name]);
+    assert_filtered_snapshot!(&prefix, "pause", run.transcript());
+    let paused: Option<String> = redis.hget(prefix.key("workflow-queue:meta"), "paused").unwrap();
+    assert_eq!(paused.as_deref(), Some("1"));
+    assert_eq!(states(&prefix, &["held"]), json!({ "paused": true, "states": { "held": "waiting" } }));
+    let processed = python(RUN_WORKER, REDIS_URL, &prefix.name, &["workflow-queue", "2", ""]);
+    assert_eq!(processed.trim(), "[]", "a paused queue gives its worker nothing");
+    let listed = json_of(&queue(&sandbox, &["ls", "--prefix", &prefix.name, "--json"]));
+    assert_eq!(listed["queues"][0]["paused"], true);
+    let again = json_of(&queue(&sandbox, &["pause", "--prefix", &prefix.name, "--json"]));
+    assert_eq!(again, json!({ "prefix": prefix.name, "queue": "workflow-queue", "paused": true, "was_paused": true }));
+
+    let run = queue(&sandbox, &["resume", "--prefix", &prefix.name]);
+    assert_filtered_snapshot!(&prefix, "resume", run.transcript());
+    assert_eq!(states(&prefix, &["held"])["paused"], false);
+    let processed = python(RUN_WORKER, REDIS_URL, &prefix.name, &["workflow-queue", "20", "held"]);
+    assert_eq!(processed.trim(), r#"["held"]"#);
+}
+
+#[test]
+fn repairs_refuse_a_queue_that_does_not_exist() {
+    let prefix = Prefix::new();
+    let sandbox = Sandbox::new();
+    let run = queue(&sandbox, &["pause", "--prefix", &prefix.name, "--queue", "typo-queue"]);
+    assert_filtered_snapshot!(&prefix, "unknown_queue", run.transcript());
+    let mut redis = redis_connection();
+    let created: bool = redis.exists(prefix.key("typo-queue:meta")).unwrap();
+    assert!(!created, "refusing must not create the queue");
+}
+
+/// A `redis-server` of the test's own, with a password, stopped on drop.
+struct PasswordRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PasswordRedis {
+    fn start(password: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--requirepass", password])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot run redis-server ({error}): run `script/bootstrap`"));
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for PasswordRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shipped deploy.toml, with the local environment's redis publishing `port`.
+fn local_sandbox_publishing(port: u16) -> Sandbox {
+    let build = "build = { host_package = \"redis-server\" }";
+    Sandbox::edited(build, &format!("{build}\nports = [{{ host = {port}, container = 6379 }}]"))
+}
+
+#[test]
+fn redis_is_found_through_deploy_toml_and_the_env_file() {
+    let password = "pw-from-the-env-file-7f3a";
+    let server = PasswordRedis::start(password);
+    let sandbox = local_sandbox_publishing(server.port);
+
+    // Without the env file, the password is missing.
+    let run = sandbox.run(&["--env", "local", "queue", "ls"]);
+    assert_eq!(run.status, 1, "{}", run.transcript());
+    insta::assert_snapshot!("deploy_toml_without_env_file", run.transcript());
+
+    std::fs::write(sandbox.path(".env.local"), format!("REDIS_PASSWORD={password}\n")).unwrap();
+    let url = format!("redis://:{password}@127.0.0.1:{}", server.port);
+    let mut connection = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+    let _: () = connection.hset("found-it:workflow-queue:meta", "opts.maxLenEvents", 10_000).unwrap();
+
+    let run = sandbox.run(&["--env", "local", "-v", "queue", "ls", "--prefix", "found-it", "--json"]);
+    let document = json_of(&run);
+    assert_eq!(document["queues"][0]["name"], "workflow-queue", "{document:#}");
+    let shown = format!("redis at `redis://:***@127.0.0.1:{}`", server.port);
+    assert!(run.stderr.contains(&shown), "{}", run.stderr);
+    assert!(!run.stderr.contains(password) && !run.stdout.contains(password), "{}", run.transcript());
+
+    // `REDIS_URL` wins over deploy.toml: the bootstrap's Redis has no `found-it` queue.
+    let run = sandbox.run_with_env(
+        &["--env", "local", "queue", "ls", "--prefix", "found-it", "--json"],
+        &[("NO_COLOR", "1"), ("REDIS_URL", REDIS_URL)],
+    );
+    assert_eq!(json_of(&run), json!({ "queues": [] }));
+}
+
+#[test]
+fn a_redis_the_host_cannot_reach_is_explained() {
+    let sandbox = Sandbox::new();
+    std::fs::write(sandbox.path(".env.production"), "REDIS_PASSWORD=secret-value-1234\n").unwrap();
+    let run = sandbox.run(&["queue", "ls"]);
+    assert_eq!(run.status, 1);
+    insta::assert_snapshot!("production_redis_unreachable", run.transcript());
+    assert!(!run.stderr.contains("secret-value-1234"));
+}
+
+#[test]
+fn passwords_never_reach_the_output() {
+    let sandbox = Sandbox::new();
+    let mut transcripts = BTreeMap::new();
+    for (name, url) in [
+        ("refused", "redis://:hunter2-secret@127.0.0.1:1"),
+        ("wrong_password", "redis://:hunter2-secret@127.0.0.1:6379"),
+    ] {
+        for json in [false, true] {
+            let mut args = vec!["queue", "ls"];
+            if json {
+                args.push("--json");
+            }
+            let run = sandbox.run_with_env(&args, &[("NO_COLOR", "1"), ("REDIS_URL", url)]);
+            assert_eq!(run.status, 1, "{}", run.transcript());
+            let transcript = run.transcript();
+            assert!(!transcript.contains("hunter2"), "{transcript}");
+            assert!(transcript.contains("redis://:***@127.0.0.1:"), "{transcript}");
+            transcripts.insert(format!("{name}{}", if json { "_json" } else { "" }), transcript);
+        }
+    }
+    insta::assert_snapshot!("password_redacted_refused", transcripts["refused"]);
+}
+
+#[test]
+fn help_texts() {
+    let sandbox = Sandbox::new();
+    for command in ["ls", "show", "retry", "clean", "pause", "resume"] {
+        let run = sandbox.run(&["queue", command, "--help"]);
+        assert_eq!(run.status, 0, "{}", run.transcript());
+        insta::assert_snapshot!(format!("help_{command}"), run.stdout);
+    }
+}
