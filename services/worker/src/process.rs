@@ -2,6 +2,8 @@
 //!
 //! The rules:
 //! - the execution is `processing` while a worker holds its job;
+//! - each prompt is sent through its workflow's `prompt_template` (`{prompt}` replaced), with the
+//!   workflow's `model_config` overridden by the execution's `config`;
 //! - prompts run one after the other, each behind the shared rate limiter; a prompt's failure is
 //!   recorded in `execution_prompt_failures` and never fails the others;
 //! - a prompt with a stored result (or a permanent failure) is done: a job that runs again (a
@@ -83,12 +85,15 @@ impl Processor {
 
     async fn process(&self, job: &mut ReceivedJob) -> Result<Value, JobFailure> {
         let execution_id = job.workflow.execution_id;
-        let row: Option<(String, i32)> = sqlx::query_as("select status, progress_total from executions where id = $1")
-            .bind(execution_id)
-            .fetch_optional(&self.database)
-            .await
-            .map_err(|error| Self::database_failure(job, execution_id, &error))?;
-        let Some((status, total)) = row else {
+        let row: Option<(String, i32, String, Value)> = sqlx::query_as(
+            "select e.status, e.progress_total, w.prompt_template, w.model_config \
+             from executions e join workflows w on w.id = e.workflow_id where e.id = $1",
+        )
+        .bind(execution_id)
+        .fetch_optional(&self.database)
+        .await
+        .map_err(|error| Self::database_failure(job, execution_id, &error))?;
+        let Some((status, total, template, model_config)) = row else {
             return Err(JobFailure::Fail(format!("execution `{execution_id}` does not exist")));
         };
         if status.parse::<ExecutionStatus>().is_ok_and(ExecutionStatus::is_finished) {
@@ -101,6 +106,7 @@ impl Processor {
                 prompts.len()
             )));
         }
+        let config = generation_config(&model_config, &job.workflow.config);
         sqlx::query(
             "update executions set status = 'processing', started_at = coalesce(started_at, now()), updated_at = now() \
              where id = $1 and status in ('pending', 'processing')",
@@ -123,8 +129,9 @@ impl Processor {
             if self.stopping.is_requested() {
                 return Err(self.hand_back(execution_id).await);
             }
+            let text = template.replace("{prompt}", prompt);
             let outcome = tokio::select! {
-                outcome = self.run_prompt(execution_id, index, prompt, &job.workflow.config) => outcome,
+                outcome = self.run_prompt(execution_id, index, &text, &config) => outcome,
                 () = self.stopping.deadline_passed() => return Err(self.hand_back(execution_id).await),
             };
             match outcome {
@@ -346,6 +353,16 @@ impl Processor {
     }
 }
 
+/// The options sent with each prompt: the workflow's `model_config`, overridden key by key by the
+/// execution's own `config`. The model itself is the worker's `GEMINI_MODEL`, an operator's choice.
+fn generation_config(model_config: &Value, execution_config: &Value) -> Value {
+    let mut merged = model_config.as_object().cloned().unwrap_or_default();
+    if let Some(overrides) = execution_config.as_object() {
+        merged.extend(overrides.iter().map(|(key, value)| (key.clone(), value.clone())));
+    }
+    Value::Object(merged)
+}
+
 fn prompt_index(index: usize) -> i32 {
     i32::try_from(index).unwrap_or(i32::MAX)
 }
@@ -356,5 +373,20 @@ fn truncate(text: &str) -> String {
         text.to_owned()
     } else {
         text.chars().take(MAX_ERROR_CHARS - 1).chain(['…']).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_execution_config_overrides_the_workflow_config_key_by_key() {
+        let merged = generation_config(
+            &json!({ "model": "gemini-2.5-flash-image", "aspectRatio": "1:1" }),
+            &json!({ "aspectRatio": "16:9" }),
+        );
+        assert_eq!(merged, json!({ "model": "gemini-2.5-flash-image", "aspectRatio": "16:9" }));
+        assert_eq!(generation_config(&json!(null), &json!({})), json!({}));
     }
 }

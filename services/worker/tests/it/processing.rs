@@ -152,3 +152,25 @@ async fn when_every_prompt_is_refused_the_execution_fails_at_once_with_the_reaso
     assert_eq!(namespace.job_field(id, "atm").as_deref(), Some("1"), "a refused key is not retried");
     assert!(!worker.logs().contains(GEMINI_KEY));
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn prompts_go_through_the_workflow_template_with_the_merged_config(pool: sqlx::PgPool) {
+    sqlx::query("update workflows set prompt_template = 'A watercolour of {prompt}, soft light', model_config = '{\"aspectRatio\": \"16:9\"}'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let namespace = Namespace::new(REDIS_URL);
+    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path()), "w1");
+
+    // The execution's own config (`aspectRatio` 1:1, see `support::enqueued`) wins over the workflow's.
+    let id = enqueued(&pool, &namespace, &["a lighthouse"]).await;
+    let row = finished(&pool, id, Duration::from_secs(20), &[&worker]).await;
+    assert_eq!(row.status, "completed");
+    let requests = gemini.requests();
+    assert_eq!(requests[0].prompt.as_deref(), Some("A watercolour of a lighthouse, soft light"));
+    let image = fs_err::read(uploads.path().join(format!("{id}/0.png"))).unwrap();
+    // A 1:1 image from the fake is 64 × 64: IHDR's width and height.
+    assert_eq!((&image[16..20], &image[20..24]), (&64_u32.to_be_bytes()[..], &64_u32.to_be_bytes()[..]));
+}
