@@ -228,6 +228,8 @@ fn paths(checker: &mut Checker, config: &Config) {
 
 /// How long `docker stop` waits before SIGKILL when nothing else is said.
 const DOCKER_STOP_TIMEOUT_SECS: u64 = 10;
+/// What a service needs after its grace period to hand unfinished work back and close.
+const STOP_MARGIN_SECS: u64 = 10;
 
 fn services(checker: &mut Checker, config: &Config) {
     for (name, service) in &config.services {
@@ -363,12 +365,14 @@ fn services(checker: &mut Checker, config: &Config) {
         let grace = service.env.get("SHUTDOWN_GRACE_SECONDS").and_then(|seconds| seconds.parse::<u64>().ok());
         if let Some(grace) = grace {
             let stop = service.stop_grace_period.map_or(DOCKER_STOP_TIMEOUT_SECS, Duration::as_secs);
-            if stop <= grace {
+            if stop < grace + STOP_MARGIN_SECS {
                 checker.error(
                     &path.key(if service.stop_grace_period.is_some() { "stop_grace_period" } else { "env" }),
                     Mark::Value,
-                    format!("`{name}` is given {stop} s between SIGTERM and SIGKILL, no more than its own shutdown grace of {grace} s"),
-                    vec![format!("set `stop_grace_period` longer than SHUTDOWN_GRACE_SECONDS, e.g. \"{}s\"", grace + 10)],
+                    format!(
+                        "`{name}` is given {stop} s between SIGTERM and SIGKILL, less than its shutdown grace of {grace} s plus {STOP_MARGIN_SECS} s to hand its work back"
+                    ),
+                    vec![format!("set `stop_grace_period` to at least SHUTDOWN_GRACE_SECONDS + {STOP_MARGIN_SECS} s: \"{}s\"", grace + STOP_MARGIN_SECS)],
                 );
             }
         }

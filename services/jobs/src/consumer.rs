@@ -11,9 +11,17 @@ use std::time::Duration;
 
 use bullmq::options::RedisConnectionOptions;
 use bullmq::types::JobProgress;
+use bullmq::worker::WorkerEvent;
 use bullmq::{Job, Worker, WorkerOptions};
 
 use crate::{millis, redact, QueueError, WorkflowJob, LOCK_DURATION, QUEUE, STALLED_INTERVAL};
+
+/// How many times a job may stall (its worker died or lost its lock) before BullMQ fails it
+/// instead of returning it to the queue: BullMQ's default, stated so that it is a decision.
+pub const MAX_STALLED_COUNT: u32 = 1;
+/// How long the worker waits before fetching again after Redis failed it (BullMQ's default is
+/// 15 s, long enough to leave a queue idle well after Redis is back).
+const FETCH_RETRY_DELAY: Duration = Duration::from_secs(2);
 
 /// How a worker takes jobs.
 #[derive(Debug, Clone)]
@@ -94,7 +102,8 @@ impl ReceivedJob {
 
 /// A running consumer of the workflow queue.
 pub struct WorkflowConsumer {
-    worker: Worker,
+    worker: Arc<Worker>,
+    events: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for WorkflowConsumer {
@@ -141,6 +150,8 @@ impl WorkflowConsumer {
             .concurrency(options.concurrency)
             .lock_duration(options.lock_duration)
             .stalled_interval(options.stalled_interval)
+            .max_stalled_count(MAX_STALLED_COUNT)
+            .run_retry_delay(FETCH_RETRY_DELAY)
             .name(&options.name);
         // The worker starts taking jobs as soon as it is connected (BullMQ's `autorun`).
         let worker =
@@ -148,7 +159,9 @@ impl WorkflowConsumer {
                 .await
                 .map_err(|_| QueueError::Timeout(timeout))?
                 .map_err(|error| QueueError::Worker(redact(&error.to_string(), redis_url)))?;
-        Ok(Self { worker })
+        let worker = Arc::new(worker);
+        let events = tokio::spawn(drain_events(Arc::clone(&worker), redis_url.to_owned()));
+        Ok(Self { worker, events })
     }
 
     /// Jobs being processed right now.
@@ -158,6 +171,23 @@ impl WorkflowConsumer {
 
     /// Stops taking jobs and waits up to `timeout` for the handlers to return.
     pub async fn close(&self, timeout: Duration) -> Result<(), QueueError> {
-        self.worker.close(millis(timeout)).await.map_err(|error| QueueError::Worker(error.to_string()))
+        let closed = self.worker.close(millis(timeout)).await.map_err(|error| QueueError::Worker(error.to_string()));
+        self.events.abort();
+        closed
+    }
+}
+
+/// Reads the crate's events as they come: it queues every one of them (progress, completions,
+/// idle ticks) in a channel without bound, so a worker that never read them would grow until
+/// it ran out of memory. The ones an operator needs are logged.
+async fn drain_events(worker: Arc<Worker>, redis_url: String) {
+    while let Some(event) = worker.next_event().await {
+        match event {
+            WorkerEvent::Error(error) => tracing::warn!(error = %redact(&error, &redis_url), "queue error"),
+            WorkerEvent::Stalled { job_id } => {
+                tracing::warn!(%job_id, "a job's worker stopped renewing its lock; the job is back on the queue");
+            }
+            _ => {}
+        }
     }
 }

@@ -95,6 +95,9 @@ pub struct RunArgs {
     /// How often stalled jobs are looked for (BullMQ's `stalledInterval`), in seconds
     #[arg(long, env = "QUEUE_STALLED_INTERVAL_SECONDS", default_value_t = masstock_jobs::STALLED_INTERVAL.as_secs())]
     pub stalled_interval_seconds: u64,
+    /// How often executions left unfinished by a job that failed or vanished are settled, in seconds
+    #[arg(long, env = "RECONCILE_INTERVAL_SECONDS", default_value_t = 60)]
+    pub reconcile_interval_seconds: u64,
 }
 
 /// The settings `run` works with, validated.
@@ -111,6 +114,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub lock_duration: Duration,
     pub stalled_interval: Duration,
+    pub reconcile_interval: Duration,
 }
 
 /// How to reach Gemini and how hard to try.
@@ -132,6 +136,12 @@ impl RunArgs {
         let database_url = check_url("DATABASE_URL", &self.database_url, &["postgres", "postgresql"])?;
         if self.gemini_api_key.expose().trim().is_empty() {
             return Err(problem("GEMINI_API_KEY", "is empty"));
+        }
+        if reqwest::header::HeaderValue::from_str(self.gemini_api_key.expose()).is_err() {
+            return Err(problem(
+                "GEMINI_API_KEY",
+                "holds characters an HTTP header cannot carry (a trailing newline?)",
+            ));
         }
         let base_url = self.gemini_base_url.trim_end_matches('/').to_owned();
         let valid_base = base_url
@@ -159,6 +169,7 @@ impl RunArgs {
             ("GEMINI_REQUEST_TIMEOUT_SECONDS", self.gemini_request_timeout_seconds),
             ("QUEUE_LOCK_SECONDS", self.lock_seconds),
             ("QUEUE_STALLED_INTERVAL_SECONDS", self.stalled_interval_seconds),
+            ("RECONCILE_INTERVAL_SECONDS", self.reconcile_interval_seconds),
         ] {
             if seconds == 0 {
                 return Err(problem(variable, "must be at least 1"));
@@ -185,6 +196,7 @@ impl RunArgs {
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             lock_duration: Duration::from_secs(self.lock_seconds),
             stalled_interval: Duration::from_secs(self.stalled_interval_seconds),
+            reconcile_interval: Duration::from_secs(self.reconcile_interval_seconds),
         })
     }
 }

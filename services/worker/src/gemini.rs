@@ -15,10 +15,10 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::config::GeminiSettings;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{AcquireError, RateLimiter};
 
-/// The longest delay a 429's `RetryInfo` is obeyed for; beyond it the prompt's attempts go on
-/// with the usual backoff.
+/// The longest delay a 429's `RetryInfo` is obeyed for; beyond it the prompt gives up at once (a
+/// transient failure: a later attempt of the job tries again).
 const MAX_RETRY_INFO_DELAY: Duration = Duration::from_secs(300);
 /// The longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -44,9 +44,12 @@ pub enum GeminiError {
     /// Every attempt met a transient failure; a later run may succeed.
     #[error("gemini still failing after {attempts} attempt{}: {last}", if *attempts == 1 { "" } else { "s" })]
     GaveUp { attempts: u32, last: String },
-    /// The shared rate limiter (Redis) could not be asked.
+    /// The shared rate limiter (Redis) could not be asked: a failure of ours, not the prompt's.
     #[error("the rate limiter is unavailable: {0}")]
     RateLimiter(String),
+    /// The worker is stopping and the request was not sent.
+    #[error("the worker is stopping")]
+    Stopping,
 }
 
 impl GeminiError {
@@ -54,6 +57,13 @@ impl GeminiError {
     #[must_use]
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::Rejected { .. } | Self::NoImage(_))
+    }
+
+    /// Whether the failure is ours (the worker's infrastructure or its shutdown), not the
+    /// prompt's: it must not count against the prompt.
+    #[must_use]
+    pub fn is_ours(&self) -> bool {
+        matches!(self, Self::RateLimiter(_) | Self::Stopping)
     }
 }
 
@@ -73,7 +83,17 @@ enum Attempt {
 pub struct GeminiClient {
     http: reqwest::Client,
     endpoint: String,
+    key_header: reqwest::header::HeaderValue,
     settings: GeminiSettings,
+}
+
+/// Why a client cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("GEMINI_API_KEY: holds characters an HTTP header cannot carry (a trailing newline?)")]
+    Key,
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 impl std::fmt::Debug for GeminiClient {
@@ -83,14 +103,18 @@ impl std::fmt::Debug for GeminiClient {
 }
 
 impl GeminiClient {
-    pub fn new(settings: GeminiSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: GeminiSettings) -> Result<Self, ClientError> {
+        let mut key_header =
+            reqwest::header::HeaderValue::from_str(settings.api_key.expose()).map_err(|_| ClientError::Key)?;
+        // Kept out of reqwest's and hyper's debug output.
+        key_header.set_sensitive(true);
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .user_agent(concat!("masstock-worker/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let endpoint = format!("{}/v1beta/models/{}:generateContent", settings.base_url, settings.model);
-        Ok(Self { http, endpoint, settings })
+        Ok(Self { http, endpoint, key_header, settings })
     }
 
     /// Generates the image for `prompt`; `config` is the execution's (e.g. `aspectRatio`).
@@ -103,7 +127,10 @@ impl GeminiClient {
         let body = request_body(prompt, config);
         let mut last = String::new();
         for attempt in 1..=self.settings.max_attempts {
-            limiter.acquire().await.map_err(|error| GeminiError::RateLimiter(error.to_string()))?;
+            limiter.acquire().await.map_err(|error| match error {
+                AcquireError::Stopping => GeminiError::Stopping,
+                AcquireError::Redis(error) => GeminiError::RateLimiter(error.to_string()),
+            })?;
             let wait = match self.send(&body).await {
                 Attempt::Image(image) => return Ok(image),
                 Attempt::Permanent(error) => return Err(error),
@@ -113,17 +140,22 @@ impl GeminiClient {
                     wait
                 }
             };
+            if let Some(wait) = wait.filter(|wait| *wait > MAX_RETRY_INFO_DELAY) {
+                // Asked to come back much later: retrying sooner would only be refused again.
+                return Err(GeminiError::GaveUp {
+                    attempts: attempt,
+                    last: format!("{last} (retry in {} s)", wait.as_secs()),
+                });
+            }
             if attempt < self.settings.max_attempts {
-                let backoff = backoff(self.settings.backoff, attempt);
-                tokio::time::sleep(wait.filter(|wait| *wait <= MAX_RETRY_INFO_DELAY).unwrap_or(backoff)).await;
+                tokio::time::sleep(wait.unwrap_or_else(|| backoff(self.settings.backoff, attempt))).await;
             }
         }
         Err(GeminiError::GaveUp { attempts: self.settings.max_attempts, last })
     }
 
     async fn send(&self, body: &Value) -> Attempt {
-        let sent =
-            self.http.post(&self.endpoint).header("x-goog-api-key", self.settings.api_key.expose()).json(body).send();
+        let sent = self.http.post(&self.endpoint).header("x-goog-api-key", self.key_header.clone()).json(body).send();
         let response = match sent.await {
             Ok(response) => response,
             Err(error) => {
@@ -239,6 +271,7 @@ fn retry_delay(answer: &Value) -> Option<Duration> {
         .find_map(|detail| detail.get("retryDelay").and_then(Value::as_str))
         .and_then(|delay| delay.strip_suffix('s')?.parse::<f64>().ok())
         .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        // Anything beyond the bound is as good as the bound plus a second: the caller gives up.
         .map(|seconds| Duration::from_secs_f64(seconds.min(MAX_RETRY_INFO_DELAY.as_secs_f64() + 1.0)))
 }
 

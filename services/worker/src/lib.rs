@@ -3,7 +3,8 @@
 //! and records the results in PostgreSQL.
 //!
 //! `run` wires the parts together and owns shutdown; `process` holds the rules of an execution;
-//! `gemini` speaks Gemini's REST API; `rate_limit` and `heartbeat` keep their state in Redis.
+//! `gemini` speaks Gemini's REST API; `rate_limit` and `heartbeat` keep their state in Redis;
+//! `reconcile` settles executions whose job ended outside processing.
 
 pub mod cli;
 pub mod config;
@@ -12,5 +13,6 @@ pub mod healthcheck;
 pub mod heartbeat;
 pub mod process;
 pub mod rate_limit;
+pub mod reconcile;
 pub mod run;
 pub mod storage;

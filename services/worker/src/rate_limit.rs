@@ -5,10 +5,10 @@
 //! hosts whose clocks disagree still agree) either records a new request or answers how long
 //! until the oldest one leaves the window.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
+use tokio::sync::watch;
 
 /// Gemini counts requests per minute. The window is a little longer so that a request's journey
 /// to Gemini cannot put one more of them into any 60 s window Gemini observes.
@@ -36,14 +36,23 @@ pub fn key(prefix: &str) -> String {
     format!("masstock:gemini-requests:{prefix}")
 }
 
+/// Why no slot was taken.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+    /// The worker is stopping: a request not sent yet is better not sent at all.
+    #[error("the worker is stopping")]
+    Stopping,
+}
+
 /// Takes a slot before each request to Gemini.
 pub struct RateLimiter {
     redis: ConnectionManager,
     script: redis::Script,
     key: String,
     limit: u32,
-    member_prefix: String,
-    sequence: AtomicU64,
+    stopping: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -53,22 +62,23 @@ impl std::fmt::Debug for RateLimiter {
 }
 
 impl RateLimiter {
-    /// At most `requests_per_minute` requests in any window, across every process using `key`.
+    /// At most `requests_per_minute` (at least 1) requests in any window, across every process
+    /// using `key`. A wait for a slot ends early when `stopping` turns true.
     #[must_use]
-    pub fn new(redis: ConnectionManager, key: String, requests_per_minute: u32, worker_id: &str) -> Self {
-        Self {
-            redis,
-            script: redis::Script::new(ACQUIRE),
-            key,
-            limit: requests_per_minute,
-            member_prefix: format!("{worker_id}:{}", std::process::id()),
-            sequence: AtomicU64::new(0),
-        }
+    pub fn new(
+        redis: ConnectionManager,
+        key: String,
+        requests_per_minute: u32,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        Self { redis, script: redis::Script::new(ACQUIRE), key, limit: requests_per_minute.max(1), stopping }
     }
 
     /// Waits until a request may be sent, and counts it.
-    pub async fn acquire(&self) -> Result<(), redis::RedisError> {
-        let member = format!("{}:{}", self.member_prefix, self.sequence.fetch_add(1, Ordering::Relaxed));
+    pub async fn acquire(&self) -> Result<(), AcquireError> {
+        // Unique across processes and restarts: a restarted worker with the same name and pid
+        // must not overwrite the entries of its previous life, which still count.
+        let member = uuid::Uuid::new_v4().simple().to_string();
         let mut waited = false;
         loop {
             let mut connection = self.redis.clone();
@@ -87,7 +97,11 @@ impl RateLimiter {
                 tracing::info!(wait_ms, limit = self.limit, "gemini rate limit reached; waiting for a slot");
                 waited = true;
             }
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            let mut stopping = self.stopping.clone();
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                Ok(_) = stopping.wait_for(|stopping| *stopping) => return Err(AcquireError::Stopping),
+            }
         }
     }
 }

@@ -26,7 +26,7 @@ const CLOSE_MARGIN: Duration = Duration::from_secs(10);
 
 pub async fn run(settings: Settings) -> ExitCode {
     masstock_runtime::init_logs(settings.app_env, "info,sqlx=warn,bullmq=warn");
-    match serve(settings).await {
+    match serve(settings, masstock_runtime::termination()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the worker cannot run");
@@ -35,7 +35,8 @@ pub async fn run(settings: Settings) -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> Result<(), String> {
+/// Takes jobs until `shutdown` resolves, then stops as the module says.
+pub async fn serve(settings: Settings, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
     let redis_url = settings.redis_url.expose();
     let redact = |error: &dyn std::fmt::Display| error.to_string().replace(redis_url, "[redis url]");
     fs_err::create_dir_all(&settings.uploads_dir).map_err(|error| error.to_string())?;
@@ -50,20 +51,20 @@ async fn serve(settings: Settings) -> Result<(), String> {
         .map_err(|_| format!("redis did not answer within {CONNECT_TIMEOUT:?}"))?
         .map_err(|error| redact(&error))?;
     let gemini = GeminiClient::new(settings.gemini.clone()).map_err(|error| error.to_string())?;
+    let (request_stop, stop_requested) = watch::channel(false);
     let limiter = RateLimiter::new(
         redis.clone(),
         rate_limit::key(&settings.queue_prefix),
         settings.gemini.requests_per_minute,
-        &settings.worker_id,
+        stop_requested.clone(),
     );
-    let (request_stop, stop_requested) = watch::channel(false);
     let (pass_deadline, deadline) = watch::channel(false);
     let processor = Arc::new(Processor {
         database,
         gemini,
         limiter,
         uploads_dir: settings.uploads_dir.clone(),
-        stopping: Stopping { requested: stop_requested, deadline },
+        stopping: Stopping { requested: stop_requested.clone(), deadline },
     });
     let options = ConsumerOptions {
         lock_duration: settings.lock_duration,
@@ -80,7 +81,18 @@ async fn serve(settings: Settings) -> Result<(), String> {
             .map_err(|error| error.to_string())?,
     );
     let heartbeat_key = heartbeat::key(&settings.queue_prefix, &settings.worker_id);
-    let beating = tokio::spawn(beat(redis.clone(), heartbeat_key.clone(), Arc::clone(&consumer), settings.clone()));
+    let mut heart = Heart::new(redis.clone(), heartbeat_key.clone(), Arc::clone(&consumer), &settings);
+    // The first beat is written before the worker says it is ready, so that its health check
+    // passes as soon as it does.
+    heart.beat().await;
+    let beating = tokio::spawn(heart.run());
+    let reconciling = tokio::spawn(crate::reconcile::run(
+        processor.database.clone(),
+        redis_url.to_owned(),
+        settings.queue_prefix.clone(),
+        settings.reconcile_interval,
+        stop_requested,
+    ));
     tracing::info!(
         worker_id = %settings.worker_id,
         concurrency = settings.concurrency,
@@ -89,7 +101,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         "taking jobs"
     );
 
-    masstock_runtime::termination().await;
+    shutdown.await;
     let active = consumer.active_jobs().await;
     tracing::info!(
         active,
@@ -107,6 +119,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     }
     deadline_timer.abort();
     beating.abort();
+    reconciling.abort();
     let mut redis = redis;
     if let Err(error) = heartbeat::remove(&mut redis, &heartbeat_key).await {
         tracing::warn!(error = %redact(&error), "cannot remove the heartbeat");
@@ -115,30 +128,61 @@ async fn serve(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes the heartbeat every [`heartbeat::INTERVAL`] until aborted.
-async fn beat(
-    mut redis: redis::aio::ConnectionManager,
+/// Writes this worker's heartbeat.
+struct Heart {
+    redis: redis::aio::ConnectionManager,
     key: String,
     consumer: Arc<WorkflowConsumer>,
-    settings: Settings,
-) {
-    let started_at_ms = heartbeat::now_ms();
-    let host =
-        fs_err::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_owned()).unwrap_or_default();
-    let mut ticks = tokio::time::interval(heartbeat::INTERVAL);
-    loop {
-        ticks.tick().await;
-        let beat = Beat {
+    worker_id: String,
+    host: String,
+    concurrency: usize,
+    started_at_ms: u64,
+    redis_url: String,
+}
+
+impl Heart {
+    fn new(
+        redis: redis::aio::ConnectionManager,
+        key: String,
+        consumer: Arc<WorkflowConsumer>,
+        settings: &Settings,
+    ) -> Self {
+        Self {
+            redis,
+            key,
+            consumer,
             worker_id: settings.worker_id.clone(),
-            host: host.clone(),
-            pid: std::process::id(),
+            host: fs_err::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_owned())
+                .unwrap_or_default(),
             concurrency: settings.concurrency,
-            active: consumer.active_jobs().await,
-            started_at_ms,
+            started_at_ms: heartbeat::now_ms(),
+            redis_url: settings.redis_url.expose().to_owned(),
+        }
+    }
+
+    async fn beat(&mut self) {
+        let beat = Beat {
+            worker_id: self.worker_id.clone(),
+            host: self.host.clone(),
+            pid: std::process::id(),
+            concurrency: self.concurrency,
+            active: self.consumer.active_jobs().await,
+            started_at_ms: self.started_at_ms,
             at_ms: heartbeat::now_ms(),
         };
-        if let Err(error) = heartbeat::write(&mut redis, &key, &beat).await {
-            tracing::warn!(error = %error.to_string().replace(settings.redis_url.expose(), "[redis url]"), "cannot write the heartbeat");
+        if let Err(error) = heartbeat::write(&mut self.redis, &self.key, &beat).await {
+            tracing::warn!(error = %error.to_string().replace(&self.redis_url, "[redis url]"), "cannot write the heartbeat");
+        }
+    }
+
+    /// Beats every [`heartbeat::INTERVAL`] until aborted.
+    async fn run(mut self) {
+        let mut ticks = tokio::time::interval(heartbeat::INTERVAL);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            self.beat().await;
         }
     }
 }

@@ -1,10 +1,10 @@
-//! Result images on disk, under `UPLOADS_DIR`: `<execution id>/<prompt index>.<ext>`.
+//! Result images on disk, under `UPLOADS_DIR`: `<execution id>/<prompt index>-<nonce>.<ext>`.
 //!
-//! A file is written to a temporary name in its final folder, flushed, then renamed over the
-//! final name, and the folder is flushed: a reader (the API) sees the whole image or none, and a
-//! crash leaves at worst a temporary file, never a truncated image under the final name. Two
-//! workers that store the same prompt (a job that ran twice) write the same name; the last
-//! rename wins and the database keeps one row.
+//! A file is written to a temporary name in its final folder, flushed, then renamed to its final
+//! name, and the folder is flushed: a reader (the API) sees the whole image or none, and a crash
+//! leaves at worst a temporary file, never a truncated image under a final name. Each write has
+//! its own name: when two workers store the same prompt (a job that ran twice), the database
+//! keeps the first row, which names the first file, and the loser removes its own.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,10 +22,20 @@ pub fn extension(mime_type: &str) -> &'static str {
     }
 }
 
-/// Where a prompt's image goes, relative to the uploads folder (what the database stores).
+/// A new name for a prompt's image, relative to the uploads folder (what the database stores).
 #[must_use]
 pub fn location(execution_id: Uuid, prompt_index: usize, mime_type: &str) -> String {
-    format!("{execution_id}/{prompt_index}.{}", extension(mime_type))
+    let nonce = Uuid::new_v4().simple().to_string();
+    format!("{execution_id}/{prompt_index}-{}.{}", &nonce[..12], extension(mime_type))
+}
+
+/// Removes an image no row names; a failure only leaves a file behind, so it is logged.
+pub async fn remove(uploads_dir: &Path, location: &str) {
+    let path = uploads_dir.join(location);
+    let removed = tokio::task::spawn_blocking(move || fs_err::remove_file(path)).await;
+    if let Ok(Err(error)) = removed {
+        tracing::warn!(%error, "cannot remove an image that no result names");
+    }
 }
 
 /// Writes `bytes` at `uploads_dir/location`, atomically.
@@ -41,7 +51,13 @@ pub async fn store(uploads_dir: &Path, location: &str, bytes: Vec<u8>) -> std::i
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let folder = path.parent().ok_or_else(|| std::io::Error::other(format!("`{}` has no folder", path.display())))?;
-    fs_err::create_dir_all(folder)?;
+    if !folder.is_dir() {
+        fs_err::create_dir_all(folder)?;
+        // The new folder's own entry is durable once its parent is.
+        if let Some(parent) = folder.parent() {
+            fs_err::File::open(parent)?.sync_all()?;
+        }
+    }
     let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = folder.join(format!(".{name}.{}.tmp", Uuid::new_v4().simple()));
     let written = (|| {
@@ -63,17 +79,20 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn images_land_whole_under_their_final_name() {
+    async fn images_land_whole_under_names_of_their_own() {
         let uploads = tempfile::tempdir().unwrap();
         let id = Uuid::nil();
-        let location = location(id, 3, "image/png");
-        assert_eq!(location, "00000000-0000-0000-0000-000000000000/3.png");
-        store(uploads.path(), &location, b"first".to_vec()).await.unwrap();
-        let path = store(uploads.path(), &location, b"second".to_vec()).await.unwrap();
+        let first = location(id, 3, "image/png");
+        let second = location(id, 3, "image/png");
+        assert!(first.starts_with("00000000-0000-0000-0000-000000000000/3-") && first.ends_with(".png"), "{first}");
+        assert_ne!(first, second, "each write has its own name");
+        store(uploads.path(), &first, b"first".to_vec()).await.unwrap();
+        let path = store(uploads.path(), &second, b"second".to_vec()).await.unwrap();
         assert_eq!(fs_err::read(&path).unwrap(), b"second");
+        remove(uploads.path(), &first).await;
         let names: Vec<_> =
             fs_err::read_dir(path.parent().unwrap()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
-        assert_eq!(names, ["3.png"], "no temporary file is left behind");
+        assert_eq!(names, [path.file_name().unwrap()], "no temporary file is left behind");
     }
 
     #[test]

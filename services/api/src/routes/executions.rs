@@ -339,9 +339,12 @@ pub async fn show(
     .bind(id)
     .fetch_all(&state.db)
     .await?;
+    // A finished execution retries nothing, whatever a row left by an interrupted run says.
+    let finished =
+        row.status.parse::<masstock_schema::ExecutionStatus>().is_ok_and(masstock_schema::ExecutionStatus::is_finished);
     let failures = failures
         .into_iter()
-        .map(|(index, error, permanent)| PromptFailure { index, error, retrying: !permanent })
+        .map(|(index, error, permanent)| PromptFailure { index, error, retrying: !permanent && !finished })
         .collect();
     Ok(Json(row.into_execution(Some((results, failures)))))
 }

@@ -31,7 +31,7 @@ async fn a_job_whose_worker_is_killed_is_finished_by_another_with_one_result_per
     let rescuer = Worker::start(&setup, "rescuer");
     let row = finished(&pool, id, Duration::from_secs(40), &[&rescuer]).await;
     assert_eq!((row.status.as_str(), row.progress_done, row.results), ("completed", 5, 5));
-    assert_eq!(stored_images(uploads.path(), id), ["0.png", "1.png", "2.png", "3.png", "4.png"]);
+    assert_eq!(stored_images(&pool, uploads.path(), id).await, [0, 1, 2, 3, 4]);
     assert!(rescuer.logs().contains("job done"), "{}", rescuer.logs());
     // The prompts the killed worker stored were not generated again (the one in flight may be).
     let generated = gemini.request_count();
@@ -49,10 +49,14 @@ async fn sigterm_lets_the_prompt_in_flight_finish_and_hands_the_job_back(pool: s
     let prompts = ["one [slow:1500]", "two [slow:1500]", "three [slow:1500]", "four [slow:1500]"];
     let id = enqueued(&pool, &namespace, &prompts).await;
     wait_for(&pool, id, Duration::from_secs(20), &[&stopping], |row| row.progress_done >= 1).await;
+    // The second prompt is at Gemini: that is the prompt in flight.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gemini.stats().in_flight == 0 {
+        assert!(Instant::now() < deadline, "no second request: {}", stopping.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stopping.signal("TERM");
-    let started = Instant::now();
     assert_eq!(stopping.wait_exit(Duration::from_secs(25)), Some(0), "{}", stopping.logs());
-    assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the whole execution");
 
     let handed_back = row(&pool, id).await;
     assert_eq!(handed_back.status, "pending", "{}", stopping.logs());
@@ -149,4 +153,77 @@ async fn a_redis_restart_loses_no_job(pool: sqlx::PgPool) {
     }
     drop(worker);
     drop(namespace);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_job_that_stalls_twice_fails_and_its_execution_is_settled_with_a_readable_error(pool: sqlx::PgPool) {
+    let namespace = Namespace::new(REDIS_URL);
+    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path())
+        .with("QUEUE_LOCK_SECONDS", "2")
+        .with("QUEUE_STALLED_INTERVAL_SECONDS", "1")
+        .with("RECONCILE_INTERVAL_SECONDS", "1");
+    let id =
+        enqueued(&pool, &namespace, &["one [slow:1500]", "two [slow:1500]", "three [slow:1500]", "four [slow:1500]"])
+            .await;
+
+    // Two workers die in turn while holding the job: BullMQ allows one stall (maxStalledCount 1).
+    for (name, progress) in [("first", 1), ("second", 2)] {
+        let mut doomed = Worker::start(&setup, name);
+        wait_for(&pool, id, Duration::from_secs(30), &[&doomed], |row| row.progress_done >= progress).await;
+        doomed.signal("KILL");
+        doomed.wait_exit(Duration::from_secs(5));
+    }
+    let survivor = Worker::start(&setup, "survivor");
+    namespace.wait_job_in("failed", id, Duration::from_secs(30)).await;
+    assert_eq!(namespace.job_field(id, "failedReason").as_deref(), Some("job stalled more than allowable limit"));
+    let row = finished(&pool, id, Duration::from_secs(20), &[&survivor]).await;
+    assert_eq!(row.status, "failed");
+    assert_eq!(
+        row.error.as_deref(),
+        Some("the worker processing this execution stopped more than once; start it again")
+    );
+    assert!(survivor.logs().contains("the job failed without settling its execution"), "{}", survivor.logs());
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn without_its_database_a_worker_hands_jobs_back_without_using_their_attempts(pool: sqlx::PgPool) {
+    let namespace = Namespace::new(REDIS_URL);
+    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path());
+    let unreachable = format!("postgres://masstock:masstock@127.0.0.1:{}/nothing", masstock_e2e::free_port());
+    let cut_off = Worker::start(&setup.clone().with("DATABASE_URL", &unreachable), "cut-off");
+
+    let id = enqueued(&pool, &namespace, &["patience"]).await;
+    cut_off.wait_for_log("cannot work; the job goes back to the queue", Duration::from_secs(30));
+    cut_off.wait_for_log("job handed back to the queue", Duration::from_secs(15));
+    assert!(!namespace.job_in("failed", id));
+    assert_eq!(namespace.job_field(id, "atm").as_deref().unwrap_or("0"), "0", "no attempt was used");
+    drop(cut_off);
+
+    let connected = Worker::start(&setup, "connected");
+    let row = finished(&pool, id, Duration::from_secs(30), &[&connected]).await;
+    assert_eq!((row.status.as_str(), row.results), ("completed", 1));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_prompt_waiting_for_the_rate_limit_does_not_hold_up_a_shutdown(pool: sqlx::PgPool) {
+    let namespace = Namespace::new(REDIS_URL);
+    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    let uploads = tempfile::tempdir().unwrap();
+    let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path())
+        .with("GEMINI_RPM", "1")
+        .with("SHUTDOWN_GRACE_SECONDS", "60");
+    let mut stopping = Worker::start(&setup, "stopping");
+
+    let id = enqueued(&pool, &namespace, &["first", "second waits a minute for its slot"]).await;
+    stopping.wait_for_log("gemini rate limit reached; waiting for a slot", Duration::from_secs(20));
+    stopping.signal("TERM");
+    // Far less than the 60 s grace: nothing was in flight.
+    assert_eq!(stopping.wait_exit(Duration::from_secs(30)), Some(0), "{}", stopping.logs());
+    assert!(namespace.job_in("prioritized", id), "{}", stopping.logs());
+    assert_eq!((row(&pool, id).await.status.as_str(), row(&pool, id).await.results), ("pending", 1));
+    assert_eq!(gemini.request_count(), 1, "the second prompt was never sent");
 }

@@ -58,3 +58,21 @@ fn a_wrong_password_or_no_redis_is_unhealthy_and_the_password_is_never_shown() {
     assert_eq!(code, Some(1));
     assert!(!words.contains("secret-password"), "{words}");
 }
+
+#[test]
+fn a_key_that_cannot_travel_in_a_header_is_refused_at_start_up_without_being_shown() {
+    let output = Command::new(env!("CARGO_BIN_EXE_masstock-worker"))
+        .arg("run")
+        .env_clear()
+        .env("DATABASE_URL", "postgres://masstock:masstock@127.0.0.1:5432/masstock_test")
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("GEMINI_API_KEY", "AIza-secret-with-a-newline\n")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: GEMINI_API_KEY: holds characters an HTTP header cannot carry (a trailing newline?)"
+    );
+}

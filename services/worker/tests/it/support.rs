@@ -318,17 +318,27 @@ pub fn python(script: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8")
 }
 
-/// The PNG files stored for an execution.
-pub fn stored_images(uploads: &Path, id: Uuid) -> Vec<String> {
-    let mut names: Vec<String> = fs_err::read_dir(uploads.join(id.to_string()))
+/// The prompt indexes of the images stored for an execution (`<index>-<nonce>.png`), each file
+/// checked to be a PNG and named by a result row.
+pub async fn stored_images(pool: &sqlx::PgPool, uploads: &Path, id: Uuid) -> Vec<usize> {
+    let names: Vec<String> = fs_err::read_dir(uploads.join(id.to_string()))
         .map(|entries| entries.map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
-    names.sort();
+    let locations: Vec<String> =
+        sqlx::query_scalar("select storage_location from execution_results where execution_id = $1")
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let mut indexes = Vec::new();
     for name in &names {
         let bytes = fs_err::read(uploads.join(id.to_string()).join(name)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{name} is a PNG");
+        assert!(locations.contains(&format!("{id}/{name}")), "{name} is named by a result: {locations:?}");
+        indexes.push(name.split_once('-').and_then(|(index, _)| index.parse().ok()).expect("`<index>-<nonce>.png`"));
     }
-    names
+    indexes.sort_unstable();
+    indexes
 }
 
 /// The job's progress as BullMQ stores it.
