@@ -1,5 +1,6 @@
-//! `masstock-worker run|healthcheck`: the command line, and the exit statuses (0 success,
-//! 1 failure, 2 bad configuration).
+//! `masstock-worker run|healthcheck`: the command line, and the exit statuses: 0 success (or
+//! healthy), 1 failure (or unhealthy, whatever the reason: Docker reads only 0 and 1), 2 bad
+//! usage or configuration of `run`.
 
 use std::process::ExitCode;
 use std::time::Duration;
