@@ -4,9 +4,10 @@
 //!
 //! Takes jobs off `<prefix>:workflow-queue` with a handler that answers `{}` at once, until
 //! `<jobs>` jobs have been completed, then prints one JSON line on stdout:
-//! `{"jobs": …, "seconds": …, "jobs_per_second": …}`, timed from the first job taken to the last
-//! one moved to completed. `bench/node-bullmq/consumer.js` does the same with Node's BullMQ and
-//! prints the same line.
+//! `{"jobs": …, "seconds": …, "jobs_per_second": …, "cpu_seconds": …}`, timed from the first job
+//! taken to the last one moved to completed; `cpu_seconds` is the CPU time the process used over
+//! that span (every thread, user and system; `null` where `/proc` is missing).
+//! `bench/node-bullmq/consumer.js` does the same with Node's BullMQ and prints the same line.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,14 +65,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(arguments: &Arguments) -> Result<(), String> {
-    let started: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    let started: Arc<OnceLock<(Instant, Option<f64>)>> = Arc::new(OnceLock::new());
     let taken = Arc::new(AtomicUsize::new(0));
     let all_taken = Arc::new(Notify::new());
     let handler = {
         let (started, taken, all_taken) = (Arc::clone(&started), Arc::clone(&taken), Arc::clone(&all_taken));
         let jobs = arguments.jobs;
         move |_job| {
-            started.get_or_init(Instant::now);
+            started.get_or_init(|| (Instant::now(), cpu_seconds()));
             if taken.fetch_add(1, Ordering::Relaxed) + 1 == jobs {
                 all_taken.notify_one();
             }
@@ -89,13 +90,29 @@ async fn run(arguments: &Arguments) -> Result<(), String> {
     while consumer.active_jobs().await > 0 {
         tokio::time::sleep(DRAIN_POLL).await;
     }
-    let finished = Instant::now();
-    let seconds = started.get().map_or(0.0, |started| finished.duration_since(*started).as_secs_f64());
+    let (finished, cpu_finished) = (Instant::now(), cpu_seconds());
+    let (started, cpu_started) = started.get().copied().ok_or("no job was taken")?;
+    let seconds = finished.duration_since(started).as_secs_f64();
+    let cpu = cpu_started.zip(cpu_finished).map(|(before, after)| after - before);
     consumer.close(Duration::from_secs(1)).await.map_err(|error| error.to_string())?;
 
     #[allow(clippy::cast_precision_loss, reason = "job counts are far below 2^52")]
     let jobs_per_second = arguments.jobs as f64 / seconds;
     let taken = taken.load(Ordering::Relaxed);
-    println!("{}", serde_json::json!({ "jobs": taken, "seconds": seconds, "jobs_per_second": jobs_per_second }));
+    let line = serde_json::json!({ "jobs": taken, "seconds": seconds, "jobs_per_second": jobs_per_second, "cpu_seconds": cpu });
+    println!("{line}");
     Ok(())
+}
+
+/// CPU time this process has used so far, every thread, user and system: fields 14 and 15 of
+/// `/proc/self/stat`, in the kernel's fixed unit for user space (`USER_HZ`, 100 per second).
+fn cpu_seconds() -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name, in parentheses, may hold spaces: count the fields after it.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    #[allow(clippy::cast_precision_loss, reason = "tick counts are far below 2^52")]
+    Some((user + system) as f64 / USER_HZ)
 }
