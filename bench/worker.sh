@@ -425,8 +425,11 @@ redis_version = next((line.split(":", 1)[1] for line in command("redis-cli", "-u
 say(f"node {command('node', '--version')}, bullmq {os.environ['NODE_BULLMQ_VERSION']}, ioredis {os.environ['NODE_IOREDIS_VERSION']}; "
     f"redis {redis_version.strip()}")
 commit = command("git", "-C", os.environ["REPO"], "rev-parse", "--short", "HEAD")
-dirty = command("git", "-C", os.environ["REPO"], "status", "--porcelain", "--untracked-files=no")
-say(f"git {commit}{' (uncommitted changes)' if dirty else ''}")
+if commit == "?":
+    say(f"git: {os.environ['REPO']} is not a git checkout")
+else:
+    dirty = command("git", "-C", os.environ["REPO"], "status", "--porcelain", "--untracked-files=no")
+    say(f"git {commit}{' (uncommitted changes)' if dirty else ''}")
 
 text = "\n".join(lines) + "\n"
 print()
