@@ -19,6 +19,7 @@ pub use error::{CommandError, ErrorKind};
 /// 0 success, 1 the operation failed or found a problem, 2 bad usage or invalid configuration.
 #[must_use]
 pub fn main() -> ExitCode {
+    install_tls_provider();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -35,4 +36,12 @@ pub fn main() -> ExitCode {
             error.exit_code()
         }
     }
+}
+
+/// Installs ring as rustls's process-level provider, for `rediss://` URLs. redis's TLS support asks
+/// rustls for the process default, which rustls can only guess when exactly one provider is
+/// compiled in, and panics otherwise (bullmq-official's redis features compile in none; feature
+/// unification may bring two). Installing it twice is harmless, so the answer is ignored.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -552,6 +552,17 @@ fn passwords_never_reach_the_output() {
 }
 
 #[test]
+fn tls_urls_fail_without_panicking() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("rediss://127.0.0.1:{port}");
+    let run = Sandbox::new().run_with_env(&["queue", "ls"], &[("NO_COLOR", "1"), ("REDIS_URL", &url)]);
+    assert_eq!(run.status, 1, "{}", run.transcript());
+    insta::with_settings!({ filters => vec![(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]")] }, {
+        insta::assert_snapshot!("tls_refused", run.transcript());
+    });
+}
+
+#[test]
 fn help_texts() {
     let sandbox = Sandbox::new();
     for command in ["ls", "show", "retry", "clean", "pause", "resume"] {
