@@ -563,6 +563,25 @@ fn tls_urls_fail_without_panicking() {
 }
 
 #[test]
+fn a_secret_that_breaks_the_url_is_refused_unprinted() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sandbox = local_sandbox_publishing(port);
+    std::fs::write(sandbox.path(".env.local"), "REDIS_PASSWORD=ab#cdSECRET\n").unwrap();
+    for json in [false, true] {
+        let mut args = vec!["--env", "local", "-v", "queue", "ls"];
+        if json {
+            args.push("--json");
+        }
+        let run = sandbox.run(&args);
+        assert_eq!(run.status, 2, "{}", run.transcript());
+        assert!(!run.transcript().contains("cdSECRET"), "{}", run.transcript());
+        if !json {
+            insta::assert_snapshot!("deploy_toml_secret_breaks_url", run.transcript());
+        }
+    }
+}
+
+#[test]
 fn help_texts() {
     let sandbox = Sandbox::new();
     for command in ["ls", "show", "retry", "clean", "pause", "resume"] {

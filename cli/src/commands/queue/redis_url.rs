@@ -36,7 +36,7 @@ impl fmt::Debug for RedisTarget {
 }
 
 impl RedisTarget {
-    fn new(url: String, source: String, from_environment: bool) -> Self {
+    pub(super) fn new(url: String, source: String, from_environment: bool) -> Self {
         Self { shown: redacted_url(&url), url, source, from_environment }
     }
 
@@ -136,6 +136,23 @@ fn resolve_secrets(stack: &Stack, declared: &str) -> Result<String, CommandError
             return Err(
                 CommandError::failure(format!("`{name}` is not set in `{}`", path.display())).with_hint(generate_hint)
             );
+        }
+    }
+    // A secret spliced into a URL must leave its shape alone: a `/`, `#`, `?` or `@` would end the
+    // password early and the rest would be read (and shown) as host or path. `config check`
+    // refuses the same secrets, with the same rule.
+    if secrets::map_references(declared, |_| String::new()).contains("://") {
+        let url_safe = |value: &str| value.chars().all(|c| c.is_ascii_alphanumeric() || "-._~+=".contains(c));
+        if let Some(name) = names.iter().find(|name| !url_safe(file.get(name).unwrap_or_default())) {
+            return Err(CommandError::usage(format!(
+                "secret `{name}` in `{}` holds characters that break the `REDIS_URL` it is part of",
+                path.display()
+            ))
+            .with_hint("a secret inside a URL may only hold letters, digits and `-._~+=`")
+            .with_hint(format!(
+                "generate a URL-safe one: remove `{name}` from the env file, then `masstockctl --env {environment} \
+                 secrets generate --force`"
+            )));
         }
     }
     let resolved = secrets::map_references(declared, |name| file.get(name).unwrap_or_default().to_owned());
