@@ -2,27 +2,32 @@
 //! Redis, and repairs (retry, clean, pause, resume) through BullMQ's own scripts.
 //!
 //! Reads never construct a `bullmq::Queue`, because constructing one writes the queue's `meta`
-//! hash (it records `library`): looking at a queue must not change it. Reads are pipelined, so
-//! their cost does not grow with the number of jobs: counts are `LLEN`/`ZCARD`, and the oldest
-//! waiting job is found among a few candidates (see [`Inspector::queues`]).
+//! hash (it records `library`): looking at a queue must not change it. Reads are pipelined, and
+//! none reads every job: counts are `LLEN`/`ZCARD`, and the oldest waiting job is one `SORT_RO`
+//! by creation time per waiting list (see [`Inspector::queues`]).
 //!
 //! Repairs go through [`Admin`], which wraps `bullmq::Queue`, so they run the same Lua scripts
 //! as the Node and Python clients. [`Admin::open`] refuses a queue that has no key at all, so a
 //! mistyped `--queue` does not create one.
 //!
-//! Workers are seen two ways: BullMQ's convention (a worker's connection is named
-//! `<prefix>:<base64(queue)>`, optionally followed by `:w:<worker name>`, and shows in
-//! `CLIENT LIST`), and our worker's heartbeat, a string key `<prefix>:<queue>:heartbeat:<worker id>`
+//! Workers are seen two ways: BullMQ's convention (a worker's connection is named after its
+//! queue and shows in `CLIENT LIST`: `<prefix>:<base64(queue)>` for Node and Rust,
+//! `<prefix>:<queue>` for Python 3.4.4, either followed by `:w:<worker name>` when the worker has
+//! one), and our worker's heartbeat, a string key `<prefix>:<queue>:heartbeat:<worker id>`
 //! holding `{"worker_id", "host", "pid", "concurrency", "active", "started_at_ms", "at_ms"}` with a
-//! TTL of 30 s. Heartbeats are read leniently: a field the worker did not write is `None`.
+//! TTL of 30 s. Heartbeats are read leniently: a field the worker did not write is `None`, and a
+//! key of another type there (a job whose id starts with `heartbeat:`) is no heartbeat.
+//!
+//! Queue names and prefixes hold neither `:` (a queue's keys would be ambiguous) nor `*` (the
+//! `SORT` patterns that find the oldest job would break); queues so named are not listed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bullmq::options::RedisConnectionOptions;
-use bullmq::{Queue, QueueOptions};
+use bullmq::{Queue, QueueOptions, RetryOptions};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use serde::Serialize;
@@ -54,25 +59,33 @@ const QUEUE_KEYS: &[&str] = &[
     "waiting-children",
 ];
 
-/// A priority band's width in the `prioritized` sorted set: scores are
-/// `priority * 2^32 + counter`.
-const BAND: u64 = 1 << 32;
+/// The lists and sorted sets whose jobs are waiting.
+const WAITING_KEYS: [&str; 3] = ["wait", "paused", "prioritized"];
 /// Keys looked at per `SCAN` call.
 const SCAN_COUNT: u32 = 10_000;
-/// Priority bands walked at most when looking for the oldest waiting job.
-const MAX_BANDS: usize = 1_000;
-/// Jobs moved back per call of BullMQ's `moveJobsToWait` script.
-const RETRY_BATCH: u32 = 1_000;
+/// Jobs `SORT` returns per waiting list: jobs without a hash (or a `timestamp`) sort first, so
+/// a few are asked for, and the first with a `timestamp` is the oldest.
+const OLDEST_CANDIDATES: u32 = 8;
+/// Failed job ids read per `ZRANGEBYSCORE` by `retry --failed`.
+const RETRY_PAGE: usize = 1_000;
+/// Jobs `retry --failed` retries at once (each is two requests on one multiplexed connection).
+const RETRY_CONCURRENCY: usize = 64;
+/// Jobs removed per call of BullMQ's `cleanJobsInSet` (the most BullMQ removes per call).
+const CLEAN_BATCH: u32 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("redis did not answer within {}s", .0.as_secs())]
     Timeout(Duration),
+    /// Redis could not be reached, refused the credentials, or dropped the connection.
+    #[error("{0}")]
+    Connection(String),
+    /// Redis refused a command for another reason.
     #[error("{0}")]
     Redis(String),
     #[error("unexpected answer from redis for `{key}`: {answer}")]
     Unexpected { key: String, answer: String },
-    #[error("`{0}` cannot be a queue name or prefix: it is empty or holds `:`")]
+    #[error("`{0}` cannot be a queue name or prefix: it is empty or holds `:` or `*`")]
     InvalidName(String),
     #[error("no queue `{queue}` under prefix `{prefix}`")]
     NoSuchQueue { prefix: String, queue: String },
@@ -80,6 +93,8 @@ pub enum AdminError {
     NoSuchJob { prefix: String, queue: String, id: String },
     #[error("job `{id}` is {state}: only failed and completed jobs can be retried")]
     NotRetryable { id: String, state: String },
+    #[error("job `{id}` is no longer {}: another client moved it first", .from.as_str())]
+    Moved { id: String, from: FinishedState },
     #[error("the queue refused: {0}")]
     Queue(String),
 }
@@ -118,7 +133,8 @@ pub struct Counts {
 /// A connection whose name says it belongs to a worker of the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkerConnection {
-    /// The connection's name: `<prefix>:<base64(queue)>[:w:<worker name>]`.
+    /// The connection's name: `<prefix>:<base64(queue)>` (Node, Rust) or `<prefix>:<queue>`
+    /// (Python), then `:w:<worker name>` when the worker has a name.
     pub name: String,
     pub addr: String,
     /// How long the connection has been open.
@@ -183,38 +199,127 @@ pub struct JobDetails {
     pub returnvalue: Option<serde_json::Value>,
 }
 
-/// `url` with its password replaced by `***`, for messages.
+/// `url` with whatever may be a secret in it replaced by `***`, for messages.
+///
+/// In `scheme://user:password@host…` the password is everything from the first `:` of the part
+/// after `://` to the LAST `@` of the whole string, so a password holding `/`, `?`, `#` or `@`
+/// is hidden whole; a part without `:` before the `@` is hidden too (it may be a password written
+/// where the user goes). The value of a `pass`/`password` query parameter (how `unix://` URLs
+/// carry it) is hidden to the end of the string. A string that does not start with `scheme://`
+/// is not understood: it is shown from its last `@` on, or not at all.
 #[must_use]
 pub fn redacted_url(url: &str) -> String {
-    match password_of(url) {
-        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
-        None => url.to_owned(),
+    let mut shown = String::with_capacity(url.len());
+    let mut from = 0;
+    for (start, end) in secret_ranges(url) {
+        shown.push_str(&url[from..start]);
+        shown.push_str("***");
+        from = end;
     }
+    shown.push_str(&url[from..]);
+    shown
 }
 
-/// Where the password of `scheme://[user][:password]@host…` sits in `url`.
-fn password_of(url: &str) -> Option<(usize, usize)> {
-    let authority_start = url.find("://")? + 3;
-    let authority_end = url[authority_start..].find(['/', '?', '#']).map_or(url.len(), |end| authority_start + end);
-    let at = url[authority_start..authority_end].rfind('@')? + authority_start;
-    let colon = url[authority_start..at].find(':')? + authority_start;
-    (colon + 1 < at).then_some((colon + 1, at))
+/// The byte ranges of `url` that may hold a secret, sorted and disjoint (see [`redacted_url`]).
+fn secret_ranges(url: &str) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let Some(authority) = authority_start(url) else {
+        // Not understood: only what follows the last `@` is shown.
+        let end = url.rfind('@').unwrap_or(url.len());
+        if end > 0 {
+            ranges.push((0, end));
+        }
+        return ranges;
+    };
+    if let Some(at) = url.rfind('@').filter(|&at| at >= authority) {
+        // `user:password`: the password; a part without `:`: all of it. Empty ranges are dropped.
+        let start = url[authority..at].find(':').map_or(authority, |colon| authority + colon + 1);
+        ranges.push((start, at));
+    }
+    if let Some(value) = password_parameter(url) {
+        ranges.push((value, url.len()));
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (start, end) in ranges.into_iter().filter(|(start, end)| start < end) {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
 }
 
-/// Removes the URL and its password from an error's text: redis and bullmq errors may quote them.
+/// Where the part after `scheme://` starts, when `url` starts with a scheme and `://`.
+fn authority_start(url: &str) -> Option<usize> {
+    let separator = url.find("://")?;
+    let scheme = &url[..separator];
+    let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    valid.then_some(separator + 3)
+}
+
+/// Where the value of the first query parameter whose name holds `pass` (`pass`, `password`,
+/// `passwd`…) starts.
+fn password_parameter(url: &str) -> Option<usize> {
+    let lower = url.to_ascii_lowercase();
+    let mut position = 0;
+    while let Some(found) = lower[position..].find(['?', '&', ';']) {
+        let name_start = position + found + 1;
+        let name_end = lower[name_start..].find(['=', '&', ';', '#']).map_or(lower.len(), |end| name_start + end);
+        if lower[name_start..name_end].contains("pass") && lower[name_end..].starts_with('=') {
+            return Some(name_end + 1);
+        }
+        position = name_start;
+    }
+    None
+}
+
+/// `text` with `%XX` escapes decoded, when they decode to UTF-8.
+fn percent_decoded(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = bytes.get(index + 1..index + 3).and_then(|pair| std::str::from_utf8(pair).ok());
+        match (bytes[index], hex.and_then(|pair| u8::from_str_radix(pair, 16).ok())) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// Removes the URL and its secrets from an error's text: redis and bullmq errors may quote them,
+/// as written or percent-decoded.
 fn scrub(text: &str, url: &str) -> String {
     let mut text = text.replace(url, &redacted_url(url));
-    if let Some((start, end)) = password_of(url) {
-        text = text.replace(&url[start..end], "***");
+    for (start, end) in secret_ranges(url) {
+        let secret = &url[start..end];
+        text = text.replace(secret, "***");
+        if let Some(decoded) = percent_decoded(secret).filter(|decoded| !decoded.is_empty()) {
+            text = text.replace(&decoded, "***");
+        }
     }
     text
 }
 
+/// Whether `name` can be a queue name or prefix here (see the module's documentation).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains([':', '*'])
+}
+
 fn check_name(name: &str) -> Result<(), AdminError> {
-    if name.is_empty() || name.contains(':') {
-        Err(AdminError::InvalidName(name.to_owned()))
-    } else {
+    if valid_name(name) {
         Ok(())
+    } else {
+        Err(AdminError::InvalidName(name.to_owned()))
     }
 }
 
@@ -235,6 +340,7 @@ fn base64_name(queue: &str) -> String {
 }
 
 /// A read-only connection to Redis.
+#[derive(Clone)]
 pub struct Inspector {
     connection: MultiplexedConnection,
     url: String,
@@ -250,17 +356,27 @@ impl std::fmt::Debug for Inspector {
 impl Inspector {
     /// Connects to `url`; `timeout` bounds the connection and every answer.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, AdminError> {
-        let client = redis::Client::open(url).map_err(|error| AdminError::Redis(scrub(&error.to_string(), url)))?;
+        // Whatever fails before the first command is about reaching redis: address, TLS, password.
+        let client =
+            redis::Client::open(url).map_err(|error| AdminError::Connection(scrub(&error.to_string(), url)))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let connection = within(timeout, url, client.get_multiplexed_async_connection_with_config(&config)).await?;
+        let connection = tokio::time::timeout(timeout, client.get_multiplexed_async_connection_with_config(&config))
+            .await
+            .map_err(|_| AdminError::Timeout(timeout))?
+            .map_err(|error| AdminError::Connection(scrub(&error.to_string(), url)))?;
         Ok(Self { connection, url: url.to_owned(), timeout })
     }
 
     async fn query(&mut self, pipeline: &redis::Pipeline) -> Result<Vec<Value>, AdminError> {
         let url = self.url.clone();
-        within(self.timeout, &url, pipeline.query_async::<Vec<Value>>(&mut self.connection)).await
+        let answers = within(self.timeout, &url, pipeline.query_async::<Vec<Value>>(&mut self.connection)).await?;
+        // Pipelines that ignore errors return a refused password as an answer like any other.
+        if let Some(Value::ServerError(error)) = answers.iter().find(|answer| refuses_credentials(answer)) {
+            return Err(AdminError::Connection(scrub(&error.to_string(), &url)));
+        }
+        Ok(answers)
     }
 
     /// Whether the queue has any key at all.
@@ -291,15 +407,19 @@ impl Inspector {
     /// Every queue under `prefix`, sorted by name. `now_ms` is the clock ages are measured against.
     ///
     /// Queues are found by one `SCAN` for their `meta` and `id` keys and our workers' heartbeats,
-    /// and by the names of connected workers. Then one pipeline reads every count, the `meta`
-    /// hash, and the candidates for the oldest waiting job: the right end of `wait` and `paused`
-    /// (BullMQ pushes on the left), and the head of each priority band of `prioritized`, found by
-    /// walking the bands with one pipelined `ZRANGEBYSCORE … LIMIT 0 1` round per band. A last
-    /// pipeline reads the candidates' `timestamp`. No step reads every job.
+    /// and by the names of connected workers. Then two pipelines go out together: a `MULTI` that
+    /// reads every count, the paused flag and the heartbeats at one moment, and one
+    /// `SORT_RO <list> BY <prefix>:<queue>:*->timestamp LIMIT 0 8 GET <prefix>:<queue>:*->timestamp`
+    /// per waiting list (`wait`, `paused`, `prioritized`), which answers the creation time of its
+    /// oldest job whatever order the list is in (retried jobs keep their creation time but go to
+    /// the end of their band; LIFO jobs go to the front). `SORT` substitutes the member, whatever
+    /// it holds, for the `*`, so any job id works. No job is sent back but the oldest.
     pub async fn queues(&mut self, prefix: &str, now_ms: u64) -> Result<Vec<QueueSummary>, AdminError> {
         check_name(prefix)?;
-        let mut names = BTreeSet::new();
-        let mut heartbeat_keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Queues named by a `meta` or `id` key, and the heartbeat keys under each queue (a set:
+        // `SCAN` may return a key twice).
+        let mut keyed = BTreeSet::new();
+        let mut heartbeat_keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         // One pass over the keyspace: `[hmi][ed]` after a `:` catches `:meta`, `:id` and
         // `:heartbeat:`. The few other keys it lets through are dropped below.
         let pattern = format!("{}:*:[hmi][ed]*", glob_escape(prefix));
@@ -314,13 +434,13 @@ impl Inspector {
             for key in keys {
                 let Some(rest) = key.strip_prefix(&head) else { continue };
                 if let Some(queue) = rest.strip_suffix(":meta").or_else(|| rest.strip_suffix(":id")) {
-                    if !queue.is_empty() && !queue.contains(':') {
-                        names.insert(queue.to_owned());
+                    if valid_name(queue) {
+                        keyed.insert(queue.to_owned());
                     }
                 } else if let Some((queue, worker)) = rest.split_once(':') {
                     if let Some(worker_id) = worker.strip_prefix(HEARTBEAT_SEGMENT).and_then(|w| w.strip_prefix(':')) {
-                        if !queue.is_empty() && !worker_id.is_empty() {
-                            heartbeat_keys.entry(queue.to_owned()).or_default().push(key.clone());
+                        if valid_name(queue) && !worker_id.is_empty() {
+                            heartbeat_keys.entry(queue.to_owned()).or_default().insert(key.clone());
                         }
                     }
                 }
@@ -331,16 +451,18 @@ impl Inspector {
             }
         }
         let clients = self.client_list().await;
+        let connected = queues_of_clients(&clients, prefix, &keyed);
+        let mut names = keyed.clone();
         names.extend(heartbeat_keys.keys().cloned());
-        names.extend(queues_of_clients(&clients, prefix));
-
+        names.extend(connected.iter().cloned());
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        // Counts, meta, heartbeats and the first candidates, in one round trip.
         let names: Vec<String> = names.into_iter().collect();
+
+        // Counts, the paused flag and the heartbeats, in one transaction.
         let mut pipeline = redis::pipe();
-        pipeline.ignore_errors();
+        pipeline.atomic().ignore_errors();
         let mut expected = Vec::new();
         for queue in &names {
             let base = format!("{prefix}:{queue}");
@@ -357,22 +479,26 @@ impl Inspector {
                 pipeline.cmd(command).arg(format!("{base}:{suffix}"));
                 expected.push(format!("{base}:{suffix}"));
             }
-            pipeline.cmd("HGET").arg(format!("{base}:meta")).arg("paused");
-            pipeline.cmd("LINDEX").arg(format!("{base}:wait")).arg(-1);
-            pipeline.cmd("LINDEX").arg(format!("{base}:paused")).arg(-1);
-            pipeline.cmd("ZRANGE").arg(format!("{base}:prioritized")).arg(0).arg(0).arg("WITHSCORES");
-            expected.extend([
-                format!("{base}:meta"),
-                format!("{base}:wait"),
-                format!("{base}:paused"),
-                format!("{base}:prioritized"),
-            ]);
+            // BullMQ's `isQueuePausedOrMaxed`: paused when the field exists, whatever its value.
+            pipeline.cmd("HEXISTS").arg(format!("{base}:meta")).arg("paused");
+            expected.push(format!("{base}:meta"));
             for key in heartbeat_keys.get(queue).into_iter().flatten() {
                 pipeline.cmd("GET").arg(key);
                 expected.push(key.clone());
             }
         }
-        let answers = self.query(&pipeline).await?;
+        let lists: Vec<(String, String)> = names
+            .iter()
+            .flat_map(|queue| {
+                let base = format!("{prefix}:{queue}");
+                WAITING_KEYS.iter().map(move |suffix| (base.clone(), format!("{base}:{suffix}")))
+            })
+            .collect();
+        // The sorts go out on a second handle of the same connection, alongside the transaction,
+        // so that they share its round trip without being part of it.
+        let mut sorter = self.clone();
+        let (answers, oldest) = tokio::join!(self.query(&pipeline), sorter.oldest_created(&lists));
+        let (answers, oldest) = (answers?, oldest?);
         if answers.len() != expected.len() {
             return Err(AdminError::Unexpected {
                 key: prefix.to_owned(),
@@ -381,11 +507,9 @@ impl Inspector {
         }
         let mut answers = answers.into_iter().zip(expected);
         let mut next = move || answers.next().expect("one answer per command");
+        let mut oldest = oldest.into_iter();
 
         let mut summaries = Vec::new();
-        // Per queue: the job ids that may be the oldest waiting one, and the band still to walk.
-        let mut candidates: Vec<Vec<String>> = Vec::new();
-        let mut bands: Vec<Option<u64>> = Vec::new();
         for queue in &names {
             let mut count = || {
                 let (answer, key) = next();
@@ -401,99 +525,91 @@ impl Inspector {
                 paused: count()?,
                 waiting_children: count()?,
             };
-            let (paused, key) = next();
-            let paused = optional_string(paused, &key)?.as_deref() == Some("1");
-            let mut waiting = Vec::new();
-            for _ in 0..2 {
-                let (answer, key) = next();
-                waiting.extend(optional_string(answer, &key)?);
-            }
             let (answer, key) = next();
-            let band = match band_head(answer, &key)? {
-                Some((id, band)) => {
-                    waiting.push(id);
-                    Some(band)
-                }
-                None => None,
-            };
+            let paused = integer(answer, &key)? == 1;
             let mut heartbeats = Vec::new();
             for _ in heartbeat_keys.get(queue).into_iter().flatten() {
                 let (answer, key) = next();
                 let worker_id = key.rsplit_once(&format!(":{HEARTBEAT_SEGMENT}:")).map_or("", |(_, id)| id).to_owned();
-                if let Some(value) = optional_string(answer, &key)? {
-                    heartbeats.push(read_heartbeat(worker_id, &value, now_ms));
-                }
+                heartbeats.extend(heartbeat_of(worker_id, answer, now_ms));
             }
             heartbeats.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
-            let workers = workers_of(&clients, prefix, queue);
+            let oldest_waiting_age_s = oldest
+                .by_ref()
+                .take(WAITING_KEYS.len())
+                .flatten()
+                .min()
+                .map(|created| now_ms.saturating_sub(created) / 1000);
+            // A queue seen only through keys that turned out not to be heartbeats is no queue.
+            if !keyed.contains(queue) && !connected.contains(queue) && heartbeats.is_empty() {
+                continue;
+            }
             summaries.push(QueueSummary {
                 prefix: prefix.to_owned(),
                 name: queue.clone(),
                 counts,
-                oldest_waiting_age_s: None,
+                oldest_waiting_age_s,
                 paused,
-                workers,
+                workers: workers_of(&clients, prefix, queue),
                 heartbeats,
             });
-            candidates.push(waiting);
-            bands.push(band);
-        }
-
-        // Walk the priority bands, all queues at once: one round trip per band.
-        for _ in 0..MAX_BANDS {
-            let walking: Vec<usize> = (0..names.len()).filter(|&index| bands[index].is_some()).collect();
-            if walking.is_empty() {
-                break;
-            }
-            let mut pipeline = redis::pipe();
-            pipeline.ignore_errors();
-            for &index in &walking {
-                let band = bands[index].unwrap_or_default();
-                pipeline
-                    .cmd("ZRANGEBYSCORE")
-                    .arg(format!("{prefix}:{}:prioritized", names[index]))
-                    .arg((band + 1) * BAND)
-                    .arg("+inf")
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(1);
-            }
-            let answers = self.query(&pipeline).await?;
-            for (&index, answer) in walking.iter().zip(answers) {
-                let key = format!("{prefix}:{}:prioritized", names[index]);
-                bands[index] = match band_head(answer, &key)? {
-                    Some((id, band)) => {
-                        candidates[index].push(id);
-                        Some(band)
-                    }
-                    None => None,
-                };
-            }
-        }
-
-        // The candidates' creation times, in one round trip.
-        let mut pipeline = redis::pipe();
-        pipeline.ignore_errors();
-        let mut owners = Vec::new();
-        for (index, ids) in candidates.iter().enumerate() {
-            for id in ids {
-                pipeline.cmd("HGET").arg(format!("{prefix}:{}:{id}", names[index])).arg("timestamp");
-                owners.push((index, format!("{prefix}:{}:{id}", names[index])));
-            }
-        }
-        if !owners.is_empty() {
-            let answers = self.query(&pipeline).await?;
-            for ((index, key), answer) in owners.into_iter().zip(answers) {
-                let Some(created) = optional_string(answer, &key)?.and_then(|value| value.parse::<u64>().ok()) else {
-                    continue;
-                };
-                let age = now_ms.saturating_sub(created) / 1000;
-                let oldest = &mut summaries[index].oldest_waiting_age_s;
-                *oldest = Some(oldest.map_or(age, |current| current.max(age)));
-            }
         }
         Ok(summaries)
+    }
+
+    /// The creation time (`timestamp`) of the oldest job in each list or sorted set of `lists`,
+    /// given as `(<prefix>:<queue>, key)`; `None` where it holds no job with a `timestamp`.
+    ///
+    /// `SORT_RO` compares numbers; where a `timestamp` is not a number it compares text (the same
+    /// order for timestamps of equal length), and where the server predates `SORT_RO` (Redis 7) it
+    /// falls back to `SORT`, which writes nothing without `STORE`.
+    async fn oldest_created(&mut self, lists: &[(String, String)]) -> Result<Vec<Option<u64>>, AdminError> {
+        let mut read_only = vec![true; lists.len()];
+        let mut alpha = vec![false; lists.len()];
+        let mut created = vec![None; lists.len()];
+        let mut pending: Vec<usize> = (0..lists.len()).collect();
+        while !pending.is_empty() {
+            let mut pipeline = redis::pipe();
+            pipeline.ignore_errors();
+            for &index in &pending {
+                let (base, key) = &lists[index];
+                let by = format!("{base}:*->timestamp");
+                pipeline
+                    .cmd(if read_only[index] { "SORT_RO" } else { "SORT" })
+                    .arg(key)
+                    .arg("BY")
+                    .arg(&by)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(OLDEST_CANDIDATES)
+                    .arg("GET")
+                    .arg(&by);
+                if alpha[index] {
+                    pipeline.arg("ALPHA");
+                }
+            }
+            let answers = self.query(&pipeline).await?;
+            let mut again = Vec::new();
+            for (&index, answer) in pending.iter().zip(answers) {
+                let key = &lists[index].1;
+                match answer {
+                    Value::ServerError(error) => {
+                        let text = error.to_string();
+                        if read_only[index] && text.contains("unknown command") {
+                            read_only[index] = false;
+                        } else if !alpha[index] && text.contains("converted into double") {
+                            alpha[index] = true;
+                        } else {
+                            return Err(refused(key, &error));
+                        }
+                        again.push(index);
+                    }
+                    answer => created[index] = first_timestamp(answer, key)?,
+                }
+            }
+            pending = again;
+        }
+        Ok(created)
     }
 
     /// `CLIENT LIST`, or nothing where the server refuses it (some managed Redis do).
@@ -548,7 +664,7 @@ impl Inspector {
         let mut state = "unknown";
         for ((_, suffix, name), answer) in checks.iter().zip(answers) {
             if let Value::ServerError(error) = &answer {
-                return Err(unexpected(&format!("{base}:{suffix}"), error));
+                return Err(refused(&format!("{base}:{suffix}"), error));
             }
             if answer != Value::Nil {
                 state = name;
@@ -558,19 +674,55 @@ impl Inspector {
         Ok(Some(job_details(id, state, &fields)))
     }
 
-    /// How many jobs of `state` finished at or before `until_ms`.
-    async fn finished_count(
+    /// The ids of the failed jobs that finished at or before `until_ms`, oldest first, read
+    /// `page` at a time.
+    ///
+    /// Pages follow the score (`finishedOn`): each starts at the last score read, skipping the
+    /// jobs of that score already read, so a page is never shifted by jobs leaving the set.
+    async fn failed_ids(
         &mut self,
         prefix: &str,
         queue: &str,
-        state: FinishedState,
         until_ms: u64,
-    ) -> Result<u64, AdminError> {
-        let key = format!("{prefix}:{queue}:{}", state.as_str());
-        let mut pipeline = redis::pipe();
-        pipeline.cmd("ZCOUNT").arg(&key).arg("-inf").arg(until_ms);
-        let answer = self.query(&pipeline).await?.into_iter().next().unwrap_or(Value::Nil);
-        integer(answer, &key)
+        page: usize,
+    ) -> Result<Vec<String>, AdminError> {
+        let key = format!("{prefix}:{queue}:failed");
+        let mut ids = Vec::new();
+        let mut seen = HashSet::new();
+        let (mut from, mut read_at_from) = ("-inf".to_owned(), 0_usize);
+        loop {
+            let mut pipeline = redis::pipe();
+            pipeline
+                .cmd("ZRANGEBYSCORE")
+                .arg(&key)
+                .arg(&from)
+                .arg(until_ms)
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(read_at_from)
+                .arg(page);
+            let answer = self.query(&pipeline).await?.into_iter().next().unwrap_or(Value::Nil);
+            if let Value::ServerError(error) = &answer {
+                return Err(refused(&key, error));
+            }
+            let members: Vec<(String, String)> =
+                redis::from_redis_value(answer).map_err(|error| unexpected(&key, &error))?;
+            let full = members.len() == page;
+            for (id, score) in members {
+                if score == from {
+                    read_at_from += 1;
+                } else {
+                    from = score;
+                    read_at_from = 1;
+                }
+                if seen.insert(id.clone()) {
+                    ids.push(id);
+                }
+            }
+            if !full {
+                return Ok(ids);
+            }
+        }
     }
 
     async fn list_length(&mut self, key: &str) -> Result<u64, AdminError> {
@@ -580,12 +732,36 @@ impl Inspector {
         integer(answer, key)
     }
 
+    /// Whether the queue is paused, as BullMQ decides it: its `meta` hash has a `paused` field.
     async fn is_paused(&mut self, prefix: &str, queue: &str) -> Result<bool, AdminError> {
         let key = format!("{prefix}:{queue}:meta");
         let mut pipeline = redis::pipe();
-        pipeline.cmd("HGET").arg(&key).arg("paused");
+        pipeline.cmd("HEXISTS").arg(&key).arg("paused");
         let answer = self.query(&pipeline).await?.into_iter().next().unwrap_or(Value::Nil);
-        Ok(optional_string(answer, &key)?.as_deref() == Some("1"))
+        Ok(integer(answer, &key)? == 1)
+    }
+
+    /// The `library` field of a queue's `meta` hash.
+    async fn library(&mut self, prefix: &str, queue: &str) -> Result<Option<String>, AdminError> {
+        let key = format!("{prefix}:{queue}:meta");
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("HGET").arg(&key).arg("library");
+        let answer = self.query(&pipeline).await?.into_iter().next().unwrap_or(Value::Nil);
+        optional_string(answer, &key)
+    }
+
+    /// Puts back the `library` field of a queue's `meta` hash as it was (`None`: absent).
+    async fn restore_library(&mut self, prefix: &str, queue: &str, library: Option<&str>) -> Result<(), AdminError> {
+        let key = format!("{prefix}:{queue}:meta");
+        let mut pipeline = redis::pipe();
+        match library {
+            Some(library) => pipeline.cmd("HSET").arg(&key).arg("library").arg(library),
+            None => pipeline.cmd("HDEL").arg(&key).arg("library"),
+        };
+        if let Some(Value::ServerError(error)) = self.query(&pipeline).await?.into_iter().next() {
+            return Err(refused(&key, &error));
+        }
+        Ok(())
     }
 }
 
@@ -610,9 +786,53 @@ pub struct Retried {
     pub from: FinishedState,
 }
 
+/// What `retry --failed` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetriedFailed {
+    /// Jobs sent back to waiting.
+    pub retried: u64,
+    /// Jobs that left the failed set (retried or removed by another client) before their turn.
+    pub gone: u64,
+}
+
+/// The options of every retry: the job gets all its attempts again (BullMQ's
+/// `resetAttemptsMade`). Without it, a job that failed its last attempt would be tried once
+/// more with no backoff, as `atm` already equals `attempts`.
+fn retry_options() -> RetryOptions {
+    RetryOptions { reset_attempts_made: true, reset_attempts_started: false }
+}
+
+/// How one job's retry ended.
+enum RetryOutcome {
+    Retried,
+    /// The job does not exist, or is no longer in the state it was retried from.
+    Gone,
+}
+
+/// Retries one job with BullMQ's `Job.retry` (its `reprocessJob` script), which puts it back in
+/// its priority band (or `wait` when it has none) and emits `waiting`.
+async fn retry_one(queue: &Queue, id: &str, from: FinishedState) -> Result<RetryOutcome, bullmq::error::Error> {
+    let Some(mut job) = queue.get_job(id).await? else { return Ok(RetryOutcome::Gone) };
+    match job.retry(from.as_str(), Some(retry_options())).await {
+        Ok(()) => Ok(RetryOutcome::Retried),
+        // `reprocessJob` answers -1 when the job is gone and -3 when it is not in the set it
+        // was retried from; the crate reports both as text.
+        Err(bullmq::error::Error::InvalidConfig(message))
+            if message.ends_with("with code -1") || message.ends_with("with code -3") =>
+        {
+            Ok(RetryOutcome::Gone)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 impl Admin {
     /// Opens `prefix:queue` at `url`. Fails with [`AdminError::NoSuchQueue`] when the queue has
     /// no key, before anything is written.
+    ///
+    /// Constructing a `bullmq::Queue` records `library` in the queue's `meta` hash; the value it
+    /// found there (or its absence) is put back at once, so that a repair changes only what its
+    /// BullMQ operation changes.
     pub async fn open(url: &str, prefix: &str, queue: &str, timeout: Duration) -> Result<Self, AdminError> {
         check_name(prefix)?;
         check_name(queue)?;
@@ -620,18 +840,23 @@ impl Admin {
         if !inspector.queue_exists(prefix, queue).await? {
             return Err(AdminError::NoSuchQueue { prefix: prefix.to_owned(), queue: queue.to_owned() });
         }
+        let library = inspector.library(prefix, queue).await?;
         let options = QueueOptions::new().connection(RedisConnectionOptions::new().url(url)).prefix(prefix);
-        let queue_handle = within_bullmq(timeout, url, Queue::with_options(queue, options)).await?;
+        let queue_handle = tokio::time::timeout(timeout, Queue::with_options(queue, options))
+            .await
+            .map_err(|_| AdminError::Timeout(timeout))?
+            .map_err(|error| bullmq_error(error, url))?;
+        inspector.restore_library(prefix, queue, library.as_deref()).await?;
         Ok(Self { queue: queue_handle, inspector, prefix: prefix.to_owned(), name: queue.to_owned() })
     }
 
+    /// Runs one BullMQ call (one script call, or one batch of a long operation) within the
+    /// timeout: long operations run batch by batch, each with a timeout of its own.
     async fn run<T>(&self, operation: impl Future<Output = Result<T, bullmq::error::Error>>) -> Result<T, AdminError> {
-        // Scripts on large sets run in batches; each batch gets the whole timeout again below, so
-        // this bound is for a server that stopped answering.
-        within_bullmq(self.inspector.timeout * 6, &self.inspector.url, operation).await
+        within_bullmq(self.inspector.timeout, &self.inspector.url, operation).await
     }
 
-    /// Retries one failed or completed job (BullMQ's `Job.retry`).
+    /// Retries one failed or completed job (BullMQ's `Job.retry`, with `resetAttemptsMade`).
     pub async fn retry_job(&mut self, id: &str) -> Result<Retried, AdminError> {
         let no_such_job =
             || AdminError::NoSuchJob { prefix: self.prefix.clone(), queue: self.name.clone(), id: id.to_owned() };
@@ -641,26 +866,57 @@ impl Admin {
             "completed" => FinishedState::Completed,
             _ => return Err(AdminError::NotRetryable { id: id.to_owned(), state }),
         };
-        let mut job = self.run(self.queue.get_job(id)).await?.ok_or_else(no_such_job)?;
-        self.run(job.retry(from.as_str(), None)).await?;
-        Ok(Retried { id: id.to_owned(), from })
+        match self.run(retry_one(&self.queue, id, from)).await? {
+            RetryOutcome::Retried => Ok(Retried { id: id.to_owned(), from }),
+            RetryOutcome::Gone => Err(AdminError::Moved { id: id.to_owned(), from }),
+        }
     }
 
-    /// Retries every job that failed until now (BullMQ's `Queue.retryJobs`); returns how many.
-    pub async fn retry_failed(&mut self, now_ms: u64) -> Result<u64, AdminError> {
+    /// Retries every job that failed until `now_ms`, one by one with BullMQ's `Job.retry` (which
+    /// keeps each job's priority, unlike `Queue.retryJobs`), `RETRY_CONCURRENCY` at a time.
+    ///
+    /// The ids are read first, so a job that fails again while the others are retried is not
+    /// retried twice.
+    pub async fn retry_failed(&mut self, now_ms: u64) -> Result<RetriedFailed, AdminError> {
         let (prefix, name) = (self.prefix.clone(), self.name.clone());
-        let before = self.inspector.finished_count(&prefix, &name, FinishedState::Failed, now_ms).await?;
-        self.run(self.queue.retry_jobs("failed", RETRY_BATCH, Some(now_ms))).await?;
-        let after = self.inspector.finished_count(&prefix, &name, FinishedState::Failed, now_ms).await?;
-        Ok(before.saturating_sub(after))
+        let ids = self.inspector.failed_ids(&prefix, &name, now_ms, RETRY_PAGE).await?;
+        let (timeout, url) = (self.inspector.timeout, self.inspector.url.clone());
+        let mut outcome = RetriedFailed::default();
+        let mut running = tokio::task::JoinSet::new();
+        let mut ids = ids.into_iter();
+        loop {
+            while running.len() < RETRY_CONCURRENCY {
+                let Some(id) = ids.next() else { break };
+                let (queue, url) = (self.queue.clone(), url.clone());
+                running.spawn(async move {
+                    within_bullmq(timeout, &url, retry_one(&queue, &id, FinishedState::Failed)).await
+                });
+            }
+            let Some(finished) = running.join_next().await else { break };
+            match finished.map_err(|error| AdminError::Queue(error.to_string()))? {
+                Ok(RetryOutcome::Retried) => outcome.retried += 1,
+                Ok(RetryOutcome::Gone) => outcome.gone += 1,
+                Err(error) => {
+                    running.abort_all();
+                    return Err(error);
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     /// Removes the jobs of `state` that finished more than `older_than` ago (BullMQ's
-    /// `Queue.clean`); returns how many.
+    /// `Queue.clean`, `CLEAN_BATCH` jobs per call); returns how many.
     pub async fn clean(&mut self, state: FinishedState, older_than: Duration) -> Result<u64, AdminError> {
         let grace = u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX);
-        let removed = self.run(self.queue.clean(grace, 0, state.as_str())).await?;
-        Ok(removed.len() as u64)
+        let mut removed = 0;
+        loop {
+            let batch = self.run(self.queue.clean(grace, CLEAN_BATCH, state.as_str())).await?.len() as u64;
+            removed += batch;
+            if batch < u64::from(CLEAN_BATCH) {
+                return Ok(removed);
+            }
+        }
     }
 
     /// Pauses the queue (BullMQ's `Queue.pause`); returns whether it was paused already.
@@ -696,6 +952,38 @@ impl Admin {
     }
 }
 
+/// Whether an answer is redis refusing the credentials (or asking for them).
+fn refuses_credentials(answer: &Value) -> bool {
+    matches!(answer, Value::ServerError(error) if matches!(error.code(), "NOAUTH" | "WRONGPASS"))
+}
+
+/// A redis client error, classified: [`AdminError::Connection`] when redis could not be reached
+/// or refused the credentials, [`AdminError::Redis`] otherwise.
+fn redis_error(error: &redis::RedisError, url: &str) -> AdminError {
+    let text = scrub(&error.to_string(), url);
+    let connection = error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_timeout()
+        || matches!(error.kind(), redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig)
+        || error.code().is_some_and(|code| matches!(code, "NOAUTH" | "WRONGPASS"));
+    if connection {
+        AdminError::Connection(text)
+    } else {
+        AdminError::Redis(text)
+    }
+}
+
+/// A bullmq error: its redis errors classified as [`redis_error`] does, the rest
+/// [`AdminError::Queue`].
+fn bullmq_error(error: bullmq::error::Error, url: &str) -> AdminError {
+    match error {
+        bullmq::error::Error::Redis(error) => redis_error(&error, url),
+        bullmq::error::Error::ConnectionClosed => AdminError::Connection("the connection to redis closed".to_owned()),
+        error => AdminError::Queue(scrub(&error.to_string(), url)),
+    }
+}
+
 async fn within<T>(
     timeout: Duration,
     url: &str,
@@ -704,7 +992,7 @@ async fn within<T>(
     tokio::time::timeout(timeout, operation)
         .await
         .map_err(|_| AdminError::Timeout(timeout))?
-        .map_err(|error| AdminError::Redis(scrub(&error.to_string(), url)))
+        .map_err(|error| redis_error(&error, url))
 }
 
 async fn within_bullmq<T>(
@@ -715,7 +1003,16 @@ async fn within_bullmq<T>(
     tokio::time::timeout(timeout, operation)
         .await
         .map_err(|_| AdminError::Timeout(timeout))?
-        .map_err(|error| AdminError::Queue(scrub(&error.to_string(), url)))
+        .map_err(|error| bullmq_error(error, url))
+}
+
+/// Redis answering `error` about `key`, as `CODE details`.
+fn refused(key: &str, error: &redis::ServerError) -> AdminError {
+    let answer = match error.details() {
+        Some(details) => format!("{} {details}", error.code()),
+        None => error.code().to_owned(),
+    };
+    AdminError::Unexpected { key: key.to_owned(), answer }
 }
 
 fn unexpected(key: &str, error: &dyn std::fmt::Display) -> AdminError {
@@ -726,7 +1023,7 @@ fn integer(answer: Value, key: &str) -> Result<u64, AdminError> {
     match answer {
         Value::Int(number) => u64::try_from(number).map_err(|_| unexpected(key, &number)),
         Value::Nil => Ok(0),
-        Value::ServerError(error) => Err(unexpected(key, &error)),
+        Value::ServerError(error) => Err(refused(key, &error)),
         other => Err(unexpected(key, &format!("{other:?}"))),
     }
 }
@@ -742,28 +1039,43 @@ fn string(answer: Value) -> Result<String, String> {
 fn optional_string(answer: Value, key: &str) -> Result<Option<String>, AdminError> {
     match answer {
         Value::Nil => Ok(None),
-        Value::ServerError(error) => Err(unexpected(key, &error)),
+        Value::ServerError(error) => Err(refused(key, &error)),
         other => string(other).map(Some).map_err(|error| unexpected(key, &error)),
     }
 }
 
-/// The member and priority band of a `ZRANGE … WITHSCORES` answer of at most one member.
-fn band_head(answer: Value, key: &str) -> Result<Option<(String, u64)>, AdminError> {
-    if let Value::ServerError(error) = &answer {
-        return Err(unexpected(key, error));
+/// The first `timestamp` a `SORT … GET` answer holds (jobs without one come first).
+fn first_timestamp(answer: Value, key: &str) -> Result<Option<u64>, AdminError> {
+    let values: Vec<Option<String>> = redis::from_redis_value(answer).map_err(|error| unexpected(key, &error))?;
+    Ok(values.into_iter().flatten().find_map(|value| {
+        value.parse::<u64>().ok().or_else(|| {
+            // Clients write whole milliseconds; a float is read all the same.
+            let float: f64 = value.parse().ok().filter(|float: &f64| float.is_finite() && *float >= 0.0)?;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "finite and not negative")]
+            let whole = float as u64;
+            Some(whole)
+        })
+    }))
+}
+
+/// The heartbeat a `GET` answered, if it is one: a key of another type there is a job whose id
+/// starts with `heartbeat:` (BullMQ allows `:` in job ids), and a key gone since `SCAN` is none.
+fn heartbeat_of(worker_id: String, answer: Value, now_ms: u64) -> Option<HeartbeatSeen> {
+    match answer {
+        Value::Nil => None,
+        Value::ServerError(error) if error.code() == "WRONGTYPE" => None,
+        Value::ServerError(error) => Some(unreadable_heartbeat(worker_id, error.to_string())),
+        other => match string(other) {
+            Ok(value) => Some(read_heartbeat(worker_id, &value, now_ms)),
+            Err(error) => Some(unreadable_heartbeat(worker_id, error)),
+        },
     }
-    let pairs: Vec<(String, String)> = redis::from_redis_value(answer).map_err(|error| unexpected(key, &error))?;
-    let Some((member, score)) = pairs.into_iter().next() else { return Ok(None) };
-    // Scores are below 2^53, so Redis prints them as integers; a float is read all the same.
-    let score = if let Ok(score) = score.parse::<u64>() {
-        score
-    } else {
-        let float: f64 = score.parse().map_err(|_| unexpected(key, &score))?;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "scores are whole and below 2^53")]
-        let whole = float.max(0.0) as u64;
-        whole
-    };
-    Ok(Some((member, score / BAND)))
+}
+
+fn unreadable_heartbeat(worker_id: String, reason: String) -> HeartbeatSeen {
+    let mut seen = read_heartbeat(worker_id, "{}", 0);
+    seen.unreadable = Some(reason);
+    seen
 }
 
 fn read_heartbeat(worker_id: String, value: &str, now_ms: u64) -> HeartbeatSeen {
@@ -802,26 +1114,42 @@ fn clients(list: &str) -> impl Iterator<Item = HashMap<&str, &str>> {
         .map(|line| line.split(' ').filter_map(|field| field.split_once('=')).collect())
 }
 
-/// Queues under `prefix` whose workers' connections are named (`<prefix>:<base64(queue)>…`).
-fn queues_of_clients(list: &str, prefix: &str) -> BTreeSet<String> {
-    let head = format!("{prefix}:");
-    clients(list)
-        .filter_map(|client| {
-            let encoded = client.get("name")?.strip_prefix(&head)?;
-            // Workers add `:w:<name>`, other BullMQ connections other suffixes.
-            let encoded = encoded.split(':').next().unwrap_or_default();
-            let queue = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
-            String::from_utf8(queue).ok().filter(|queue| !queue.is_empty() && !queue.contains(':'))
-        })
-        .collect()
+/// The queue a worker connection's name designates under `prefix`, and how it was named:
+/// `<prefix>:<base64(queue)>` (Node, Rust) or `<prefix>:<queue>` (Python 3.4.4), followed by
+/// `:w:<worker name>` or another suffix. `known` are the queues found by their keys: a name that
+/// is one of them is taken as it is, so the two conventions are told apart whenever the queue
+/// has a key. Otherwise a segment that is canonical base64 of a valid name is decoded.
+fn queue_of_client_name(name: &str, prefix: &str, known: &BTreeSet<String>) -> Option<String> {
+    let segment = name.strip_prefix(prefix)?.strip_prefix(':')?.split(':').next()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(segment)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|queue| valid_name(queue) && !queue.chars().any(char::is_control) && base64_name(queue) == segment);
+    if known.contains(segment) {
+        Some(segment.to_owned())
+    } else if let Some(queue) = decoded {
+        Some(queue)
+    } else {
+        valid_name(segment).then(|| segment.to_owned())
+    }
 }
 
-/// The connections of `queue`'s workers, as BullMQ's `Queue.getWorkers` matches them.
+/// Queues under `prefix` that connected workers name (see [`queue_of_client_name`]).
+fn queues_of_clients(list: &str, prefix: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
+    clients(list).filter_map(|client| queue_of_client_name(client.get("name")?, prefix, known)).collect()
+}
+
+/// The connections of `queue`'s workers, as BullMQ's `Queue.getWorkers` matches them in Node
+/// and Rust (`<prefix>:<base64(queue)>`) and in Python (`<prefix>:<queue>`), each alone or
+/// followed by `:w:<worker name>`.
 fn workers_of(list: &str, prefix: &str, queue: &str) -> Vec<WorkerConnection> {
-    let unnamed = format!("{prefix}:{}", base64_name(queue));
-    let named = format!("{unnamed}:w:");
+    let unnamed = [format!("{prefix}:{}", base64_name(queue)), format!("{prefix}:{queue}")];
+    let named = unnamed.clone().map(|unnamed| format!("{unnamed}:w:"));
+    let is_worker =
+        |name: &str| unnamed.iter().any(|unnamed| name == unnamed) || named.iter().any(|named| name.starts_with(named));
     let mut workers: Vec<WorkerConnection> = clients(list)
-        .filter(|client| client.get("name").is_some_and(|name| *name == unnamed || name.starts_with(&named)))
+        .filter(|client| client.get("name").is_some_and(|name| is_worker(name)))
         .map(|client| {
             let number = |field: &str| client.get(field).and_then(|value| value.parse().ok()).unwrap_or_default();
             WorkerConnection {
@@ -883,11 +1211,34 @@ mod tests {
         assert_eq!(redacted_url("redis://:s3cret@redis:6379"), "redis://:***@redis:6379");
         assert_eq!(redacted_url("redis://user:s3cret@h:1/0?x=1"), "redis://user:***@h:1/0?x=1");
         assert_eq!(redacted_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redacted_url("redis://user@h:1"), "redis://user@h:1");
+        assert_eq!(redacted_url("redis://127.0.0.1:6379/0?db=1"), "redis://127.0.0.1:6379/0?db=1");
+        // A lone user part may be a password written in the wrong place.
+        assert_eq!(redacted_url("redis://s3cret@h:1"), "redis://***@h:1");
+        // Passwords that hold the characters that end an authority, or `@`.
+        assert_eq!(redacted_url("redis://:se/cret@127.0.0.1:6379"), "redis://:***@127.0.0.1:6379");
+        assert_eq!(redacted_url("redis://:se#cret@127.0.0.1:6379"), "redis://:***@127.0.0.1:6379");
+        assert_eq!(redacted_url("redis://:se?cret@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(redacted_url("rediss://u:se@cret@h:1"), "rediss://u:***@h:1");
+        // Not `scheme://`: nothing before the last `@` is shown, or nothing at all.
+        assert_eq!(redacted_url("redis//:s3cret@127.0.0.1:6379"), "***@127.0.0.1:6379");
+        assert_eq!(redacted_url("redis:/:s3cret@127.0.0.1:6379"), "***@127.0.0.1:6379");
+        assert_eq!(redacted_url("s3cret"), "***");
+        // Passwords in the query, as `unix://` URLs carry them.
+        assert_eq!(redacted_url("redis+unix:///tmp/x.sock?pass=s3cret"), "redis+unix:///tmp/x.sock?pass=***");
+        assert_eq!(redacted_url("unix:///tmp/x.sock?db=1&PASSWORD=s3&cret"), "unix:///tmp/x.sock?db=1&PASSWORD=***");
+        // An `@` in the query: everything up to it may be a user part, so all of it goes.
+        assert_eq!(redacted_url("redis+unix:///tmp/x.sock?pass=a@b"), "redis+unix://***");
+        // Both at once, overlapping.
+        assert_eq!(redacted_url("redis://:x&pass=y@h:1"), "redis://:***");
+    }
+
+    #[test]
+    fn errors_are_scrubbed() {
         assert_eq!(
             scrub("cannot reach redis://:s3cret@h:1 (s3cret)", "redis://:s3cret@h:1"),
             "cannot reach redis://:***@h:1 (***)"
         );
+        assert_eq!(scrub("auth failed for se/cret", "redis://:se%2Fcret@h:1"), "auth failed for ***");
     }
 
     #[test]
@@ -898,23 +1249,49 @@ mod tests {
                     id=3 addr=127.0.0.1:3 name=bull:b3RoZXI= age=1 idle=1\n\
                     id=4 addr=127.0.0.1:4 name=other:d29ya2Zsb3ctcXVldWU= age=1 idle=1\n\
                     id=5 addr=127.0.0.1:5 name= age=1 idle=1\n\
-                    id=6 addr=127.0.0.1:6 name=bull:dGhpcmQ=:qe age=1 idle=1\n";
+                    id=6 addr=127.0.0.1:6 name=bull:dGhpcmQ=:qe age=1 idle=1\n\
+                    id=7 addr=127.0.0.1:7 name=bull:workflow-queue age=2 idle=2\n\
+                    id=8 addr=127.0.0.1:8 name=bull:workflow-queue:w:py age=2 idle=2\n\
+                    id=9 addr=127.0.0.1:9 name=bull:python-only:w:py age=2 idle=2\n";
         let workers = workers_of(list, "bull", "workflow-queue");
-        assert_eq!(workers.len(), 2);
-        assert_eq!(workers[1].name, "bull:d29ya2Zsb3ctcXVldWU=:w:alpha");
+        let names: Vec<&str> = workers.iter().map(|worker| worker.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "bull:d29ya2Zsb3ctcXVldWU=",
+                "bull:d29ya2Zsb3ctcXVldWU=:w:alpha",
+                "bull:workflow-queue",
+                "bull:workflow-queue:w:py"
+            ]
+        );
         assert_eq!((workers[0].age_s, workers[0].idle_s), (5, 1));
         assert!(workers_of(list, "bull", "third").is_empty(), "only workers count");
-        let queues = BTreeSet::from(["other".to_owned(), "third".to_owned(), "workflow-queue".to_owned()]);
-        assert_eq!(queues_of_clients(list, "bull"), queues);
+        let queues = ["other", "python-only", "third", "workflow-queue"].map(str::to_owned);
+        assert_eq!(queues_of_clients(list, "bull", &BTreeSet::new()), BTreeSet::from(queues));
     }
 
     #[test]
-    fn bands_are_read_from_scores() {
-        let answer =
-            |score: &str| Value::Array(vec![Value::BulkString(b"job".to_vec()), Value::BulkString(score.into())]);
-        assert_eq!(band_head(answer("8589934593"), "k").unwrap(), Some(("job".to_owned(), 2)));
-        assert_eq!(band_head(answer("4.294967297e9"), "k").unwrap(), Some(("job".to_owned(), 1)));
-        assert_eq!(band_head(Value::Array(Vec::new()), "k").unwrap(), None);
+    fn client_names_are_told_apart_by_the_queues_that_exist() {
+        // "YWJj" is both a plain name and the base64 of "abc".
+        let none = BTreeSet::new();
+        assert_eq!(queue_of_client_name("bull:YWJj:w:x", "bull", &none).as_deref(), Some("abc"));
+        let known = BTreeSet::from(["YWJj".to_owned()]);
+        assert_eq!(queue_of_client_name("bull:YWJj:w:x", "bull", &known).as_deref(), Some("YWJj"));
+        // Not canonical base64 (no padding), so plain.
+        assert_eq!(queue_of_client_name("bull:emails", "bull", &none).as_deref(), Some("emails"));
+        assert_eq!(queue_of_client_name("bullx:emails", "bull", &none), None);
+        assert_eq!(queue_of_client_name("bull:", "bull", &none), None);
+    }
+
+    #[test]
+    fn timestamps_are_read_from_sort_answers() {
+        let answer = |values: &[Option<&str>]| {
+            Value::Array(values.iter().map(|value| value.map_or(Value::Nil, |v| Value::BulkString(v.into()))).collect())
+        };
+        assert_eq!(first_timestamp(answer(&[None, Some("1700000000000")]), "k").unwrap(), Some(1_700_000_000_000));
+        assert_eq!(first_timestamp(answer(&[Some("1.7e12")]), "k").unwrap(), Some(1_700_000_000_000));
+        assert_eq!(first_timestamp(answer(&[Some("soon"), None]), "k").unwrap(), None);
+        assert_eq!(first_timestamp(Value::Array(Vec::new()), "k").unwrap(), None);
     }
 
     #[test]
@@ -922,6 +1299,32 @@ mod tests {
         let seen = read_heartbeat("w1".into(), r#"{"worker_id":"w1","host":"h","pid":7,"at_ms":1000}"#, 5_500);
         assert_eq!((seen.host.as_deref(), seen.pid, seen.age_s, seen.concurrency), (Some("h"), Some(7), Some(4), None));
         assert!(read_heartbeat("w2".into(), "nope", 0).unreadable.is_some());
+        let hash = redis::parse_redis_value(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
+            .unwrap();
+        assert!(heartbeat_of("evil".into(), hash, 0).is_none(), "a job whose id starts with `heartbeat:`");
+        assert!(heartbeat_of("gone".into(), Value::Nil, 0).is_none());
+    }
+
+    /// Against the bootstrap's Redis: pages that start inside a run of equal scores.
+    #[tokio::test]
+    async fn failed_ids_page_through_equal_scores() {
+        let url = "redis://127.0.0.1:6379";
+        let mut inspector = Inspector::connect(url, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|error| panic!("redis is not reachable at {url} ({error}): run `script/bootstrap`"));
+        let prefix = format!("admin-test-{}", uuid::Uuid::new_v4().simple());
+        let key = format!("{prefix}:q:failed");
+        let mut add = redis::pipe();
+        add.cmd("ZADD").arg(&key);
+        for (score, id) in [(100, "a"), (100, "b"), (100, "c"), (100, "d"), (200, "e"), (900, "after")] {
+            add.arg(score).arg(id);
+        }
+        inspector.query(&add).await.unwrap();
+        let ids = inspector.failed_ids(&prefix, "q", 500, 2).await;
+        let mut delete = redis::pipe();
+        delete.cmd("DEL").arg(&key);
+        inspector.query(&delete).await.unwrap();
+        assert_eq!(ids.unwrap(), ["a", "b", "c", "d", "e"]);
     }
 
     #[test]

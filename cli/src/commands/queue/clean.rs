@@ -1,6 +1,7 @@
 //! `masstockctl queue clean`: remove finished jobs older than a duration.
 
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use masstock_jobs::admin::FinishedState;
 
@@ -15,7 +16,7 @@ use crate::ui::Ui;
 /// Runs BullMQ's `Queue.clean`, in batches, until every matching job is gone, and says how many
 /// it removed. Waiting and active jobs are never touched.
 ///
-/// `--json` prints `{"prefix", "queue", "state", "older_than", "removed"}`.
+/// `--json` prints `{"prefix", "queue", "state", "older_than", "removed"}`, `older_than` as typed.
 ///
 /// Example: `masstockctl queue clean --state failed --older-than 7d`
 #[derive(Debug, clap::Args)]
@@ -25,9 +26,24 @@ pub struct CleanArgs {
     pub state: CleanState,
     /// How long ago they must have finished, as in deploy.toml: `30m`, `12h`, `7d`; `0s` for all
     #[arg(long, value_name = "DURATION")]
-    pub older_than: Duration,
+    pub older_than: TypedDuration,
     #[command(flatten)]
     pub selection: QueueSelection,
+}
+
+/// A duration and the text it was typed as, which messages echo.
+#[derive(Debug, Clone)]
+pub struct TypedDuration {
+    pub text: String,
+    pub duration: Duration,
+}
+
+impl FromStr for TypedDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self { text: text.trim().to_owned(), duration: text.parse()? })
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -49,14 +65,15 @@ pub fn cmd_queue_clean(global: &GlobalArgs, ui: &Ui, args: &CleanArgs) -> Result
     let target = target(global, ui)?;
     let selection = &args.selection;
     let state = FinishedState::from(args.state);
-    let older_than = args.older_than;
-    let removed = with_admin(&target, selection, async |admin| admin.clean(state, older_than.0).await)?;
+    let older_than = &args.older_than.text;
+    let grace = args.older_than.duration.0;
+    let removed = with_admin(&target, selection, async |admin| admin.clean(state, grace).await)?;
     if ui.json {
         ui.json_document(&serde_json::json!({
             "prefix": selection.prefix,
             "queue": selection.queue,
             "state": state,
-            "older_than": older_than.to_string(),
+            "older_than": older_than,
             "removed": removed,
         }));
     } else {

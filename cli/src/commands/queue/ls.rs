@@ -14,9 +14,10 @@ use crate::ui::Ui;
 ///
 /// Finds every queue under the prefix (by its `meta` and `id` keys, the worker heartbeats and the
 /// names of connected workers) and reads, without changing anything: the jobs in each state, the
-/// age of the oldest waiting job (waiting, prioritized or paused), whether the queue is paused, the
-/// worker connections (BullMQ names them `<prefix>:<base64 of the queue>`) and our workers'
-/// heartbeats.
+/// age of the oldest waiting job (waiting, prioritized or paused, by creation time), whether the
+/// queue is paused, the worker connections (BullMQ names them after the queue:
+/// `<prefix>:<base64 of the queue>` in Node and Rust, `<prefix>:<queue>` in Python) and our
+/// workers' heartbeats. Queue names and prefixes holding `:` or `*` are not supported.
 ///
 /// Redis is `REDIS_URL` when set, otherwise the `REDIS_URL` deploy.toml gives the worker, with the
 /// password from the env file, reached through the port the redis service publishes.

@@ -25,7 +25,7 @@ use crate::error::CommandError;
 use crate::ui::Ui;
 use redis_url::RedisTarget;
 
-/// How long Redis gets to connect and to answer each request.
+/// How long Redis gets to connect, and to answer each request or each batch of a long repair.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Subcommand)]
@@ -123,7 +123,12 @@ fn admin_error(error: AdminError, target: &RedisTarget) -> CommandError {
             CommandError::failure(error).with_hint(hint)
         }
         AdminError::NotRetryable { .. } => CommandError::failure(error),
-        AdminError::Timeout(_) | AdminError::Redis(_) | AdminError::Unexpected { .. } | AdminError::Queue(_) => {
+        AdminError::Moved { ref id, .. } => {
+            let hint = format!("`masstockctl queue show {id}` shows where it is now");
+            CommandError::failure(error).with_hint(hint)
+        }
+        // Redis could not be reached or let us in: the address and the password are suspects.
+        AdminError::Timeout(_) | AdminError::Connection(_) => {
             let failure = CommandError::failure(RedisFailure { url: target.shown.clone(), source: error });
             if target.from_environment {
                 failure.with_hint("check `REDIS_URL`: is redis running there, and is the password right?")
@@ -131,6 +136,15 @@ fn admin_error(error: AdminError, target: &RedisTarget) -> CommandError {
                 failure
                     .with_hint(format!("the address comes from {}; set `REDIS_URL` to use another one", target.source))
             }
+        }
+        // Redis answered: what it holds or refused is the problem, not how it was reached.
+        AdminError::Unexpected { ref key, .. } => {
+            let hint =
+                format!("`{key}` does not hold what BullMQ writes there; `redis-cli type {key}` shows what it is");
+            CommandError::failure(RedisFailure { url: target.shown.clone(), source: error }).with_hint(hint)
+        }
+        AdminError::Redis(_) | AdminError::Queue(_) => {
+            CommandError::failure(RedisFailure { url: target.shown.clone(), source: error })
         }
     }
 }
@@ -194,6 +208,23 @@ mod tests {
         assert_eq!(age(307), "5m07s");
         assert_eq!(age(7200), "2h00m");
         assert_eq!(age(2 * 86_400 + 4 * 3600 + 59), "2d04h");
+    }
+
+    #[test]
+    fn only_connection_errors_suspect_the_password() {
+        let target = RedisTarget::new("redis://:pw@127.0.0.1:6379".into(), "`REDIS_URL`".into(), true);
+        let hints = |error: AdminError| admin_error(error, &target).hints.join("\n");
+        let password = "is the password right?";
+        assert!(hints(AdminError::Connection("Connection refused".into())).contains(password));
+        assert!(hints(AdminError::Timeout(TIMEOUT)).contains(password));
+        for answered in [
+            AdminError::Queue("invalid configuration: reprocessJob failed with code -2".into()),
+            AdminError::Redis("ERR unknown command".into()),
+            AdminError::Unexpected { key: "bull:q:wait".into(), answer: "WRONGTYPE".into() },
+        ] {
+            let text = hints(answered);
+            assert!(!text.contains(password), "{text}");
+        }
     }
 
     #[test]

@@ -9,12 +9,15 @@ use crate::ui::Ui;
 
 /// Run failed jobs again: one by id, or every failed job
 ///
-/// Uses BullMQ's own scripts: `Job.retry` for one job (failed or completed), `Queue.retryJobs`
-/// for `--failed`. A retried job keeps its attempts made and goes back to waiting; `--failed`
-/// puts the jobs in the `wait` list, as BullMQ does, so they run before prioritized ones.
+/// Uses BullMQ's `Job.retry` (its `reprocessJob` script), job by job, for one job (failed or
+/// completed) and for `--failed`: each job goes back into its priority band, premium before
+/// standard, and emits `waiting`. A retried job starts over with all its attempts (BullMQ's
+/// `resetAttemptsMade`), backoff included; without it, a job that failed its last attempt would
+/// get a single try. `--failed` retries the jobs that had failed when it started; a job that
+/// another client retries or removes meanwhile is counted as `gone`.
 ///
 /// `--json` prints `{"prefix", "queue", "id", "from"}` for one job, `{"prefix", "queue",
-/// "retried"}` (a count) for `--failed`.
+/// "retried", "gone"}` (counts) for `--failed`.
 ///
 /// Example: `masstockctl queue retry --failed`
 #[derive(Debug, clap::Args)]
@@ -51,16 +54,24 @@ pub fn cmd_queue_retry(global: &GlobalArgs, ui: &Ui, args: &RetryArgs) -> Result
         }
     } else {
         let now = now_ms();
-        let count = with_admin(&target, selection, async |admin| admin.retry_failed(now).await)?;
+        let outcome = with_admin(&target, selection, async |admin| admin.retry_failed(now).await)?;
+        let count = outcome.retried;
         if ui.json {
             ui.json_document(&serde_json::json!({
                 "prefix": selection.prefix,
                 "queue": selection.queue,
                 "retried": count,
+                "gone": outcome.gone,
             }));
         } else {
             let jobs = if count == 1 { "job" } else { "jobs" };
             ui.data(&format!("retried {count} failed {jobs} of `{}`\n", selection.qualified()));
+            if outcome.gone > 0 {
+                ui.info(format!(
+                    "{} left the failed set before their turn (retried or removed by another client)",
+                    outcome.gone
+                ));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
