@@ -3,10 +3,18 @@
 
 use std::process::ExitCode;
 
-/// Parses the process's arguments into `C`, running `default_command` when none is named. On an
+/// Installs ring as rustls's process-level provider, for `rediss://` URLs: redis's TLS support
+/// asks rustls for the process default, which rustls can only guess when exactly one provider is
+/// compiled in, and panics otherwise. Installing it twice is harmless.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Parses the process's arguments into `C` (after installing the TLS provider every service needs), running `default_command` when none is named. On an
 /// error, prints it (a missing setting as the environment variable to set) and returns the exit
 /// status: 2 for bad usage, 0 for `--help` and `--version`.
 pub fn parse<C: clap::Parser>(default_command: &str) -> Result<C, ExitCode> {
+    install_tls_provider();
     C::try_parse_from(arguments(default_command)).map_err(|error| {
         match missing_variables::<C>(&error) {
             Some(variables) => eprintln!(

@@ -76,3 +76,25 @@ fn a_key_that_cannot_travel_in_a_header_is_refused_at_start_up_without_being_sho
         "error: GEMINI_API_KEY: holds characters an HTTP header cannot carry (a trailing newline?)"
     );
 }
+
+#[test]
+fn a_tls_redis_url_is_understood() {
+    // Nothing listens there: the point is an error in words, not rustls's panic about its provider.
+    let redis_url = format!("rediss://:secret-password@127.0.0.1:{}", masstock_e2e::free_port());
+    let output = Command::new(env!("CARGO_BIN_EXE_masstock-worker"))
+        .arg("run")
+        .env_clear()
+        .env("DATABASE_URL", "postgres://masstock:masstock@127.0.0.1:5432/masstock_test")
+        .env("REDIS_URL", &redis_url)
+        .env("GEMINI_API_KEY", "key")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(!stderr.contains("secret-password"), "{stderr}");
+    let (code, words) = healthcheck(&redis_url, "bull", "w1");
+    assert_eq!(code, Some(1));
+    assert!(words.starts_with("unhealthy: redis: "), "{words}");
+}
