@@ -76,13 +76,15 @@ async fn run(command: Command) -> ExitCode {
     match command {
         Command::Serve(args) => serve(&args).await,
         Command::Migrate(args) => migrate(&args).await,
-        Command::Healthcheck { url } => match crate::healthcheck::check(&url, Duration::from_secs(5)).await {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("unhealthy: {error}");
-                ExitCode::from(1)
+        Command::Healthcheck { url } => {
+            match masstock_runtime::healthcheck::check(&url, Duration::from_secs(5)).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("unhealthy: {error}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
         Command::User(UserCommand::Add { database, email, password_stdin: _, premium }) => {
             add_user(&database, &email, premium).await
         }

@@ -9,7 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod cors;
 pub mod error;
-pub mod healthcheck;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;

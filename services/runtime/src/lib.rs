@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod healthcheck;
 
 use std::fmt;
 use std::str::FromStr;

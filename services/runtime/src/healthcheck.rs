@@ -1,5 +1,6 @@
-//! `masstock-api healthcheck [--url URL]`: the container's health check. Images have no shell
-//! and no wget, so the binary checks itself: one HTTP/1.0 GET, healthy on a 2xx answer.
+//! `healthcheck --url URL` of our HTTP services (`masstock-api`, `masstock-web`): the container's
+//! health check. Images have no shell and no wget, so the binary checks itself: one HTTP/1.0 GET,
+//! healthy on a 2xx answer.
 
 use std::time::Duration;
 
