@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod healthcheck;
+pub mod server;
 
 use std::fmt;
 use std::str::FromStr;

@@ -52,7 +52,7 @@ impl TestApi {
             let _ = stopped.await;
         };
         let server =
-            tokio::spawn(masstock_api::server::run(listener, masstock_api::app::router(state), shutdown, grace));
+            tokio::spawn(masstock_runtime::server::run(listener, masstock_api::app::router(state), shutdown, grace));
         Self { url, queue_prefix, stop: Some(stop), server: Some(server) }
     }
 

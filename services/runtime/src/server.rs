@@ -1,4 +1,4 @@
-//! Serving the router until told to stop: shutdown is an argument, so tests pass their own.
+//! Serving an axum router until told to stop: shutdown is an argument, so tests pass their own.
 
 use std::future::{Future, IntoFuture as _};
 use std::time::Duration;
@@ -39,4 +39,3 @@ pub async fn run(
     }
 }
 
-pub use masstock_runtime::termination;

@@ -1,0 +1,138 @@
+//! `masstock-web [serve] --root DIR --port N` and `masstock-web healthcheck [--url URL]`: the
+//! command line, and the exit statuses (0 success or healthy, 1 failure or unhealthy, 2 bad usage
+//! or configuration).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use masstock_runtime::AppEnv;
+
+use crate::site::SiteSettings;
+
+/// MasStock's static web server: the app (a single-page application) or the landing page.
+///
+/// `serve` is the default command: `masstock-web --root DIR --port N`.
+#[derive(Debug, Parser)]
+#[command(name = "masstock-web", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a folder (the default)
+    Serve(ServeArgs),
+    /// Check that the server answers (the container's health check): exit 0 on a 2xx
+    Healthcheck {
+        /// What to GET
+        #[arg(long, default_value = "http://127.0.0.1:80/health")]
+        url: String,
+    },
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The folder to serve; its `index.html` answers the paths that name no file
+    #[arg(long, env = "WEB_ROOT", value_name = "DIR")]
+    pub root: PathBuf,
+    /// The port to listen on
+    #[arg(long, env = "PORT", default_value_t = 80)]
+    pub port: u16,
+    /// The deployment environment, told to the browser in `/config.json`
+    #[arg(long, env = "APP_ENV", value_enum, default_value = "production")]
+    pub app_env: AppEnv,
+    /// Where the app calls the API, told to the browser in `/config.json`
+    #[arg(long, env = "API_BASE_URL", value_name = "URL")]
+    pub api_base_url: Option<String>,
+    /// Where the landing page's links to the app point, told to the browser in `/config.json`
+    #[arg(long, env = "APP_URL", value_name = "URL")]
+    pub app_url: Option<String>,
+    /// How long in-flight requests may take to finish after SIGTERM, in seconds
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl ServeArgs {
+    /// The site's settings; the root must be a folder with an `index.html`.
+    pub fn settings(&self) -> Result<SiteSettings, String> {
+        let index = self.root.join("index.html");
+        if !index.is_file() {
+            return Err(format!("`{}` is not a folder with an index.html (--root or WEB_ROOT)", self.root.display()));
+        }
+        for (variable, url) in [("API_BASE_URL", &self.api_base_url), ("APP_URL", &self.app_url)] {
+            if let Some(url) = url {
+                if !(url.starts_with("https://") || url.starts_with("http://")) || url.chars().any(char::is_whitespace)
+                {
+                    return Err(format!("{variable}: `{url}` is not an http(s) URL"));
+                }
+            }
+        }
+        Ok(SiteSettings {
+            root: self.root.clone(),
+            environment: self.app_env,
+            api_base_url: self.api_base_url.clone(),
+            app_url: self.app_url.clone(),
+        })
+    }
+}
+
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli: Cli = match masstock_runtime::cli::parse("serve") {
+        Ok(cli) => cli,
+        Err(status) => return status,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(&args).await,
+            Command::Healthcheck { url } => {
+                match masstock_runtime::healthcheck::check(&url, Duration::from_secs(5)).await {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("unhealthy: {error}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn serve(args: &ServeArgs) -> ExitCode {
+    let settings = match args.settings() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    masstock_runtime::init_logs(settings.environment, "info");
+    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", args.port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, port = args.port, "cannot listen");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(port = args.port, root = %settings.root.display(), "listening");
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let router = crate::site::router(&settings);
+    match masstock_runtime::server::run(listener, router, masstock_runtime::termination(), grace).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the server failed");
+            ExitCode::from(1)
+        }
+    }
+}
