@@ -1,6 +1,8 @@
-//! End-to-end tests of what masstockctl renders, run through the real tools (nginx,
-//! docker-compose). One test binary; `script/bootstrap` installs the tools.
+//! End-to-end tests run through the real tools (nginx, docker-compose, Chromium) against what
+//! masstockctl renders and the services it deploys. One test binary; `script/bootstrap` installs
+//! the tools.
 
+mod browser;
 mod compose;
 mod nginx;
 mod sandbox;

@@ -24,9 +24,17 @@ impl RenderedSandbox {
 
     /// Like [`RenderedSandbox::new`], with more TOML merged into the environment.
     pub fn with_overrides(base: &str, extra: &str) -> Self {
+        Self::with_overrides_for_edge(base, |_| extra.to_owned())
+    }
+
+    /// Like [`RenderedSandbox::with_overrides`], with TOML that depends on the edge's HTTPS port
+    /// (origins, content security policies).
+    pub fn with_overrides_for_edge(base: &str, extra: impl FnOnce(u16) -> String) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
         let root = dir.path().display().to_string();
         let (http_port, https_port, api_port) = (free_port(), free_port(), free_port());
+        let extra = extra(https_port);
+        let extra = extra.as_str();
         let overrides = format!(
             r#"
             [project]

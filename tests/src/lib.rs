@@ -1,6 +1,8 @@
 //! Support for end-to-end tests against the real tools: free ports, processes that are stopped
 //! even when a test fails, test certificates, and deploy.toml variants pointing into a sandbox.
 
+pub mod webdriver;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

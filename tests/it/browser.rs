@@ -1,0 +1,271 @@
+//! The app end to end in a real browser: headless Chromium through the host nginx with TLS, the
+//! app and the API on different origins (cookies, CORS preflight) as in production, the worker
+//! and the fake Gemini behind them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use masstock_e2e::webdriver::Browser;
+use masstock_e2e::{workspace_root, ChildGuard};
+use masstock_runtime::{AppEnv, Secret};
+use serde_json::json;
+
+use crate::sandbox::RenderedSandbox;
+
+const EMAIL: &str = "ana@example.com";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A database of the test's own, dropped at the end.
+struct Database {
+    name: String,
+    url: String,
+    admin: String,
+}
+
+impl Database {
+    fn create(runtime: &tokio::runtime::Runtime) -> Self {
+        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
+        let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
+        let name = format!("masstock_browser_{}", uuid::Uuid::new_v4().simple());
+        let admin = format!("{server}/postgres");
+        runtime.block_on(async {
+            let pool = sqlx::PgPool::connect(&admin)
+                .await
+                .unwrap_or_else(|error| panic!("no PostgreSQL at {admin} ({error}): run `script/bootstrap`"));
+            sqlx::query(&format!("create database {name}")).execute(&pool).await.unwrap();
+        });
+        Self { url: format!("{server}/{name}"), name, admin }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&pool).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Deletes the test's Redis keys when dropped.
+struct RedisKeys(String);
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        if let Ok(mut connection) =
+            redis::Client::open("redis://127.0.0.1:6379").and_then(|client| client.get_connection())
+        {
+            for pattern in [format!("{}*", self.0), format!("masstock:gemini-requests:{}*", self.0)] {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut connection).unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut connection);
+                }
+            }
+        }
+    }
+}
+
+fn artifacts() -> PathBuf {
+    workspace_root().join("target/e2e-artifacts")
+}
+
+#[test]
+fn a_user_logs_in_runs_three_prompts_and_sees_three_images() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // The services' constructors (lazy pools) expect to be inside the runtime.
+    let _inside = runtime.enter();
+    let app_port = masstock_e2e::free_port();
+    // The app's origin includes the edge's port, which the sandbox chooses: CORS and the app's
+    // content security policy are written for it.
+    let sandbox = RenderedSandbox::with_overrides_for_edge("production", |https| {
+        let api_origin = format!("https://api.masstock.fr:{https}");
+        format!(
+            "[services.app]\nports = [{{ host = {app_port}, container = 80 }}]\n\
+             [cors]\norigins = [\"https://app.masstock.fr:{https}\"]\n\
+             [sites.app]\ncontent_security_policy = \"default-src 'self'; connect-src 'self' {api_origin}; \
+             img-src 'self' data: blob: {api_origin}; style-src 'self'; script-src 'self'; font-src 'self'; \
+             object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'\"\n"
+        )
+    });
+    let https = sandbox.https_port;
+    let app_origin = format!("https://app.masstock.fr:{https}");
+    let api_origin = format!("https://api.masstock.fr:{https}");
+
+    let database = Database::create(&runtime);
+    let prefix = format!("browser-{}", uuid::Uuid::new_v4().simple());
+    let _keys = RedisKeys(prefix.clone());
+    let uploads = tempfile::tempdir().unwrap();
+    let gemini = masstock_fake_gemini::FakeGemini::start(
+        masstock_fake_gemini::Settings::default().with_api_key("browser-key").with_latency(Duration::from_millis(700)),
+    )
+    .unwrap();
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+        masstock_schema::migrate(&pool).await.unwrap();
+        masstock_api::users::add_user(&pool, EMAIL, PASSWORD, false).await.unwrap();
+    });
+
+    // The API, as the edge proxies to it.
+    let api_args = masstock_api::config::ServeArgs {
+        database: masstock_api::config::DatabaseArgs { database_url: Secret::from(database.url.as_str()) },
+        redis_url: Secret::from("redis://127.0.0.1:6379"),
+        jwt_secret: Secret::from("browser-test-secret-browser-test-secret"),
+        cors_origin: app_origin.clone(),
+        port: sandbox.api_port,
+        app_env: AppEnv::Production,
+        trusted_proxies: "127.0.0.0/8".into(),
+        uploads_dir: uploads.path().to_path_buf(),
+        queue_prefix: prefix.clone(),
+        rate_limit_general: "1000/60s".into(),
+        rate_limit_auth: "20/60s".into(),
+        rate_limit_prefix: format!("{prefix}:ratelimit"),
+        shutdown_grace_seconds: 1,
+    };
+    let settings = api_args.settings().expect("valid API settings");
+    let api_listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", sandbox.api_port))).unwrap();
+    let state = masstock_api::app::AppState::new(settings).unwrap();
+    runtime.spawn(masstock_runtime::server::run(
+        api_listener,
+        masstock_api::app::router(state),
+        until_stopped(),
+        Duration::from_secs(1),
+    ));
+
+    // The app.
+    let site = masstock_web::site::SiteSettings {
+        root: workspace_root().join("services/web/app"),
+        environment: AppEnv::Production,
+        api_base_url: Some(api_origin.clone()),
+        app_url: Some(app_origin.clone()),
+    };
+    let app_listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", app_port))).unwrap();
+    runtime.spawn(masstock_runtime::server::run(
+        app_listener,
+        masstock_web::site::router(&site),
+        until_stopped(),
+        Duration::from_secs(1),
+    ));
+
+    // The worker.
+    let worker_args = masstock_worker::config::RunArgs {
+        queue: masstock_worker::config::QueueArgs {
+            redis_url: Secret::from("redis://127.0.0.1:6379"),
+            queue_prefix: prefix.clone(),
+            worker_id: Some("browser".into()),
+        },
+        database_url: Secret::from(database.url.as_str()),
+        gemini_api_key: Secret::from("browser-key"),
+        gemini_base_url: gemini.url(),
+        gemini_model: "gemini-2.5-flash-image".into(),
+        gemini_rpm: 100,
+        gemini_connect_timeout_seconds: 5,
+        gemini_request_timeout_seconds: 20,
+        gemini_max_attempts: 3,
+        gemini_backoff_ms: 100,
+        concurrency: 3,
+        uploads_dir: uploads.path().to_path_buf(),
+        app_env: AppEnv::Test,
+        shutdown_grace_seconds: 2,
+        lock_seconds: 30,
+        stalled_interval_seconds: 30,
+        reconcile_interval_seconds: 60,
+    };
+    let worker_settings = worker_args.settings().expect("valid worker settings");
+    let worker = runtime.spawn(masstock_worker::run::serve(worker_settings, until_stopped()));
+
+    let config = sandbox.write_nginx_main_config();
+    let _nginx = ChildGuard(
+        std::process::Command::new(masstock_e2e::require_tool("nginx"))
+            .arg("-p")
+            .arg(sandbox.root())
+            .arg("-c")
+            .arg(&config)
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .expect("start nginx"),
+    );
+    masstock_e2e::wait_for_port(([127, 0, 0, 1], https).into(), Duration::from_secs(10));
+
+    let browser = Browser::start("MAP *.masstock.fr 127.0.0.1, MAP masstock.fr 127.0.0.1", 1280, 900);
+    let shots = artifacts();
+    let app = |path: &str| format!("{app_origin}{path}");
+
+    // Not logged in: the app sends us to its login page.
+    browser.goto(&app("/"));
+    browser.wait_for("form#login-form", Duration::from_secs(20));
+    browser.screenshot(&shots.join("1-login.png"));
+    browser.fill("#email", EMAIL);
+    browser.fill("#password", PASSWORD);
+    browser.click("#login-submit");
+
+    // Three prompts, then the execution's page.
+    browser.wait_for("form#execution-form", Duration::from_secs(20));
+    browser.fill("#prompts", "a red fox\na blue whale\na green owl");
+    browser.click("#execution-submit");
+    browser.wait_until(
+        "the execution's page opens",
+        Duration::from_secs(20),
+        "return /\\/executions\\/[0-9a-f-]{36}$/.test(location.pathname);",
+    );
+    browser.wait_for("progress#execution-progress", Duration::from_secs(10));
+    browser.screenshot(&shots.join("2-progress.png"));
+    browser.wait_until(
+        "the execution completes",
+        Duration::from_secs(60),
+        "const s = document.querySelector('#execution-status'); return s && s.dataset.status === 'completed';",
+    );
+    let images = browser.wait_until(
+        "three images are shown",
+        Duration::from_secs(20),
+        "const images = [...document.querySelectorAll('#gallery img')]; \
+         return images.length === 3 && images.every(image => image.complete && image.naturalWidth > 0) && images.length;",
+    );
+    assert_eq!(images, json!(3));
+    let progress =
+        browser.script("const p = document.querySelector('#execution-progress'); return [p.value, p.max];", &[]);
+    assert_eq!(progress, json!([3, 3]));
+    let downloads = browser.script("return document.querySelectorAll('#gallery a[download]').length;", &[]);
+    assert_eq!(downloads, json!(3));
+    browser.screenshot(&shots.join("3-gallery.png"));
+    let execution_url = browser.url();
+
+    // A reload keeps the session (the cookies) and the page.
+    browser.refresh();
+    browser.wait_until(
+        "the execution's page survives a reload",
+        Duration::from_secs(20),
+        "const s = document.querySelector('#execution-status'); return s && s.dataset.status === 'completed';",
+    );
+    assert_eq!(browser.url(), execution_url);
+
+    // Logging out leads back to the login page, and the app's pages then want a login again.
+    browser.click("#logout");
+    browser.wait_for("form#login-form", Duration::from_secs(20));
+    browser.goto(&execution_url);
+    browser.wait_for("form#login-form", Duration::from_secs(20));
+
+    let errors: Vec<String> = browser.console().into_iter().filter(|line| line.starts_with("SEVERE")).collect();
+    // Requests refused on purpose (401 before the login and after the logout) are logged by the
+    // browser as failed resources; anything else is a defect.
+    let unexpected: Vec<&String> = errors.iter().filter(|line| !line.contains("401")).collect();
+    assert!(unexpected.is_empty(), "the browser's console has errors:\n{}", errors.join("\n"));
+    assert_eq!(gemini.request_count(), 3);
+
+    drop(browser);
+    let _ = stop.send(true);
+    let _ = runtime.block_on(worker);
+}
