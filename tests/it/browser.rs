@@ -266,6 +266,39 @@ fn a_user_logs_in_runs_three_prompts_and_sees_three_images() {
     assert_eq!(gemini.request_count(), 3);
 
     drop(browser);
+
+    // On a 375 px wide phone: nothing scrolls sideways, every field has a label, the keyboard
+    // alone logs in, and progress is announced to screen readers.
+    let phone = Browser::start_phone("MAP *.masstock.fr 127.0.0.1, MAP masstock.fr 127.0.0.1", 375, 812);
+    phone.goto(&app("/login"));
+    phone.wait_for("form#login-form", Duration::from_secs(20));
+    assert_fits_and_labels(&phone, "the login page");
+    phone.fill("#email", EMAIL);
+    // Enter in the password field submits the form, as a keyboard user would.
+    phone.fill("#password", &format!("{PASSWORD}\u{E007}"));
+    phone.wait_for("form#execution-form", Duration::from_secs(20));
+    assert_fits_and_labels(&phone, "the new execution page");
+    phone.goto(&execution_url);
+    phone.wait_for("#gallery img", Duration::from_secs(20));
+    assert_fits_and_labels(&phone, "the execution page");
+    let live = phone.script("return document.querySelectorAll('[aria-live]').length > 0;", &[]);
+    assert_eq!(live, json!(true), "progress is announced in a live region");
+    phone.screenshot(&shots.join("4-phone-gallery.png"));
+    drop(phone);
+
     let _ = stop.send(true);
     let _ = runtime.block_on(worker);
+}
+
+/// The page is no wider than the screen, and every visible form field has a label.
+fn assert_fits_and_labels(browser: &Browser, page: &str) {
+    let overflow = browser.script("return document.documentElement.scrollWidth - window.innerWidth;", &[]);
+    assert!(overflow.as_i64().is_some_and(|overflow| overflow <= 0), "{page} scrolls sideways by {overflow} px");
+    let unlabelled = browser.script(
+        "return [...document.querySelectorAll('input, select, textarea')] \
+           .filter(field => field.type !== 'hidden' && field.labels.length === 0 && !field.getAttribute('aria-label')) \
+           .map(field => field.id || field.name);",
+        &[],
+    );
+    assert_eq!(unlabelled, json!([]), "fields without a label on {page}");
 }

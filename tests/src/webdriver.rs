@@ -28,6 +28,18 @@ impl Browser {
     /// (Chromium's `--host-resolver-rules`) and accepts the test CA's certificates.
     #[must_use]
     pub fn start(host_rules: &str, width: u32, height: u32) -> Self {
+        Self::start_with(host_rules, width, height, json!({}))
+    }
+
+    /// Like [`Browser::start`], emulating a phone's screen of `width` × `height` CSS pixels
+    /// (headless Chromium will not make a window narrower than 500 px).
+    pub fn start_phone(host_rules: &str, width: u32, height: u32) -> Self {
+        let emulation =
+            json!({ "mobileEmulation": { "deviceMetrics": { "width": width, "height": height, "pixelRatio": 2 } } });
+        Self::start_with(host_rules, 800, 900, emulation)
+    }
+
+    fn start_with(host_rules: &str, width: u32, height: u32, extra_options: Value) -> Self {
         let port = free_port();
         let driver = ChildGuard(
             Command::new(require_tool("chromedriver"))
@@ -40,17 +52,21 @@ impl Browser {
         wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10));
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
         let base = format!("http://127.0.0.1:{port}");
+        let mut options = json!({
+            "binary": require_tool("chromium").display().to_string(),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                format!("--host-resolver-rules={host_rules}"), format!("--window-size={width},{height}"),
+            ],
+        });
+        if let (Some(options), Some(extra)) = (options.as_object_mut(), extra_options.as_object()) {
+            options.extend(extra.clone());
+        }
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": true,
             "goog:loggingPrefs": { "browser": "ALL" },
-            "goog:chromeOptions": {
-                "binary": require_tool("chromium").display().to_string(),
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                    format!("--host-resolver-rules={host_rules}"), format!("--window-size={width},{height}"),
-                ],
-            },
+            "goog:chromeOptions": options,
         }}});
         let answer: Value = http.post(format!("{base}/session")).json(&capabilities).send().unwrap().json().unwrap();
         let session = answer["value"]["sessionId"]

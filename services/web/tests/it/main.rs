@@ -310,3 +310,24 @@ fn a_root_without_index_html_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is not a folder with an index.html (--root or WEB_ROOT)"), "{stderr}");
 }
+
+/// The shipped pages parse without a single error under html5lib's strict HTML5 parser (from the
+/// bootstrap's venv): what a browser would silently repair is a defect here.
+#[test]
+fn the_shipped_pages_are_well_formed_html5() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(python.exists(), "no Python venv at {}: run `script/bootstrap`", python.display());
+    let pages = ["app/index.html", "vitrine/index.html"].map(|page| Path::new(env!("CARGO_MANIFEST_DIR")).join(page));
+    let script = "import sys, html5lib\n\
+                  for page in sys.argv[1:]:\n\
+                  \x20   parser = html5lib.HTMLParser(strict=True)\n\
+                  \x20   parser.parse(open(page, 'rb'))\n\
+                  \x20   print(page, 'ok')";
+    let output = Command::new(python).arg("-c").arg(script).args(&pages).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
