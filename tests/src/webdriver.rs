@@ -59,8 +59,8 @@ impl Browser {
                 format!("--host-resolver-rules={host_rules}"), format!("--window-size={width},{height}"),
             ],
         });
-        if let (Some(options), Some(extra)) = (options.as_object_mut(), extra_options.as_object()) {
-            options.extend(extra.clone());
+        if let (Some(options), Value::Object(extra)) = (options.as_object_mut(), extra_options) {
+            options.extend(extra);
         }
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",

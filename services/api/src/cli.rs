@@ -120,7 +120,9 @@ async fn serve(args: &ServeArgs) -> ExitCode {
     let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), async move {
         let _ = sweeper_stopped.await;
     }));
-    let served = masstock_runtime::server::run(listener, crate::app::router(state), masstock_runtime::termination(), grace).await;
+    let served =
+        masstock_runtime::server::run(listener, crate::app::router(state), masstock_runtime::termination(), grace)
+            .await;
     let _ = stop_sweeper.send(());
     let _ = sweeper.await;
     match served {

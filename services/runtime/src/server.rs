@@ -38,4 +38,3 @@ pub async fn run(
         Ok(())
     }
 }
-
