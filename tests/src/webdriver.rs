@@ -87,8 +87,17 @@ impl Browser {
         answer["value"].clone()
     }
 
+    /// Like `command`, failing the test with the driver's message when the command failed.
+    fn checked(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let value = self.command(method, path, body);
+        if let Some(error) = value.get("error").and_then(Value::as_str) {
+            panic!("webdriver `{path}`: {error}: {}", value["message"].as_str().unwrap_or_default());
+        }
+        value
+    }
+
     fn post(&self, path: &str, body: Value) -> Value {
-        self.command(reqwest::Method::POST, path, Some(body))
+        self.checked(reqwest::Method::POST, path, Some(body))
     }
 
     pub fn goto(&self, url: &str) {
@@ -97,7 +106,7 @@ impl Browser {
 
     #[must_use]
     pub fn url(&self) -> String {
-        self.command(reqwest::Method::GET, "/url", None).as_str().unwrap_or_default().to_owned()
+        self.checked(reqwest::Method::GET, "/url", None).as_str().unwrap_or_default().to_owned()
     }
 
     pub fn refresh(&self) {
@@ -112,7 +121,11 @@ impl Browser {
     /// The element matching `selector`, if there is one now.
     #[must_use]
     pub fn find(&self, selector: &str) -> Option<String> {
-        let found = self.post("/element", json!({ "using": "css selector", "value": selector }));
+        let found = self.command(
+            reqwest::Method::POST,
+            "/element",
+            Some(json!({ "using": "css selector", "value": selector })),
+        );
         found.get(ELEMENT).and_then(Value::as_str).map(str::to_owned)
     }
 
@@ -120,14 +133,19 @@ impl Browser {
     /// page's URL and its console.
     pub fn wait_until(&self, what: &str, within: Duration, condition: &str) -> Value {
         let deadline = Instant::now() + within;
+        let mut last_error = String::new();
         loop {
-            let value = self.script(condition, &[]);
-            if !(value.is_null() || value == json!(false) || value == json!("")) {
-                return value;
+            // A script error (the page navigating, say) means "not yet", not "yes".
+            let value =
+                self.command(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": condition, "args": [] })));
+            match value.get("error").and_then(Value::as_str) {
+                Some(error) => last_error = format!("{error}: {}", value["message"].as_str().unwrap_or_default()),
+                None if !(value.is_null() || value == json!(false) || value == json!("")) => return value,
+                None => {}
             }
             assert!(
                 Instant::now() < deadline,
-                "{what}: not within {within:?} (at {}); console:\n{}",
+                "{what}: not within {within:?} (at {}; last script error: {last_error}); console:\n{}",
                 self.url(),
                 self.console().join("\n")
             );
@@ -156,7 +174,7 @@ impl Browser {
 
     /// Saves a PNG of the viewport at `path`.
     pub fn screenshot(&self, path: &Path) {
-        let data = self.command(reqwest::Method::GET, "/screenshot", None);
+        let data = self.checked(reqwest::Method::GET, "/screenshot", None);
         let png = base64::engine::general_purpose::STANDARD.decode(data.as_str().unwrap_or_default()).unwrap();
         fs_err::create_dir_all(path.parent().unwrap()).unwrap();
         fs_err::write(path, png).unwrap();

@@ -61,7 +61,14 @@ function render() {
   let params = [];
   const route = routes.find((candidate) => {
     const match = candidate.pattern.exec(path);
-    if (match) params = match.slice(1).map(decodeURIComponent);
+    if (match) {
+      try {
+        params = match.slice(1).map(decodeURIComponent);
+      } catch {
+        // A malformed %-escape names nothing: the route does not match.
+        return false;
+      }
+    }
     return Boolean(match);
   });
   if (route && !route.public && !state.user) {

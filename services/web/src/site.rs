@@ -7,7 +7,10 @@
 //! - A path with an extension and no file (`/app.3f9a1c2b.js`) is a 404: a missing asset must
 //!   not be answered with HTML that the browser would try to run as a script.
 //! - Paths are decoded and checked by tower-http's `ServeDir`, which refuses `..`, absolute and
-//!   drive-letter components in any encoding, so nothing outside the root is ever read.
+//!   drive-letter components in any encoding. Symbolic links inside the root are followed: the
+//!   root is the image's own folder, and holds none.
+//! - The landing page gets the same fallback: an unknown path shows the page (a soft 404), which
+//!   suits a one-page site.
 //! - `foo.br` / `foo.gz` next to `foo` are sent to clients that accept them; other compressible
 //!   answers are compressed on the fly. Range, HEAD, `Last-Modified`/`If-Modified-Since` and MIME
 //!   types come from `ServeDir`; `ETag` and `Cache-Control` from [`crate::caching`].
@@ -78,15 +81,17 @@ pub fn router(settings: &SiteSettings) -> Router {
         )
         .fallback_service(files)
         .layer(axum::middleware::from_fn(crate::caching::cache_control))
-        .layer(axum::middleware::from_fn(crate::caching::etag))
+        .layer(axum::middleware::from_fn(crate::caching::stored_tag))
         .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(NotPartial)))
+        .layer(axum::middleware::from_fn(crate::caching::etag))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<Body>| {
                     tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
                 })
                 .on_response(|response: &Response<_>, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+                    let latency_ms = (latency.as_secs_f64() * 100_000.0).round() / 100.0;
+                    tracing::info!(status = response.status().as_u16(), latency_ms, "response");
                 }),
         )
 }

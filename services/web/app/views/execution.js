@@ -88,10 +88,14 @@ export async function renderExecution({ root, params, setTitle, showPageError, s
         failure.retrying ? "nouvel essai prévu" : "échec définitif"))));
 
     for (const result of execution.results || []) {
-      if (!figures.has(result.index)) addFigure(execution, result, prompts[result.index] || "");
+      if (figures.has(result.index)) continue;
+      addFigure(execution, result, prompts[result.index] || "");
+      // Only new figures move, into their place: moving a node blurs it, and a keyboard user on
+      // a download link would be thrown back to the top at every poll.
+      const figure = figures.get(result.index).figure;
+      const next = [...gallery.children].find((other) => Number(other.dataset.index) > result.index);
+      gallery.insertBefore(figure, next || null);
     }
-    const ordered = [...figures.keys()].sort((a, b) => a - b);
-    for (const index of ordered) gallery.append(figures.get(index).figure);
     empty.hidden = figures.size > 0;
     if (figures.size === 0 && FINISHED.has(execution.status)) empty.textContent = "Aucune image produite.";
   }

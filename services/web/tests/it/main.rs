@@ -331,3 +331,47 @@ fn the_shipped_pages_are_well_formed_html5() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// What caches need to keep variants apart: `Vary` everywhere, a tag per encoding actually sent.
+#[tokio::test]
+async fn each_encoding_has_its_own_tag_and_every_file_answer_varies_on_it() {
+    let root = site();
+    let server = serve(root.path()).await;
+    let css = format!("{}/style.css", server.url);
+    let brotli = client().get(&css).header(header::ACCEPT_ENCODING, "br").send().await.unwrap();
+    assert_eq!(brotli.headers()[header::VARY], "accept-encoding", "a precompressed answer");
+    let brotli_tag = brotli.headers()[header::ETAG].clone();
+    let revalidated = client()
+        .get(&css)
+        .header(header::ACCEPT_ENCODING, "br")
+        .header(header::IF_NONE_MATCH, &brotli_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert_eq!(revalidated.headers()[header::VARY], "accept-encoding", "a 304");
+
+    let js = format!("{}/app.3f9a1c2b.js", server.url);
+    let plain = client().get(&js).send().await.unwrap();
+    let gzip = client().get(&js).header(header::ACCEPT_ENCODING, "gzip").send().await.unwrap();
+    assert_eq!(gzip.headers()[header::CONTENT_ENCODING], "gzip");
+    let (plain_tag, gzip_tag) = (plain.headers()[header::ETAG].clone(), gzip.headers()[header::ETAG].clone());
+    assert_ne!(plain_tag, gzip_tag, "a body compressed on the fly is another representation");
+    let wrong_variant = client().get(&js).header(header::IF_NONE_MATCH, &gzip_tag).send().await.unwrap();
+    assert_eq!(wrong_variant.status(), 200, "the gzip tag does not validate the plain body");
+    let modified = plain.headers()[header::LAST_MODIFIED].clone();
+    let by_date = client().get(&js).header(header::IF_MODIFIED_SINCE, modified).send().await.unwrap();
+    assert_eq!(by_date.status(), 304);
+    assert_eq!(
+        by_date.headers()[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable",
+        "a 304 keeps it immutable"
+    );
+
+    // If-None-Match is evaluated before Range.
+    let png = format!("{}/pixel.png", server.url);
+    let tag = client().get(&png).send().await.unwrap().headers()[header::ETAG].clone();
+    let ranged =
+        client().get(&png).header(header::RANGE, "bytes=0-3").header(header::IF_NONE_MATCH, tag).send().await.unwrap();
+    assert_eq!(ranged.status(), 304);
+}
