@@ -208,7 +208,16 @@ fn a_user_logs_in_runs_three_prompts_and_sees_three_images() {
     browser.goto(&app("/"));
     browser.wait_for("form#login-form", Duration::from_secs(20));
     browser.screenshot(&shots.join("1-login.png"));
+    // A wrong password is said in words, where the form is.
     browser.fill("#email", EMAIL);
+    browser.fill("#password", "not the password");
+    browser.click("#login-submit");
+    let refused = browser.wait_until(
+        "the login is refused in words",
+        Duration::from_secs(20),
+        "return document.querySelector('#login-error').textContent.trim();",
+    );
+    assert!(refused.as_str().is_some_and(|text| text.len() > 10), "{refused}");
     browser.fill("#password", PASSWORD);
     browser.click("#login-submit");
 
@@ -219,6 +228,15 @@ fn a_user_logs_in_runs_three_prompts_and_sees_three_images() {
         "the workflows load",
         Duration::from_secs(20),
         "const b = document.querySelector('#execution-submit'); return b && !b.disabled;",
+    );
+    // No prompt: the error is next to the field, and the field says it is invalid.
+    browser.fill("#prompts", "   ");
+    browser.click("#execution-submit");
+    browser.wait_until(
+        "the missing prompts are pointed out at the field",
+        Duration::from_secs(10),
+        "const e = document.querySelector('#prompts-error'); \
+         return !e.hidden && e.textContent.trim() !== '' && document.querySelector('#prompts').getAttribute('aria-invalid') === 'true';",
     );
     browser.fill("#prompts", "a red fox\na blue whale\na green owl");
     browser.click("#execution-submit");
@@ -306,11 +324,13 @@ fn assert_fits_and_labels(browser: &Browser, page: &str) {
     assert_eq!(unlabelled, json!([]), "fields without a label on {page}");
 }
 
-/// No error in the browser's console but the refusals the app provokes on purpose: asking who is
-/// logged in, or refreshing the session, while logged out.
+/// No error in the browser's console but the refusals the test provokes on purpose: asking who is
+/// logged in or refreshing the session while logged out, and the wrong password.
 fn assert_console_clean(console: &[String]) {
     let expected = |line: &str| {
-        (line.contains("/api/v1/auth/me ") || line.contains("/api/v1/auth/refresh "))
+        (line.contains("/api/v1/auth/me ")
+            || line.contains("/api/v1/auth/refresh ")
+            || line.contains("/api/v1/auth/login "))
             && line.ends_with("Failed to load resource: the server responded with a status of 401 ()")
     };
     let errors: Vec<&String> = console.iter().filter(|line| line.starts_with("SEVERE") && !expected(line)).collect();
