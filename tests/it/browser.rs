@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use masstock_e2e::webdriver::Browser;
-use masstock_e2e::{workspace_root, ChildGuard};
+use masstock_e2e::workspace_root;
 use masstock_runtime::{AppEnv, Secret};
 use serde_json::json;
 
@@ -187,18 +187,7 @@ fn a_user_logs_in_runs_three_prompts_and_sees_three_images() {
     let worker_settings = worker_args.settings().expect("valid worker settings");
     let worker = runtime.spawn(masstock_worker::run::serve(worker_settings, until_stopped()));
 
-    let config = sandbox.write_nginx_main_config();
-    let _nginx = ChildGuard(
-        std::process::Command::new(masstock_e2e::require_tool("nginx"))
-            .arg("-p")
-            .arg(sandbox.root())
-            .arg("-c")
-            .arg(&config)
-            .args(["-g", "daemon off;"])
-            .spawn()
-            .expect("start nginx"),
-    );
-    masstock_e2e::wait_for_port(([127, 0, 0, 1], https).into(), Duration::from_secs(10));
+    let _nginx = sandbox.start_nginx();
 
     let browser = Browser::start("MAP *.masstock.fr 127.0.0.1, MAP masstock.fr 127.0.0.1", 1280, 900);
     let shots = artifacts();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use masstock_e2e::{require_tool, wait_for_port, ChildGuard};
+use masstock_e2e::{require_tool, ChildGuard};
 
 use crate::sandbox::RenderedSandbox;
 
@@ -96,20 +96,8 @@ fn start_backend(port: u16) -> Backend {
 /// nginx serving the sandbox's rendered site, and a client that trusts its test CA and resolves
 /// every domain of the stack to it.
 fn start_nginx(sandbox: &RenderedSandbox) -> (ChildGuard, reqwest::blocking::Client) {
-    let config = sandbox.write_nginx_main_config();
-    let nginx = ChildGuard(
-        Command::new(require_tool("nginx"))
-            .arg("-p")
-            .arg(sandbox.root())
-            .arg("-c")
-            .arg(&config)
-            .args(["-g", "daemon off;"])
-            .spawn()
-            .expect("start nginx"),
-    );
+    let nginx = sandbox.start_nginx();
     let https: SocketAddr = ([127, 0, 0, 1], sandbox.https_port).into();
-    wait_for_port(https, Duration::from_secs(10));
-    wait_for_port(([127, 0, 0, 1], sandbox.http_port).into(), Duration::from_secs(10));
     let mut builder = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(sandbox.certificates.ca_pem.as_bytes()).unwrap())
         .redirect(reqwest::redirect::Policy::none())

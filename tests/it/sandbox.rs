@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use masstock_e2e::{config_with_environment, free_port, TestCertificates};
+use masstock_e2e::{config_with_environment, free_port, require_tool, wait_for_port, ChildGuard, TestCertificates};
 use masstockctl::config::Stack;
 use masstockctl::render::render_stack;
 
@@ -100,6 +100,26 @@ impl RenderedSandbox {
         let path = self.dir.path().join("nginx.conf");
         fs_err::write(&path, text).unwrap();
         path
+    }
+
+    /// nginx serving the rendered site in the foreground, stopped when the guard is dropped;
+    /// returns once it listens on both edge ports.
+    pub fn start_nginx(&self) -> ChildGuard {
+        let config = self.write_nginx_main_config();
+        let nginx = ChildGuard(
+            std::process::Command::new(require_tool("nginx"))
+                .arg("-p")
+                .arg(self.root())
+                .arg("-c")
+                .arg(&config)
+                .args(["-g", "daemon off;"])
+                .spawn()
+                .expect("start nginx"),
+        );
+        for port in [self.https_port, self.http_port] {
+            wait_for_port(([127, 0, 0, 1], port).into(), std::time::Duration::from_secs(10));
+        }
+        nginx
     }
 
     pub fn root(&self) -> &Path {

@@ -116,3 +116,24 @@ impl TestCertificates {
         fs_err::write(key, &self.key_pem).expect("write privkey.pem");
     }
 }
+
+/// Runs `script` with the Python of the bootstrap's venv (it has `bullmq`, `html5lib`, …) and
+/// `args`; its stdout. Fails with stderr when the script fails.
+#[must_use]
+pub fn python(script: &str, args: &[&str]) -> String {
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(python.exists(), "no Python venv at {}: run `script/bootstrap`", python.display());
+    let output = Command::new(python).arg("-c").arg(script).args(args).output().expect("run python");
+    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// A URL to the `#[sqlx::test]` database behind `pool`, on the server `DATABASE_URL` names (set by
+/// `.cargo/config.toml`), for a process started by the test.
+#[must_use]
+pub fn database_url_of(pool: &sqlx::PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
+    let database = pool.connect_options().get_database().expect("a named test database").to_owned();
+    let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
+    format!("{server}/{database}")
+}

@@ -10,6 +10,26 @@ fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A service's whole `main`: parses the arguments into `C` (see [`parse`]), starts the async
+/// runtime and runs `run` on it; the exit status is `run`'s.
+pub fn main<C, F>(default_command: &str, run: impl FnOnce(C) -> F) -> ExitCode
+where
+    C: clap::Parser,
+    F: std::future::Future<Output = ExitCode>,
+{
+    let cli = match parse::<C>(default_command) {
+        Ok(cli) => cli,
+        Err(status) => return status,
+    };
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Parses the process's arguments into `C` (after installing the TLS provider every service needs), running `default_command` when none is named. On an
 /// error, prints it (a missing setting as the environment variable to set) and returns the exit
 /// status: 2 for bad usage, 0 for `--help` and `--version`.

@@ -21,6 +21,18 @@ pub enum CheckError {
     Status(u16),
 }
 
+/// The `healthcheck --url URL` command: exit 0 on a 2xx within five seconds, otherwise 1 with the
+/// reason on stderr (what `docker inspect` shows).
+pub async fn command(url: &str) -> std::process::ExitCode {
+    match check(url, Duration::from_secs(5)).await {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("unhealthy: {error}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 /// GETs `url` (`http://host:port/path`) and succeeds on a 2xx status.
 pub async fn check(url: &str, timeout: Duration) -> Result<u16, CheckError> {
     let rest = url.strip_prefix("http://").ok_or_else(|| CheckError::Url(url.to_owned()))?;

@@ -82,29 +82,10 @@ impl ServeArgs {
 
 #[must_use]
 pub fn main() -> ExitCode {
-    let cli: Cli = match masstock_runtime::cli::parse("serve") {
-        Ok(cli) => cli,
-        Err(status) => return status,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(async move {
+    masstock_runtime::cli::main("serve", |cli: Cli| async move {
         match cli.command {
             Command::Serve(args) => serve(&args).await,
-            Command::Healthcheck { url } => {
-                match masstock_runtime::healthcheck::check(&url, Duration::from_secs(5)).await {
-                    Ok(_) => ExitCode::SUCCESS,
-                    Err(error) => {
-                        eprintln!("unhealthy: {error}");
-                        ExitCode::from(1)
-                    }
-                }
-            }
+            Command::Healthcheck { url } => masstock_runtime::healthcheck::command(&url).await,
         }
     })
 }

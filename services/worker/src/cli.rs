@@ -32,18 +32,7 @@ pub enum Command {
 
 #[must_use]
 pub fn main() -> ExitCode {
-    let cli: Cli = match masstock_runtime::cli::parse("run") {
-        Ok(cli) => cli,
-        Err(status) => return status,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(async move {
+    masstock_runtime::cli::main("run", |cli: Cli| async move {
         match cli.command {
             Command::Run(args) => match args.settings() {
                 Ok(settings) => crate::run::run(settings).await,

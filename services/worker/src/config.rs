@@ -203,7 +203,7 @@ impl RunArgs {
 
 /// The host's name: in a container, the container's id, which is what makes a heartbeat
 /// "this container's".
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     fs_err::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .ok()

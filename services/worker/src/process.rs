@@ -161,7 +161,7 @@ impl Processor {
         let prompts = job.workflow.prompts.clone();
         if usize::try_from(total).ok() != Some(prompts.len()) {
             let reason = format!("the job has {} prompts but execution `{execution_id}` has {total}", prompts.len());
-            self.mark_finished(execution_id, ExecutionStatus::Failed, Some(INTERNAL_FAILURE)).await?;
+            mark_finished(&self.database, execution_id, ExecutionStatus::Failed, Some(INTERNAL_FAILURE)).await?;
             return Ok(Err(JobFailure::Fail(reason)));
         }
         let config = generation_config(&model_config, &job.workflow.config);
@@ -369,21 +369,11 @@ impl Processor {
             let reasons: Vec<String> =
                 failures.iter().map(|(index, error)| format!("prompt {}: {error}", index + 1)).collect();
             let reason = truncate(&format!("every prompt failed; {}", reasons.join("; ")));
-            self.mark_finished(execution_id, ExecutionStatus::Failed, Some(&reason)).await?;
+            mark_finished(&self.database, execution_id, ExecutionStatus::Failed, Some(&reason)).await?;
             return Ok(Err(JobFailure::Fail(reason)));
         }
-        self.mark_finished(execution_id, ExecutionStatus::Completed, None).await?;
+        mark_finished(&self.database, execution_id, ExecutionStatus::Completed, None).await?;
         Ok(Ok(json!({ "images": images, "failed": failures.len() })))
-    }
-
-    /// The verdict, unless another worker gave one first.
-    async fn mark_finished(
-        &self,
-        execution_id: Uuid,
-        status: ExecutionStatus,
-        error: Option<&str>,
-    ) -> Result<(), sqlx::Error> {
-        mark_finished(&self.database, execution_id, status, error).await
     }
 
     /// The worker is stopping: the execution waits again, and the job goes back to the queue.
@@ -408,7 +398,9 @@ impl Processor {
         if !job.is_last_attempt() {
             return JobFailure::Retry(reason);
         }
-        if let Err(error) = self.mark_finished(execution_id, ExecutionStatus::Failed, Some(INTERNAL_FAILURE)).await {
+        if let Err(error) =
+            mark_finished(&self.database, execution_id, ExecutionStatus::Failed, Some(INTERNAL_FAILURE)).await
+        {
             tracing::error!(%error, "cannot mark the execution failed; the reconciler will");
         }
         JobFailure::Fail(truncate(&reason))

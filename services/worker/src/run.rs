@@ -152,9 +152,7 @@ impl Heart {
             key,
             consumer,
             worker_id: settings.worker_id.clone(),
-            host: fs_err::read_to_string("/proc/sys/kernel/hostname")
-                .map(|name| name.trim().to_owned())
-                .unwrap_or_default(),
+            host: crate::config::host_name(),
             concurrency: settings.concurrency,
             started_at_ms: heartbeat::now_ms(),
             redis_url: settings.redis_url.expose().to_owned(),

@@ -86,14 +86,7 @@ pub fn delete_keys(prefix: &str) {
     }
 }
 
-/// Runs `script` with the Python `bullmq` client of the bootstrap's venv; returns its stdout.
-pub fn python(script: &str, args: &[&str]) -> String {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(python.exists(), "no Python venv with bullmq at {}: run `script/bootstrap`", python.display());
-    let output = std::process::Command::new(python).arg("-c").arg(script).args(args).output().expect("run python");
-    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("utf-8")
-}
+pub use masstock_e2e::python;
 
 /// A TCP listener that accepts and never answers: a dependency that hangs.
 pub async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
@@ -112,13 +105,7 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
-/// A URL to the `#[sqlx::test]` database behind `pool`.
-pub fn url_of(pool: &sqlx::PgPool) -> String {
-    let database = pool.connect_options().get_database().expect("a named test database").to_owned();
-    let base = database_url();
-    let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
-    format!("{server}/{database}")
-}
+pub use masstock_e2e::database_url_of as url_of;
 
 /// Settings for an API on the test database behind `pool`.
 pub fn serve_args_on(pool: &sqlx::PgPool) -> ServeArgs {

@@ -8,7 +8,9 @@ use masstock_jobs::{WorkflowJob, JOB_NAME, QUEUE};
 use masstock_schema::MIGRATOR;
 use serde_json::{json, Value};
 
-use crate::support::{execution, finished, python, Namespace, Worker, WorkerSetup, GEMINI_KEY, REDIS_URL};
+use masstock_e2e::python;
+
+use crate::support::{execution, finished, Namespace, Worker, WorkerSetup, GEMINI_KEY, REDIS_URL};
 
 const ADD_JOB: &str = r#"
 import asyncio, json, sys

@@ -15,14 +15,6 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// The key the fake Gemini accepts.
 pub const GEMINI_KEY: &str = "AIzaSy-test-key-that-must-never-be-logged";
 
-/// A URL to the `#[sqlx::test]` database behind `pool`.
-pub fn url_of(pool: &sqlx::PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
-    let database = pool.connect_options().get_database().expect("a named test database").to_owned();
-    let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
-    format!("{server}/{database}")
-}
-
 /// A test's own queue prefix on a Redis; its keys are deleted when dropped.
 #[derive(Debug)]
 pub struct Namespace {
@@ -199,7 +191,7 @@ impl WorkerSetup {
     /// with short retries so that tests stay quick.
     pub fn new(pool: &sqlx::PgPool, namespace: &Namespace, gemini_url: &str, uploads: &Path) -> Self {
         let env = [
-            ("DATABASE_URL", url_of(pool)),
+            ("DATABASE_URL", masstock_e2e::database_url_of(pool)),
             ("REDIS_URL", namespace.redis_url.clone()),
             ("QUEUE_PREFIX", namespace.prefix.clone()),
             ("GEMINI_API_KEY", GEMINI_KEY.to_owned()),
@@ -307,15 +299,6 @@ impl Drop for Worker {
             eprintln!("{}", self.logs());
         }
     }
-}
-
-/// Runs `script` with the Python `bullmq` client of the bootstrap's venv; returns its stdout.
-pub fn python(script: &str, args: &[&str]) -> String {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(python.exists(), "no Python venv with bullmq at {}: run `script/bootstrap`", python.display());
-    let output = Command::new(python).arg("-c").arg(script).args(args).output().expect("run python");
-    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("utf-8")
 }
 
 /// The prompt indexes of the images stored for an execution (`<index>-<nonce>.png`), each file
