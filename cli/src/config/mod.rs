@@ -46,6 +46,14 @@ pub struct Project {
     pub network: String,
     /// Where the secrets live; relative to deploy.toml's folder.
     pub env_file: PathBuf,
+    /// Where masstockctl keeps its own state on the host (the deploy lock, the edge's previous
+    /// site); relative to deploy.toml's folder.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".masstock/state")
 }
 
 /// A domain served by the edge and the service it proxies to.
@@ -97,6 +105,23 @@ pub struct Service {
     /// the service's own shutdown grace, so that it can finish or hand back its work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<Duration>,
+    /// Extra `/etc/hosts` entries, as `name:address`; `host-gateway` is the host itself
+    /// (`host.docker.internal:host-gateway` reaches a database on the host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    /// How `deploy` replaces a running container: `start-first` (the new one serves before the
+    /// old one stops; for stateless services behind the edge) or `stop-first`. By default,
+    /// start-first for services behind an enabled site that have a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// compose's `deploy.update_config.order`, by the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rollout {
+    StartFirst,
+    StopFirst,
 }
 
 /// How an image we own is made: from a workspace binary, or from a host package.
@@ -233,6 +258,14 @@ pub struct Edge {
     pub enabled_link: String,
     pub test_command: Vec<String>,
     pub reload_command: Vec<String>,
+    /// Starts nginx when reloading fails because it is not running (the local environment's
+    /// nginx); empty for none: a host nginx is the init system's job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_command: Vec<String>,
+    /// Roots to trust, besides the system's, when masstockctl checks the sites through the edge
+    /// (`health`): the local environment's own CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<PathBuf>,
     pub http_port: u16,
     pub https_port: u16,
     pub upstream_host: IpAddr,
@@ -766,6 +799,10 @@ fn make_paths_absolute(config: &mut Config, base: &Path) {
         }
     };
     resolve(&mut config.project.env_file);
+    resolve(&mut config.project.state_dir);
+    if let Some(bundle) = &mut config.edge.ca_bundle {
+        resolve(bundle);
+    }
     resolve(&mut config.edge.site_file);
     resolve(&mut config.edge.log_dir);
     if !config.edge.enabled_link.is_empty() && Path::new(&config.edge.enabled_link).is_relative() {

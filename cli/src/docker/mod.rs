@@ -1,0 +1,120 @@
+//! The Docker Engine API, through bollard: connecting (with version negotiation, the engine here
+//! speaks API 1.41), the labels that make our objects a compose project, and finding them again.
+//!
+//! Only masstockctl talks to Docker, and only through this module and its callers: never the
+//! `docker` CLI.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::Docker;
+
+use crate::error::CommandError;
+
+/// Labels every object we create carries. The `com.docker.compose.*` ones make
+/// `docker-compose -p <project> ps` (1.29 and v2) list the stack as its own.
+pub mod labels {
+    pub const PROJECT: &str = "com.docker.compose.project";
+    pub const SERVICE: &str = "com.docker.compose.service";
+    pub const CONTAINER_NUMBER: &str = "com.docker.compose.container-number";
+    pub const ONEOFF: &str = "com.docker.compose.oneoff";
+    pub const NETWORK: &str = "com.docker.compose.network";
+    pub const VOLUME: &str = "com.docker.compose.volume";
+    pub const COMPOSE_VERSION: &str = "com.docker.compose.version";
+    /// sha256 of the service's resolved configuration (image, settings, environment): a deploy
+    /// recreates a container when it differs.
+    pub const CONFIG_HASH: &str = "io.masstock.config-hash";
+    /// The parts of that hash, so the plan can say why it recreates.
+    pub const IMAGE_HASH: &str = "io.masstock.hash.image";
+    pub const SETTINGS_HASH: &str = "io.masstock.hash.settings";
+    pub const ENV_HASH: &str = "io.masstock.hash.env";
+    /// The image the service ran before this container's image: what `rollback` returns to.
+    pub const PREVIOUS_IMAGE: &str = "io.masstock.previous-image";
+    /// The git revision an image was built from.
+    pub const REVISION: &str = "org.opencontainers.image.revision";
+    /// `primary`, or `standby` for the container that serves while the primary is replaced.
+    pub const ROLE: &str = "io.masstock.role";
+    pub const ENVIRONMENT: &str = "io.masstock.environment";
+}
+
+/// The compose version our labels imitate (the oldest docker-compose that reads them is 1.29).
+pub const COMPOSE_VERSION: &str = "1.29.2";
+
+/// How long one Engine API request may take (image builds stream, and are not bounded by it).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// Connects to the engine (`DOCKER_HOST`, else the local socket) and agrees on an API version.
+pub async fn connect() -> Result<Docker, CommandError> {
+    let unreachable = |error: bollard::errors::Error| {
+        let socket = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
+        CommandError::failure(format!("cannot reach the Docker engine at {socket}: {error}"))
+            .with_hint("start it (`systemctl start docker`, or `dockerd &` on a machine without systemd; script/bootstrap does it here), or set DOCKER_HOST")
+    };
+    let docker =
+        Docker::connect_with_defaults().map_err(unreachable)?.with_timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS));
+    let docker = docker.negotiate_version().await.map_err(unreachable)?;
+    docker.ping().await.map_err(unreachable)?;
+    Ok(docker)
+}
+
+/// Runs async Engine API work from a synchronous command.
+pub fn block_on<T>(work: impl Future<Output = T>) -> Result<T, CommandError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| CommandError::failure(format!("failed to start the async runtime: {error}")))?;
+    Ok(runtime.block_on(work))
+}
+
+/// An Engine API error, said with what we were doing.
+pub fn api_error(doing: impl std::fmt::Display, error: &bollard::errors::Error) -> CommandError {
+    CommandError::failure(format!("{doing}: {}", engine_message(error)))
+}
+
+/// The engine's own message when it gave one (`No such container: …`), else bollard's.
+#[must_use]
+pub fn engine_message(error: &bollard::errors::Error) -> String {
+    match error {
+        bollard::errors::Error::DockerResponseServerError { status_code, message } => {
+            format!("{message} (HTTP {status_code})")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Whether the engine answered 404 (no such container, image, network or volume).
+#[must_use]
+pub fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// Every container of the project, running or not, with its labels.
+pub async fn project_containers(docker: &Docker, project: &str) -> Result<Vec<ContainerSummary>, CommandError> {
+    let filters = HashMap::from([("label".to_owned(), vec![format!("{}={project}", labels::PROJECT)])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|error| api_error("failed to list the project's containers", &error))
+}
+
+/// The service a container belongs to, from its labels.
+#[must_use]
+pub fn service_of(container: &ContainerSummary) -> Option<&str> {
+    container.labels.as_ref()?.get(labels::SERVICE).map(String::as_str)
+}
+
+/// The container's name without Docker's leading `/`.
+#[must_use]
+pub fn name_of(container: &ContainerSummary) -> String {
+    container
+        .names
+        .as_ref()
+        .and_then(|names| names.first())
+        .map(|name| name.trim_start_matches('/').to_owned())
+        .unwrap_or_default()
+}
