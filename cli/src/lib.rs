@@ -1,8 +1,10 @@
 //! masstockctl: the operator's CLI that validates deploy.toml, renders the edge and compose files,
 //! and deploys and runs the MasStock stack.
 
+pub mod atomic;
 pub mod commands;
 pub mod config;
+pub mod deploy;
 pub mod docker;
 pub mod error;
 pub mod render;

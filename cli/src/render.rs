@@ -3,7 +3,7 @@
 //! The templates are embedded in the binary. Rendering is a pure function of the stack: the same
 //! deploy.toml gives the same bytes, and no secret value is ever read, let alone written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
@@ -52,13 +52,21 @@ pub fn render_with(templates: &[(&str, &str)], stack: &Stack) -> Result<Vec<Rend
     Ok(vec![
         RenderedFile {
             path: PathBuf::from("nginx").join(site_name),
-            contents: render_one(&tera, templates, "nginx-site.conf", &nginx_context(stack))?,
+            contents: render_one(&tera, templates, "nginx-site.conf", &nginx_context(stack, &BTreeMap::new()))?,
         },
         RenderedFile {
             path: PathBuf::from("docker-compose.yml"),
             contents: render_one(&tera, templates, "docker-compose.yml", &compose_context(stack))?,
         },
     ])
+}
+
+/// The nginx site alone, with some services' traffic sent to other host ports than their
+/// declared ones: `deploy` points a service at its standby container while it replaces the
+/// primary, then renders the site again without overrides.
+pub fn render_edge_site(stack: &Stack, upstream_overrides: &BTreeMap<String, u16>) -> Result<String, RenderError> {
+    let tera = load(TEMPLATES)?;
+    render_one(&tera, TEMPLATES, "nginx-site.conf", &nginx_context(stack, upstream_overrides))
 }
 
 fn load(templates: &[(&str, &str)]) -> Result<Tera, RenderError> {
@@ -111,7 +119,7 @@ fn error_chain(error: &tera::Error) -> Vec<String> {
     messages
 }
 
-fn nginx_context(stack: &Stack) -> Value {
+fn nginx_context(stack: &Stack, upstream_overrides: &BTreeMap<String, u16>) -> Value {
     let config = &stack.config;
     let edge = &config.edge;
     let project = &config.project.name;
@@ -126,7 +134,11 @@ fn nginx_context(stack: &Stack) -> Value {
     let sites: Vec<Value> = stack
         .sites()
         .map(|(name, site)| {
-            let port = stack.upstream_port(site).unwrap_or_default();
+            let port = upstream_overrides
+                .get(&site.service)
+                .copied()
+                .or_else(|| stack.upstream_port(site))
+                .unwrap_or_default();
             upstreams.insert((upstream_name(site), format!("{}:{port}", edge.upstream_host)));
             let (certificate, certificate_key) = stack.certificate_paths(&site.domain);
             let mut headers = vec![json!({ "name": "Strict-Transport-Security", "value": edge.hsts })];
@@ -238,6 +250,7 @@ fn compose_context(stack: &Stack) -> Value {
                 "depends_on": service.depends_on.iter().map(|(name, condition)| json!({ "name": name, "condition": condition.compose_condition() })).collect::<Vec<_>>(),
                 "healthcheck": healthcheck,
                 "stop_grace_period": service.stop_grace_period.map(go_duration),
+                "extra_hosts": service.extra_hosts,
             })
         })
         .collect();
@@ -252,7 +265,7 @@ fn compose_context(stack: &Stack) -> Value {
         "network": config.project.network,
         "env_file": config.project.env_file,
         "services": services,
-        "volumes": used_volumes,
+        "volumes": used_volumes.into_iter().map(|volume| json!({ "name": volume, "docker_name": stack.volume_name(volume) })).collect::<Vec<_>>(),
     })
 }
 

@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -53,13 +52,22 @@ pub fn references_in(value: &str) -> Result<Vec<String>, String> {
 /// `value` with every `${NAME}` replaced by `replace(NAME)`; `$$` and the rest are kept as written.
 /// Only called on values that [`references_in`] accepted.
 pub fn map_references(value: &str, replace: impl Fn(&str) -> String) -> String {
+    walk_references(value, "$$", &mut |name| replace(name))
+}
+
+/// `value` as a container receives it: each `${NAME}` replaced by `replace(NAME)`, and `$$` made `$`.
+pub fn substitute_references(value: &str, mut replace: impl FnMut(&str) -> String) -> String {
+    walk_references(value, "$", &mut replace)
+}
+
+fn walk_references(value: &str, escaped_dollar: &str, replace: &mut dyn FnMut(&str) -> String) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(position) = rest.find('$') {
         out.push_str(&rest[..position]);
         let after = &rest[position + 1..];
         if let Some(after) = after.strip_prefix('$') {
-            out.push_str("$$");
+            out.push_str(escaped_dollar);
             rest = after;
         } else if let Some((name, after)) = after.strip_prefix('{').and_then(|body| body.split_once('}')) {
             out.push_str(&replace(name));
@@ -220,38 +228,14 @@ impl EnvFile {
     /// folders created on the way are private (0700).
     pub fn write(&self) -> Result<(), EnvFileError> {
         let error = |source| EnvFileError::Write { path: self.path.clone(), source };
-        let target = match std::fs::symlink_metadata(&self.path) {
-            Ok(metadata) if metadata.file_type().is_symlink() => std::fs::canonicalize(&self.path).map_err(error)?,
-            _ => self.path.clone(),
-        };
-        let folder = match target.parent() {
+        let folder = match self.path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
         if !folder.exists() {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder).map_err(error)?;
         }
-        let previous_owner = std::fs::metadata(&target).ok().map(|metadata| (metadata.uid(), metadata.gid()));
-        let mut random = [0; 8];
-        getrandom::fill(&mut random).map_err(|source| error(std::io::Error::other(source.to_string())))?;
-        let suffix = hex(&random);
-        let file_name = target.file_name().map_or_else(|| "env".into(), |name| name.to_string_lossy().into_owned());
-        let temporary = folder.join(format!(".{file_name}.{suffix}.tmp"));
-        let result = (|| {
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
-            file.write_all(self.render().as_bytes())?;
-            file.sync_all()?;
-            if let Some((uid, gid)) = previous_owner {
-                std::os::unix::fs::chown(&temporary, Some(uid), Some(gid))?;
-            }
-            std::fs::rename(&temporary, &target)?;
-            // The rename is durable once the folder itself is on disk.
-            std::fs::File::open(&folder)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        result.map_err(error)
+        crate::atomic::write_file(&self.path, self.render().as_bytes(), 0o600).map_err(error)
     }
 }
 

@@ -2,8 +2,13 @@
 
 pub mod completions;
 pub mod config;
+pub mod deploy;
+pub mod down;
+pub mod lock;
 pub mod queue;
 pub mod render;
+pub mod restart;
+pub mod rollback;
 pub mod secrets;
 
 use std::path::PathBuf;
@@ -78,6 +83,13 @@ pub enum Command {
     /// Manage the env file that holds the stack's secrets
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    Deploy(deploy::DeployArgs),
+    Rollback(rollback::RollbackArgs),
+    Restart(restart::RestartArgs),
+    Down(down::DownArgs),
+    /// Show or release the deploy lock
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
     /// Inspect and repair the job queue in Redis
     #[command(subcommand)]
     Queue(queue::QueueCommand),
@@ -90,6 +102,11 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
         Command::Config(command) => config::run(&cli.global, ui, command),
         Command::Render(args) => render::cmd_render(&cli.global, ui, args),
         Command::Secrets(command) => secrets::run(&cli.global, ui, command),
+        Command::Deploy(args) => deploy::cmd_deploy(&cli.global, ui, args),
+        Command::Rollback(args) => rollback::cmd_rollback(&cli.global, ui, args),
+        Command::Restart(args) => restart::cmd_restart(&cli.global, ui, args),
+        Command::Down(args) => down::cmd_down(&cli.global, ui, args),
+        Command::Lock(command) => lock::run(&cli.global, ui, command),
         Command::Queue(command) => queue::run(&cli.global, ui, command),
         Command::Completions(args) => completions::cmd_completions(ui, args),
     }

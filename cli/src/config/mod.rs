@@ -114,6 +114,11 @@ pub struct Service {
     /// start-first for services behind an enabled site that have a health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// Run once, in a one-off container of the new image with the service's environment, before
+    /// the service's container is created or replaced (database migrations); deploy stops when
+    /// it fails, and the running container is left as it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release_command: Vec<String>,
 }
 
 /// compose's `deploy.update_config.order`, by the same names.
@@ -470,6 +475,13 @@ impl Stack {
     #[must_use]
     pub fn container_name(&self, service: &str) -> String {
         format!("{}_{service}", self.config.project.name)
+    }
+
+    /// The Docker name of a volume of `[volumes]`: `<project>_<volume>`, as compose names it, so
+    /// that volumes created by the reference's `docker-compose up` are the ones we keep using.
+    #[must_use]
+    pub fn volume_name(&self, volume: &str) -> String {
+        format!("{}_{volume}", self.config.project.name)
     }
 
     /// Enabled services in start order: each after everything it depends on, ties by name.

@@ -1,0 +1,129 @@
+//! Installing the rendered nginx site on the host: written atomically where `[edge]` says,
+//! tested with `nginx -t` before any reload, and put back as it was when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::config::Stack;
+use crate::error::CommandError;
+
+/// What installing the site did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteChange {
+    Unchanged,
+    Installed,
+}
+
+impl SiteChange {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unchanged => "unchanged",
+            Self::Installed => "installed",
+        }
+    }
+}
+
+/// Writes `contents` as the site, tests nginx's configuration and reloads it. A failing test
+/// restores the previous file (or removes the new one) and nginx is not reloaded.
+pub fn install_site(stack: &Stack, contents: &str) -> Result<SiteChange, CommandError> {
+    let edge = &stack.config.edge;
+    let site = &edge.site_file;
+    let previous = match std::fs::read_to_string(site) {
+        Ok(text) => Some(text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(CommandError::failure(format!("failed to read `{}`: {error}", site.display()))),
+    };
+    if previous.as_deref() == Some(contents) {
+        // Nothing to test; a managed nginx that is down is started all the same.
+        if !edge.start_command.is_empty() {
+            reload(stack)?;
+        }
+        return Ok(SiteChange::Unchanged);
+    }
+    write_atomically(site, contents)?;
+    let link_created = enable(stack)?;
+    if let Err(failure) = run(stack, &edge.test_command) {
+        let restored = match &previous {
+            Some(text) => write_atomically(site, text).map(|()| "the previous site was put back"),
+            None => std::fs::remove_file(site).map(|()| "the new site was removed").map_err(CommandError::failure),
+        };
+        if link_created {
+            let _ = std::fs::remove_file(&edge.enabled_link);
+        }
+        let restored = restored.unwrap_or("and restoring the previous site failed too");
+        return Err(CommandError::failure(format!(
+            "nginx refused the new site `{}`, {restored}, nginx was not reloaded:\n{failure}",
+            site.display()
+        ))
+        .with_hint("nginx still runs on its previous configuration; fix deploy.toml (or the certificates it names) and deploy again"));
+    }
+    reload(stack)?;
+    Ok(SiteChange::Installed)
+}
+
+/// Reloads nginx; when that fails and `[edge] start_command` is set, starts it.
+pub fn reload(stack: &Stack) -> Result<(), CommandError> {
+    let edge = &stack.config.edge;
+    match run(stack, &edge.reload_command) {
+        Ok(()) => Ok(()),
+        Err(reload_failure) if !edge.start_command.is_empty() => {
+            run(stack, &edge.start_command).map_err(|start_failure| {
+                CommandError::failure(format!(
+                    "nginx could not be reloaded ({reload_failure}) nor started: {start_failure}"
+                ))
+            })
+        }
+        Err(failure) => Err(CommandError::failure(format!("failed to reload nginx: {failure}"))
+            .with_hint("check `systemctl status nginx`; the new site is installed and `nginx -t` accepts it")),
+    }
+}
+
+/// Creates the `sites-enabled` link when `[edge] enabled_link` asks for one; `true` when it was
+/// created now.
+fn enable(stack: &Stack) -> Result<bool, CommandError> {
+    let edge = &stack.config.edge;
+    if edge.enabled_link.is_empty() {
+        return Ok(false);
+    }
+    let link = Path::new(&edge.enabled_link);
+    if link.symlink_metadata().is_ok() {
+        return Ok(false);
+    }
+    if let Some(parent) = link.parent() {
+        fs_err::create_dir_all(parent).map_err(CommandError::failure)?;
+    }
+    std::os::unix::fs::symlink(&edge.site_file, link)
+        .map_err(|error| CommandError::failure(format!("failed to link `{}`: {error}", link.display())))?;
+    Ok(true)
+}
+
+/// Runs an `[edge]` command from deploy.toml's folder (its relative paths are relative to it);
+/// the error holds what it printed.
+fn run(stack: &Stack, command: &[String]) -> Result<(), String> {
+    let Some((program, arguments)) = command.split_first() else { return Ok(()) };
+    let folder = stack
+        .path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let output = Command::new(program)
+        .args(arguments)
+        .current_dir(&folder)
+        .output()
+        .map_err(|error| format!("`{}` could not run: {error}", command.join(" ")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let printed = String::from_utf8_lossy(&output.stderr);
+    let printed = if printed.trim().is_empty() { String::from_utf8_lossy(&output.stdout) } else { printed };
+    Err(format!("`{}` exited with {}: {}", command.join(" "), output.status, printed.trim()))
+}
+
+fn write_atomically(path: &Path, contents: &str) -> Result<(), CommandError> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    fs_err::create_dir_all(parent).map_err(CommandError::failure)?;
+    // The site holds no secret, and tools other than nginx read it.
+    crate::atomic::write_file(path, contents.as_bytes(), 0o644)
+        .map_err(|error| CommandError::failure(format!("failed to write `{}`: {error}", path.display())))
+}

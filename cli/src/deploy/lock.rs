@@ -1,0 +1,128 @@
+//! The deploy lock: one command at a time changes the stack.
+//!
+//! A file in `[project] state_dir`, created with `O_EXCL`, holding who took it, when and for
+//! what. It is removed when the command ends, failed or not. A command that was killed leaves it
+//! behind on purpose, as Kamal does: the stack may be half-changed, and an operator should look
+//! before the next deploy. `masstockctl lock release` removes it.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Stack;
+use crate::error::CommandError;
+
+/// Who holds the lock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Holder {
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub command: String,
+    pub since: DateTime<Utc>,
+}
+
+impl Holder {
+    fn current(command: &str) -> Self {
+        Self {
+            user: std::env::var("SUDO_USER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_else(|_| "unknown".to_owned()),
+            host: hostname(),
+            pid: std::process::id(),
+            command: command.to_owned(),
+            since: Utc::now(),
+        }
+    }
+
+    /// Whether the holder's process still runs (only knowable on this host).
+    #[must_use]
+    pub fn is_alive(&self) -> Option<bool> {
+        (self.host == hostname()).then(|| Path::new(&format!("/proc/{}", self.pid)).exists())
+    }
+
+    /// `root@vps (pid 4242, still running) since 2026-11-24 04:10:00 UTC (3 min ago), for `deploy``
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let process = match self.is_alive() {
+            Some(true) => "still running",
+            Some(false) => "no longer running",
+            None => "on another host",
+        };
+        let age = Utc::now().signed_duration_since(self.since).num_seconds().max(0);
+        format!(
+            "{}@{} (pid {}, {process}) since {} ({} ago), for `{}`",
+            self.user,
+            self.host,
+            self.pid,
+            self.since.format("%Y-%m-%d %H:%M:%S UTC"),
+            crate::deploy::human_seconds(age),
+            self.command
+        )
+    }
+}
+
+/// A held lock; dropping it releases it.
+#[derive(Debug)]
+pub struct DeployLock {
+    path: PathBuf,
+}
+
+impl DeployLock {
+    /// Takes the lock for `command`, or says who holds it.
+    pub fn acquire(stack: &Stack, command: &str) -> Result<Self, CommandError> {
+        let path = lock_path(stack);
+        let parent = path.parent().unwrap_or(Path::new("."));
+        fs_err::create_dir_all(parent).map_err(CommandError::failure)?;
+        let holder = Holder::current(command);
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut file) => {
+                let text = serde_json::to_string_pretty(&holder).unwrap_or_default();
+                file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|error| {
+                    let _ = std::fs::remove_file(&path);
+                    CommandError::failure(format!("failed to write the deploy lock `{}`: {error}", path.display()))
+                })?;
+                Ok(Self { path })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                let message = match read_holder(&path) {
+                    Some(holder) => format!("another command holds the deploy lock: {}", holder.describe()),
+                    None => format!("the deploy lock `{}` exists but cannot be read", path.display()),
+                };
+                Err(CommandError::failure(message).with_hint(format!(
+                    "wait for it to finish; if it crashed, check `masstockctl --env {} status`, then `masstockctl --env {} lock release`",
+                    stack.environment, stack.environment
+                )))
+            }
+            Err(error) => {
+                Err(CommandError::failure(format!("failed to create the deploy lock `{}`: {error}", path.display())))
+            }
+        }
+    }
+}
+
+impl Drop for DeployLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Where the lock of `stack` lives.
+#[must_use]
+pub fn lock_path(stack: &Stack) -> PathBuf {
+    stack.config.project.state_dir.join(format!("{}.deploy.lock", stack.config.project.name))
+}
+
+/// The current holder, if the lock is held.
+#[must_use]
+pub fn read_holder(path: &Path) -> Option<Holder> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}

@@ -1,0 +1,295 @@
+//! `deploy`'s engine: the plan (what each service needs, from the configuration hashes stored in
+//! its container's labels) and its application (health-gated, start-first where traffic must not
+//! stop). `rollback`, `restart` and `down` reuse its pieces.
+
+pub mod apply;
+pub mod edge;
+pub mod lock;
+pub mod spec;
+pub mod wait;
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::ContainerSummary;
+use bollard::Docker;
+use serde_json::{json, Value};
+
+use crate::config::Stack;
+use crate::docker::{self, labels};
+use crate::error::CommandError;
+use spec::{Hashes, ImageChoice, ServiceSpec};
+
+/// What a deploy does to one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// No container yet.
+    Create,
+    /// The container differs from deploy.toml: why (`image`, `config`, `env`, or a condition).
+    Recreate(Vec<String>),
+    /// Up to date but not running.
+    Start,
+    Keep,
+    /// A container of the project that deploy.toml no longer declares (or a standby left by an
+    /// interrupted rollout).
+    Remove,
+}
+
+impl Action {
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Recreate(_) => "recreate",
+            Self::Start => "start",
+            Self::Keep => "keep",
+            Self::Remove => "remove",
+        }
+    }
+
+    #[must_use]
+    pub fn changes_anything(&self) -> bool {
+        !matches!(self, Self::Keep)
+    }
+}
+
+/// A container as the plan sees it.
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    pub image_id: String,
+    pub labels: HashMap<String, String>,
+}
+
+impl Existing {
+    pub fn from_summary(summary: &ContainerSummary) -> Self {
+        Self {
+            id: summary.id.clone().unwrap_or_default(),
+            name: docker::name_of(summary),
+            running: summary.state.as_ref().is_some_and(|state| state.to_string() == "running"),
+            image_id: summary.image_id.clone().unwrap_or_default(),
+            labels: summary.labels.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// One line of the plan.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub service: String,
+    pub action: Action,
+    /// What the service must be; `None` for removals.
+    pub spec: Option<ServiceSpec>,
+    pub existing: Option<Existing>,
+}
+
+/// What a deploy will do, in the order it does it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub environment: String,
+    pub steps: Vec<Step>,
+    pub network_missing: bool,
+    pub volumes_missing: Vec<String>,
+    /// The nginx site as deploy.toml renders it.
+    pub site: String,
+    pub site_changed: bool,
+}
+
+impl Plan {
+    /// Computes the plan for `services` (every enabled one when empty) running `images`.
+    pub async fn compute(
+        docker: &Docker,
+        stack: &Stack,
+        images: &BTreeMap<String, ImageChoice>,
+        services: &[String],
+    ) -> Result<Self, CommandError> {
+        let containers = docker::project_containers(docker, &stack.config.project.name).await?;
+        let selected = |service: &str| services.is_empty() || services.iter().any(|name| name == service);
+        let mut steps = Vec::new();
+        for name in stack.start_order() {
+            if !selected(name) {
+                continue;
+            }
+            let image = images
+                .get(name)
+                .cloned()
+                .ok_or_else(|| CommandError::failure(format!("no image was prepared for service `{name}`")))?;
+            let spec = ServiceSpec::resolve(stack, name, image)?;
+            let primary = containers.iter().find(|container| docker::name_of(container) == spec.container);
+            let existing = primary.map(Existing::from_summary);
+            let action = match &existing {
+                None => Action::Create,
+                Some(existing) => match Hashes::from_labels(&existing.labels) {
+                    None => Action::Recreate(vec!["not created by masstockctl".to_owned()]),
+                    Some(current) => {
+                        let reasons = current.differences(&spec.hashes);
+                        if !reasons.is_empty() {
+                            Action::Recreate(reasons.into_iter().map(str::to_owned).collect())
+                        } else if existing.running {
+                            Action::Keep
+                        } else {
+                            Action::Start
+                        }
+                    }
+                },
+            };
+            steps.push(Step { service: name.to_owned(), action, spec: Some(spec), existing });
+        }
+        if services.is_empty() {
+            for container in &containers {
+                let name = docker::name_of(container);
+                let service = docker::service_of(container).unwrap_or_default().to_owned();
+                let declared =
+                    stack.services().any(|(declared, _)| declared == service && stack.container_name(declared) == name);
+                if !declared {
+                    steps.push(Step {
+                        service,
+                        action: Action::Remove,
+                        spec: None,
+                        existing: Some(Existing::from_summary(container)),
+                    });
+                }
+            }
+        }
+        let network_missing = match docker
+            .inspect_network(&stack.config.project.network, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+        {
+            Ok(_) => false,
+            Err(error) if docker::is_not_found(&error) => true,
+            Err(error) => return Err(docker::api_error("failed to inspect the project's network", &error)),
+        };
+        let mut volumes_missing = Vec::new();
+        for volume in used_volumes(stack, services) {
+            match docker.inspect_volume(&volume).await {
+                Ok(_) => {}
+                Err(error) if docker::is_not_found(&error) => volumes_missing.push(volume),
+                Err(error) => return Err(docker::api_error(format!("failed to inspect volume `{volume}`"), &error)),
+            }
+        }
+        let site = crate::render::render_edge_site(stack, &BTreeMap::new()).map_err(CommandError::failure)?;
+        let site_changed = std::fs::read_to_string(&stack.config.edge.site_file).ok().as_deref() != Some(site.as_str());
+        Ok(Self { environment: stack.environment.clone(), steps, network_missing, volumes_missing, site, site_changed })
+    }
+
+    /// Whether applying the plan changes anything.
+    #[must_use]
+    pub fn changes_anything(&self) -> bool {
+        self.network_missing
+            || !self.volumes_missing.is_empty()
+            || self.site_changed
+            || self.steps.iter().any(|step| step.action.changes_anything())
+    }
+
+    /// The plan as `--json` gives it.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        json!({
+            "environment": self.environment,
+            "changes": self.changes_anything(),
+            "network": if self.network_missing { "create" } else { "keep" },
+            "volumes": self.volumes_missing.iter().map(|volume| json!({ "name": volume, "action": "create" })).collect::<Vec<_>>(),
+            "edge": if self.site_changed { "install" } else { "keep" },
+            "services": self.steps.iter().map(|step| json!({
+                "service": step.service,
+                "action": step.action.name(),
+                "reasons": match &step.action { Action::Recreate(reasons) => reasons.clone(), _ => Vec::new() },
+                "container": step.spec.as_ref().map_or_else(|| step.existing.as_ref().map(|existing| existing.name.clone()).unwrap_or_default(), |spec| spec.container.clone()),
+                "image": step.spec.as_ref().map(|spec| spec.image.reference.clone()),
+                "rollout": step.spec.as_ref().map(|spec| match spec.rollout { crate::config::Rollout::StartFirst => "start-first", crate::config::Rollout::StopFirst => "stop-first" }),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The plan as a table for the operator.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        let _ = writeln!(text, "Plan for environment `{}`:", self.environment);
+        if self.network_missing {
+            let _ = writeln!(text, "  network   create");
+        }
+        for volume in &self.volumes_missing {
+            let _ = writeln!(text, "  volume    create {volume}");
+        }
+        for step in &self.steps {
+            let detail = match &step.action {
+                Action::Recreate(reasons) => format!(" ({} changed)", reasons.join(", ")),
+                Action::Remove => " (no longer declared)".to_owned(),
+                _ => String::new(),
+            };
+            let image = step.spec.as_ref().map(|spec| format!("  {}", spec.image.reference)).unwrap_or_default();
+            let _ = writeln!(text, "  {:<9} {:<9}{image}{detail}", step.service, step.action.name());
+        }
+        let _ = writeln!(text, "  {:<9} {}", "edge", if self.site_changed { "install the nginx site" } else { "keep" });
+        if !self.changes_anything() {
+            let _ = writeln!(text, "Nothing to do: the stack matches deploy.toml.");
+        }
+        text
+    }
+}
+
+/// The Docker names of the volumes the selected services mount.
+fn used_volumes(stack: &Stack, services: &[String]) -> Vec<String> {
+    let mut volumes: Vec<String> = stack
+        .services()
+        .filter(|(name, _)| services.is_empty() || services.iter().any(|selected| selected == name))
+        .flat_map(|(_, service)| service.volumes.iter())
+        .filter(|mount| stack.config.volumes.contains_key(&mount.source))
+        .map(|mount| stack.volume_name(&mount.source))
+        .collect();
+    volumes.sort();
+    volumes.dedup();
+    volumes
+}
+
+/// The images the stack's services run, as tagged on the engine now (no build, no pull): what
+/// `deploy --no-build`, `restart` and `down` use.
+pub async fn local_images(
+    docker: &Docker,
+    stack: &Stack,
+    services: &[String],
+) -> Result<BTreeMap<String, ImageChoice>, CommandError> {
+    let mut images = BTreeMap::new();
+    for (name, _) in stack.services() {
+        if !services.is_empty() && !services.iter().any(|selected| selected == name) {
+            continue;
+        }
+        let reference = stack.image_reference(name);
+        let image = docker.inspect_image(&reference).await.map_err(|error| {
+            if docker::is_not_found(&error) {
+                CommandError::failure(format!("image `{reference}` of service `{name}` is not on this Docker host"))
+                    .with_hint("build it with `masstockctl build`, or deploy without `--no-build`")
+            } else {
+                docker::api_error(format!("failed to inspect image `{reference}`"), &error)
+            }
+        })?;
+        images.insert(name.to_owned(), ImageChoice { reference, id: image.id.unwrap_or_default() });
+    }
+    Ok(images)
+}
+
+/// `95` → `1m35s`.
+#[must_use]
+pub fn human_seconds(seconds: i64) -> String {
+    match seconds {
+        ..=59 => format!("{seconds}s"),
+        60..=3599 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        3600..=86_399 => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{}d{:02}h", seconds / 86_400, seconds % 86_400 / 3600),
+    }
+}
+
+/// The label of a container, if set.
+#[must_use]
+pub fn label<'a>(existing: &'a Existing, key: &str) -> Option<&'a str> {
+    existing.labels.get(key).map(String::as_str)
+}
+
+/// The previous image recorded on a container (what `rollback` returns to).
+#[must_use]
+pub fn previous_image(existing: &Existing) -> Option<&str> {
+    label(existing, labels::PREVIOUS_IMAGE)
+}

@@ -1,0 +1,367 @@
+//! What a service's container must be: its Engine API creation body, resolved from deploy.toml,
+//! the env file and the image, and the hashes that let a later deploy tell what changed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
+};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{RestartPolicy as Restart, Rollout, Service, Stack};
+use crate::deploy::wait::Readiness;
+use crate::docker::{labels, COMPOSE_VERSION};
+use crate::error::CommandError;
+
+/// The image a service runs: the reference containers are created from, and its ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageChoice {
+    pub reference: String,
+    pub id: String,
+}
+
+/// Which of a service's containers this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `<project>_<service>`, on the declared ports.
+    Primary,
+    /// `<project>_<service>_standby`: serves on ports Docker picks while the primary is replaced.
+    Standby,
+}
+
+impl Role {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Standby => "standby",
+        }
+    }
+}
+
+/// The hashes stored in a container's labels. `config` covers the three parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashes {
+    pub image: String,
+    pub settings: String,
+    pub env: String,
+    pub config: String,
+}
+
+impl Hashes {
+    /// The hashes a container was created with, from its labels.
+    #[must_use]
+    pub fn from_labels(labels: &HashMap<String, String>) -> Option<Self> {
+        Some(Self {
+            image: labels.get(labels::IMAGE_HASH)?.clone(),
+            settings: labels.get(labels::SETTINGS_HASH)?.clone(),
+            env: labels.get(labels::ENV_HASH)?.clone(),
+            config: labels.get(labels::CONFIG_HASH)?.clone(),
+        })
+    }
+
+    /// Why a container with `self` must be replaced by one with `wanted`; empty when it need not.
+    #[must_use]
+    pub fn differences(&self, wanted: &Self) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if self.image != wanted.image {
+            reasons.push("image");
+        }
+        if self.settings != wanted.settings {
+            reasons.push("config");
+        }
+        if self.env != wanted.env {
+            reasons.push("env");
+        }
+        if reasons.is_empty() && self.config != wanted.config {
+            reasons.push("config");
+        }
+        reasons
+    }
+}
+
+/// A service's container, as deploy.toml, the env file and the image make it.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub service: String,
+    pub container: String,
+    pub image: ImageChoice,
+    pub hashes: Hashes,
+    pub rollout: Rollout,
+    /// Seconds between SIGTERM and SIGKILL.
+    pub stop_timeout: i64,
+    readiness: Readiness,
+    body: ContainerCreateBody,
+}
+
+/// Docker's default stop timeout, when a service declares none.
+const DEFAULT_STOP_TIMEOUT_SECS: i64 = 10;
+
+impl ServiceSpec {
+    /// Resolves `service` for `image`. Fails when a secret it needs is missing or empty in the
+    /// env file, naming the variable (never its value).
+    pub fn resolve(stack: &Stack, name: &str, image: ImageChoice) -> Result<Self, CommandError> {
+        let service = stack
+            .config
+            .services
+            .get(name)
+            .ok_or_else(|| CommandError::usage(format!("no service `{name}` in deploy.toml")))?;
+        let env = resolved_environment(stack, name)?;
+        let network = &stack.config.project.network;
+        let healthcheck = service.healthcheck.as_ref().map(|check| {
+            let test = crate::render::health_test_command(
+                service,
+                check.test(service.ports.first().map(|port| port.container)),
+            );
+            HealthConfig {
+                test: Some(test),
+                interval: Some(nanos(check.interval)),
+                timeout: Some(nanos(check.timeout)),
+                retries: Some(i64::from(check.retries)),
+                start_period: check.start_period.map(nanos),
+                start_interval: None,
+            }
+        });
+        let mounts: Vec<Mount> = service
+            .volumes
+            .iter()
+            .map(|mount| {
+                let named = stack.config.volumes.contains_key(&mount.source);
+                Mount {
+                    target: Some(mount.target.clone()),
+                    source: Some(if named { stack.volume_name(&mount.source) } else { mount.source.clone() }),
+                    typ: Some(if named { MountType::VOLUME } else { MountType::BIND }),
+                    read_only: Some(mount.read_only),
+                    ..Mount::default()
+                }
+            })
+            .collect();
+        let stop_timeout = service
+            .stop_grace_period
+            .map_or(DEFAULT_STOP_TIMEOUT_SECS, |grace| i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
+        let settings = json!({
+            "command": service.command,
+            "ports": service.ports.iter().map(|port| (port.host, port.container)).collect::<Vec<_>>(),
+            "upstream_host": stack.config.edge.upstream_host,
+            "mounts": service.volumes.iter().map(|mount| (&mount.source, &mount.target, mount.read_only)).collect::<Vec<_>>(),
+            "healthcheck": healthcheck.as_ref().map(|check| (&check.test, check.interval, check.timeout, check.retries, check.start_period)),
+            "restart": service.restart.as_str(),
+            "extra_hosts": service.extra_hosts,
+            "stop_timeout": stop_timeout,
+            "network": network,
+        });
+        let image_hash = image.id.clone();
+        let settings_hash = sha256_hex(settings.to_string().as_bytes());
+        let env_hash =
+            sha256_hex(env.iter().map(|(key, value)| format!("{key}={value}\n")).collect::<String>().as_bytes());
+        let config_hash = sha256_hex(format!("{image_hash}\n{settings_hash}\n{env_hash}\n").as_bytes());
+        let hashes = Hashes { image: image_hash, settings: settings_hash, env: env_hash, config: config_hash };
+
+        let body = ContainerCreateBody {
+            image: Some(image.reference.clone()),
+            cmd: (!service.command.is_empty()).then(|| service.command.clone()),
+            env: Some(env.iter().map(|(key, value)| format!("{key}={value}")).collect()),
+            exposed_ports: Some(service.ports.iter().map(|port| format!("{}/tcp", port.container)).collect()),
+            healthcheck,
+            stop_timeout: Some(stop_timeout),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(match service.restart {
+                        Restart::No => RestartPolicyNameEnum::NO,
+                        Restart::Always => RestartPolicyNameEnum::ALWAYS,
+                        Restart::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+                        Restart::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+                    }),
+                    maximum_retry_count: None,
+                }),
+                extra_hosts: (!service.extra_hosts.is_empty()).then(|| service.extra_hosts.clone()),
+                network_mode: Some(network.clone()),
+                ..HostConfig::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.clone(),
+                    EndpointSettings { aliases: Some(vec![name.to_owned()]), ..EndpointSettings::default() },
+                )])),
+            }),
+            ..ContainerCreateBody::default()
+        };
+        Ok(Self {
+            service: name.to_owned(),
+            container: stack.container_name(name),
+            image,
+            hashes,
+            rollout: rollout_of(stack, name, service),
+            stop_timeout,
+            readiness: readiness_of(service),
+            body,
+        })
+    }
+
+    /// The creation body for this service's container in `role`: the primary binds the declared
+    /// host ports, a standby lets Docker pick free ones on the same address.
+    #[must_use]
+    pub fn create_body(&self, stack: &Stack, role: Role, previous_image: Option<&str>) -> ContainerCreateBody {
+        let mut body = self.body.clone();
+        let service = &stack.config.services[&self.service];
+        let address = stack.config.edge.upstream_host.to_string();
+        let bindings = service
+            .ports
+            .iter()
+            .map(|port| {
+                let host_port = match role {
+                    Role::Primary => port.host.to_string(),
+                    Role::Standby => String::new(),
+                };
+                (
+                    format!("{}/tcp", port.container),
+                    Some(vec![PortBinding { host_ip: Some(address.clone()), host_port: Some(host_port) }]),
+                )
+            })
+            .collect();
+        if let Some(host_config) = body.host_config.as_mut() {
+            host_config.port_bindings = Some(bindings);
+        }
+        let mut container_labels = project_labels(stack, &self.service);
+        container_labels.extend([
+            (labels::CONTAINER_NUMBER.to_owned(), if role == Role::Primary { "1" } else { "2" }.to_owned()),
+            (labels::ONEOFF.to_owned(), "False".to_owned()),
+            (labels::CONFIG_HASH.to_owned(), self.hashes.config.clone()),
+            (labels::IMAGE_HASH.to_owned(), self.hashes.image.clone()),
+            (labels::SETTINGS_HASH.to_owned(), self.hashes.settings.clone()),
+            (labels::ENV_HASH.to_owned(), self.hashes.env.clone()),
+            (labels::ROLE.to_owned(), role.as_str().to_owned()),
+        ]);
+        if let Some(previous) = previous_image.filter(|previous| *previous != self.image.id) {
+            container_labels.insert(labels::PREVIOUS_IMAGE.to_owned(), previous.to_owned());
+        }
+        body.labels = Some(container_labels);
+        body
+    }
+
+    /// What "ready" means for this service's containers.
+    #[must_use]
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
+    /// The creation body of a one-off container running `command` with this service's image,
+    /// environment, volumes and network, and no ports, health check or restart policy.
+    #[must_use]
+    pub fn one_off_body(&self, stack: &Stack, command: &[String]) -> ContainerCreateBody {
+        let mut body = self.body.clone();
+        body.cmd = Some(command.to_vec());
+        body.healthcheck = Some(HealthConfig { test: Some(vec!["NONE".to_owned()]), ..HealthConfig::default() });
+        body.exposed_ports = None;
+        if let Some(host_config) = body.host_config.as_mut() {
+            host_config.restart_policy = None;
+        }
+        let mut container_labels = project_labels(stack, &self.service);
+        container_labels.insert(labels::ONEOFF.to_owned(), "True".to_owned());
+        body.labels = Some(container_labels);
+        body
+    }
+
+    /// The container name for `role`.
+    #[must_use]
+    pub fn container_name(&self, role: Role) -> String {
+        match role {
+            Role::Primary => self.container.clone(),
+            Role::Standby => format!("{}_standby", self.container),
+        }
+    }
+}
+
+/// What "ready" means for a declared service: its health test passes (run inside the container,
+/// as Docker runs it), or it runs when it has none.
+#[must_use]
+pub fn readiness_of(service: &Service) -> Readiness {
+    let check = service.healthcheck.as_ref();
+    let test = check.map(|check| {
+        crate::render::health_test_command(service, check.test(service.ports.first().map(|port| port.container)))
+    });
+    let probe = test.and_then(|test| match test.split_first() {
+        Some((kind, command)) if kind == "CMD" => Some(command.to_vec()),
+        Some((kind, shell)) if kind == "CMD-SHELL" => {
+            Some(["/bin/sh".to_owned(), "-c".to_owned()].into_iter().chain(shell.iter().cloned()).collect())
+        }
+        _ => None,
+    });
+    Readiness { probe, probe_timeout: check.map_or(std::time::Duration::from_secs(10), |check| check.timeout.0) }
+}
+
+/// The labels every object of the project carries.
+#[must_use]
+pub fn project_labels(stack: &Stack, service: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::PROJECT.to_owned(), stack.config.project.name.clone()),
+        (labels::SERVICE.to_owned(), service.to_owned()),
+        (labels::COMPOSE_VERSION.to_owned(), COMPOSE_VERSION.to_owned()),
+        (labels::ENVIRONMENT.to_owned(), stack.environment.clone()),
+    ])
+}
+
+/// start-first for services behind an enabled site with a health check (the new container must
+/// prove itself before it gets traffic), unless deploy.toml says otherwise.
+fn rollout_of(stack: &Stack, name: &str, service: &Service) -> Rollout {
+    service.rollout.unwrap_or_else(|| {
+        let behind_site = stack.sites().any(|(_, site)| site.service == name);
+        if behind_site && service.healthcheck.is_some() && !service.ports.is_empty() {
+            Rollout::StartFirst
+        } else {
+            Rollout::StopFirst
+        }
+    })
+}
+
+/// The service's environment with every `${SECRET}` replaced by the env file's value.
+fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, String>, CommandError> {
+    let environment = stack.environment_of(name);
+    let env_file = stack.secrets.env_file.as_ref();
+    let mut missing = Vec::new();
+    let resolved = environment
+        .into_iter()
+        .map(|(key, value)| {
+            let value = crate::secrets::substitute_references(&value, |secret| {
+                match env_file.and_then(|file| file.get(secret)).filter(|value| !value.is_empty()) {
+                    Some(value) => value.to_owned(),
+                    None => {
+                        missing.push(secret.to_owned());
+                        String::new()
+                    }
+                }
+            });
+            (key, value)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(resolved);
+    }
+    missing.sort();
+    missing.dedup();
+    let file = stack.config.project.env_file.display();
+    let error = if env_file.is_none() {
+        CommandError::failure(format!(
+            "the env file `{file}` does not exist; service `{name}` needs {}",
+            missing.join(", ")
+        ))
+        .with_hint("create it with `masstockctl secrets generate`, then fill in the values it leaves empty")
+    } else {
+        CommandError::failure(format!("service `{name}` needs {} but `{file}` leaves it empty", missing.join(", ")))
+            .with_hint(format!("set {} in `{file}`", missing.join(", ")))
+    };
+    Err(error)
+}
+
+fn nanos(duration: crate::config::Duration) -> i64 {
+    i64::try_from(duration.0.as_nanos()).unwrap_or(i64::MAX)
+}
+
+#[must_use]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
