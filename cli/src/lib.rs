@@ -5,6 +5,7 @@ pub mod commands;
 pub mod config;
 pub mod docker;
 pub mod error;
+pub mod health;
 pub mod render;
 pub mod secrets;
 pub mod ui;

@@ -2,9 +2,12 @@
 
 pub mod completions;
 pub mod config;
+pub mod health;
+pub mod logs;
 pub mod queue;
 pub mod render;
 pub mod secrets;
+pub mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +84,9 @@ pub enum Command {
     /// Inspect and repair the job queue in Redis
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    Status(status::StatusArgs),
+    Logs(logs::LogsArgs),
+    Health(health::HealthArgs),
     Completions(completions::CompletionsArgs),
 }
 
@@ -91,6 +97,9 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
         Command::Render(args) => render::cmd_render(&cli.global, ui, args),
         Command::Secrets(command) => secrets::run(&cli.global, ui, command),
         Command::Queue(command) => queue::run(&cli.global, ui, command),
+        Command::Status(args) => status::cmd_status(&cli.global, ui, args),
+        Command::Logs(args) => logs::cmd_logs(&cli.global, ui, args),
+        Command::Health(args) => health::cmd_health(&cli.global, ui, args),
         Command::Completions(args) => completions::cmd_completions(ui, args),
     }
 }
