@@ -388,3 +388,235 @@ fn seconds(duration: Duration) -> String {
         format!("{}ms", duration.as_millis())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each check against a server of the test's own: a `redis-server` child with a password and
+    //! AOF, the bootstrap's PostgreSQL, and raw HTTP answers from a local listener.
+
+    use std::process::{Child, Command, Stdio};
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    const PASSWORD: &str = "s3cret-Pa55/word";
+
+    /// A `redis-server` child, stopped when dropped, with its data in a temporary folder.
+    struct RedisServer {
+        child: Child,
+        port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    impl RedisServer {
+        fn start(extra: &[&str]) -> Self {
+            let dir = tempfile::tempdir().expect("a temporary folder");
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(extra)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("`redis-server` is not installed: run `script/bootstrap`");
+            let server = Self { child, port, _dir: dir };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            server
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn redis_passes_with_the_password_and_the_append_only_file() {
+        let server = RedisServer::start(&["--requirepass", PASSWORD, "--appendonly", "yes"]);
+        let url = redis_url("127.0.0.1", server.port, Some(PASSWORD));
+        let check = timed("redis", TIMEOUT, &[PASSWORD.to_owned()], redis(&url, TIMEOUT)).await;
+        assert!(check.ok, "{check:?}");
+        assert_eq!(check.detail, "PONG; append-only file on, last write ok");
+    }
+
+    #[tokio::test]
+    async fn redis_fails_on_a_wrong_password_without_showing_it() {
+        let server = RedisServer::start(&["--requirepass", PASSWORD, "--appendonly", "yes"]);
+        let wrong = "wrong-password-42";
+        let url = redis_url("127.0.0.1", server.port, Some(wrong));
+        let check = timed("redis", TIMEOUT, &[wrong.to_owned()], redis(&url, TIMEOUT)).await;
+        assert!(!check.ok, "{check:?}");
+        assert!(!check.detail.contains(wrong), "{check:?}");
+        assert!(check.detail.contains("REDIS_PASSWORD"), "{check:?}");
+    }
+
+    #[tokio::test]
+    async fn redis_without_the_append_only_file_fails() {
+        let server = RedisServer::start(&["--appendonly", "no"]);
+        let check = timed("redis", TIMEOUT, &[], redis(&redis_url("127.0.0.1", server.port, None), TIMEOUT)).await;
+        assert!(!check.ok, "{check:?}");
+        assert!(check.detail.contains("aof_enabled:0"), "{check:?}");
+    }
+
+    #[tokio::test]
+    async fn heartbeat_is_fresh_stale_or_missing() {
+        let server = RedisServer::start(&["--requirepass", PASSWORD]);
+        let url = redis_url("127.0.0.1", server.port, Some(PASSWORD));
+        let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap();
+        let missing = heartbeat(&url, "bull", "workflow-queue", now, TIMEOUT).await;
+        assert!(missing.as_ref().is_err_and(|reason| reason.contains("no worker heartbeat")), "{missing:?}");
+
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let beat = |worker: &str, at_ms: u64| {
+            serde_json::json!({"worker_id": worker, "host": "h", "pid": 1, "concurrency": 3, "active": 0,
+                "started_at_ms": at_ms, "at_ms": at_ms})
+            .to_string()
+        };
+        let _: () = redis::cmd("SET")
+            .arg("bull:workflow-queue:heartbeat:old")
+            .arg(beat("old", now - 60_000))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let stale = heartbeat(&url, "bull", "workflow-queue", now, TIMEOUT).await;
+        assert!(stale.as_ref().is_err_and(|reason| reason.contains("60s old")), "{stale:?}");
+
+        let _: () = redis::cmd("SET")
+            .arg("bull:workflow-queue:heartbeat:w1")
+            .arg(beat("w1", now - 3_000))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let fresh = heartbeat(&url, "bull", "workflow-queue", now, TIMEOUT).await;
+        assert_eq!(fresh, Ok("worker `w1` beat 3s ago (2 worker(s) seen)".to_owned()));
+    }
+
+    /// The bootstrap's PostgreSQL (see `.cargo/config.toml`).
+    fn database_url() -> String {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://masstock:masstock@127.0.0.1:5432/masstock_test".to_owned())
+    }
+
+    #[tokio::test]
+    async fn postgres_answers_select_one_also_through_the_docker_host_alias() {
+        let url = database_url();
+        let check = timed("postgres", TIMEOUT, &[], postgres(&url)).await;
+        assert!(check.ok, "{check:?} (is the bootstrap's PostgreSQL running? run `script/bootstrap`)");
+        let aliased =
+            url.replacen("@127.0.0.1", "@host.docker.internal", 1).replacen("@localhost", "@host.docker.internal", 1);
+        assert!(aliased.contains(DOCKER_HOST_ALIAS), "{aliased}");
+        let check = timed("postgres", TIMEOUT, &[], postgres(&aliased)).await;
+        assert!(check.ok, "{check:?}");
+        assert!(check.detail.starts_with("SELECT 1 on 127.0.0.1:"), "{check:?}");
+    }
+
+    #[tokio::test]
+    async fn postgres_refusing_the_password_is_a_failure_that_hides_it() {
+        let options = sqlx::postgres::PgConnectOptions::from_str(&database_url()).unwrap();
+        let wrong = "not-the-Password-7";
+        let url = format!(
+            "postgres://{}:{wrong}@{}:{}/{}",
+            options.get_username(),
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("postgres")
+        );
+        let check = timed("postgres", TIMEOUT, &[wrong.to_owned()], postgres(&url)).await;
+        assert!(!check.ok, "{check:?}");
+        assert!(!check.detail.contains(wrong), "{check:?}");
+        assert!(check.detail.starts_with("cannot connect to"), "{check:?}");
+    }
+
+    /// Serves `answer` to every connection on a free port; the task ends with the test.
+    async fn serve(answer: &'static str) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0_u8; 4096];
+                let _ = stream.read(&mut request).await;
+                if answer.is_empty() {
+                    // Never answer: the check's deadline must end it.
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                } else {
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                }
+            }
+        });
+        address
+    }
+
+    fn response(status: &str, body: &str) -> &'static str {
+        let text = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        Box::leak(text.into_boxed_str())
+    }
+
+    #[tokio::test]
+    async fn http_checks_status_and_body() {
+        let client = plain_client(TIMEOUT).unwrap();
+        let ok = serve(response("200 OK", r#"{"status":"ok","timestamp":"2025-01-01T00:00:00Z"}"#)).await;
+        let url = format!("http://{ok}/health");
+        assert_eq!(http(&client, &url, Expect::StatusOk).await, Ok(format!("GET {url} → 200 OK")));
+        assert!(http(&client, &url, Expect::Text("healthy")).await.is_err());
+
+        let healthy = serve(response("200 OK", "healthy\n")).await;
+        assert!(http(&client, &format!("http://{healthy}/health"), Expect::Text("healthy")).await.is_ok());
+
+        let unready =
+            serve(response("503 Service Unavailable", r#"{"status":"unavailable","failed":["redis"]}"#)).await;
+        let reason = http(&client, &format!("http://{unready}/health/ready"), Expect::Anything).await.unwrap_err();
+        assert!(reason.contains("503 Service Unavailable") && reason.contains("redis"), "{reason}");
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let reason = http(&client, &format!("http://{closed}/"), Expect::Anything).await.unwrap_err();
+        assert!(reason.to_lowercase().contains("refused"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_check_that_does_not_answer_fails_at_its_deadline() {
+        let silent = serve("").await;
+        let client = plain_client(Duration::from_secs(30)).unwrap();
+        let url = format!("http://{silent}/");
+        let check = timed("slow", Duration::from_millis(300), &[], http(&client, &url, Expect::Anything)).await;
+        assert!(!check.ok);
+        assert_eq!(check.detail, "no answer within 300ms");
+    }
+
+    #[tokio::test]
+    async fn a_site_is_checked_with_its_domain_at_the_edge_address() {
+        // Nothing listens there: the failure names the URL with the domain, and the edge.
+        let edge: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let reason = site("app.example.test", edge, "/health", None, TIMEOUT).await.unwrap_err();
+        assert!(reason.starts_with(&format!("GET https://app.example.test:{}/health", edge.port())), "{reason}");
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_also_when_percent_encoded() {
+        let secrets = vec![PASSWORD.to_owned(), String::new()];
+        let text = format!("redis://:{}@h:1 and {PASSWORD}", percent_encode(PASSWORD));
+        assert_eq!(scrub(&text, &secrets), "redis://:***@h:1 and ***");
+        assert_eq!(redis_url("10.0.0.2", 6379, Some("a/b@c")), "redis://:a%2Fb%40c@10.0.0.2:6379");
+        assert_eq!(redis_url("10.0.0.2", 6379, Some("")), "redis://10.0.0.2:6379");
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(short_duration(42), "42s");
+        assert_eq!(short_duration(307), "5m07s");
+        assert_eq!(short_duration(3 * 86_400 + 4 * 3600), "3d04h");
+        assert_eq!(seconds_since("0001-01-01T00:00:00Z"), None);
+        assert!(seconds_since("2020-01-01T00:00:00.123456789Z").is_some_and(|seconds| seconds > 1000));
+    }
+}
