@@ -301,7 +301,8 @@ async fn redis_connection(url: &str, timeout: Duration) -> Result<redis::aio::Mu
 
 fn redis_reason(error: &redis::RedisError) -> String {
     let text = error.to_string();
-    if text.contains("WRONGPASS") || text.contains("NOAUTH") || text.contains("invalid password") {
+    let lower = text.to_lowercase();
+    if ["wrongpass", "noauth", "invalid password", "authentication"].iter().any(|word| lower.contains(word)) {
         format!("{text} (is `REDIS_PASSWORD` in the env file the one redis was started with?)")
     } else {
         text
@@ -314,10 +315,15 @@ fn reqwest_reason(error: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !reasons.iter().any(|reason: &String| reason.contains(&text)) {
+        // reqwest's and hyper's wrappers repeat the URL or say nothing the causes do not.
+        let wrapper = text.starts_with("error sending request") || text.starts_with("client error");
+        if !wrapper && !reasons.iter().any(|reason: &String| reason.contains(&text)) {
             reasons.push(text);
         }
         source = cause.source();
+    }
+    if reasons.is_empty() {
+        reasons.push(error.to_string());
     }
     if error.is_timeout() {
         reasons.push("timed out".to_owned());
