@@ -144,7 +144,8 @@ impl Project {
         self.sandbox.run(&all)
     }
 
-    /// The API runs `sh` that writes three lines (the second on stderr) and sleeps, healthy;
+    /// The API runs `sh` that writes three lines, 200 ms apart so that their order is certain (the
+    /// second on stderr), and sleeps, healthy;
     /// the worker exits with code 3 and is restarted twice; redis is never created.
     fn with_api_and_crashing_worker(self) -> Self {
         let healthcheck = HealthConfig {
@@ -156,7 +157,7 @@ impl Project {
         };
         self.container(
             "api",
-            "echo one; echo two >&2; echo three; exec sleep 600",
+            "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three; exec sleep 600",
             HostConfig::default(),
             Some(healthcheck),
             true,
@@ -283,6 +284,12 @@ fn status_shows_running_exited_absent_and_undeclared_containers() {
 #[test]
 fn logs_prints_the_last_lines_on_the_stream_they_were_written_to() {
     let project = Project::new().with_api_and_crashing_worker();
+    // The engine keeps lines in the order it got them; wait until the last one is there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while project.run(&["logs", "api", "--tail", "1"]).stdout != "three\n" {
+        assert!(Instant::now() < deadline, "`three` was not logged within 10s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let run = project.run(&["logs", "api", "--tail", "2"]);
     assert_eq!(run.status, 0, "{}", run.transcript());
