@@ -7,6 +7,7 @@ pub mod config;
 pub mod deploy;
 pub mod docker;
 pub mod error;
+pub mod health;
 pub mod render;
 pub mod secrets;
 pub mod ui;

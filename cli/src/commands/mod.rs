@@ -4,12 +4,15 @@ pub mod completions;
 pub mod config;
 pub mod deploy;
 pub mod down;
+pub mod health;
 pub mod lock;
+pub mod logs;
 pub mod queue;
 pub mod render;
 pub mod restart;
 pub mod rollback;
 pub mod secrets;
+pub mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +96,9 @@ pub enum Command {
     /// Inspect and repair the job queue in Redis
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    Status(status::StatusArgs),
+    Logs(logs::LogsArgs),
+    Health(health::HealthArgs),
     Completions(completions::CompletionsArgs),
 }
 
@@ -108,6 +114,9 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
         Command::Down(args) => down::cmd_down(&cli.global, ui, args),
         Command::Lock(command) => lock::run(&cli.global, ui, command),
         Command::Queue(command) => queue::run(&cli.global, ui, command),
+        Command::Status(args) => status::cmd_status(&cli.global, ui, args),
+        Command::Logs(args) => logs::cmd_logs(&cli.global, ui, args),
+        Command::Health(args) => health::cmd_health(&cli.global, ui, args),
         Command::Completions(args) => completions::cmd_completions(ui, args),
     }
 }

@@ -2,6 +2,7 @@
 
 mod completions;
 mod config_check;
+mod containers;
 mod help;
 mod parser;
 mod queue;
