@@ -81,7 +81,11 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
     text
 }
 
-/// A container that runs and, when it has a Docker health check, is healthy.
+/// How long the health test may take when `container` runs it itself.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A container that runs and, when it has a Docker health check, is healthy (or, while Docker's
+/// first probe is due, passes its health test when run now).
 pub async fn container(docker: &Docker, name: &str) -> Result<String, String> {
     let inspected = match docker.inspect_container(name, None).await {
         Ok(inspected) => inspected,
@@ -106,7 +110,21 @@ pub async fn container(docker: &Docker, name: &str) -> Result<String, String> {
     match health.status.unwrap_or(HealthStatusEnum::NONE) {
         HealthStatusEnum::HEALTHY => Ok(format!("running, healthy{up}{restarts}")),
         HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => Ok(format!("running{up}{restarts} (no health check)")),
-        HealthStatusEnum::STARTING => Err(format!("running, health check still starting{up}{restarts}")),
+        HealthStatusEnum::STARTING => {
+            // Docker's first probe comes only after `interval` (30 s); `deploy` declares a
+            // container ready once its health test passes, so ask the test itself meanwhile.
+            let test =
+                inspected.config.and_then(|config| config.healthcheck).and_then(|check| check.test).unwrap_or_default();
+            let Some(command) = crate::deploy::wait::probe_command(&test) else {
+                return Err(format!("running, health check still starting{up}{restarts}"));
+            };
+            match crate::deploy::wait::run_probe(docker, name, &command, PROBE_TIMEOUT).await {
+                Ok(()) => Ok(format!("running, health test passes (Docker's first probe is still due){up}{restarts}")),
+                Err(said) => Err(format!(
+                    "running, health check still starting, and the health test fails: {said}{up}{restarts}"
+                )),
+            }
+        }
         HealthStatusEnum::UNHEALTHY => {
             let streak = health.failing_streak.unwrap_or(0);
             let last = health

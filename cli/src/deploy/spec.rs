@@ -283,13 +283,7 @@ pub fn readiness_of(service: &Service) -> Readiness {
     let test = check.map(|check| {
         crate::render::health_test_command(service, check.test(service.ports.first().map(|port| port.container)))
     });
-    let probe = test.and_then(|test| match test.split_first() {
-        Some((kind, command)) if kind == "CMD" => Some(command.to_vec()),
-        Some((kind, shell)) if kind == "CMD-SHELL" => {
-            Some(["/bin/sh".to_owned(), "-c".to_owned()].into_iter().chain(shell.iter().cloned()).collect())
-        }
-        _ => None,
-    });
+    let probe = test.as_deref().and_then(crate::deploy::wait::probe_command);
     Readiness { probe, probe_timeout: check.map_or(std::time::Duration::from_secs(10), |check| check.timeout.0) }
 }
 

@@ -161,8 +161,21 @@ pub async fn until_ready(
     }
 }
 
+/// The command line of a Docker health test (`["CMD", …]` or `["CMD-SHELL", "…"]`), as an exec
+/// runs it; `None` for `NONE` or an empty test.
+#[must_use]
+pub fn probe_command(test: &[String]) -> Option<Vec<String>> {
+    match test.split_first() {
+        Some((kind, command)) if kind == "CMD" && !command.is_empty() => Some(command.to_vec()),
+        Some((kind, shell)) if kind == "CMD-SHELL" => {
+            Some(["/bin/sh".to_owned(), "-c".to_owned()].into_iter().chain(shell.iter().cloned()).collect())
+        }
+        _ => None,
+    }
+}
+
 /// Runs the health test inside the container: `Ok` on exit 0, else what it said.
-async fn run_probe(docker: &Docker, container: &str, command: &[String], timeout: Duration) -> Result<(), String> {
+pub async fn run_probe(docker: &Docker, container: &str, command: &[String], timeout: Duration) -> Result<(), String> {
     let exec = docker
         .create_exec(
             container,
