@@ -1,5 +1,6 @@
 //! The command line: global flags, the command tree, and dispatch. One file per command.
 
+pub mod build;
 pub mod completions;
 pub mod config;
 pub mod queue;
@@ -75,6 +76,7 @@ pub enum Command {
     #[command(subcommand)]
     Config(config::ConfigCommand),
     Render(render::RenderArgs),
+    Build(build::BuildArgs),
     /// Manage the env file that holds the stack's secrets
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
@@ -89,6 +91,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
     match &cli.command {
         Command::Config(command) => config::run(&cli.global, ui, command),
         Command::Render(args) => render::cmd_render(&cli.global, ui, args),
+        Command::Build(args) => build::cmd_build(&cli.global, ui, args),
         Command::Secrets(command) => secrets::run(&cli.global, ui, command),
         Command::Queue(command) => queue::run(&cli.global, ui, command),
         Command::Completions(args) => completions::cmd_completions(ui, args),
