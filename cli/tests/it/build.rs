@@ -159,7 +159,7 @@ impl Scratch {
         let mut archive = tar::Archive::new(bytes.as_slice());
         let entry = archive.entries().expect("tar").next().expect("an entry").expect("entry");
         let header = entry.header();
-        (header.uid().expect("uid"), header.mode().expect("mode"))
+        (header.uid().expect("uid"), header.mode().expect("mode") & 0o7777)
     }
 
     fn inspect_image(&self, reference: &str) -> bollard::models::ImageInspect {
@@ -277,6 +277,9 @@ fn built_images_run_minimal_and_are_reused_when_nothing_changed() {
         ContainerCreateBody {
             cmd: Some(app_command.iter().map(ToString::to_string).collect()),
             env: Some(vec!["APP_ENV=local".into(), "API_BASE_URL=https://api.masstock.localhost:8443".into()]),
+            // The engine publishes only ports the container exposes (the docker CLI adds them for
+            // `-p`; the API does not).
+            exposed_ports: Some(vec!["80/tcp".to_owned()]),
             host_config: Some(HostConfig {
                 port_bindings: Some(HashMap::from([(
                     "80/tcp".to_owned(),
@@ -294,7 +297,7 @@ fn built_images_run_minimal_and_are_reused_when_nothing_changed() {
     assert_eq!(scratch.exec(&app, &["masstock-web", "healthcheck", "--url", "http://127.0.0.1:80/health"], &[]), 0);
     assert_eq!(scratch.entry(&app, "/app/uploads"), (10001, 0o755));
     assert_eq!(scratch.entry(&app, "/app/logs").0, 10001);
-    assert_eq!(scratch.entry(&app, "/tmp").1 & 0o7777, 0o1777);
+    assert_eq!(scratch.entry(&app, "/tmp").1, 0o1777);
 
     // The local redis image runs deploy.toml's command and health check with the password.
     let password = uuid::Uuid::new_v4().simple().to_string();
