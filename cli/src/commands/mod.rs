@@ -1,5 +1,6 @@
 //! The command line: global flags, the command tree, and dispatch. One file per command.
 
+pub mod build;
 pub mod completions;
 pub mod config;
 pub mod deploy;
@@ -83,6 +84,7 @@ pub enum Command {
     #[command(subcommand)]
     Config(config::ConfigCommand),
     Render(render::RenderArgs),
+    Build(build::BuildArgs),
     /// Manage the env file that holds the stack's secrets
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
@@ -107,6 +109,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
     match &cli.command {
         Command::Config(command) => config::run(&cli.global, ui, command),
         Command::Render(args) => render::cmd_render(&cli.global, ui, args),
+        Command::Build(args) => build::cmd_build(&cli.global, ui, args),
         Command::Secrets(command) => secrets::run(&cli.global, ui, command),
         Command::Deploy(args) => deploy::cmd_deploy(&cli.global, ui, args),
         Command::Rollback(args) => rollback::cmd_rollback(&cli.global, ui, args),

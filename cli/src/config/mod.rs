@@ -798,7 +798,7 @@ pub(crate) fn quoted_list<S: AsRef<str>>(items: &[S]) -> String {
     items.iter().map(|item| format!("`{}`", item.as_ref())).collect::<Vec<_>>().join(", ")
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 

@@ -4,6 +4,8 @@
 //! Only masstockctl talks to Docker, and only through this module and its callers: never the
 //! `docker` CLI.
 
+pub mod image;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -33,8 +35,14 @@ pub mod labels {
     pub const ENV_HASH: &str = "io.masstock.hash.env";
     /// The image the service ran before this container's image: what `rollback` returns to.
     pub const PREVIOUS_IMAGE: &str = "io.masstock.previous-image";
-    /// The git revision an image was built from.
+    /// The git revision an image was built from (`<commit>`, or `<commit>-dirty` when the tree had
+    /// changes not committed).
     pub const REVISION: &str = "org.opencontainers.image.revision";
+    /// sha256 of what an image was built from (its repository and build context): an image with
+    /// the same digest is reused instead of built again.
+    pub const INPUTS_DIGEST: &str = "io.masstock.inputs-digest";
+    /// The Debian packages (`name=version`, comma-separated) a host-package image was made from.
+    pub const HOST_PACKAGES: &str = "io.masstock.host-packages";
     /// `primary`, or `standby` for the container that serves while the primary is replaced.
     pub const ROLE: &str = "io.masstock.role";
     pub const ENVIRONMENT: &str = "io.masstock.environment";

@@ -1,5 +1,6 @@
 //! Integration tests of the `masstockctl` binary: one test binary, one module per command.
 
+mod build;
 mod completions;
 mod config_check;
 mod containers;
