@@ -25,12 +25,26 @@ pub struct BuildArgs {
     /// The services to build (default: every enabled service with `build` in deploy.toml)
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
+    #[command(flatten)]
+    pub build: ImageArgs,
+}
+
+/// How our images' binaries are obtained (`build` and `deploy` take these).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageArgs {
     /// The cargo profile to build the binaries with
     #[arg(long, value_name = "PROFILE", default_value = "release")]
     pub cargo_profile: String,
     /// Take prebuilt binaries from this folder instead of running cargo
     #[arg(long = "binaries", value_name = "DIR")]
     pub binaries_dir: Option<PathBuf>,
+}
+
+impl ImageArgs {
+    #[must_use]
+    pub fn options(&self) -> BuildOptions {
+        BuildOptions { cargo_profile: self.cargo_profile.clone(), binaries_dir: self.binaries_dir.clone() }
+    }
 }
 
 pub fn cmd_build(global: &GlobalArgs, ui: &Ui, args: &BuildArgs) -> Result<ExitCode, CommandError> {
@@ -61,7 +75,7 @@ pub fn cmd_build(global: &GlobalArgs, ui: &Ui, args: &BuildArgs) -> Result<ExitC
         ))
         .with_hint("a service is built when deploy.toml gives it `build = { binary = … }` or `{ host_package = … }`"));
     }
-    let options = BuildOptions { cargo_profile: args.cargo_profile.clone(), binaries_dir: args.binaries_dir.clone() };
+    let options = args.build.options();
     let images = block_on(async {
         let docker = connect().await?;
         prepare_images(&docker, &stack, &services, &options, ui).await

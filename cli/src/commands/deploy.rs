@@ -7,6 +7,7 @@ use std::time::Instant;
 use bollard::Docker;
 use serde_json::json;
 
+use crate::commands::build::ImageArgs;
 use crate::commands::GlobalArgs;
 use crate::config::{Duration, Stack};
 use crate::deploy::apply::{self, ApplyOptions, Outcome};
@@ -14,6 +15,7 @@ use crate::deploy::lock::DeployLock;
 use crate::deploy::spec::ImageChoice;
 use crate::deploy::{self as engine, Plan};
 use crate::docker;
+use crate::docker::image::prepare_images;
 use crate::error::CommandError;
 use crate::ui::Ui;
 
@@ -35,12 +37,14 @@ pub struct DeployArgs {
     /// Print the plan and change nothing
     #[arg(long)]
     pub plan: bool,
-    /// Use the images already tagged on the engine: no build, no pull
+    /// Use the images already tagged on the engine (`<repo>:latest`): no build, no pull
     #[arg(long)]
     pub no_build: bool,
     /// How long a new container gets to become healthy
     #[arg(long, value_name = "DURATION", default_value = "120s")]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub build: ImageArgs,
 }
 
 pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<ExitCode, CommandError> {
@@ -50,7 +54,11 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
     let started = Instant::now();
     docker::block_on(async {
         let docker = docker::connect().await?;
-        let images = images_for(&docker, &stack, &args.services, args.no_build, ui).await?;
+        let images = if args.no_build {
+            engine::local_images(&docker, &stack, &args.services).await?
+        } else {
+            images_for(&docker, &stack, &args.services, &args.build, ui).await?
+        };
         let plan = Plan::compute(&docker, &stack, &images, &args.services).await?;
         if args.plan || !plan.changes_anything() {
             if ui.json {
@@ -84,17 +92,20 @@ pub fn check_services(stack: &Stack, services: &[String]) -> Result<(), CommandE
     Ok(())
 }
 
-/// The images to deploy: as tagged on the engine with `--no-build`, otherwise built (ours,
-/// reusing unchanged ones) or pulled (third-party, when absent) first.
+/// The images to deploy: ours built (or reused when their inputs did not change), third-party
+/// ones pulled when absent. Fails before anything of the stack changes.
 pub async fn images_for(
     docker: &Docker,
     stack: &Stack,
     services: &[String],
-    no_build: bool,
+    build: &ImageArgs,
     ui: &Ui,
 ) -> Result<BTreeMap<String, ImageChoice>, CommandError> {
-    let _ = (no_build, ui);
-    engine::local_images(docker, stack, services).await
+    let prepared = prepare_images(docker, stack, services, &build.options(), ui).await?;
+    Ok(prepared
+        .into_iter()
+        .map(|(service, image)| (service, ImageChoice { reference: image.reference, id: image.id }))
+        .collect())
 }
 
 /// Prints what happened and returns the exit status: 0 when every step succeeded, else 1.

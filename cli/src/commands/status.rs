@@ -275,9 +275,12 @@ fn render(rows: &[ContainerStatus]) -> String {
 }
 
 /// The first 12 characters of a git revision; other labels as they are.
+/// A commit's first 12 hex digits, keeping a `-dirty` mark: `28df0e204665-dirty`.
 fn short_revision(revision: &str) -> String {
-    if revision.len() > 12 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
-        revision[..12].to_owned()
+    let (commit, rest) = revision.split_once('-').map_or((revision, ""), |(commit, rest)| (commit, rest));
+    if commit.len() > 12 && commit.chars().all(|c| c.is_ascii_hexdigit()) {
+        let rest = if rest.is_empty() { String::new() } else { format!("-{rest}") };
+        format!("{}{rest}", &commit[..12])
     } else {
         revision.to_owned()
     }

@@ -799,6 +799,8 @@ pub(crate) fn quoted_list<S: AsRef<str>>(items: &[S]) -> String {
 }
 
 pub(crate) fn absolute(path: &Path) -> PathBuf {
+    // `deploy.toml`'s parent is the empty path, which means the current folder.
+    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
