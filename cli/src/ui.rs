@@ -55,6 +55,12 @@ impl Ui {
         self.data(&format!("{text}\n"));
     }
 
+    /// What failed, on stderr, even with `-q`: an operator must see why a command exits 1.
+    pub fn failure(&self, message: impl std::fmt::Display) {
+        let severity = format!("{ERROR}error{ERROR:#}");
+        let _ = writeln!(anstream::stderr(), "{severity}: {message}");
+    }
+
     pub fn warning(&self, diagnostic: &Diagnostic) {
         if self.verbosity >= 0 {
             let severity = format!("{WARNING}warning{WARNING:#}");

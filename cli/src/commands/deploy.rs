@@ -62,7 +62,9 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
         let plan = Plan::compute(&docker, &stack, &images, &args.services).await?;
         if args.plan || !plan.changes_anything() {
             if ui.json {
-                ui.json_document(&json!({ "plan": plan.to_json(), "outcome": null }));
+                // `--plan` applies nothing; a deploy with nothing to do applied nothing, successfully.
+                let outcome = (!args.plan).then(|| Outcome::default().to_json());
+                ui.json_document(&json!({ "plan": plan.to_json(), "outcome": outcome }));
             } else {
                 ui.data(&plan.to_text());
             }
@@ -116,13 +118,13 @@ pub fn report(stack: &Stack, ui: &Ui, plan: &Plan, outcome: &Outcome, started: I
     }
     for failed in outcome.services.iter().filter(|service| !service.ok) {
         let evidence = failed.unready.as_ref().map(crate::deploy::wait::Unready::to_text).unwrap_or_default();
-        ui.info(format!("{}: {} failed: {}\n{evidence}", failed.service, failed.action, failed.detail));
+        ui.failure(format!("{}: {} failed: {}\n{evidence}", failed.service, failed.action, failed.detail));
     }
     if let Some(edge) = outcome.edge.as_deref().filter(|edge| edge.starts_with("failed")) {
-        ui.info(format!("edge: {edge}"));
+        ui.failure(format!("edge: {edge}"));
     }
     if outcome.failed {
-        ui.info(format!("Deploy failed after {seconds:.1}s; the services not listed above were left as they were."));
+        ui.failure(format!("deploy failed after {seconds:.1}s; the services not listed above were left as they were."));
         return ExitCode::from(1);
     }
     ui.info(format!("Deployed environment `{}` in {seconds:.1}s.", stack.environment));
