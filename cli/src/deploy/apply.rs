@@ -519,8 +519,8 @@ pub async fn create_and_start(
 pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), CommandError> {
     let options = StopContainerOptionsBuilder::default().t(i32::try_from(grace_secs).unwrap_or(i32::MAX)).build();
     match docker.stop_container(name, Some(options)).await {
-        Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+        // 304: already stopped.
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
         Err(error) if docker::is_not_found(&error) => Ok(()),
         Err(error) => Err(docker::api_error(format!("failed to stop {name}"), &error)),
     }

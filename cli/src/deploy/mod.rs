@@ -63,6 +63,7 @@ pub struct Existing {
 }
 
 impl Existing {
+    #[must_use]
     pub fn from_summary(summary: &ContainerSummary) -> Self {
         Self {
             id: summary.id.clone().unwrap_or_default(),
