@@ -96,3 +96,18 @@ impl Ui {
         }
     }
 }
+
+/// A short duration: `42s`, `5m07s`, `3h12m`, `2d04h`.
+#[must_use]
+pub fn short_duration(seconds: u64) -> String {
+    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
+    if days > 0 {
+        format!("{days}d{:02}h", hours % 24)
+    } else if hours > 0 {
+        format!("{hours}h{:02}m", minutes % 60)
+    } else if minutes > 0 {
+        format!("{minutes}m{:02}s", seconds % 60)
+    } else {
+        format!("{seconds}s")
+    }
+}

@@ -70,13 +70,25 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
             }
             return Ok(ExitCode::SUCCESS);
         }
-        if !ui.json {
-            ui.data(&plan.to_text());
-        }
-        let options = ApplyOptions { ready_timeout: args.timeout.0, skip_edge: false };
-        let outcome = apply::apply(&docker, &stack, &plan, &options, ui).await;
-        Ok(report(&stack, ui, &plan, &outcome, started))
+        Ok(apply_and_report(&docker, &stack, &plan, args.timeout, ui, started).await)
     })?
+}
+
+/// Prints the plan, applies it and reports: what `deploy` and `rollback` end with.
+pub async fn apply_and_report(
+    docker: &Docker,
+    stack: &Stack,
+    plan: &Plan,
+    timeout: Duration,
+    ui: &Ui,
+    started: Instant,
+) -> ExitCode {
+    if !ui.json {
+        ui.data(&plan.to_text());
+    }
+    let options = ApplyOptions { ready_timeout: timeout.0 };
+    let outcome = apply::apply(docker, stack, plan, &options, ui).await;
+    report(stack, ui, plan, &outcome, started)
 }
 
 /// Rejects service names deploy.toml does not declare (or disables).
@@ -111,7 +123,7 @@ pub async fn images_for(
 }
 
 /// Prints what happened and returns the exit status: 0 when every step succeeded, else 1.
-pub fn report(stack: &Stack, ui: &Ui, plan: &Plan, outcome: &Outcome, started: Instant) -> ExitCode {
+fn report(stack: &Stack, ui: &Ui, plan: &Plan, outcome: &Outcome, started: Instant) -> ExitCode {
     let seconds = started.elapsed().as_secs_f64();
     if ui.json {
         ui.json_document(&json!({ "plan": plan.to_json(), "outcome": outcome.to_json(), "seconds": (seconds * 10.0).round() / 10.0 }));

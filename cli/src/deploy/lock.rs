@@ -58,7 +58,7 @@ impl Holder {
             self.host,
             self.pid,
             self.since.format("%Y-%m-%d %H:%M:%S UTC"),
-            crate::deploy::human_seconds(age),
+            crate::ui::short_duration(u64::try_from(age).unwrap_or(0)),
             self.command
         )
     }
