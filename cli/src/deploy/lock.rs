@@ -27,9 +27,7 @@ pub struct Holder {
 impl Holder {
     fn current(command: &str) -> Self {
         Self {
-            user: std::env::var("SUDO_USER")
-                .or_else(|_| std::env::var("USER"))
-                .unwrap_or_else(|_| "unknown".to_owned()),
+            user: user_name(),
             host: hostname(),
             pid: std::process::id(),
             command: command.to_owned(),
@@ -119,6 +117,28 @@ pub fn lock_path(stack: &Stack) -> PathBuf {
 #[must_use]
 pub fn read_holder(path: &Path) -> Option<Holder> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Who runs this: the user behind `sudo`, else the login name, else the name of our uid.
+fn user_name() -> String {
+    for variable in ["SUDO_USER", "USER", "LOGNAME"] {
+        if let Some(name) = std::env::var(variable).ok().filter(|name| !name.is_empty()) {
+            return name;
+        }
+    }
+    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+        status.lines().find_map(|line| line.strip_prefix("Uid:")?.split_whitespace().next().map(str::to_owned))
+    });
+    let Some(uid) = uid else { return "unknown".to_owned() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 fn hostname() -> String {
