@@ -41,7 +41,10 @@ elapsed() { awk -v end="$(now)" -v start="$1" 'BEGIN { printf "%.3f", end - star
 all_healthy() { ctl health --timeout 2s >/dev/null 2>&1; }
 
 declare -A figures
-record() { figures[$1]+="$2 "; }
+record() {
+  figures[$1]+="$2 "
+  printf 'bench:   %-42s %7.2fs\n' "$1" "$2" >&2
+}
 
 for run in $(seq 1 "$RUNS"); do
   echo "bench: run $run/$RUNS" >&2
