@@ -216,10 +216,11 @@ impl Drop for Cleanup {
                 docker(&[remove.as_slice(), ids.as_slice()].concat());
             }
         }
-        let images = docker(&["image", "ls", "-q", "--filter", &format!("reference={}/*", self.project)]);
-        let mut images: Vec<&str> = images.split_whitespace().collect();
-        images.sort_unstable();
-        images.dedup();
+        // By tag, not by ID: an ID cannot be removed while an image built FROM it exists, but a
+        // tag can, and the engine removes the untagged parent with its last child.
+        let filter = format!("reference={}/*", self.project);
+        let images = docker(&["image", "ls", "--filter", &filter, "--format", "{{.Repository}}:{{.Tag}}"]);
+        let images: Vec<&str> = images.split_whitespace().collect();
         if !images.is_empty() {
             docker(&[["image", "rm", "-f"].as_slice(), images.as_slice()].concat());
         }
@@ -236,6 +237,20 @@ fn project_objects(kind: &str, project: &str) -> Vec<String> {
     let output = Command::new("docker").args(list).args(["--filter", &label]).output().expect("run docker");
     assert!(output.status.success(), "docker {kind} ls: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
+}
+
+/// Builds `tag` from `dockerfile` with no context; says what docker said when it fails.
+fn docker_build(tag: &str, dockerfile: &str) {
+    let mut build = Command::new(require_tool("docker"))
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker build");
+    build.stdin.take().unwrap().write_all(dockerfile.as_bytes()).unwrap();
+    let output = build.wait_with_output().unwrap();
+    assert!(output.status.success(), "docker build {tag}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// `docker inspect` of one object; `None` when there is none.
@@ -540,15 +555,7 @@ fn deploy_serves_redeploys_rolls_back_and_takes_down_the_stack() {
     // 7. A deploy of another image, then `rollback` returns to the previous one.
     let built = inspect("image", &format!("{}/api:latest", project.name)).unwrap()["Id"].clone();
     let variant = format!("{}/api-variant:1", project.name);
-    let mut build = Command::new(require_tool("docker"))
-        .args(["build", "-q", "-t", &variant, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("docker build");
-    let dockerfile = format!("FROM {}/api:latest\nLABEL io.masstock.e2e=variant\n", project.name);
-    build.stdin.take().unwrap().write_all(dockerfile.as_bytes()).unwrap();
-    assert!(build.wait().unwrap().success(), "build the variant image");
+    docker_build(&variant, &format!("FROM {}/api:latest\nLABEL io.masstock.e2e=variant\n", project.name));
     let variant_layer = format!("[services.api]\nimage = \"{variant}\"");
     project.configure(&[api_generation_2, worker_generation_2, &variant_layer]);
     let run = project.ctl(&["--json", "deploy", "--no-build"]);
@@ -589,10 +596,32 @@ fn deploy_serves_redeploys_rolls_back_and_takes_down_the_stack() {
     let run = project.ctl(&["deploy", "--no-build"]);
     assert_eq!(run.code, 1, "a deploy of a site nginx refuses fails:\n{run}");
     assert!(run.stderr.contains("nginx refused the new site"), "{run}");
-    assert_eq!(fs_err::read(&site).unwrap(), before, "the previous site is restored byte for byte");
+    let after = fs_err::read(&site).unwrap();
+    assert!(
+        after == before,
+        "the previous site is not restored byte for byte; {} now holds:\n{}",
+        site.display(),
+        String::from_utf8_lossy(&after)
+    );
     let answer = client.get(project.api_url("/health")).send().expect("nginx still serves");
     assert_eq!(answer.status(), 200, "nginx still serves the api");
     project.configure(&[api_generation_2, worker_generation_2]);
+
+    // An nginx of ours that stopped (a reboot) is started by the next deploy, though nothing
+    // else changed.
+    let root = project.sandbox.root().display().to_string();
+    let nginx = require_tool("nginx");
+    let quit = Command::new(&nginx).args(["-s", "quit", "-p", &root, "-c", &format!("{root}/nginx.conf")]).output();
+    assert!(quit.unwrap().status.success(), "stop nginx");
+    let edge = std::net::SocketAddr::from(([127, 0, 0, 1], project.sandbox.https_port));
+    let started = Instant::now();
+    while std::net::TcpStream::connect_timeout(&edge, Duration::from_millis(200)).is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(10), "nginx did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    project.ctl_ok(&["deploy", "--no-build"]);
+    let answer = client.get(project.api_url("/health")).send().expect("deploy started nginx again");
+    assert_eq!(answer.status(), 200, "nginx serves again after a deploy");
 
     // 10. Crash scenario 1: the api's process is killed; Docker restarts it, health is green again.
     let api = inspect("container", &project.container("api")).unwrap();
@@ -640,14 +669,7 @@ fn deploy_plan_on_an_empty_project_lists_creations_and_changes_nothing() {
     };
     // The plan only inspects images: one empty image stands for all of them.
     let image = format!("{}/empty:1", project.name);
-    let mut build = Command::new(require_tool("docker"))
-        .args(["build", "-q", "-t", &image, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("docker build");
-    build.stdin.take().unwrap().write_all(b"FROM scratch\nLABEL io.masstock.e2e=empty\n").unwrap();
-    assert!(build.wait().unwrap().success(), "build an empty image");
+    docker_build(&image, "FROM scratch\nLABEL io.masstock.e2e=empty\n");
     let layers: Vec<String> =
         SERVICES.iter().map(|service| format!("[services.{service}]\nimage = \"{image}\"")).collect();
     project.configure(&layers.iter().map(String::as_str).collect::<Vec<_>>());
