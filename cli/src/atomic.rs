@@ -19,7 +19,7 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let previous_owner = std::fs::metadata(&target).ok().map(|metadata| (metadata.uid(), metadata.gid()));
     let mut random = [0; 8];
     getrandom::fill(&mut random).map_err(|error| std::io::Error::other(error.to_string()))?;
-    let suffix: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+    let suffix = crate::secrets::hex(&random);
     let file_name = target.file_name().map_or_else(|| "file".into(), |name| name.to_string_lossy().into_owned());
     let temporary = folder.join(format!(".{file_name}.{suffix}.tmp"));
     let result = (|| {

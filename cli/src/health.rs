@@ -377,7 +377,7 @@ fn percent_encode(text: &str) -> String {
 #[must_use]
 pub fn age_since(instant: &str) -> Option<String> {
     let seconds = seconds_since(instant)?;
-    Some(short_duration(seconds))
+    Some(crate::ui::short_duration(seconds))
 }
 
 /// Seconds since an RFC 3339 instant; `None` for the engine's zero time (`0001-01-01…`).
@@ -388,21 +388,6 @@ pub fn seconds_since(instant: &str) -> Option<u64> {
         return None;
     }
     u64::try_from((chrono::Utc::now() - instant.to_utc()).num_seconds()).ok().or(Some(0))
-}
-
-/// A short duration: `42s`, `5m07s`, `3h12m`, `2d04h`.
-#[must_use]
-pub fn short_duration(seconds: u64) -> String {
-    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
-    if days > 0 {
-        format!("{days}d{:02}h", hours % 24)
-    } else if hours > 0 {
-        format!("{hours}h{:02}m", minutes % 60)
-    } else if minutes > 0 {
-        format!("{minutes}m{:02}s", seconds % 60)
-    } else {
-        format!("{seconds}s")
-    }
 }
 
 fn seconds(duration: Duration) -> String {
@@ -637,9 +622,9 @@ mod tests {
 
     #[test]
     fn durations_are_short() {
-        assert_eq!(short_duration(42), "42s");
-        assert_eq!(short_duration(307), "5m07s");
-        assert_eq!(short_duration(3 * 86_400 + 4 * 3600), "3d04h");
+        assert_eq!(crate::ui::short_duration(42), "42s");
+        assert_eq!(crate::ui::short_duration(307), "5m07s");
+        assert_eq!(crate::ui::short_duration(3 * 86_400 + 4 * 3600), "3d04h");
         assert_eq!(seconds_since("0001-01-01T00:00:00Z"), None);
         assert!(seconds_since("2020-01-01T00:00:00.123456789Z").is_some_and(|seconds| seconds > 1000));
     }

@@ -240,7 +240,8 @@ impl EnvFile {
 }
 
 /// Lower-case hexadecimal, two digits a byte.
-fn hex(bytes: &[u8]) -> String {
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut hex, byte| {
         let _ = write!(hex, "{byte:02x}");
         hex

@@ -55,6 +55,12 @@ impl Ui {
         self.data(&format!("{text}\n"));
     }
 
+    /// What failed, on stderr, even with `-q`: an operator must see why a command exits 1.
+    pub fn failure(&self, message: impl std::fmt::Display) {
+        let severity = format!("{ERROR}error{ERROR:#}");
+        let _ = writeln!(anstream::stderr(), "{severity}: {message}");
+    }
+
     pub fn warning(&self, diagnostic: &Diagnostic) {
         if self.verbosity >= 0 {
             let severity = format!("{WARNING}warning{WARNING:#}");
@@ -88,5 +94,20 @@ impl Ui {
                 }
             }));
         }
+    }
+}
+
+/// A short duration: `42s`, `5m07s`, `3h12m`, `2d04h`.
+#[must_use]
+pub fn short_duration(seconds: u64) -> String {
+    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
+    if days > 0 {
+        format!("{days}d{:02}h", hours % 24)
+    } else if hours > 0 {
+        format!("{hours}h{:02}m", minutes % 60)
+    } else if minutes > 0 {
+        format!("{minutes}m{:02}s", seconds % 60)
+    } else {
+        format!("{seconds}s")
     }
 }

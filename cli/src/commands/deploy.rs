@@ -62,19 +62,33 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
         let plan = Plan::compute(&docker, &stack, &images, &args.services).await?;
         if args.plan || !plan.changes_anything() {
             if ui.json {
-                ui.json_document(&json!({ "plan": plan.to_json(), "outcome": null }));
+                // `--plan` applies nothing; a deploy with nothing to do applied nothing, successfully.
+                let outcome = (!args.plan).then(|| Outcome::default().to_json());
+                ui.json_document(&json!({ "plan": plan.to_json(), "outcome": outcome }));
             } else {
                 ui.data(&plan.to_text());
             }
             return Ok(ExitCode::SUCCESS);
         }
-        if !ui.json {
-            ui.data(&plan.to_text());
-        }
-        let options = ApplyOptions { ready_timeout: args.timeout.0, skip_edge: false };
-        let outcome = apply::apply(&docker, &stack, &plan, &options, ui).await;
-        Ok(report(&stack, ui, &plan, &outcome, started))
+        Ok(apply_and_report(&docker, &stack, &plan, args.timeout, ui, started).await)
     })?
+}
+
+/// Prints the plan, applies it and reports: what `deploy` and `rollback` end with.
+pub async fn apply_and_report(
+    docker: &Docker,
+    stack: &Stack,
+    plan: &Plan,
+    timeout: Duration,
+    ui: &Ui,
+    started: Instant,
+) -> ExitCode {
+    if !ui.json {
+        ui.data(&plan.to_text());
+    }
+    let options = ApplyOptions { ready_timeout: timeout.0 };
+    let outcome = apply::apply(docker, stack, plan, &options, ui).await;
+    report(stack, ui, plan, &outcome, started)
 }
 
 /// Rejects service names deploy.toml does not declare (or disables).
@@ -109,20 +123,20 @@ pub async fn images_for(
 }
 
 /// Prints what happened and returns the exit status: 0 when every step succeeded, else 1.
-pub fn report(stack: &Stack, ui: &Ui, plan: &Plan, outcome: &Outcome, started: Instant) -> ExitCode {
+fn report(stack: &Stack, ui: &Ui, plan: &Plan, outcome: &Outcome, started: Instant) -> ExitCode {
     let seconds = started.elapsed().as_secs_f64();
     if ui.json {
         ui.json_document(&json!({ "plan": plan.to_json(), "outcome": outcome.to_json(), "seconds": (seconds * 10.0).round() / 10.0 }));
     }
     for failed in outcome.services.iter().filter(|service| !service.ok) {
         let evidence = failed.unready.as_ref().map(crate::deploy::wait::Unready::to_text).unwrap_or_default();
-        ui.info(format!("{}: {} failed: {}\n{evidence}", failed.service, failed.action, failed.detail));
+        ui.failure(format!("{}: {} failed: {}\n{evidence}", failed.service, failed.action, failed.detail));
     }
     if let Some(edge) = outcome.edge.as_deref().filter(|edge| edge.starts_with("failed")) {
-        ui.info(format!("edge: {edge}"));
+        ui.failure(format!("edge: {edge}"));
     }
     if outcome.failed {
-        ui.info(format!("Deploy failed after {seconds:.1}s; the services not listed above were left as they were."));
+        ui.failure(format!("deploy failed after {seconds:.1}s; the services not listed above were left as they were."));
         return ExitCode::from(1);
     }
     ui.info(format!("Deployed environment `{}` in {seconds:.1}s.", stack.environment));

@@ -1,7 +1,6 @@
 //! `masstockctl health`: every check of the deployed stack at once, each with its deadline and
 //! latency (the checks themselves live in `crate::health`).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -294,21 +293,8 @@ fn published_port(stack: &Stack, service: &str) -> Option<u16> {
 /// `redis://:<password>@<container ip>:<port>` for the redis container on the project network.
 async fn redis_target(stack: &Stack, docker: Option<&Docker>, service: &str) -> Result<String, String> {
     let Some(docker) = docker else { return Err("the Docker engine is unreachable".to_owned()) };
-    let container = stack.container_name(service);
-    let inspected = docker.inspect_container(&container, None).await.map_err(|error| {
-        if docker::is_not_found(&error) {
-            format!("no container `{container}`: `masstockctl deploy` creates it")
-        } else {
-            format!("cannot inspect `{container}`: {}", docker::engine_message(&error))
-        }
-    })?;
-    let network = &stack.config.project.network;
-    let networks: HashMap<_, _> = inspected.network_settings.and_then(|settings| settings.networks).unwrap_or_default();
-    let address = networks
-        .get(network)
-        .and_then(|endpoint| endpoint.ip_address.clone())
-        .filter(|address| !address.is_empty())
-        .ok_or_else(|| format!("`{container}` has no address on network `{network}` (is it running?)"))?;
+    let address =
+        docker::container_address(docker, &stack.container_name(service), &stack.config.project.network).await?;
     let password = redis_password(stack, service)?;
     Ok(health::redis_url(&address, 6379, password.as_deref()))
 }

@@ -56,8 +56,5 @@ fn write_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
         fs_err::create_dir_all(parent)?;
     }
-    let file_name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    fs_err::write(&temporary, contents)?;
-    fs_err::rename(&temporary, path)
+    crate::atomic::write_file(path, contents, 0o644)
 }

@@ -65,7 +65,7 @@ pub fn cmd_restart(global: &GlobalArgs, ui: &Ui, args: &RestartArgs) -> Result<E
                         &serde_json::json!({ "service": args.service, "ok": false, "failure": unready.to_json() }),
                     );
                 }
-                ui.info(unready.to_text());
+                ui.failure(unready.to_text());
                 Ok(ExitCode::from(1))
             }
         }

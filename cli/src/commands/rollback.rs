@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::commands::deploy::{check_services, report};
+use crate::commands::deploy::{apply_and_report, check_services};
 use crate::commands::GlobalArgs;
 use crate::config::Duration;
-use crate::deploy::apply::{self, ApplyOptions};
 use crate::deploy::lock::DeployLock;
 use crate::deploy::spec::ImageChoice;
 use crate::deploy::{previous_image, Existing, Plan};
@@ -73,11 +72,6 @@ pub fn cmd_rollback(global: &GlobalArgs, ui: &Ui, args: &RollbackArgs) -> Result
         }
         let services: Vec<String> = images.keys().cloned().collect();
         let plan = Plan::compute(&docker, &stack, &images, &services).await?;
-        if !ui.json {
-            ui.data(&plan.to_text());
-        }
-        let options = ApplyOptions { ready_timeout: args.timeout.0, skip_edge: false };
-        let outcome = apply::apply(&docker, &stack, &plan, &options, ui).await;
-        Ok(report(&stack, ui, &plan, &outcome, started))
+        Ok(apply_and_report(&docker, &stack, &plan, args.timeout, ui, started).await)
     })?
 }

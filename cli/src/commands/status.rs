@@ -12,7 +12,8 @@ use crate::commands::GlobalArgs;
 use crate::config::Stack;
 use crate::docker::{self, labels};
 use crate::error::CommandError;
-use crate::health::{seconds_since, short_duration};
+use crate::health::seconds_since;
+use crate::ui::short_duration;
 use crate::ui::Ui;
 
 /// Show the containers of the stack, per service

@@ -39,8 +39,6 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub struct ApplyOptions {
     /// How long a new container gets to become ready.
     pub ready_timeout: Duration,
-    /// Skip installing the nginx site and switching upstreams (start-first becomes stop-first).
-    pub skip_edge: bool,
 }
 
 /// What happened to one service.
@@ -89,7 +87,7 @@ pub async fn apply(docker: &Docker, stack: &Stack, plan: &Plan, options: &ApplyO
         outcome.services.push(failed_outcome("network", "create", 0.0, &error));
         return outcome;
     }
-    if plan.site_changed && !options.skip_edge {
+    if plan.site_changed {
         match edge::install_site(stack, &plan.site) {
             Ok(change) => {
                 ui.info(format!("edge: nginx site {}", change.as_str()));
@@ -229,7 +227,7 @@ async fn apply_step(
             Ok(String::new())
         }
         (Action::Recreate(_), Some(spec), Some(existing)) => {
-            let start_first = spec.rollout == Rollout::StartFirst && !options.skip_edge && existing.running;
+            let start_first = spec.rollout == Rollout::StartFirst && existing.running;
             if start_first {
                 start_first_replace(docker, stack, spec, existing, options, ui).await
             } else {
@@ -519,8 +517,8 @@ pub async fn create_and_start(
 pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), CommandError> {
     let options = StopContainerOptionsBuilder::default().t(i32::try_from(grace_secs).unwrap_or(i32::MAX)).build();
     match docker.stop_container(name, Some(options)).await {
-        Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+        // 304: already stopped.
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
         Err(error) if docker::is_not_found(&error) => Ok(()),
         Err(error) => Err(docker::api_error(format!("failed to stop {name}"), &error)),
     }

@@ -27,9 +27,7 @@ pub struct Holder {
 impl Holder {
     fn current(command: &str) -> Self {
         Self {
-            user: std::env::var("SUDO_USER")
-                .or_else(|_| std::env::var("USER"))
-                .unwrap_or_else(|_| "unknown".to_owned()),
+            user: user_name(),
             host: hostname(),
             pid: std::process::id(),
             command: command.to_owned(),
@@ -43,7 +41,7 @@ impl Holder {
         (self.host == hostname()).then(|| Path::new(&format!("/proc/{}", self.pid)).exists())
     }
 
-    /// `root@vps (pid 4242, still running) since 2026-11-24 04:10:00 UTC (3 min ago), for `deploy``
+    /// "root@vps (pid 4242, still running) since 2026-11-24 04:10:00 UTC (3m00s ago), for `deploy`"
     #[must_use]
     pub fn describe(&self) -> String {
         let process = match self.is_alive() {
@@ -58,7 +56,7 @@ impl Holder {
             self.host,
             self.pid,
             self.since.format("%Y-%m-%d %H:%M:%S UTC"),
-            crate::deploy::human_seconds(age),
+            crate::ui::short_duration(u64::try_from(age).unwrap_or(0)),
             self.command
         )
     }
@@ -121,8 +119,63 @@ pub fn read_holder(path: &Path) -> Option<Holder> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
+/// Who runs this: the user behind `sudo`, else the login name, else the name of our uid.
+fn user_name() -> String {
+    for variable in ["SUDO_USER", "USER", "LOGNAME"] {
+        if let Some(name) = std::env::var(variable).ok().filter(|name| !name.is_empty()) {
+            return name;
+        }
+    }
+    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+        status.lines().find_map(|line| line.strip_prefix("Uid:")?.split_whitespace().next().map(str::to_owned))
+    });
+    let Some(uid) = uid else { return "unknown".to_owned() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned())
+        .map_or_else(|_| "localhost".to_owned(), |name| name.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack_in(state_dir: &Path) -> Stack {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
+        let mut stack = Stack::load(&path, "production").expect("the shipped deploy.toml is valid");
+        stack.config.project.state_dir = state_dir.to_path_buf();
+        stack
+    }
+
+    #[test]
+    fn a_second_holder_is_refused_with_who_holds_it() {
+        let folder = tempfile::tempdir().unwrap();
+        let stack = stack_in(&folder.path().join("state"));
+        let held = DeployLock::acquire(&stack, "deploy").unwrap();
+        let error = DeployLock::acquire(&stack, "rollback").unwrap_err();
+        let message = error.chain().join(" ");
+        assert!(message.contains(&format!("pid {}, still running", std::process::id())), "{message}");
+        assert!(message.contains("for `deploy`"), "{message}");
+        assert!(error.hints.iter().any(|hint| hint.contains("lock release")), "{:?}", error.hints);
+        drop(held);
+        assert!(!lock_path(&stack).exists(), "dropping the lock releases it");
+        DeployLock::acquire(&stack, "rollback").unwrap();
+    }
+
+    #[test]
+    fn a_crashed_holder_is_said_to_be_gone() {
+        let holder = Holder { pid: u32::MAX, ..Holder::current("deploy") };
+        assert_eq!(holder.is_alive(), Some(false));
+        assert!(holder.describe().contains("no longer running"), "{}", holder.describe());
+    }
 }

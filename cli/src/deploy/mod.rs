@@ -63,6 +63,7 @@ pub struct Existing {
 }
 
 impl Existing {
+    #[must_use]
     pub fn from_summary(summary: &ContainerSummary) -> Self {
         Self {
             id: summary.id.clone().unwrap_or_default(),
@@ -269,17 +270,6 @@ pub async fn local_images(
         images.insert(name.to_owned(), ImageChoice { reference, id: image.id.unwrap_or_default() });
     }
     Ok(images)
-}
-
-/// `95` → `1m35s`.
-#[must_use]
-pub fn human_seconds(seconds: i64) -> String {
-    match seconds {
-        ..=59 => format!("{seconds}s"),
-        60..=3599 => format!("{}m{:02}s", seconds / 60, seconds % 60),
-        3600..=86_399 => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
-        _ => format!("{}d{:02}h", seconds / 86_400, seconds % 86_400 / 3600),
-    }
 }
 
 /// The label of a container, if set.

@@ -154,8 +154,12 @@ impl ServiceSpec {
         });
         let image_hash = image.id.clone();
         let settings_hash = sha256_hex(settings.to_string().as_bytes());
-        let env_hash =
-            sha256_hex(env.iter().map(|(key, value)| format!("{key}={value}\n")).collect::<String>().as_bytes());
+        let env_hash = sha256_hex(
+            env.iter()
+                .flat_map(|(key, value)| [key.as_str(), "=", value.as_str(), "\n"])
+                .collect::<String>()
+                .as_bytes(),
+        );
         let config_hash = sha256_hex(format!("{image_hash}\n{settings_hash}\n{env_hash}\n").as_bytes());
         let hashes = Hashes { image: image_hash, settings: settings_hash, env: env_hash, config: config_hash };
 
@@ -320,12 +324,11 @@ fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, St
         .into_iter()
         .map(|(key, value)| {
             let value = crate::secrets::substitute_references(&value, |secret| {
-                match env_file.and_then(|file| file.get(secret)).filter(|value| !value.is_empty()) {
-                    Some(value) => value.to_owned(),
-                    None => {
-                        missing.push(secret.to_owned());
-                        String::new()
-                    }
+                if let Some(value) = env_file.and_then(|file| file.get(secret)).filter(|value| !value.is_empty()) {
+                    value.to_owned()
+                } else {
+                    missing.push(secret.to_owned());
+                    String::new()
                 }
             });
             (key, value)
@@ -357,5 +360,95 @@ fn nanos(duration: crate::config::Duration) -> i64 {
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::secrets::hex(&digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::EnvFile;
+
+    fn stack(env_file: &str) -> Stack {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
+        let mut stack = Stack::load(&path, "production").expect("the shipped deploy.toml is valid");
+        stack.secrets.env_file = Some(EnvFile::parse(std::path::Path::new("/nowhere/.env"), env_file).unwrap());
+        stack
+    }
+
+    const SECRETS: &str = "DATABASE_URL=postgres://u:database-secret@db/masstock\nREDIS_PASSWORD=redis-secret\nJWT_SECRET=jwt-secret\nGEMINI_API_KEY=gemini-secret\nENCRYPTION_KEY=n8n-secret\n";
+
+    fn image(id: &str) -> ImageChoice {
+        ImageChoice { reference: format!("masstock/api:{id}"), id: format!("sha256:{id}") }
+    }
+
+    #[test]
+    fn secrets_reach_the_container_environment_and_nothing_else() {
+        let stack = stack(SECRETS);
+        let spec = ServiceSpec::resolve(&stack, "api", image("a")).unwrap();
+        let body = spec.create_body(&stack, Role::Primary, None);
+        let env = body.env.clone().unwrap();
+        assert!(env.contains(&"REDIS_URL=redis://:redis-secret@redis:6379".to_owned()), "{env:?}");
+        assert!(env.contains(&"CORS_ORIGIN=https://app.masstock.fr".to_owned()), "derived variables too: {env:?}");
+        let labels = serde_json::to_string(&body.labels).unwrap();
+        assert!(!labels.contains("secret"), "labels hold hashes, never values: {labels}");
+        let ports = serde_json::to_string(&body.host_config.unwrap().port_bindings).unwrap();
+        assert!(ports.contains(r#""HostIp":"127.0.0.1","HostPort":"3000""#), "{ports}");
+    }
+
+    #[test]
+    fn a_standby_lets_docker_pick_its_ports() {
+        let stack = stack(SECRETS);
+        let spec = ServiceSpec::resolve(&stack, "api", image("a")).unwrap();
+        let body = spec.create_body(&stack, Role::Standby, Some("sha256:old"));
+        let ports = serde_json::to_string(&body.host_config.unwrap().port_bindings).unwrap();
+        assert!(ports.contains(r#""HostIp":"127.0.0.1","HostPort":"""#), "{ports}");
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[labels::ROLE], "standby");
+        assert_eq!(labels[labels::PREVIOUS_IMAGE], "sha256:old");
+        assert_eq!(spec.container_name(Role::Standby), "masstock_api_standby");
+    }
+
+    #[test]
+    fn the_hashes_say_what_changed() {
+        let before = ServiceSpec::resolve(&stack(SECRETS), "api", image("a")).unwrap().hashes;
+        let new_image = ServiceSpec::resolve(&stack(SECRETS), "api", image("b")).unwrap().hashes;
+        assert_eq!(before.differences(&new_image), ["image"]);
+        let rotated = SECRETS.replace("jwt-secret", "jwt-rotated");
+        let new_env = ServiceSpec::resolve(&stack(&rotated), "api", image("a")).unwrap().hashes;
+        assert_eq!(before.differences(&new_env), ["env"]);
+        let mut moved = stack(SECRETS);
+        moved.config.services.get_mut("api").unwrap().ports[0].host = 3001;
+        let new_settings = ServiceSpec::resolve(&moved, "api", image("a")).unwrap().hashes;
+        assert_eq!(before.differences(&new_settings), ["config"]);
+        assert!(before.differences(&before.clone()).is_empty());
+    }
+
+    #[test]
+    fn a_missing_secret_is_named_without_any_value() {
+        let stack = stack(&SECRETS.replace("JWT_SECRET=jwt-secret\n", "JWT_SECRET=\n"));
+        let error = ServiceSpec::resolve(&stack, "api", image("a")).unwrap_err();
+        let message = error.chain().join(" ");
+        assert!(message.contains("JWT_SECRET") && message.contains("leaves it empty"), "{message}");
+        assert!(!message.contains("secret-"), "{message}");
+    }
+
+    #[test]
+    fn services_behind_a_site_with_a_health_check_roll_out_start_first() {
+        let stack = stack(SECRETS);
+        let rollout = |name: &str| ServiceSpec::resolve(&stack, name, image("a")).unwrap().rollout;
+        assert_eq!(rollout("api"), Rollout::StartFirst);
+        assert_eq!(rollout("app"), Rollout::StartFirst);
+        assert_eq!(rollout("worker"), Rollout::StopFirst, "no site");
+        assert_eq!(rollout("redis"), Rollout::StopFirst, "no site");
+        assert_eq!(rollout("n8n"), Rollout::StopFirst, "declared: two n8n must never share their volume");
+    }
+
+    #[test]
+    fn health_tests_become_exec_command_lines() {
+        let stack = stack(SECRETS);
+        let probe = |name: &str| readiness_of(&stack.config.services[name]).probe.unwrap();
+        assert_eq!(probe("api"), ["masstock-api", "healthcheck", "--url", "http://127.0.0.1:3000/health"]);
+        assert_eq!(probe("worker"), ["masstock-worker", "healthcheck"]);
+        assert_eq!(probe("redis")[..2], ["/bin/sh", "-c"]);
+    }
 }

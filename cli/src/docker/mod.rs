@@ -110,6 +110,23 @@ pub async fn project_containers(docker: &Docker, project: &str) -> Result<Vec<Co
         .map_err(|error| api_error("failed to list the project's containers", &error))
 }
 
+/// A running container's address on `network` (the host reaches bridge addresses on Linux).
+pub async fn container_address(docker: &Docker, container: &str, network: &str) -> Result<String, String> {
+    let inspected = docker.inspect_container(container, None).await.map_err(|error| {
+        if is_not_found(&error) {
+            format!("no container `{container}`: `masstockctl deploy` creates it")
+        } else {
+            format!("cannot inspect `{container}`: {}", engine_message(&error))
+        }
+    })?;
+    inspected
+        .network_settings
+        .and_then(|settings| settings.networks)
+        .and_then(|networks| networks.get(network).and_then(|endpoint| endpoint.ip_address.clone()))
+        .filter(|address| !address.is_empty())
+        .ok_or_else(|| format!("`{container}` has no address on network `{network}` (is it running?)"))
+}
+
 /// The service a container belongs to, from its labels.
 #[must_use]
 pub fn service_of(container: &ContainerSummary) -> Option<&str> {

@@ -734,6 +734,10 @@ fn redis_is_found_through_deploy_toml_and_the_env_file() {
 fn a_redis_the_host_cannot_reach_is_explained() {
     let sandbox = Sandbox::new();
     std::fs::write(sandbox.path(".env.production"), "REDIS_PASSWORD=secret-value-1234\n").unwrap();
+    // A project no engine runs, whatever this machine deployed (the local stack is `masstock` too).
+    let config = std::fs::read_to_string(sandbox.path("deploy.toml")).unwrap();
+    std::fs::write(sandbox.path("deploy.toml"), config.replacen("name = \"masstock\"", "name = \"nowhere\"", 1))
+        .unwrap();
     let run = sandbox.run(&["queue", "ls"]);
     assert_eq!(run.status, 1);
     insta::assert_snapshot!("production_redis_unreachable", run.transcript());

@@ -22,6 +22,8 @@ use masstock_jobs::admin::{Admin, AdminError};
 
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
+/// A short age: `42s`, `5m07s`, `3h12m`, `2d04h`.
+use crate::ui::short_duration as age;
 use crate::ui::Ui;
 use redis_url::RedisTarget;
 
@@ -152,20 +154,6 @@ fn admin_error(error: AdminError, target: &RedisTarget) -> CommandError {
 /// Milliseconds since the epoch, by this machine's clock.
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
-}
-
-/// A short age: `42s`, `5m07s`, `3h12m`, `2d04h`.
-fn age(seconds: u64) -> String {
-    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
-    if days > 0 {
-        format!("{days}d{:02}h", hours % 24)
-    } else if hours > 0 {
-        format!("{hours}h{:02}m", minutes % 60)
-    } else if minutes > 0 {
-        format!("{minutes}m{:02}s", seconds % 60)
-    } else {
-        format!("{seconds}s")
-    }
 }
 
 /// Columns padded to their widest cell; the columns flagged in `numeric` are aligned right.

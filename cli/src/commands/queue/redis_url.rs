@@ -4,8 +4,8 @@
 //! In deploy.toml that URL names the redis container (`redis://:${REDIS_PASSWORD}@redis:6379`),
 //! which only other containers can resolve. When the redis service publishes the port, the host
 //! reaches it on `edge.upstream_host` (where Docker publishes every port). Production publishes
-//! none, so there the operator passes `REDIS_URL` with the container's address. The password is
-//! never shown: messages carry [`RedisTarget::shown`].
+//! none: then the container's address on the project network, from the Engine API. The password
+//! is never shown: messages carry [`RedisTarget::shown`].
 
 use std::fmt;
 
@@ -93,18 +93,27 @@ fn from_stack(stack: &Stack) -> Result<RedisTarget, CommandError> {
     };
     let container = stack.container_name(redis_name);
     let Some(published) = redis.ports.iter().find(|published| published.container == port) else {
-        return Err(CommandError::failure(format!(
-            "redis is not reachable from this host: `REDIS_URL` of service `{service}` points at the container \
-             `{}:{port}`, and service `{redis_name}` publishes no port for it",
-            parts.host
-        ))
-        .with_hint(format!(
-            "set `REDIS_URL` to the container's address, e.g. `REDIS_URL=redis://:PASSWORD@<container ip>:{port}`"
-        ))
-        .with_hint(format!(
-            "the container's IP: `docker inspect -f '{{{{range .NetworkSettings.Networks}}}}{{{{.IPAddress}}}}{{{{end}}}}' \
-             {container}`"
-        )));
+        // No published port (production's case): the container's address on the project network.
+        let network = &stack.config.project.network;
+        let address = crate::docker::block_on(async {
+            let docker = crate::docker::connect().await.map_err(|error| error.chain().join(": "))?;
+            crate::docker::container_address(&docker, &container, network).await
+        })?;
+        return match address {
+            Ok(address) => {
+                let url = resolve_secrets(stack, &parts.with_address(&address, port))?;
+                let source = format!("deploy.toml: `REDIS_URL` of service `{service}`, at container `{container}`'s address on `{network}`");
+                Ok(RedisTarget::new(url, source, false))
+            }
+            Err(reason) => Err(CommandError::failure(format!(
+                "redis is not reachable from this host: `REDIS_URL` of service `{service}` points at the container \
+                 `{}:{port}`, which publishes no port, and its address is unknown: {reason}",
+                parts.host
+            ))
+            .with_hint(format!(
+                "set `REDIS_URL` to the container's address, e.g. `REDIS_URL=redis://:PASSWORD@<container ip>:{port}`"
+            ))),
+        };
     };
     let host = stack.config.edge.upstream_host.to_string();
     let url = resolve_secrets(stack, &parts.with_address(&host, published.host))?;
