@@ -16,17 +16,22 @@ const EMAIL: &str = "ana@example.com";
 const PASSWORD: &str = "correct horse battery staple";
 
 /// A database of the test's own, dropped at the end.
-struct Database {
-    name: String,
-    url: String,
+pub struct Database {
+    pub name: String,
+    pub url: String,
     admin: String,
 }
 
 impl Database {
     fn create(runtime: &tokio::runtime::Runtime) -> Self {
+        Self::create_named(runtime, &format!("masstock_browser_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// Creates database `name` on the server `DATABASE_URL` names.
+    pub fn create_named(runtime: &tokio::runtime::Runtime, name: &str) -> Self {
         let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set by .cargo/config.toml");
         let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
-        let name = format!("masstock_browser_{}", uuid::Uuid::new_v4().simple());
+        let name = name.to_owned();
         let admin = format!("{server}/postgres");
         runtime.block_on(async {
             let pool = sqlx::PgPool::connect(&admin)

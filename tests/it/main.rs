@@ -4,5 +4,6 @@
 
 mod browser;
 mod compose;
+mod deploy;
 mod nginx;
 mod sandbox;

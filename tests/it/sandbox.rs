@@ -13,6 +13,9 @@ pub struct RenderedSandbox {
     pub https_port: u16,
     pub api_port: u16,
     pub certificates: TestCertificates,
+    /// The environment the sandbox's `e2e` derives from, and the sandbox's own overrides of it.
+    base: String,
+    overrides: String,
 }
 
 impl RenderedSandbox {
@@ -53,6 +56,7 @@ impl RenderedSandbox {
         );
         let config_path = dir.path().join("deploy.toml");
         fs_err::write(&config_path, config_with_environment(base, &[&overrides, extra])).expect("write deploy.toml");
+        let (base, overrides) = (base.to_owned(), overrides.clone());
 
         // Every secret the stack refers to, with a recognisable value.
         let probe =
@@ -79,7 +83,31 @@ impl RenderedSandbox {
         for folder in ["logs", "webroot/.well-known/acme-challenge", "temp"] {
             fs_err::create_dir_all(dir.path().join(folder)).unwrap();
         }
-        Self { dir, stack, http_port, https_port, api_port, certificates }
+        Self { dir, stack, http_port, https_port, api_port, certificates, base, overrides }
+    }
+
+    /// Writes deploy.toml again with `extras` merged, in turn, over the sandbox's overrides (the
+    /// extras given at creation are not kept), and reloads the stack.
+    pub fn reconfigure(&mut self, extras: &[&str]) {
+        let mut documents = vec![self.overrides.as_str()];
+        documents.extend_from_slice(extras);
+        let config_path = self.path("deploy.toml");
+        fs_err::write(&config_path, config_with_environment(&self.base, &documents)).expect("write deploy.toml");
+        self.stack =
+            Stack::load(&config_path, "e2e").unwrap_or_else(|error| panic!("load the e2e environment: {error:?}"));
+    }
+
+    /// Gives secrets of the env file real values (the sandbox fills them with placeholders).
+    pub fn set_secrets(&self, secrets: &[(&str, &str)]) {
+        let path = self.path("secrets.env");
+        let text = fs_err::read_to_string(&path).expect("read the env file");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|line| !secrets.iter().any(|(name, _)| line.starts_with(&format!("{name}="))))
+            .map(str::to_owned)
+            .collect();
+        lines.extend(secrets.iter().map(|(name, value)| format!("{name}={value}")));
+        fs_err::write(&path, lines.join("\n") + "\n").expect("write the env file");
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {

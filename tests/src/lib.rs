@@ -137,3 +137,24 @@ pub fn database_url_of(pool: &sqlx::PgPool) -> String {
     let (server, _) = base.rsplit_once('/').expect("a database in DATABASE_URL");
     format!("{server}/{database}")
 }
+
+/// The path of binary `bin` of workspace package `package`, built now with the cargo running the
+/// tests (same profile and target folder), so a test runs the current source. Cargo does not build
+/// another package's binaries for this package's tests (`CARGO_BIN_EXE_*` only names our own).
+#[must_use]
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--quiet", "--message-format=json", "-p", package, "--bin", bin])
+        .current_dir(workspace_root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(output.status.success(), "`cargo build -p {package} --bin {bin}` failed (its messages are above)");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["target"]["name"] == bin)
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo did not say where it put `{bin}`"))
+}

@@ -60,6 +60,11 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
             images_for(&docker, &stack, &args.services, &args.build, ui).await?
         };
         let plan = Plan::compute(&docker, &stack, &images, &args.services).await?;
+        // An nginx of ours (`start_command`) that is down (after a reboot, say) is started even
+        // when the site is unchanged: apply only touches the edge for a new site.
+        if !args.plan && !plan.site_changed && !stack.config.edge.start_command.is_empty() {
+            crate::deploy::edge::reload(&stack)?;
+        }
         if args.plan || !plan.changes_anything() {
             if ui.json {
                 // `--plan` applies nothing; a deploy with nothing to do applied nothing, successfully.
