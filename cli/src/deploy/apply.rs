@@ -115,40 +115,27 @@ pub async fn apply(docker: &Docker, stack: &Stack, plan: &Plan, options: &ApplyO
         ui.info(format!("{}: {}…", step.service, describe(step)));
         let result = apply_step(docker, stack, step, options, ui).await;
         let seconds = started.elapsed().as_secs_f64();
-        match result {
+        let ok = result.is_ok();
+        let (detail, unready) = match result {
             Ok(detail) => {
-                ui.info(format!(
-                    "{}: {} done in {seconds:.1}s{}",
-                    step.service,
-                    step.action.name(),
-                    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
-                ));
-                outcome.services.push(ServiceOutcome {
-                    service: step.service.clone(),
-                    action: step.action.name().to_owned(),
-                    ok: true,
-                    seconds,
-                    detail,
-                    unready: None,
-                });
+                let shown = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
+                ui.info(format!("{}: {} done in {seconds:.1}s{shown}", step.service, step.action.name()));
+                (detail, None)
             }
-            Err(StepError::Unready { unready, detail }) => {
-                outcome.failed = true;
-                outcome.services.push(ServiceOutcome {
-                    service: step.service.clone(),
-                    action: step.action.name().to_owned(),
-                    ok: false,
-                    seconds,
-                    detail,
-                    unready: Some(*unready),
-                });
-                break;
-            }
-            Err(StepError::Command(error)) => {
-                outcome.failed = true;
-                outcome.services.push(failed_outcome(&step.service, step.action.name(), seconds, &error));
-                break;
-            }
+            Err(StepError::Unready { unready, detail }) => (detail, Some(*unready)),
+            Err(StepError::Command(error)) => (error.chain().join(": "), None),
+        };
+        outcome.services.push(ServiceOutcome {
+            service: step.service.clone(),
+            action: step.action.name().to_owned(),
+            ok,
+            seconds,
+            detail,
+            unready,
+        });
+        if !ok {
+            outcome.failed = true;
+            break;
         }
     }
     outcome
