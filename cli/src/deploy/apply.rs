@@ -322,7 +322,7 @@ pub async fn start_first_replace(
     tokio::time::sleep(DRAIN).await;
     stop(docker, &standby, spec.stop_timeout).await?;
     remove(docker, &standby).await?;
-    Ok("start-first: no request was turned away".to_owned())
+    Ok("start-first: the new container served before the old one stopped".to_owned())
 }
 
 /// Replaces a container by stopping it first; puts it back when the new one is not ready.
