@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use source::{Diagnostic, KeyPath, Location, Mark, Segment, Source};
 pub use units::{Duration, Rate, Size};
+pub use validate::eab_key_reference;
 
 use crate::secrets::{EnvFile, SecretReference};
 
@@ -333,6 +334,18 @@ pub struct Acme {
     /// `--cert-name`; the shortest domain (the apex) by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_name: Option<String>,
+    /// The CA that `certs renew --dry-run` runs the whole flow against (Let's Encrypt's staging
+    /// directory in production, the test CA locally); the dry run refuses to run without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_directory: Option<String>,
+    /// External Account Binding (RFC 8555 §7.3.4), for CAs that require one: the key identifier
+    /// the CA gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eab_kid: Option<String>,
+    /// The EAB HMAC key (base64url, as CAs hand it out): a secret, so only a `${NAME}` reference
+    /// to the env file is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eab_hmac_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
