@@ -377,7 +377,9 @@ async fn issue_and_install(
     if dry_run {
         return Ok((version, info));
     }
-    install::verify_install(stack, &wanted.lineage, &wanted.names, &info.serial, existing.map(|l| l.version)).map_err(
+    // Version 0 is a hand-made lineage (plain files, no archive): nothing to go back to.
+    let previous = existing.map(|lineage| lineage.version).filter(|version| *version > 0);
+    install::verify_install(stack, &wanted.lineage, &wanted.names, &info.serial, previous).map_err(
         |error| {
             (
                 error.to_string(),
