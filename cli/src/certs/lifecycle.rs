@@ -193,7 +193,6 @@ pub fn issue(stack: &Stack, ui: &Ui, only: &[String]) -> Result<Vec<Outcome>, Co
             Ok(client) => client,
             Err(error) => return Err(acme_command_error(&error, "failed to reach the ACME CA")),
         };
-        report_account(ui, &client);
         let mut outcomes = Vec::new();
         for wanted in plan.iter().filter(|p| selected(only, &p.lineage, &p.names)) {
             let existing = read_existing(stack, &wanted.lineage);
@@ -223,9 +222,6 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
     crate::docker::block_on(async {
         let mut outcomes = Vec::new();
         let mut client = AcmeClient::connect(settings).await;
-        if let Ok(client) = &client {
-            report_account(ui, client);
-        }
         for lineage in lineages.iter().filter(|l| selected(&options.only, &l.name, &l.cert.names)) {
             // deploy.toml decides the names of the certificates it plans; others keep theirs.
             let names = plan
@@ -379,14 +375,15 @@ async fn issue_and_install(
     }
     // Version 0 is a hand-made lineage (plain files, no archive): nothing to go back to.
     let previous = existing.map(|lineage| lineage.version).filter(|version| *version > 0);
-    install::verify_install(stack, &wanted.lineage, &wanted.names, &info.serial, previous).map_err(
-        |error| {
-            (
-                error.to_string(),
-                Some("fix what failed (`nginx -t` shows configuration errors), then run `masstockctl certs renew --force`".into()),
-            )
-        },
-    )?;
+    install::verify_install(stack, &wanted.lineage, &wanted.names, &info.serial, previous).map_err(|error| {
+        (
+            error.to_string(),
+            Some(
+                "fix what failed (`nginx -t` shows configuration errors), then run `masstockctl certs renew --force`"
+                    .into(),
+            ),
+        )
+    })?;
     Ok((version, info))
 }
 
