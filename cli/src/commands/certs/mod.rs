@@ -26,7 +26,7 @@ pub fn run(global: &GlobalArgs, ui: &Ui, command: &CertsCommand) -> Result<ExitC
 
 /// Prints the outcomes (a line each, or one JSON document) and gives the exit status: 1 when any
 /// certificate failed.
-pub(crate) fn report(ui: &Ui, outcomes: &[Outcome]) -> ExitCode {
+pub fn report(ui: &Ui, outcomes: &[Outcome]) -> ExitCode {
     let failed = outcomes.iter().any(|outcome| outcome.action == Action::Failed);
     if ui.json {
         ui.json_document(&serde_json::json!({ "ok": !failed, "certificates": outcomes }));
