@@ -14,6 +14,7 @@
 //!
 //! The store never writes outside `cert_dir`, and every error names the path it is about.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
@@ -369,7 +370,7 @@ pub fn render_renewal_conf(cert_dir: &Path, name: &str, conf: &RenewalConf) -> S
     }
     text.push_str("autorenew = False\n[[webroot_map]]\n");
     for domain in &conf.names {
-        text.push_str(&format!("{} = {webroot}\n", configobj_value(domain)));
+        let _ = writeln!(text, "{} = {webroot}", configobj_value(domain));
     }
     text
 }

@@ -102,7 +102,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Logs(logs::LogsArgs),
     Health(health::HealthArgs),
-    /// Issue, renew and check the TLS certificates (ACME, certbot's layout)
+    /// Obtain, renew and inspect the TLS certificates (ACME)
     #[command(subcommand)]
     Certs(certs::CertsCommand),
     Completions(completions::CompletionsArgs),

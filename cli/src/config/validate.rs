@@ -929,6 +929,23 @@ fn acme(checker: &mut Checker, config: &Config) {
 pub fn eab_key_reference(value: &str) -> Option<String> {
     let name = value.strip_prefix("${")?.strip_suffix('}')?;
     secrets::is_variable_name(name).then(|| name.to_owned())
+    if let Some(dir) = &acme.systemd_dir {
+        if dir.as_os_str().is_empty() {
+            checker.error(
+                &path.key("systemd_dir"),
+                Mark::Value,
+                "`acme.systemd_dir` is empty",
+                vec![format!("leave it out for `{}`", super::DEFAULT_SYSTEMD_DIR)],
+            );
+        } else if path_problem(dir).is_some() {
+            checker.error(
+                &path.key("systemd_dir"),
+                Mark::Value,
+                format!("invalid systemd folder `{}`", dir.display()),
+                vec!["use a path without spaces, control characters or `;{}#$\\` quotes".into()],
+            );
+        }
+    }
 }
 
 /// Finds every `${NAME}` and checks it against the env file, when the env file exists.

@@ -1,7 +1,10 @@
-//! `masstockctl certs …`: the stack's TLS certificates over ACME.
+//! `masstockctl certs ...`: the TLS certificates obtained over ACME, stored in certbot's layout
+//! under `acme.cert_dir` (see `crate::certs`).
 
+pub mod install_timer;
 pub mod issue;
 pub mod renew;
+pub mod status;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -15,12 +18,16 @@ use crate::ui::Ui;
 pub enum CertsCommand {
     Issue(issue::IssueArgs),
     Renew(renew::RenewArgs),
+    Status(status::StatusArgs),
+    InstallTimer(install_timer::InstallTimerArgs),
 }
 
 pub fn run(global: &GlobalArgs, ui: &Ui, command: &CertsCommand) -> Result<ExitCode, CommandError> {
     match command {
         CertsCommand::Issue(args) => issue::cmd_issue(global, ui, args),
         CertsCommand::Renew(args) => renew::cmd_renew(global, ui, args),
+        CertsCommand::Status(args) => status::cmd_certs_status(global, ui, args),
+        CertsCommand::InstallTimer(args) => install_timer::cmd_certs_install_timer(global, ui, args),
     }
 }
 
