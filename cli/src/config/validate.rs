@@ -922,13 +922,6 @@ fn acme(checker: &mut Checker, config: &Config) {
         ),
         _ => {}
     }
-}
-
-/// The env-file variable `eab_hmac_key` names when it is exactly one `${NAME}` reference.
-#[must_use]
-pub fn eab_key_reference(value: &str) -> Option<String> {
-    let name = value.strip_prefix("${")?.strip_suffix('}')?;
-    secrets::is_variable_name(name).then(|| name.to_owned())
     if let Some(dir) = &acme.systemd_dir {
         if dir.as_os_str().is_empty() {
             checker.error(
@@ -946,6 +939,13 @@ pub fn eab_key_reference(value: &str) -> Option<String> {
             );
         }
     }
+}
+
+/// The env-file variable `eab_hmac_key` names when it is exactly one `${NAME}` reference.
+#[must_use]
+pub fn eab_key_reference(value: &str) -> Option<String> {
+    let name = value.strip_prefix("${")?.strip_suffix('}')?;
+    secrets::is_variable_name(name).then(|| name.to_owned())
 }
 
 /// Finds every `${NAME}` and checks it against the env file, when the env file exists.
