@@ -33,6 +33,7 @@ pub fn run(global: &GlobalArgs, ui: &Ui, command: &CertsCommand) -> Result<ExitC
 
 /// Prints the outcomes (a line each, or one JSON document) and gives the exit status: 1 when any
 /// certificate failed.
+#[must_use]
 pub fn report(ui: &Ui, outcomes: &[Outcome]) -> ExitCode {
     let failed = outcomes.iter().any(|outcome| outcome.action == Action::Failed);
     if ui.json {
