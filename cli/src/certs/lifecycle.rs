@@ -414,6 +414,16 @@ mod tests {
     }
 
     #[test]
+    fn the_eab_key_is_only_ever_a_reference_to_the_env_file() {
+        assert_eq!(crate::config::eab_key_reference("${ACME_EAB_HMAC_KEY}").as_deref(), Some("ACME_EAB_HMAC_KEY"));
+        assert_eq!(
+            crate::config::eab_key_reference("zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"),
+            None
+        );
+        assert_eq!(crate::config::eab_key_reference("prefix-${KEY}"), None);
+    }
+
+    #[test]
     fn one_san_certificate_named_after_the_apex_or_one_per_domain() {
         let san = planned(&stack());
         assert_eq!(san.len(), 1);
