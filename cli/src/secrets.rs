@@ -267,7 +267,6 @@ pub const KNOWN_SECRETS: &[(&str, Recipe, &str)] = &[
     ("ENCRYPTION_KEY", Recipe::Hex(32), "encrypts n8n's stored credentials (32 random bytes, hex)"),
     ("DATABASE_URL", Recipe::Placeholder, "PostgreSQL connection URL, e.g. postgres://user:password@host:5432/db"),
     ("GEMINI_API_KEY", Recipe::Placeholder, "Google Gemini API key"),
-    ("ACME_EAB_HMAC_KEY", Recipe::Placeholder, "the ACME CA's External Account Binding HMAC key (base64url)"),
 ];
 
 /// The recipe and description for `name`; unknown names are placeholders.
