@@ -20,6 +20,51 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("docker-compose.yml", include_str!("../../templates/docker-compose.yml.tera")),
 ];
 
+/// The systemd units of `certs install-timer`: (name, source). Apart from [`TEMPLATES`] because
+/// they depend on where masstockctl runs from, which `render` must not.
+pub const TIMER_TEMPLATES: &[(&str, &str)] = &[
+    ("masstock-certs.service", include_str!("../../templates/masstock-certs.service.tera")),
+    ("masstock-certs.timer", include_str!("../../templates/masstock-certs.timer.tera")),
+];
+
+/// Renders the certificate renewal service and timer: the service runs
+/// `<masstockctl> --config <deploy.toml> --env <environment> certs renew`, every path absolute.
+pub fn render_certs_timer(stack: &Stack, masstockctl: &std::path::Path) -> Result<Vec<RenderedFile>, RenderError> {
+    let tera = load(TIMER_TEMPLATES)?;
+    let config = crate::config::absolute(&stack.path);
+    let words = [
+        masstockctl.display().to_string(),
+        "--config".to_owned(),
+        config.display().to_string(),
+        "--env".to_owned(),
+        stack.environment.clone(),
+        "certs".to_owned(),
+        "renew".to_owned(),
+    ];
+    let exec_start = words.iter().map(|word| systemd_word(word)).collect::<Vec<_>>().join(" ");
+    let context = json!({ "project": stack.config.project.name, "exec_start": exec_start });
+    TIMER_TEMPLATES
+        .iter()
+        .map(|(name, _)| {
+            Ok(RenderedFile {
+                path: PathBuf::from(name),
+                contents: render_one(&tera, TIMER_TEMPLATES, name, &context)?,
+            })
+        })
+        .collect()
+}
+
+/// One word of a systemd `ExecStart=`: `%` (specifiers) and `$` (variables) doubled, and the word
+/// double-quoted when it holds anything but letters, digits and `/._-+:@=,`.
+fn systemd_word(word: &str) -> String {
+    let escaped = word.replace('%', "%%").replace('$', "$$");
+    if !escaped.is_empty() && escaped.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@=,%$".contains(c)) {
+        escaped
+    } else {
+        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
 /// A file to write, relative to the output folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFile {

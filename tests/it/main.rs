@@ -3,6 +3,7 @@
 //! the tools.
 
 mod browser;
+mod certs;
 mod compose;
 mod deploy;
 mod nginx;

@@ -158,3 +158,119 @@ pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo did not say where it put `{bin}`"))
 }
+
+/// Where `script/bootstrap` keeps Pebble's TLS certificate, key and CA.
+pub const PEBBLE_STATE: &str = "/var/lib/masstock-test/pebble";
+
+/// A private Pebble (Let's Encrypt's test CA) on free ports, using the bootstrap's
+/// pebble-challtestsrv as its DNS (every name is 127.0.0.1), validating HTTP-01 on `http_port`.
+#[derive(Debug)]
+pub struct Pebble {
+    process: Option<ChildGuard>,
+    config: PathBuf,
+    nonce_reject_percent: u8,
+    pub directory: String,
+    pub listen_port: u16,
+    pub management_port: u16,
+    /// The CA of Pebble's own HTTPS listener (not of the certificates it issues: see [`Pebble::root_pem`]).
+    pub ca_bundle: PathBuf,
+    _folder: tempfile::TempDir,
+}
+
+impl Pebble {
+    /// Starts Pebble; certificates last `validity_seconds`; `nonce_reject_percent` of the nonces
+    /// are refused as `badNonce`.
+    #[must_use]
+    pub fn start(http_port: u16, validity_seconds: u64, nonce_reject_percent: u8) -> Self {
+        let state = Path::new(PEBBLE_STATE);
+        for file in ["ca.pem", "server.pem", "server.key"] {
+            assert!(
+                state.join(file).exists(),
+                "no `{}`: run `script/bootstrap` (it sets up Pebble)",
+                state.join(file).display()
+            );
+        }
+        let challtestsrv: SocketAddr = ([127, 0, 0, 1], 8055).into();
+        assert!(
+            TcpStream::connect_timeout(&challtestsrv, Duration::from_secs(2)).is_ok(),
+            "pebble-challtestsrv is not running (management port 8055): run `script/bootstrap`"
+        );
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let (listen_port, management_port, tls_port) = (free_port(), free_port(), free_port());
+        let config = serde_json::json!({
+            "pebble": {
+                "listenAddress": format!("127.0.0.1:{listen_port}"),
+                "managementListenAddress": format!("127.0.0.1:{management_port}"),
+                "certificate": state.join("server.pem"),
+                "privateKey": state.join("server.key"),
+                "httpPort": http_port,
+                "tlsPort": tls_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false,
+                "certificateValidityPeriod": validity_seconds,
+            }
+        });
+        let config_path = folder.path().join("pebble-config.json");
+        fs_err::write(&config_path, config.to_string()).expect("write the Pebble config");
+        let mut pebble = Self {
+            process: None,
+            config: config_path,
+            nonce_reject_percent,
+            directory: format!("https://127.0.0.1:{listen_port}/dir"),
+            listen_port,
+            management_port,
+            ca_bundle: state.join("ca.pem"),
+            _folder: folder,
+        };
+        pebble.spawn();
+        pebble
+    }
+
+    fn spawn(&mut self) {
+        let log = fs_err::File::create(self.config.with_file_name("pebble.log")).expect("Pebble's log");
+        let child = Command::new(require_tool("pebble"))
+            .arg("-config")
+            .arg(&self.config)
+            .args(["-dnsserver", "127.0.0.1:8053"])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", self.nonce_reject_percent.to_string())
+            // Fresh authorizations every time: each order is really validated.
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(log.into_parts().0)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start pebble");
+        self.process = Some(ChildGuard(child));
+        wait_for_port(([127, 0, 0, 1], self.listen_port).into(), Duration::from_secs(20));
+        wait_for_port(([127, 0, 0, 1], self.management_port).into(), Duration::from_secs(20));
+    }
+
+    /// Stops and starts it again: it forgets every account, order and its CA.
+    pub fn restart(&mut self) {
+        self.process = None;
+        self.spawn();
+    }
+
+    /// What Pebble logged so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        fs_err::read_to_string(self.config.with_file_name("pebble.log")).unwrap_or_default()
+    }
+
+    /// The root that signs the certificates this instance issues (regenerated at every start).
+    #[must_use]
+    pub fn root_pem(&self) -> String {
+        let ca = fs_err::read(&self.ca_bundle).expect("Pebble's CA");
+        let client = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("a PEM CA"))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client");
+        client
+            .get(format!("https://127.0.0.1:{}/roots/0", self.management_port))
+            .send()
+            .and_then(reqwest::blocking::Response::error_for_status)
+            .and_then(reqwest::blocking::Response::text)
+            .expect("Pebble's root from its management port")
+    }
+}

@@ -1,6 +1,7 @@
 //! The command line: global flags, the command tree, and dispatch. One file per command.
 
 pub mod build;
+pub mod certs;
 pub mod completions;
 pub mod config;
 pub mod deploy;
@@ -101,6 +102,9 @@ pub enum Command {
     Status(status::StatusArgs),
     Logs(logs::LogsArgs),
     Health(health::HealthArgs),
+    /// Obtain, renew and inspect the TLS certificates (ACME)
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     Completions(completions::CompletionsArgs),
 }
 
@@ -120,6 +124,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
         Command::Status(args) => status::cmd_status(&cli.global, ui, args),
         Command::Logs(args) => logs::cmd_logs(&cli.global, ui, args),
         Command::Health(args) => health::cmd_health(&cli.global, ui, args),
+        Command::Certs(command) => certs::run(&cli.global, ui, command),
         Command::Completions(args) => completions::cmd_completions(ui, args),
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use source::{Diagnostic, KeyPath, Location, Mark, Segment, Source};
 pub use units::{Duration, Rate, Size};
+pub use validate::eab_key_reference;
 
 use crate::secrets::{EnvFile, SecretReference};
 
@@ -333,7 +334,33 @@ pub struct Acme {
     /// `--cert-name`; the shortest domain (the apex) by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_name: Option<String>,
+    /// The CA that `certs renew --dry-run` runs the whole flow against (Let's Encrypt's staging
+    /// directory in production, the test CA locally); the dry run refuses to run without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_directory: Option<String>,
+    /// External Account Binding (RFC 8555 §7.3.4), for CAs that require one: the key identifier
+    /// the CA gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eab_kid: Option<String>,
+    /// The EAB HMAC key (base64url, as CAs hand it out): a secret, so only a `${NAME}` reference
+    /// to the env file is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eab_hmac_key: Option<String>,
+    /// Where `certs install-timer` writes its systemd units; `/etc/systemd/system` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_dir: Option<PathBuf>,
 }
+
+impl Acme {
+    /// Where `certs install-timer` writes its systemd units.
+    #[must_use]
+    pub fn systemd_dir(&self) -> PathBuf {
+        self.systemd_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SYSTEMD_DIR))
+    }
+}
+
+/// systemd's folder for the administrator's units.
+pub const DEFAULT_SYSTEMD_DIR: &str = "/etc/systemd/system";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -537,6 +564,25 @@ impl Stack {
             Some(container) => service.ports.iter().find(|port| port.container == container).map(|port| port.host),
             None => service.ports.first().map(|port| port.host),
         }
+    }
+
+    /// The certificate lineages deploy.toml implies, each with the domains it must cover, in
+    /// site order: one shared lineage (`certificates = "san"`), or one per domain.
+    #[must_use]
+    pub fn certificate_lineages(&self) -> Vec<(String, Vec<String>)> {
+        let mut lineages: Vec<(String, Vec<String>)> = Vec::new();
+        for (_, site) in self.sites() {
+            let (fullchain, _) = self.certificate_paths(&site.domain);
+            let name = fullchain
+                .parent()
+                .and_then(Path::file_name)
+                .map_or_else(|| site.domain.clone(), |name| name.to_string_lossy().into_owned());
+            match lineages.iter_mut().find(|(existing, _)| *existing == name) {
+                Some((_, domains)) => domains.push(site.domain.clone()),
+                None => lineages.push((name, vec![site.domain.clone()])),
+            }
+        }
+        lineages
     }
 
     /// Where the certificate of `domain` lives: `(fullchain, privkey)`.
@@ -826,6 +872,9 @@ fn make_paths_absolute(config: &mut Config, base: &Path) {
     resolve(&mut config.acme.webroot);
     if let Some(bundle) = &mut config.acme.ca_bundle {
         resolve(bundle);
+    }
+    if let Some(dir) = &mut config.acme.systemd_dir {
+        resolve(dir);
     }
     for service in config.services.values_mut() {
         if let Some(assets) = service.build.as_mut().and_then(|build| build.assets.as_mut()) {

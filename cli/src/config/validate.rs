@@ -894,6 +894,58 @@ fn acme(checker: &mut Checker, config: &Config) {
     if !email_valid {
         checker.error(&path.key("email"), Mark::Value, format!("invalid e-mail address `{}`", acme.email), Vec::new());
     }
+    if let Some(staging) = acme.staging_directory.as_ref().filter(|url| !url.starts_with("https://")) {
+        checker.error(
+            &path.key("staging_directory"),
+            Mark::Value,
+            format!("ACME staging directory `{staging}` must be an https URL"),
+            vec!["Let's Encrypt staging: `https://acme-staging-v02.api.letsencrypt.org/directory`".into()],
+        );
+    }
+    match (&acme.eab_kid, &acme.eab_hmac_key) {
+        (Some(_), None) | (None, Some(_)) => {
+            let missing = if acme.eab_kid.is_none() { "eab_kid" } else { "eab_hmac_key" };
+            checker.error(
+                &path.key(if acme.eab_kid.is_none() { "eab_hmac_key" } else { "eab_kid" }),
+                Mark::Key,
+                format!("External Account Binding needs both `eab_kid` and `eab_hmac_key`; `{missing}` is missing"),
+                Vec::new(),
+            );
+        }
+        (Some(_), Some(key)) if eab_key_reference(key).is_none() => checker.error(
+            &path.key("eab_hmac_key"),
+            Mark::Value,
+            "the EAB HMAC key is a secret: write a reference to the env file, not the key".to_owned(),
+            vec![
+                "e.g. `eab_hmac_key = \"${ACME_EAB_HMAC_KEY}\"`, with `ACME_EAB_HMAC_KEY=<key>` in the env file".into()
+            ],
+        ),
+        _ => {}
+    }
+    if let Some(dir) = &acme.systemd_dir {
+        if dir.as_os_str().is_empty() {
+            checker.error(
+                &path.key("systemd_dir"),
+                Mark::Value,
+                "`acme.systemd_dir` is empty",
+                vec![format!("leave it out for `{}`", super::DEFAULT_SYSTEMD_DIR)],
+            );
+        } else if path_problem(dir).is_some() {
+            checker.error(
+                &path.key("systemd_dir"),
+                Mark::Value,
+                format!("invalid systemd folder `{}`", dir.display()),
+                vec!["use a path without spaces, control characters or `;{}#$\\` quotes".into()],
+            );
+        }
+    }
+}
+
+/// The env-file variable `eab_hmac_key` names when it is exactly one `${NAME}` reference.
+#[must_use]
+pub fn eab_key_reference(value: &str) -> Option<String> {
+    let name = value.strip_prefix("${")?.strip_suffix('}')?;
+    secrets::is_variable_name(name).then(|| name.to_owned())
 }
 
 /// Finds every `${NAME}` and checks it against the env file, when the env file exists.
@@ -906,6 +958,9 @@ fn secrets(checker: &mut Checker, config: &Config, check: EnvFileCheck) -> Secre
                     .push(SecretReference { name: secret, path: KeyPath::new(["services", name, "env", variable]) });
             }
         }
+    }
+    if let Some(name) = config.acme.eab_hmac_key.as_deref().and_then(eab_key_reference) {
+        references.push(SecretReference { name, path: KeyPath::new(["acme", "eab_hmac_key"]) });
     }
     let env_file_path = &config.project.env_file;
     if check == EnvFileCheck::Skip {

@@ -99,8 +99,8 @@ fn enable(stack: &Stack) -> Result<bool, CommandError> {
 }
 
 /// Runs an `[edge]` command from deploy.toml's folder (its relative paths are relative to it);
-/// the error holds what it printed.
-fn run(stack: &Stack, command: &[String]) -> Result<(), String> {
+/// the error holds what it printed. `certs` runs `test_command` through it too.
+pub(crate) fn run(stack: &Stack, command: &[String]) -> Result<(), String> {
     let Some((program, arguments)) = command.split_first() else { return Ok(()) };
     let folder = stack
         .path

@@ -71,7 +71,12 @@ pub struct DeployLock {
 impl DeployLock {
     /// Takes the lock for `command`, or says who holds it.
     pub fn acquire(stack: &Stack, command: &str) -> Result<Self, CommandError> {
-        let path = lock_path(stack);
+        Self::acquire_named(stack, "deploy", command)
+    }
+
+    /// Takes the lock called `lock` (`deploy`, `certs`: each guards its own files) for `command`.
+    pub fn acquire_named(stack: &Stack, lock: &str, command: &str) -> Result<Self, CommandError> {
+        let path = named_lock_path(stack, lock);
         let parent = path.parent().unwrap_or(Path::new("."));
         fs_err::create_dir_all(parent).map_err(CommandError::failure)?;
         let holder = Holder::current(command);
@@ -80,22 +85,27 @@ impl DeployLock {
                 let text = serde_json::to_string_pretty(&holder).unwrap_or_default();
                 file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|error| {
                     let _ = std::fs::remove_file(&path);
-                    CommandError::failure(format!("failed to write the deploy lock `{}`: {error}", path.display()))
+                    CommandError::failure(format!("failed to write the {lock} lock `{}`: {error}", path.display()))
                 })?;
                 Ok(Self { path })
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 let message = match read_holder(&path) {
-                    Some(holder) => format!("another command holds the deploy lock: {}", holder.describe()),
-                    None => format!("the deploy lock `{}` exists but cannot be read", path.display()),
+                    Some(holder) => format!("another command holds the {lock} lock: {}", holder.describe()),
+                    None => format!("the {lock} lock `{}` exists but cannot be read", path.display()),
                 };
-                Err(CommandError::failure(message).with_hint(format!(
-                    "wait for it to finish; if it crashed, check `masstockctl --env {} status`, then `masstockctl --env {} lock release`",
-                    stack.environment, stack.environment
-                )))
+                let hint = if lock == "deploy" {
+                    format!(
+                        "wait for it to finish; if it crashed, check `masstockctl --env {} status`, then `masstockctl --env {} lock release`",
+                        stack.environment, stack.environment
+                    )
+                } else {
+                    format!("wait for it to finish; if it crashed, check `masstockctl --env {} certs status`, then remove `{}`", stack.environment, path.display())
+                };
+                Err(CommandError::failure(message).with_hint(hint))
             }
             Err(error) => {
-                Err(CommandError::failure(format!("failed to create the deploy lock `{}`: {error}", path.display())))
+                Err(CommandError::failure(format!("failed to create the {lock} lock `{}`: {error}", path.display())))
             }
         }
     }
@@ -107,10 +117,16 @@ impl Drop for DeployLock {
     }
 }
 
-/// Where the lock of `stack` lives.
+/// Where the deploy lock of `stack` lives.
 #[must_use]
 pub fn lock_path(stack: &Stack) -> PathBuf {
-    stack.config.project.state_dir.join(format!("{}.deploy.lock", stack.config.project.name))
+    named_lock_path(stack, "deploy")
+}
+
+/// Where the lock called `lock` lives: `<state_dir>/<project>.<lock>.lock`.
+#[must_use]
+pub fn named_lock_path(stack: &Stack, lock: &str) -> PathBuf {
+    stack.config.project.state_dir.join(format!("{}.{lock}.lock", stack.config.project.name))
 }
 
 /// The current holder, if the lock is held.

@@ -1,6 +1,7 @@
 //! Integration tests of the `masstockctl` binary: one test binary, one module per command.
 
 mod build;
+mod certs;
 mod completions;
 mod config_check;
 mod containers;

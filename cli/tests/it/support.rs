@@ -60,6 +60,16 @@ impl Sandbox {
         Self::with_config(&hermetic(&text.replacen(from, to, 1)))
     }
 
+    /// The shipped deploy.toml with each `from` replaced by its `to` (each must be there).
+    pub fn edited_many(edits: &[(&str, &str)]) -> Self {
+        let mut text = shipped_config();
+        for (from, to) in edits {
+            assert!(text.contains(from), "the shipped deploy.toml no longer contains {from:?}");
+            text = text.replacen(from, to, 1);
+        }
+        Self::with_config(&hermetic(&text))
+    }
+
     pub fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }

@@ -1,0 +1,161 @@
+//! The verified install of a new certificate version: `nginx -t`, reload, then a TLS handshake
+//! to every name through the edge must show the new serial; otherwise the lineage goes back to
+//! its previous version and nginx is reloaded on it.
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::certs::store;
+use crate::config::Stack;
+use crate::deploy::edge;
+
+/// How long nginx gets to serve the new certificate after a reload (its workers are replaced
+/// asynchronously: old workers finish their connections first).
+const SERVED_WITHIN: Duration = Duration::from_secs(5);
+
+/// Why a new version could not be installed; the lineage is back on its previous version when
+/// there was one.
+#[derive(Debug, thiserror::Error)]
+#[error("{failure}; {rollback}")]
+pub struct InstallError {
+    pub failure: String,
+    pub rollback: String,
+}
+
+/// After `store::write_version` made `version` live: tests and reloads nginx and checks that
+/// every name is served with `serial`. On failure, switches back to `previous` and reloads.
+pub fn verify_install(
+    stack: &Stack,
+    lineage: &str,
+    names: &[String],
+    serial: &str,
+    previous: Option<u32>,
+) -> Result<(), InstallError> {
+    let Err(failure) = test_reload_and_check(stack, names, serial) else { return Ok(()) };
+    let cert_dir = &stack.config.acme.cert_dir;
+    let rollback = match previous {
+        None => "there is no previous version to go back to".to_owned(),
+        Some(version) => match store::switch_to(cert_dir, lineage, version) {
+            Err(error) => format!("and going back to version {version} failed too: {error}"),
+            // The previous version was serving before: no test, straight back to it.
+            Ok(()) => match edge::reload(stack).map_err(|error| error.chain().join(": ")) {
+                Ok(()) => format!("`{lineage}` is back on version {version} and nginx was reloaded on it"),
+                Err(error) => format!("`{lineage}` is back on version {version}, but reloading nginx failed: {error}"),
+            },
+        },
+    };
+    Err(InstallError { failure, rollback })
+}
+
+fn test_reload_and_check(stack: &Stack, names: &[String], serial: &str) -> Result<(), String> {
+    let edge_config = &stack.config.edge;
+    edge::run(stack, &edge_config.test_command)
+        .map_err(|error| format!("nginx refused the new certificate: {error}"))?;
+    edge::reload(stack).map_err(|error| error.chain().join(": "))?;
+    let address = SocketAddr::new(edge_config.upstream_host, edge_config.https_port);
+    for name in names {
+        let deadline = Instant::now() + SERVED_WITHIN;
+        loop {
+            let served = served_serial(address, name);
+            match served {
+                Ok(served) if served.eq_ignore_ascii_case(serial) => break,
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(250)),
+                Ok(served) => {
+                    return Err(format!(
+                        "nginx serves `{name}` with serial {served} instead of the new {serial} after {}s",
+                        SERVED_WITHIN.as_secs()
+                    ))
+                }
+                Err(error) => return Err(format!("the TLS handshake for `{name}` through {address} failed: {error}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The serial of the certificate the edge presents for `name` (SNI).
+pub fn served_serial(address: SocketAddr, name: &str) -> Result<String, String> {
+    let leaf = served_certificate(address, name)?;
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64::engine::general_purpose::STANDARD.encode(leaf.as_ref())
+    );
+    store::parse_certificate(&pem).map(|info| info.serial).map_err(|error| error.to_string())
+}
+
+/// The leaf certificate the edge presents for `name`. The chain is not verified: what matters
+/// here is which certificate nginx loaded, and it is compared with the one just issued.
+pub fn served_certificate(address: SocketAddr, name: &str) -> Result<CertificateDer<'static>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let server_name = ServerName::try_from(name.to_owned()).map_err(|error| error.to_string())?;
+    let mut connection =
+        rustls::ClientConnection::new(Arc::new(config), server_name).map_err(|error| error.to_string())?;
+    let mut socket = TcpStream::connect_timeout(&address, Duration::from_secs(5)).map_err(|error| error.to_string())?;
+    socket.set_read_timeout(Some(Duration::from_secs(5))).map_err(|error| error.to_string())?;
+    socket.set_write_timeout(Some(Duration::from_secs(5))).map_err(|error| error.to_string())?;
+    while connection.is_handshaking() {
+        connection.complete_io(&mut socket).map_err(|error| error.to_string())?;
+    }
+    let leaf = connection
+        .peer_certificates()
+        .and_then(|certificates| certificates.first())
+        .map(|certificate| certificate.clone().into_owned())
+        .ok_or_else(|| "no certificate was presented".to_owned())?;
+    // Close politely; nginx does not care either way.
+    connection.send_close_notify();
+    let _ = connection.write_tls(&mut socket);
+    let _ = socket.flush();
+    Ok(leaf)
+}
+
+/// Accepts any certificate, still checking the handshake's signatures with the provider.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

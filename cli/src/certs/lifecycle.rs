@@ -1,0 +1,442 @@
+//! Issuing and renewing the stack's certificates, shared by `certs issue` and `certs renew`:
+//! which certificates deploy.toml wants, what is due, one ACME order each, the new version
+//! stored in certbot's layout and installed with verification, errors recorded per lineage.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::certs::acme::{AcmeClient, AcmeError, AcmeSettings, Http01, Issued};
+use crate::certs::store::{self, CertInfo, Lineage, NewVersion, RenewalConf};
+use crate::certs::{due, install};
+use crate::config::{CertificateLayout, Stack};
+use crate::error::CommandError;
+use crate::ui::Ui;
+
+/// The key type written to the renewal configuration (certbot's `key_type`).
+const KEY_TYPE: &str = "ecdsa";
+
+/// A certificate deploy.toml asks for: its lineage name and its names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub lineage: String,
+    pub names: Vec<String>,
+}
+
+/// The certificates of the stack: one for every domain (`san`; the lineage named as
+/// [`Stack::certificate_paths`] names it, which is where the nginx site looks), or one per domain.
+#[must_use]
+pub fn planned(stack: &Stack) -> Vec<Planned> {
+    let mut domains: Vec<String> = stack.sites().map(|(_, site)| site.domain.clone()).collect();
+    // The lineage's name (the apex) comes first: it is the subject's common name.
+    domains.sort_by_key(|domain| (domain.len(), domain.clone()));
+    domains.dedup();
+    let mut by_lineage: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for domain in domains {
+        by_lineage.entry(lineage_of(stack, &domain)).or_default().push(domain);
+    }
+    if stack.config.acme.certificates == CertificateLayout::San {
+        debug_assert!(by_lineage.len() <= 1);
+    }
+    by_lineage.into_iter().map(|(lineage, names)| Planned { lineage, names }).collect()
+}
+
+fn lineage_of(stack: &Stack, domain: &str) -> String {
+    let (fullchain, _) = stack.certificate_paths(domain);
+    fullchain
+        .parent()
+        .and_then(Path::file_name)
+        .map_or_else(|| domain.to_owned(), |name| name.to_string_lossy().into_owned())
+}
+
+/// What happened to one certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// A new version is live and nginx serves it.
+    Issued,
+    /// Not due: nothing was done.
+    NotDue,
+    /// `--dry-run`: the whole flow ran against the staging CA; nothing was changed.
+    Rehearsed,
+    /// deploy.toml wants it, but it was never issued (`certs issue` does that).
+    Missing,
+    Failed,
+}
+
+/// One certificate's outcome, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub lineage: String,
+    pub names: Vec<String>,
+    pub action: Action,
+    /// The live version afterwards (the new one when issued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<DateTime<Utc>>,
+    /// Why it was or was not due (`renew`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Wall time of the ACME order and the install.
+    pub seconds: f64,
+}
+
+impl Outcome {
+    fn new(lineage: &str, names: &[String], action: Action) -> Self {
+        Self {
+            lineage: lineage.to_owned(),
+            names: names.to_vec(),
+            action,
+            version: None,
+            serial: None,
+            not_after: None,
+            due: None,
+            error: None,
+            hint: None,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// What `certs renew` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RenewOptions {
+    pub force: bool,
+    pub dry_run: bool,
+    /// Lineage names or domains; empty for all.
+    pub only: Vec<String>,
+}
+
+/// The ACME settings for the live CA, or the staging one for a dry run.
+fn settings(stack: &Stack, dry_run: bool) -> Result<AcmeSettings, CommandError> {
+    let acme = &stack.config.acme;
+    let directory = if dry_run {
+        acme.staging_directory.clone().ok_or_else(|| {
+            CommandError::usage("`--dry-run` needs `[acme] staging_directory`, the CA to rehearse against")
+                .with_hint("Let's Encrypt's is `https://acme-staging-v02.api.letsencrypt.org/directory`")
+        })?
+    } else {
+        acme.directory.clone()
+    };
+    let eab = match (&acme.eab_kid, &acme.eab_hmac_key) {
+        (Some(kid), Some(reference)) => Some((kid.clone(), eab_key(stack, reference)?)),
+        _ => None,
+    };
+    // A rehearsal leaves the certificate folder alone: its account lives in the state folder.
+    let accounts_dir =
+        if dry_run { stack.config.project.state_dir.join("acme-accounts") } else { acme.cert_dir.join("accounts") };
+    Ok(AcmeSettings { directory, email: acme.email.clone(), ca_bundle: acme.ca_bundle.clone(), eab, accounts_dir })
+}
+
+/// The raw EAB HMAC key: the env-file secret `reference` names, base64url-decoded.
+fn eab_key(stack: &Stack, reference: &str) -> Result<Vec<u8>, CommandError> {
+    let name = crate::config::eab_key_reference(reference)
+        .ok_or_else(|| CommandError::usage("`[acme] eab_hmac_key` must be a `${NAME}` reference to the env file"))?;
+    let env_file = stack.config.project.env_file.display().to_string();
+    let value = stack
+        .secrets
+        .env_file
+        .as_ref()
+        .and_then(|file| file.get(&name))
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| CommandError::usage(format!("secret `{name}` (the EAB HMAC key) is not in `{env_file}`")))?;
+    let trimmed = value.trim().trim_end_matches('=');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .map_err(|error| CommandError::usage(format!("secret `{name}` is not base64url, as EAB keys are: {error}")))
+}
+
+fn http01(stack: &Stack) -> Http01 {
+    let edge = &stack.config.edge;
+    Http01 {
+        webroot: stack.config.acme.webroot.clone(),
+        edge_http: crate::certs::acme::edge_http(edge.upstream_host, edge.http_port),
+    }
+}
+
+fn selected(only: &[String], lineage: &str, names: &[String]) -> bool {
+    only.is_empty() || only.iter().any(|wanted| wanted == lineage || names.contains(wanted))
+}
+
+/// Refuses names that match no certificate, so a typo does not pass for "nothing to do".
+fn check_selection(only: &[String], known: &[(String, Vec<String>)]) -> Result<(), CommandError> {
+    for wanted in only {
+        if !known.iter().any(|(lineage, names)| lineage == wanted || names.contains(wanted)) {
+            let known: Vec<&str> = known.iter().map(|(lineage, _)| lineage.as_str()).collect();
+            return Err(CommandError::usage(format!("no certificate named `{wanted}`"))
+                .with_hint(format!("known: {}", if known.is_empty() { "none".to_owned() } else { known.join(", ") })));
+        }
+    }
+    Ok(())
+}
+
+/// `certs issue`: a new certificate for each planned certificate (or those named), whether due
+/// or not.
+pub fn issue(stack: &Stack, ui: &Ui, only: &[String]) -> Result<Vec<Outcome>, CommandError> {
+    let plan = planned(stack);
+    check_selection(only, &plan.iter().map(|p| (p.lineage.clone(), p.names.clone())).collect::<Vec<_>>())?;
+    let _lock = crate::deploy::lock::DeployLock::acquire_named(stack, "certs", "certs issue")?;
+    let settings = settings(stack, false)?;
+    crate::docker::block_on(async {
+        let mut client = match AcmeClient::connect(settings).await {
+            Ok(client) => client,
+            Err(error) => return Err(acme_command_error(&error, "failed to reach the ACME CA")),
+        };
+        let mut outcomes = Vec::new();
+        for wanted in plan.iter().filter(|p| selected(only, &p.lineage, &p.names)) {
+            let existing = read_existing(stack, &wanted.lineage);
+            outcomes.push(renew_one(stack, ui, &mut client, wanted, existing.as_ref(), None, false).await);
+        }
+        report_account(ui, &client);
+        Ok(outcomes)
+    })?
+}
+
+/// `certs renew`: every lineage in the certificate folder (ours and certbot's) that is due, per
+/// ARI when the CA offers it, else the one-third rule.
+pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outcome>, CommandError> {
+    let cert_dir = &stack.config.acme.cert_dir;
+    let lineages = store::lineages(cert_dir).map_err(|error| {
+        CommandError::failure(format!("failed to read the certificates in `{}`: {error}", cert_dir.display()))
+    })?;
+    let plan = planned(stack);
+    let mut known: Vec<(String, Vec<String>)> =
+        lineages.iter().map(|l| (l.name.clone(), l.cert.names.clone())).collect();
+    known.extend(plan.iter().map(|p| (p.lineage.clone(), p.names.clone())));
+    check_selection(&options.only, &known)?;
+    let command = if options.dry_run { "certs renew --dry-run" } else { "certs renew" };
+    let _lock = crate::deploy::lock::DeployLock::acquire_named(stack, "certs", command)?;
+    let settings = settings(stack, options.dry_run)?;
+    let now = Utc::now();
+    crate::docker::block_on(async {
+        let mut outcomes = Vec::new();
+        let mut client = AcmeClient::connect(settings).await;
+        for lineage in lineages.iter().filter(|l| selected(&options.only, &l.name, &l.cert.names)) {
+            // deploy.toml decides the names of the certificates it plans; others keep theirs.
+            let names = plan
+                .iter()
+                .find(|p| p.lineage == lineage.name)
+                .map_or_else(|| lineage.cert.names.clone(), |p| p.names.clone());
+            let wanted = Planned { lineage: lineage.name.clone(), names };
+            // A rehearsal asks the staging CA, which knows nothing of the live certificate.
+            let ari = match &client {
+                Ok(client) if !options.dry_run && !options.force => {
+                    client.renewal_info(&lineage.cert).await.unwrap_or_else(|error| {
+                        ui.info(format!(
+                            "`{}`: no renewal information from the CA ({error}); using the one-third rule",
+                            lineage.name
+                        ));
+                        None
+                    })
+                }
+                _ => None,
+            };
+            let decision = due::decide(&lineage.cert, ari.as_ref(), now, options.force);
+            let due_text = format!("{:?}: {}", decision.rule, decision.reason);
+            if !decision.due && !options.dry_run {
+                let mut outcome = Outcome::new(&lineage.name, &wanted.names, Action::NotDue);
+                outcome.version = Some(lineage.version);
+                outcome.serial = Some(lineage.cert.serial.clone());
+                outcome.not_after = Some(lineage.cert.not_after);
+                outcome.due = Some(format!("{due_text} (due at {})", decision.at.format("%Y-%m-%d %H:%M UTC")));
+                ui.info(format!("`{}` is not due: {}", lineage.name, decision.reason));
+                outcomes.push(outcome);
+                continue;
+            }
+            let connected = match &mut client {
+                Ok(client) => client,
+                Err(error) => {
+                    let mut outcome = Outcome::new(&lineage.name, &wanted.names, Action::Failed);
+                    outcome.error = Some(format!("failed to reach the ACME CA: {error}"));
+                    outcome.hint = error.hint();
+                    if !options.dry_run {
+                        record(stack, &lineage.name, outcome.error.as_deref());
+                    }
+                    outcomes.push(outcome);
+                    continue;
+                }
+            };
+            // `replaces` only goes with ARI (RFC 9773 §5).
+            let replaces = ari.as_ref().map(|_| &lineage.cert);
+            let mut outcome = renew_one(stack, ui, connected, &wanted, Some(lineage), replaces, options.dry_run).await;
+            outcome.due = Some(due_text);
+            outcomes.push(outcome);
+        }
+        for missing in plan.iter().filter(|p| selected(&options.only, &p.lineage, &p.names)) {
+            if !lineages.iter().any(|l| l.name == missing.lineage) {
+                let mut outcome = Outcome::new(&missing.lineage, &missing.names, Action::Missing);
+                outcome.hint = Some("issue it with `masstockctl certs issue`".into());
+                outcomes.push(outcome);
+            }
+        }
+        if let Ok(client) = &client {
+            report_account(ui, client);
+        }
+        outcomes
+    })
+}
+
+fn report_account(ui: &Ui, client: &AcmeClient) {
+    if client.registered_again {
+        ui.info(format!("the CA no longer knew the ACME account; registered again as {}", client.account_id()));
+    } else if client.registered {
+        ui.detail(format!("registered the ACME account {}", client.account_id()));
+    }
+}
+
+fn read_existing(stack: &Stack, lineage: &str) -> Option<Lineage> {
+    store::read_lineage(&stack.config.acme.cert_dir, lineage).ok().flatten()
+}
+
+fn record(stack: &Stack, lineage: &str, error: Option<&str>) {
+    let _ = store::record_error(&stack.config.acme.cert_dir, lineage, error);
+}
+
+/// One ACME order, the new version stored and (unless `dry_run`) installed with verification.
+async fn renew_one(
+    stack: &Stack,
+    ui: &Ui,
+    client: &mut AcmeClient,
+    wanted: &Planned,
+    existing: Option<&Lineage>,
+    replaces: Option<&CertInfo>,
+    dry_run: bool,
+) -> Outcome {
+    let started = Instant::now();
+    let mut outcome =
+        Outcome::new(&wanted.lineage, &wanted.names, if dry_run { Action::Rehearsed } else { Action::Issued });
+    ui.info(format!("`{}`: ordering a certificate for {}", wanted.lineage, wanted.names.join(", ")));
+    let result = issue_and_install(stack, client, wanted, existing, replaces, dry_run).await;
+    outcome.seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok((version, info)) => {
+            outcome.version = Some(version);
+            outcome.serial = Some(info.serial);
+            outcome.not_after = Some(info.not_after);
+            if !dry_run {
+                record(stack, &wanted.lineage, None);
+            }
+        }
+        Err((message, hint)) => {
+            outcome.action = Action::Failed;
+            outcome.version = existing.map(|lineage| lineage.version);
+            if !dry_run {
+                record(stack, &wanted.lineage, Some(&message));
+            }
+            outcome.error = Some(message);
+            outcome.hint = hint;
+        }
+    }
+    outcome
+}
+
+async fn issue_and_install(
+    stack: &Stack,
+    client: &mut AcmeClient,
+    wanted: &Planned,
+    existing: Option<&Lineage>,
+    replaces: Option<&CertInfo>,
+    dry_run: bool,
+) -> Result<(u32, CertInfo), (String, Option<String>)> {
+    let acme_failure = |error: AcmeError| (error.to_string(), error.hint());
+    let issued: Issued = client.issue(&wanted.names, &http01(stack), replaces).await.map_err(acme_failure)?;
+    let info = store::parse_certificate(&issued.cert_pem)
+        .map_err(|error| (format!("the CA sent a certificate that cannot be read: {error}"), None))?;
+    let rehearsal = if dry_run { Some(tempfile::tempdir().map_err(|error| (error.to_string(), None))?) } else { None };
+    let cert_dir: PathBuf =
+        rehearsal.as_ref().map_or_else(|| stack.config.acme.cert_dir.clone(), |folder| folder.path().to_path_buf());
+    let conf = RenewalConf {
+        server: client_directory(stack, dry_run),
+        webroot: stack.config.acme.webroot.clone(),
+        names: wanted.names.clone(),
+        key_type: KEY_TYPE.to_owned(),
+    };
+    let new = NewVersion {
+        privkey_pem: &issued.privkey_pem,
+        cert_pem: &issued.cert_pem,
+        chain_pem: &issued.chain_pem,
+        fullchain_pem: &issued.fullchain_pem,
+    };
+    let version = store::write_version(&cert_dir, &wanted.lineage, &new, &conf)
+        .map_err(|error| (format!("failed to store the new certificate in `{}`: {error}", cert_dir.display()), None))?;
+    if dry_run {
+        return Ok((version, info));
+    }
+    // Version 0 is a hand-made lineage (plain files, no archive): nothing to go back to.
+    let previous = existing.map(|lineage| lineage.version).filter(|version| *version > 0);
+    install::verify_install(stack, &wanted.lineage, &wanted.names, &info.serial, previous).map_err(|error| {
+        (
+            error.to_string(),
+            Some(
+                "fix what failed (`nginx -t` shows configuration errors), then run `masstockctl certs renew --force`"
+                    .into(),
+            ),
+        )
+    })?;
+    Ok((version, info))
+}
+
+fn client_directory(stack: &Stack, dry_run: bool) -> String {
+    let acme = &stack.config.acme;
+    if dry_run {
+        acme.staging_directory.clone().unwrap_or_default()
+    } else {
+        acme.directory.clone()
+    }
+}
+
+fn acme_command_error(error: &AcmeError, what: &str) -> CommandError {
+    let command_error = CommandError::failure(format!("{what}: {error}"));
+    match error.hint() {
+        Some(hint) => command_error.with_hint(hint),
+        None => command_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack() -> Stack {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
+        Stack::from_source_without_env_file(&crate::config::read_source(&path).unwrap(), "production").unwrap()
+    }
+
+    #[test]
+    fn the_eab_key_is_only_ever_a_reference_to_the_env_file() {
+        assert_eq!(crate::config::eab_key_reference("${ACME_EAB_HMAC_KEY}").as_deref(), Some("ACME_EAB_HMAC_KEY"));
+        assert_eq!(
+            crate::config::eab_key_reference("zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"),
+            None
+        );
+        assert_eq!(crate::config::eab_key_reference("prefix-${KEY}"), None);
+    }
+
+    #[test]
+    fn one_san_certificate_named_after_the_apex_or_one_per_domain() {
+        let san = planned(&stack());
+        assert_eq!(san.len(), 1);
+        assert_eq!(san[0].lineage, "masstock.fr");
+        assert_eq!(san[0].names, ["masstock.fr", "api.masstock.fr", "app.masstock.fr", "n8n.masstock.fr"]);
+        let mut per_domain = stack();
+        per_domain.config.acme.certificates = CertificateLayout::PerDomain;
+        let planned = planned(&per_domain);
+        assert_eq!(planned.len(), 4);
+        for certificate in &planned {
+            assert_eq!(certificate.names, std::slice::from_ref(&certificate.lineage));
+            let (fullchain, _) = per_domain.certificate_paths(&certificate.lineage);
+            assert!(fullchain.starts_with(per_domain.config.acme.cert_dir.join("live").join(&certificate.lineage)));
+        }
+    }
+}

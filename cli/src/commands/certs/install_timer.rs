@@ -1,0 +1,94 @@
+//! `masstockctl certs install-timer`: the systemd service and timer that run `certs renew`
+//! twice a day, rendered from the embedded templates.
+
+use std::process::{Command, ExitCode};
+
+use serde_json::json;
+
+use crate::commands::GlobalArgs;
+use crate::error::CommandError;
+use crate::render::render_certs_timer;
+use crate::ui::Ui;
+
+/// The timer's unit name.
+pub const TIMER_UNIT: &str = "masstock-certs.timer";
+
+/// Install a systemd timer that runs `certs renew` twice a day
+///
+/// Writes masstock-certs.service (a oneshot running this masstockctl with this deploy.toml and
+/// environment, all paths absolute) and masstock-certs.timer (00:00 and 12:00, a random delay of
+/// up to an hour, runs missed while the host was off made up at boot) to `acme.systemd_dir`
+/// (/etc/systemd/system), then runs `systemctl daemon-reload` and `systemctl enable --now
+/// masstock-certs.timer`.
+#[derive(Debug, clap::Args)]
+pub struct InstallTimerArgs {
+    /// Print both units on stdout instead of installing them
+    #[arg(long)]
+    pub print: bool,
+}
+
+pub fn cmd_certs_install_timer(
+    global: &GlobalArgs,
+    ui: &Ui,
+    args: &InstallTimerArgs,
+) -> Result<ExitCode, CommandError> {
+    let stack = global.load_stack_without_env_file()?;
+    let masstockctl = std::env::current_exe().map_err(|error| {
+        CommandError::failure(format!("failed to find the path of the running masstockctl: {error}"))
+    })?;
+    let units = render_certs_timer(&stack, &masstockctl).map_err(CommandError::failure)?;
+
+    if args.print {
+        if ui.json {
+            let units: Vec<_> =
+                units.iter().map(|unit| json!({ "name": unit.path, "contents": unit.contents })).collect();
+            ui.json_document(&json!({ "units": units }));
+        } else {
+            let text: Vec<String> =
+                units.iter().map(|unit| format!("# {}\n{}", unit.path.display(), unit.contents)).collect();
+            ui.data(&text.join("\n"));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let dir = stack.config.acme.systemd_dir();
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| CommandError::failure(format!("failed to create `{}`: {error}", dir.display())))?;
+    let mut written = Vec::new();
+    for unit in &units {
+        let path = dir.join(&unit.path);
+        crate::atomic::write_file(&path, unit.contents.as_bytes(), 0o644).map_err(|error| {
+            CommandError::failure(format!("failed to write `{}`: {error}", path.display()))
+                .with_hint("installing into /etc/systemd/system needs root; `--print` shows the units instead")
+        })?;
+        ui.info(format!("wrote `{}`", path.display()));
+        written.push(path);
+    }
+    for arguments in [&["daemon-reload"][..], &["enable", "--now", TIMER_UNIT]] {
+        systemctl(arguments)?;
+        ui.info(format!("ran `systemctl {}`", arguments.join(" ")));
+    }
+    if ui.json {
+        ui.json_document(&json!({ "units": written, "enabled": TIMER_UNIT }));
+    } else {
+        ui.data(&format!("{TIMER_UNIT} is enabled: `certs renew` runs twice a day (`systemctl list-timers {TIMER_UNIT}` shows the next run)\n"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn systemctl(arguments: &[&str]) -> Result<(), CommandError> {
+    let command = format!("systemctl {}", arguments.join(" "));
+    match Command::new("systemctl").args(arguments).output() {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(CommandError::failure(format!(
+            "`{command}` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(CommandError::failure(format!(
+            "`systemctl` was not found: this host does not run systemd, so the timer cannot be enabled (`{command}`)"
+        ))
+        .with_hint("the units are written; on a host without systemd, run `masstockctl certs renew` twice a day from cron instead")),
+        Err(error) => Err(CommandError::failure(format!("failed to run `{command}`: {error}"))),
+    }
+}
