@@ -233,3 +233,113 @@ fn the_self_check_stops_before_the_ca_validates_anything() {
     assert!(error.contains("the CA was not asked to validate anything"), "{error}");
     assert!(outcome.hint.unwrap_or_default().contains("/.well-known/acme-challenge/"));
 }
+
+/// A lineage certbot made, as certbot lays it out: `archive/<name>/<kind>1.pem`, relative `live/`
+/// links, `renewal/<name>.conf` without our marker.
+fn write_certbot_lineage(cert_dir: &Path, domains: &[String]) {
+    let certificates = masstock_e2e::TestCertificates::for_domains(domains);
+    let archive = cert_dir.join("archive").join(LINEAGE);
+    let live = cert_dir.join("live").join(LINEAGE);
+    let _ = fs_err::remove_dir_all(&live);
+    fs_err::create_dir_all(&archive).unwrap();
+    fs_err::create_dir_all(&live).unwrap();
+    let leaf = certificates.fullchain_pem.replace(&certificates.ca_pem, "");
+    for (kind, pem) in [
+        ("cert", leaf.as_str()),
+        ("chain", certificates.ca_pem.as_str()),
+        ("fullchain", certificates.fullchain_pem.as_str()),
+        ("privkey", certificates.key_pem.as_str()),
+    ] {
+        fs_err::write(archive.join(format!("{kind}1.pem")), pem).unwrap();
+        std::os::unix::fs::symlink(
+            Path::new("../../archive").join(LINEAGE).join(format!("{kind}1.pem")),
+            live.join(format!("{kind}.pem")),
+        )
+        .unwrap();
+    }
+    fs_err::create_dir_all(cert_dir.join("renewal")).unwrap();
+    let conf = format!(
+        "# renew_before_expiry = 30 days\nversion = 2.1.0\narchive_dir = {archive}\ncert = {live}/cert.pem\n\
+         privkey = {live}/privkey.pem\nchain = {live}/chain.pem\nfullchain = {live}/fullchain.pem\n\n\
+         # Options used in the renewal process\n[renewalparams]\naccount = 0123456789abcdef\n\
+         authenticator = webroot\nwebroot_path = /var/www/certbot,\nserver = https://acme-v02.api.letsencrypt.org/directory\n\
+         key_type = ecdsa\n",
+        archive = archive.display(),
+        live = live.display(),
+    );
+    fs_err::write(cert_dir.join("renewal").join(format!("{LINEAGE}.conf")), conf).unwrap();
+}
+
+/// Through the binary, as an operator (or the systemd timer) runs it: a certbot lineage is
+/// recognised by `certs status`, left alone by `certs renew` while it is not due, and taken over
+/// by `certs renew --force`, after which certbot's own timer would leave it alone.
+#[test]
+fn the_commands_take_over_a_lineage_certbot_made() {
+    // 30-day certificates: neither due nor within `status`'s 7-day warning.
+    let mut setup = Setup::new(30 * 86_400, 0);
+    let root = setup.sandbox.root().display().to_string();
+    let edge = &setup.stack.config.edge;
+    let quote = |command: &[String]| {
+        format!("[{}]", command.iter().map(|part| format!("{part:?}")).collect::<Vec<_>>().join(", "))
+    };
+    let overrides = format!(
+        "[project]\nstate_dir = \"{root}/state\"\n\
+         [acme]\ndirectory = \"{directory}\"\nstaging_directory = \"{directory}\"\nca_bundle = \"{bundle}\"\n\
+         [edge]\ntest_command = {test}\nreload_command = {reload}\nstart_command = []\n",
+        directory = setup.pebble.directory,
+        bundle = setup.pebble.ca_bundle.display(),
+        test = quote(&edge.test_command),
+        reload = quote(&edge.reload_command),
+    );
+    setup.sandbox.reconfigure(&[&overrides]);
+    assert_eq!(setup.sandbox.stack.config.acme.directory, setup.pebble.directory);
+    let cert_dir = setup.cert_dir();
+    let domains: Vec<String> = setup.stack.sites().map(|(_, site)| site.domain.clone()).collect();
+    write_certbot_lineage(&cert_dir, &domains);
+
+    let masstockctl = masstock_e2e::workspace_binary("masstockctl", "masstockctl");
+    let run = |args: &[&str]| {
+        let output = Command::new(&masstockctl)
+            .arg("--config")
+            .arg(setup.sandbox.path("deploy.toml"))
+            .args(["--env", "e2e", "--json"])
+            .args(args)
+            .output()
+            .expect("run masstockctl");
+        let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!("`{}` printed no JSON ({error}):\n{}", args.join(" "), String::from_utf8_lossy(&output.stderr))
+        });
+        (output.status.code(), document)
+    };
+
+    let (status, document) = run(&["certs", "status"]);
+    let ours = |document: &serde_json::Value| {
+        document["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|certificate| certificate["name"] == LINEAGE)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(status, Some(0), "{document:#}");
+    assert_eq!(ours(&document)["manager"], "certbot", "{document:#}");
+
+    let (status, document) = run(&["certs", "renew"]);
+    assert_eq!(status, Some(0), "a fresh certificate is not due: {document:#}");
+    assert_eq!(setup.live_version(), 1, "{document:#}");
+
+    let (status, document) = run(&["certs", "renew", "--force"]);
+    assert_eq!(status, Some(0), "{document:#}");
+    assert_eq!(setup.live_version(), 2, "{document:#}");
+    let lineage = store::read_lineage(&cert_dir, LINEAGE).unwrap().unwrap();
+    assert_eq!(setup.served_serials(), vec![lineage.cert.serial.clone(); 4], "nginx serves the new certificate");
+
+    let renewal = cert_dir.join("renewal");
+    let conf = fs_err::read_to_string(renewal.join(format!("{LINEAGE}.conf"))).unwrap();
+    assert!(store::is_ours(&conf) && conf.contains("autorenew = False"), "{conf}");
+    assert!(renewal.join(format!("{LINEAGE}.conf.certbot")).is_file(), "certbot's file is kept beside ours");
+    let (status, document) = run(&["certs", "status"]);
+    assert_eq!(status, Some(0), "{document:#}");
+    assert_eq!(ours(&document)["manager"], "masstockctl", "{document:#}");
+}
