@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` with `mode`. A symlink is written through to its target, and an
+/// Writes `bytes` to `path` with exactly `mode`, whatever the umask. A symlink is written through to its target, and an
 /// existing file keeps its owner. The folder must exist.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let target = match std::fs::symlink_metadata(path) {
@@ -24,6 +24,8 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let temporary = folder.join(format!(".{file_name}.{suffix}.tmp"));
     let result = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&temporary)?;
+        // `mode` above is masked by the umask; the file gets exactly `mode`.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         if let Some((uid, gid)) = previous_owner {

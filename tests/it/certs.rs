@@ -178,9 +178,15 @@ fn a_failed_install_goes_back_to_the_previous_version() {
     assert_eq!(first.action, Action::Issued, "{first:?}");
     let serial = first.serial.unwrap();
 
-    // nginx now refuses its configuration: the new version must not stay live.
-    setup.stack.config.edge.test_command =
-        vec!["sh".into(), "-c".into(), "echo 'nginx: [emerg] broken on purpose' >&2; exit 1".into()];
+    // nginx accepts its configuration before the order (renew checks that first, so as not to
+    // spend an issuance), then refuses it with the new certificate: it must not stay live.
+    let calls = setup.sandbox.path("test-command-calls");
+    let script = format!(
+        "n=$(cat '{calls}' 2>/dev/null || echo 0); echo $((n + 1)) > '{calls}'; \
+         [ \"$n\" -eq 0 ] || {{ echo 'nginx: [emerg] broken on purpose' >&2; exit 1; }}",
+        calls = calls.display()
+    );
+    setup.stack.config.edge.test_command = vec!["sh".into(), "-c".into(), script];
     let second = setup.renew(&RenewOptions { force: true, ..RenewOptions::default() });
     assert_eq!(second.action, Action::Failed, "{second:?}");
     let error = second.error.unwrap();
@@ -196,9 +202,14 @@ fn a_failed_install_goes_back_to_the_previous_version() {
         "the error is kept for `certs status`"
     );
 
-    // Exit status 1 through the command's report.
+    // An nginx that refuses its configuration already: nothing is ordered, exit status 1 through
+    // the command's report.
     let outcomes =
         lifecycle::renew(&setup.stack, &quiet(), &RenewOptions { force: true, ..RenewOptions::default() }).unwrap();
+    let refused = outcomes.iter().find(|outcome| outcome.lineage == LINEAGE).unwrap();
+    assert!(refused.error.as_deref().unwrap_or_default().contains("no certificate was ordered"), "{refused:?}");
+    assert_eq!(setup.live_version(), 1);
+    assert!(!setup.cert_dir().join("archive").join(LINEAGE).join("cert3.pem").exists(), "nothing was issued");
     assert_eq!(masstockctl::commands::certs::report(&quiet(), &outcomes), std::process::ExitCode::from(1));
 }
 

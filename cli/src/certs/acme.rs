@@ -182,6 +182,19 @@ const ACCOUNT_DOES_NOT_EXIST: &str = "urn:ietf:params:acme:error:accountDoesNotE
 const RATE_LIMITED: &str = "urn:ietf:params:acme:error:rateLimited";
 
 /// Whether an error is worth another try, and how many tries it gets.
+/// A 4xx refusal of an order naming the certificate it replaces that ordering again without
+/// `replaces` can cure: not a rate limit, a forgotten account or a stale nonce.
+fn refuses_replaces(error: &AcmeApiError) -> bool {
+    match error {
+        AcmeApiError::Api(problem) => {
+            let client_error = problem.status.is_some_and(|status| (400..500).contains(&status));
+            let kind = problem.r#type.as_deref().unwrap_or_default();
+            client_error && ![RATE_LIMITED, ACCOUNT_DOES_NOT_EXIST, BAD_NONCE].contains(&kind)
+        }
+        _ => false,
+    }
+}
+
 fn retries_for(error: &AcmeApiError) -> Option<u32> {
     match error {
         AcmeApiError::Api(problem) if problem.r#type.as_deref() == Some(BAD_NONCE) => Some(BAD_NONCE_RETRIES),
@@ -337,8 +350,14 @@ impl AcmeClient {
             new_order = new_order.replaces(replaced.clone());
         }
         let mut order = match retrying!(self.account.new_order(&new_order)) {
-            // No ARI at this CA: `replaces` is refused before any request; order without it.
+            // No ARI at this CA: `replaces` is refused before any request. Or the CA refuses to
+            // have this certificate replaced by this account (certbot's account issued it, we
+            // registered again, it was replaced already): order without it rather than fail at
+            // every run until the certificate expires.
             Err(AcmeApiError::Unsupported(_)) if replaced.is_some() => {
+                retrying!(self.account.new_order(&NewOrder::new(&identifiers)))
+            }
+            Err(error) if replaced.is_some() && refuses_replaces(&error) => {
                 retrying!(self.account.new_order(&NewOrder::new(&identifiers)))
             }
             other => other,
@@ -348,14 +367,18 @@ impl AcmeClient {
         // First pass: every pending challenge written to the webroot and fetched by us, before
         // the CA is asked to validate any of them.
         let mut challenges: Vec<(String, String, String)> = Vec::new(); // (name, token, key authorization)
+                                                                        // A walk restarts on a transient error, a bounded number of times: a CA in trouble is
+                                                                        // not hammered, and the timer's run ends.
+        let mut walks = 0;
         'walk: loop {
             challenges.clear();
             let mut authorizations = order.authorizations();
             while let Some(authorization) = authorizations.next().await {
                 let mut authorization = match authorization {
                     Ok(authorization) => authorization,
-                    Err(error) if retries_for(&error).is_some() => {
-                        tokio::time::sleep(backoff(&error, 1)).await;
+                    Err(error) if retries_for(&error).is_some_and(|retries| walks < retries) => {
+                        walks += 1;
+                        tokio::time::sleep(backoff(&error, walks)).await;
                         continue 'walk;
                     }
                     Err(error) => return Err(fail("failed to fetch an authorization", &error)),
@@ -389,13 +412,15 @@ impl AcmeClient {
         // Second pass: the CA may validate now.
         let pending: HashSet<&str> = challenges.iter().map(|(_, token, _)| token.as_str()).collect();
         let mut ready: HashSet<String> = HashSet::new();
+        let mut walks = 0;
         'ready: loop {
             let mut authorizations = order.authorizations();
             while let Some(authorization) = authorizations.next().await {
                 let mut authorization = match authorization {
                     Ok(authorization) => authorization,
-                    Err(error) if retries_for(&error).is_some() => {
-                        tokio::time::sleep(backoff(&error, 1)).await;
+                    Err(error) if retries_for(&error).is_some_and(|retries| walks < retries) => {
+                        walks += 1;
+                        tokio::time::sleep(backoff(&error, walks)).await;
                         continue 'ready;
                     }
                     Err(error) => return Err(fail("failed to fetch an authorization", &error)),
@@ -502,6 +527,11 @@ impl TokenFiles {
     fn write(webroot: &Path, challenges: &[(String, String, String)]) -> Result<Self, AcmeError> {
         let folder = webroot.join(".well-known").join("acme-challenge");
         fs_err::create_dir_all(&folder).map_err(|error| AcmeError::Other(error.to_string()))?;
+        // nginx's workers run as another user: whatever the umask, they must read their way in.
+        for dir in [webroot.join(".well-known"), folder.clone()] {
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(AcmeError::io("open up the challenge folder", &dir))?;
+        }
         let mut files = Self { paths: Vec::new() };
         for (_, token, key_authorization) in challenges {
             if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {

@@ -22,6 +22,8 @@ pub enum Rule {
     Forced,
     /// The certificate has expired.
     Expired,
+    /// deploy.toml serves names the certificate lacks (certbot's `--expand`).
+    NamesChanged,
 }
 
 impl Rule {
@@ -33,6 +35,7 @@ impl Rule {
             Self::OneThird => "one-third",
             Self::Forced => "forced",
             Self::Expired => "expired",
+            Self::NamesChanged => "names-changed",
         }
     }
 }

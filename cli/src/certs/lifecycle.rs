@@ -203,18 +203,19 @@ pub fn issue(stack: &Stack, ui: &Ui, only: &[String]) -> Result<Vec<Outcome>, Co
     })?
 }
 
-/// `certs renew`: every lineage in the certificate folder (ours and certbot's) that is due, per
-/// ARI when the CA offers it, else the one-third rule.
+/// `certs renew`: each certificate deploy.toml declares that is due, per ARI when the CA offers
+/// it, else the one-third rule, or at once when deploy.toml serves names it lacks. A lineage
+/// certbot made under a declared name is taken over; lineages deploy.toml does not declare (other
+/// sites of the host) are left to whoever manages them.
 pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outcome>, CommandError> {
     let cert_dir = &stack.config.acme.cert_dir;
-    let lineages = store::lineages(cert_dir).map_err(|error| {
-        CommandError::failure(format!("failed to read the certificates in `{}`: {error}", cert_dir.display()))
-    })?;
     let plan = planned(stack);
-    let mut known: Vec<(String, Vec<String>)> =
-        lineages.iter().map(|l| (l.name.clone(), l.cert.names.clone())).collect();
-    known.extend(plan.iter().map(|p| (p.lineage.clone(), p.names.clone())));
-    check_selection(&options.only, &known)?;
+    check_selection(&options.only, &plan.iter().map(|p| (p.lineage.clone(), p.names.clone())).collect::<Vec<_>>())?;
+    for other in store::lineage_names(cert_dir).unwrap_or_default() {
+        if !plan.iter().any(|p| p.lineage == other) {
+            ui.detail(format!("`{other}` is not declared in deploy.toml: left to whoever manages it"));
+        }
+    }
     let command = if options.dry_run { "certs renew --dry-run" } else { "certs renew" };
     let _lock = crate::deploy::lock::DeployLock::acquire_named(stack, "certs", command)?;
     let settings = settings(stack, options.dry_run)?;
@@ -222,16 +223,29 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
     crate::docker::block_on(async {
         let mut outcomes = Vec::new();
         let mut client = AcmeClient::connect(settings).await;
-        for lineage in lineages.iter().filter(|l| selected(&options.only, &l.name, &l.cert.names)) {
-            // deploy.toml decides the names of the certificates it plans; others keep theirs.
-            let names = plan
-                .iter()
-                .find(|p| p.lineage == lineage.name)
-                .map_or_else(|| lineage.cert.names.clone(), |p| p.names.clone());
-            let wanted = Planned { lineage: lineage.name.clone(), names };
+        for wanted in plan.iter().filter(|p| selected(&options.only, &p.lineage, &p.names)) {
+            // One unreadable lineage fails alone; the others are still renewed.
+            let lineage = match store::read_lineage(cert_dir, &wanted.lineage) {
+                Ok(Some(lineage)) => lineage,
+                Ok(None) => {
+                    let mut outcome = Outcome::new(&wanted.lineage, &wanted.names, Action::Missing);
+                    outcome.hint = Some("issue it with `masstockctl certs issue`".into());
+                    outcomes.push(outcome);
+                    continue;
+                }
+                Err(error) => {
+                    let mut outcome = Outcome::new(&wanted.lineage, &wanted.names, Action::Failed);
+                    outcome.error = Some(format!("cannot read the certificate: {error}"));
+                    outcome.hint =
+                        Some("repair its live/ links, or issue it again with `masstockctl certs issue`".into());
+                    outcomes.push(outcome);
+                    continue;
+                }
+            };
+            let lacking: Vec<&String> = wanted.names.iter().filter(|name| !lineage.cert.names.contains(name)).collect();
             // A rehearsal asks the staging CA, which knows nothing of the live certificate.
             let ari = match &client {
-                Ok(client) if !options.dry_run && !options.force => {
+                Ok(client) if !options.dry_run && !options.force && lacking.is_empty() => {
                     client.renewal_info(&lineage.cert).await.unwrap_or_else(|error| {
                         ui.info(format!(
                             "`{}`: no renewal information from the CA ({error}); using the one-third rule",
@@ -242,7 +256,18 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
                 }
                 _ => None,
             };
-            let decision = due::decide(&lineage.cert, ari.as_ref(), now, options.force);
+            let mut decision = due::decide(&lineage.cert, ari.as_ref(), now, options.force);
+            if !lacking.is_empty() && !decision.due {
+                decision = due::Due {
+                    at: now,
+                    rule: due::Rule::NamesChanged,
+                    due: true,
+                    reason: format!(
+                        "deploy.toml serves {} too",
+                        lacking.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                };
+            }
             let due_text = format!("{:?}: {}", decision.rule, decision.reason);
             if !decision.due && !options.dry_run {
                 let mut outcome = Outcome::new(&lineage.name, &wanted.names, Action::NotDue);
@@ -269,16 +294,9 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
             };
             // `replaces` only goes with ARI (RFC 9773 §5).
             let replaces = ari.as_ref().map(|_| &lineage.cert);
-            let mut outcome = renew_one(stack, ui, connected, &wanted, Some(lineage), replaces, options.dry_run).await;
+            let mut outcome = renew_one(stack, ui, connected, wanted, Some(&lineage), replaces, options.dry_run).await;
             outcome.due = Some(due_text);
             outcomes.push(outcome);
-        }
-        for missing in plan.iter().filter(|p| selected(&options.only, &p.lineage, &p.names)) {
-            if !lineages.iter().any(|l| l.name == missing.lineage) {
-                let mut outcome = Outcome::new(&missing.lineage, &missing.names, Action::Missing);
-                outcome.hint = Some("issue it with `masstockctl certs issue`".into());
-                outcomes.push(outcome);
-            }
         }
         if let Ok(client) = &client {
             report_account(ui, client);
@@ -350,6 +368,20 @@ async fn issue_and_install(
     dry_run: bool,
 ) -> Result<(u32, CertInfo), (String, Option<String>)> {
     let acme_failure = |error: AcmeError| (error.to_string(), error.hint());
+    // An nginx that already refuses its configuration would refuse the new certificate too, after
+    // the CA issued it: every run would spend an issuance (Let's Encrypt allows 5 a week for the
+    // same names) and roll back. Stop before ordering.
+    if !dry_run {
+        crate::deploy::edge::run(stack, &stack.config.edge.test_command).map_err(|failure| {
+            (
+                format!("nginx refuses its current configuration, so no certificate was ordered: {failure}"),
+                Some(
+                    "fix nginx first (`nginx -t` says what is wrong), then run `masstockctl certs renew` again"
+                        .to_owned(),
+                ),
+            )
+        })?;
+    }
     let issued: Issued = client.issue(&wanted.names, &http01(stack), replaces).await.map_err(acme_failure)?;
     let info = store::parse_certificate(&issued.cert_pem)
         .map_err(|error| (format!("the CA sent a certificate that cannot be read: {error}"), None))?;

@@ -90,6 +90,20 @@ impl DeployLock {
                 Ok(Self { path })
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                // `certs renew` runs unattended from a timer: a lock left by a run that was killed
+                // (reboot, OOM) would stop every renewal until the certificate expires. Its holder
+                // is gone, and a renewal is safe to run again, so the lock is taken over. A deploy
+                // lock stays: a half-done deploy wants an operator's eyes.
+                if lock != "deploy" {
+                    if let Some(dead) = read_holder(&path).filter(|holder| holder.is_alive() == Some(false)) {
+                        let _ = std::fs::remove_file(&path);
+                        let mut taken = Self::acquire_named(stack, lock, command);
+                        if let Err(error) = &mut taken {
+                            error.hints.push(format!("a stale lock of {} was removed first", dead.describe()));
+                        }
+                        return taken;
+                    }
+                }
                 let message = match read_holder(&path) {
                     Some(holder) => format!("another command holds the {lock} lock: {}", holder.describe()),
                     None => format!("the {lock} lock `{}` exists but cannot be read", path.display()),
@@ -193,5 +207,24 @@ mod tests {
         let holder = Holder { pid: u32::MAX, ..Holder::current("deploy") };
         assert_eq!(holder.is_alive(), Some(false));
         assert!(holder.describe().contains("no longer running"), "{}", holder.describe());
+    }
+
+    #[test]
+    fn a_dead_holder_blocks_deploys_but_not_the_renewal_timer() {
+        let folder = tempfile::tempdir().unwrap();
+        let stack = stack_in(&folder.path().join("state"));
+        let dead = Holder { pid: u32::MAX, ..Holder::current("certs renew") };
+        for lock in ["deploy", "certs"] {
+            let path = named_lock_path(&stack, lock);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
+        }
+        let refused = DeployLock::acquire_named(&stack, "deploy", "deploy").unwrap_err();
+        assert!(refused.chain().join(" ").contains("no longer running"), "{:?}", refused.chain());
+        let taken =
+            DeployLock::acquire_named(&stack, "certs", "certs renew").expect("a dead renewal's lock is taken over");
+        let holder = read_holder(&named_lock_path(&stack, "certs")).unwrap();
+        assert_eq!(holder.pid, std::process::id());
+        drop(taken);
     }
 }

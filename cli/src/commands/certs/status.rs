@@ -99,10 +99,23 @@ pub fn cmd_certs_status(global: &GlobalArgs, ui: &Ui, _args: &StatusArgs) -> Res
         ui.data(&text.join("\n"));
     }
 
+    // A certificate that lacks a name deploy.toml serves with it fails in browsers, whatever its dates.
     let problems: Vec<String> = rows
         .iter()
-        .filter(|row| row.standing != Standing::Ok)
-        .map(|row| format!("`{}` {}", row.name, row.standing.as_str()))
+        .filter_map(|row| {
+            let lacking = uncovered(row);
+            if row.standing != Standing::Ok {
+                Some(format!("`{}` {}", row.name, row.standing.as_str()))
+            } else if !lacking.is_empty() {
+                Some(format!(
+                    "`{}` does not name {} (`masstockctl certs renew` adds them)",
+                    row.name,
+                    lacking.join(", ")
+                ))
+            } else {
+                None
+            }
+        })
         .collect();
     if problems.is_empty() {
         return Ok(ExitCode::SUCCESS);
