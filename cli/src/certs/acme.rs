@@ -366,9 +366,10 @@ impl AcmeClient {
 
         // First pass: every pending challenge written to the webroot and fetched by us, before
         // the CA is asked to validate any of them.
-        let mut challenges: Vec<(String, String, String)> = Vec::new(); // (name, token, key authorization)
-                                                                        // A walk restarts on a transient error, a bounded number of times: a CA in trouble is
-                                                                        // not hammered, and the timer's run ends.
+        // (name, token, key authorization) of each pending challenge.
+        let mut challenges: Vec<(String, String, String)> = Vec::new();
+        // A walk restarts on a transient error, a bounded number of times: a CA in trouble is not
+        // hammered, and the timer's run ends.
         let mut walks = 0;
         'walk: loop {
             challenges.clear();
