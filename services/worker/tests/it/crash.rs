@@ -93,10 +93,16 @@ async fn after_the_grace_period_the_prompt_in_flight_is_abandoned_and_its_job_ha
 async fn two_workers_never_exceed_the_shared_rate_limit(pool: sqlx::PgPool) {
     const LIMIT: usize = 4;
     let namespace = Namespace::new(REDIS_URL);
-    let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
+    // Each request takes a moment, so a worker's job lasts long enough for the other to take one.
+    let gemini =
+        FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY).with_latency(Duration::from_millis(300)))
+            .unwrap();
     let uploads = tempfile::tempdir().unwrap();
-    let setup =
-        WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path()).with("GEMINI_RPM", &LIMIT.to_string());
+    // One job at a time each: with the default 3, the first worker to start could take all three
+    // jobs before the second fetched any, and the limit would not be shared at all.
+    let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path())
+        .with("GEMINI_RPM", &LIMIT.to_string())
+        .with("WORKER_CONCURRENCY", "1");
     let first = Worker::start(&setup, "first");
     let second = Worker::start(&setup, "second");
 
