@@ -124,7 +124,7 @@ fn ports_names_the_process_that_holds_a_declared_port() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains(&format!(
-            "port {app_port} is declared more than once (by `[services.app] ports` and `[services.api] ports`)"
+            "port {app_port} is declared more than once (by `[services.api] ports` and `[services.app] ports`)"
         )),
         "{}",
         text(&output)

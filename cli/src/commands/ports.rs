@@ -222,7 +222,9 @@ pub fn assess<S: std::hash::BuildHasher>(
                 declarers[&entry.port].iter().filter(|other| **other != entry.declared_by()).collect();
             let twice_by_itself = declarers[&entry.port].iter().filter(|other| **other == entry.declared_by()).count();
             if !others.is_empty() || twice_by_itself > 1 {
-                let all = declarers[&entry.port].join("` and `");
+                let mut all = declarers[&entry.port].clone();
+                all.sort();
+                let all = all.join("` and `");
                 conflict = Some(format!(
                     "port {} is declared more than once (by `{all}`): only one of them can have it, give the others \
                      their own port",
