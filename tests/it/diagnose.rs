@@ -1,5 +1,5 @@
 //! `masstockctl ports` and `cors test` against faults the tests cause for real: a port this test
-//! process holds, a port declared twice, a real nginx rendered from deploy.toml in front of a
+//! process holds (and a port declared twice, which deploy.toml refuses), a real nginx rendered from deploy.toml in front of a
 //! stand-in API, and a deploy.toml whose `[cors] origins` no longer matches what nginx serves.
 
 use std::io::{Read as _, Write as _};
@@ -69,7 +69,7 @@ fn own_command_name() -> String {
 
 #[test]
 fn ports_names_the_process_that_holds_a_declared_port() {
-    let mut sandbox = sandbox_with_free_ports();
+    let sandbox = sandbox_with_free_ports();
     let squatter = TcpListener::bind(("127.0.0.1", sandbox.api_port)).expect("hold the API's port");
     let (pid, name) = (std::process::id(), own_command_name());
     let project = sandbox.stack.config.project.name.clone();
@@ -115,17 +115,19 @@ fn ports_names_the_process_that_holds_a_declared_port() {
     let output = masstockctl(&sandbox, &["ports"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
 
-    // Two services on one host port: a conflict whether or not anything listens.
-    let app_port = sandbox.api_port;
-    sandbox.reconfigure(&[&format!(
-        "[project]\nname = \"{project}\"\n[services.app]\nports = [{{ host = {app_port}, container = 80 }}]"
-    )]);
+    // Two services on one host port: deploy.toml is refused, pointing at the second one.
+    let path = sandbox.path("deploy.toml");
+    let mut document: toml::Table = toml::from_str(&fs_err::read_to_string(&path).unwrap()).unwrap();
+    let app = &mut document["environments"]["e2e"]["services"]["app"];
+    let mut port = toml::Table::new();
+    port.insert("host".to_owned(), i64::from(sandbox.api_port).into());
+    port.insert("container".to_owned(), 80.into());
+    app["ports"] = toml::Value::Array(vec![port.into()]);
+    fs_err::write(&path, toml::to_string(&document).unwrap()).unwrap();
     let output = masstockctl(&sandbox, &["ports"]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains(&format!(
-            "port {app_port} is declared more than once (by `[services.api] ports` and `[services.app] ports`)"
-        )),
+        String::from_utf8_lossy(&output.stderr).contains(&format!("host port {} is used by service", sandbox.api_port)),
         "{}",
         text(&output)
     );

@@ -1,7 +1,7 @@
 //! `masstockctl ports`: every host port deploy.toml declares, who holds it now (a process, found
 //! through `/proc`, or a container, through the engine), and whether that blocks the stack.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -27,9 +27,10 @@ use crate::ui::Ui;
 /// processes need root to be named).
 ///
 /// The expected owner of a service's port is its container `<project>_<service>`; of an edge
-/// port, nginx. A conflict is a port declared twice, or a port held by anything else: it keeps the
-/// container (or nginx) from starting, and the row says what to stop or which key to change. A
-/// port nobody holds is no conflict: `status` and `health` say whether the service runs.
+/// port, nginx. A conflict is a port held by anything else: it keeps the container (or nginx) from
+/// starting, and the row says what to stop or which key to change. A port nobody holds is no
+/// conflict: `status` and `health` say whether the service runs. A port declared twice never gets
+/// this far: deploy.toml is refused (exit 2), pointing at the second declaration.
 ///
 /// Exit status: 0 without conflicts, 1 with. `--json` prints `{"ports": [{"port", "address",
 /// "declared_by", "container_port", "bound", "owner": {"kind": "process|container|none", "pid",
@@ -188,10 +189,6 @@ pub fn assess<S: std::hash::BuildHasher>(
 ) -> Vec<PortRow> {
     let address = stack.config.edge.upstream_host;
     let project = &stack.config.project.name;
-    let mut declarers: BTreeMap<u16, Vec<String>> = BTreeMap::new();
-    for entry in declared {
-        declarers.entry(entry.port).or_default().push(entry.declared_by());
-    }
     declared
         .iter()
         .map(|entry| {
@@ -217,22 +214,7 @@ pub fn assess<S: std::hash::BuildHasher>(
                 (None, None) => Owner { kind: "none", ..Owner::default() },
             };
             let bound = owner.kind != "none";
-            let mut conflict = None;
-            let others: Vec<&String> =
-                declarers[&entry.port].iter().filter(|other| **other != entry.declared_by()).collect();
-            let twice_by_itself = declarers[&entry.port].iter().filter(|other| **other == entry.declared_by()).count();
-            if !others.is_empty() || twice_by_itself > 1 {
-                let mut all = declarers[&entry.port].clone();
-                all.sort();
-                let all = all.join("` and `");
-                conflict = Some(format!(
-                    "port {} is declared more than once (by `{all}`): only one of them can have it, give the others \
-                     their own port",
-                    entry.port
-                ));
-            } else if bound && !is_expected(entry, &owner, publication, project) {
-                conflict = Some(taken(entry, &owner));
-            }
+            let conflict = (bound && !is_expected(entry, &owner, publication, project)).then(|| taken(entry, &owner));
             PortRow {
                 port: entry.port,
                 address,
