@@ -196,6 +196,20 @@ pub async fn site(
     ca_bundle: Option<&Path>,
     timeout: Duration,
 ) -> Result<String, String> {
+    let client = edge_client(domain, edge, ca_bundle, timeout)?;
+    let url = edge_url(domain, edge, path);
+    let detail = http(&client, &url, Expect::Anything).await?;
+    Ok(format!("{detail} (through {edge})"))
+}
+
+/// A client that reaches `domain` at the edge address `edge` (SNI and Host stay `domain`),
+/// trusting the system's roots plus those in `ca_bundle`; no proxy, no redirects followed.
+pub fn edge_client(
+    domain: &str,
+    edge: SocketAddr,
+    ca_bundle: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -209,11 +223,14 @@ pub async fn site(
             builder = builder.add_root_certificate(certificate);
         }
     }
-    let client = builder.build().map_err(|error| format!("cannot build an HTTPS client: {error}"))?;
+    builder.build().map_err(|error| format!("cannot build an HTTPS client: {error}"))
+}
+
+/// `https://<domain>[:<port>]<path>` for the edge's HTTPS port (443 is left out).
+#[must_use]
+pub fn edge_url(domain: &str, edge: SocketAddr, path: &str) -> String {
     let port = if edge.port() == 443 { String::new() } else { format!(":{}", edge.port()) };
-    let url = format!("https://{domain}{port}{path}");
-    let detail = http(&client, &url, Expect::Anything).await?;
-    Ok(format!("{detail} (through {edge})"))
+    format!("https://{domain}{port}{path}")
 }
 
 /// Redis answers `PING` (with the password in `url`) and writes its append-only file.
@@ -328,7 +345,8 @@ fn redis_reason(error: &redis::RedisError) -> String {
 }
 
 /// reqwest's error with its causes (the outermost says only "error sending request").
-fn reqwest_reason(error: &reqwest::Error) -> String {
+#[must_use]
+pub fn reqwest_reason(error: &reqwest::Error) -> String {
     let mut reasons = Vec::new();
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(cause) = source {

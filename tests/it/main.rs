@@ -6,5 +6,6 @@ mod browser;
 mod certs;
 mod compose;
 mod deploy;
+mod diagnose;
 mod nginx;
 mod sandbox;

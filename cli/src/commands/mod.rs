@@ -4,11 +4,13 @@ pub mod build;
 pub mod certs;
 pub mod completions;
 pub mod config;
+pub mod cors;
 pub mod deploy;
 pub mod down;
 pub mod health;
 pub mod lock;
 pub mod logs;
+pub mod ports;
 pub mod queue;
 pub mod render;
 pub mod restart;
@@ -102,6 +104,10 @@ pub enum Command {
     Status(status::StatusArgs),
     Logs(logs::LogsArgs),
     Health(health::HealthArgs),
+    /// Check the API's CORS through the edge, as a browser would
+    #[command(subcommand)]
+    Cors(cors::CorsCommand),
+    Ports(ports::PortsArgs),
     /// Obtain, renew and inspect the TLS certificates (ACME)
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -124,6 +130,8 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
         Command::Status(args) => status::cmd_status(&cli.global, ui, args),
         Command::Logs(args) => logs::cmd_logs(&cli.global, ui, args),
         Command::Health(args) => health::cmd_health(&cli.global, ui, args),
+        Command::Cors(command) => cors::run(&cli.global, ui, command),
+        Command::Ports(args) => ports::cmd_ports(&cli.global, ui, args),
         Command::Certs(command) => certs::run(&cli.global, ui, command),
         Command::Completions(args) => completions::cmd_completions(ui, args),
     }
