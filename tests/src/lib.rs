@@ -27,10 +27,27 @@ pub fn require_tool(name: &str) -> PathBuf {
         })
 }
 
-/// A TCP port nobody listens on right now.
+/// A TCP port nobody uses right now, below the kernel's ephemeral range (32768–60999): a port the
+/// kernel hands out may be taken by any outgoing connection before the test binds it (a deploy
+/// once failed so: "address already in use" on a port this function had just returned). Each
+/// call in a process gets another port; processes start at different places.
 #[must_use]
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("bind an ephemeral port").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = std::process::id().wrapping_mul(7_919)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.subsec_nanos());
+    let _ = NEXT.compare_exchange(u32::MAX, seed % COUNT, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..COUNT {
+        let port = u16::try_from(FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT).expect("a port number");
+        let bindable = |address: [u8; 4]| TcpListener::bind(SocketAddr::from((address, port))).is_ok();
+        if bindable([127, 0, 0, 1]) && bindable([0, 0, 0, 0]) {
+            return port;
+        }
+    }
+    panic!("no free TCP port between {FIRST} and {}", FIRST + COUNT)
 }
 
 /// Waits until something accepts connections on `address`.
