@@ -111,3 +111,34 @@ pub fn short_duration(seconds: u64) -> String {
         format!("{seconds}s")
     }
 }
+
+/// Columns padded to their widest cell; the columns flagged in `numeric` are aligned right.
+#[must_use]
+pub fn table(headers: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String {
+    use std::fmt::Write as _;
+    let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let header_row: Vec<String> = headers.iter().map(|header| (*header).to_owned()).collect();
+    for row in std::iter::once(&header_row).chain(rows) {
+        let mut line = String::new();
+        for (index, cell) in row.iter().enumerate() {
+            let width = widths[index];
+            if index > 0 {
+                line.push_str("  ");
+            }
+            if numeric.get(index).copied().unwrap_or(false) {
+                let _ = write!(line, "{cell:>width$}");
+            } else {
+                let _ = write!(line, "{cell:<width$}");
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}

@@ -2,7 +2,7 @@
 //! process holds (and a port declared twice, which deploy.toml refuses), a real nginx rendered from deploy.toml in front of a
 //! stand-in API, and a deploy.toml whose `[cors] origins` no longer matches what nginx serves.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -157,15 +157,7 @@ fn start_api_stand_in(port: u16, allowed: &'static [&'static str]) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let mut buffer = [0; 1024];
-            while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                match stream.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(read) => request.extend_from_slice(&buffer[..read]),
-                }
-            }
-            let request = String::from_utf8_lossy(&request).into_owned();
+            let request = masstock_e2e::read_request_head(&mut stream);
             let origin = request
                 .lines()
                 .find_map(|line| line.strip_prefix("Origin: ").or_else(|| line.strip_prefix("origin: ")))

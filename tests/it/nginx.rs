@@ -1,7 +1,7 @@
 //! The rendered host nginx site passes `nginx -t`, and a real nginx serving it redirects to HTTPS,
 //! sends the security headers, and answers CORS preflight for the allowed origin only.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,15 +71,7 @@ fn start_backend(port: u16) -> Backend {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             counter.fetch_add(1, Ordering::SeqCst);
-            let mut request = Vec::new();
-            let mut buffer = [0; 1024];
-            while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                match stream.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(read) => request.extend_from_slice(&buffer[..read]),
-                }
-            }
-            *recorded.lock().unwrap() = String::from_utf8_lossy(&request).into_owned();
+            *recorded.lock().unwrap() = masstock_e2e::read_request_head(&mut stream);
             let body = r#"{"status":"ok"}"#;
             let _ = write!(
                 stream,

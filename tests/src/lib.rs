@@ -50,6 +50,20 @@ pub fn free_port() -> u16 {
     panic!("no free TCP port between {FIRST} and {}", FIRST + COUNT)
 }
 
+/// The request line and headers a client sent on `stream` (up to the blank line), for test
+/// servers that answer by hand.
+pub fn read_request_head(stream: &mut impl std::io::Read) -> String {
+    let mut request = Vec::new();
+    let mut buffer = [0; 1024];
+    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => request.extend_from_slice(&buffer[..read]),
+        }
+    }
+    String::from_utf8_lossy(&request).into_owned()
+}
+
 /// Waits until something accepts connections on `address`.
 pub fn wait_for_port(address: SocketAddr, within: Duration) {
     let deadline = Instant::now() + within;

@@ -332,9 +332,9 @@ fn resolve_secrets(stack: &Stack, declared: &str, what: &str) -> Result<String, 
         }
     }
     let file = stack.secrets.env_file.as_ref();
-    let resolved =
-        secrets::map_references(declared, |name| file.and_then(|file| file.get(name)).unwrap_or_default().to_owned());
-    Ok(resolved.replace("$$", "$"))
+    Ok(secrets::substitute_references(declared, |name| {
+        file.and_then(|file| file.get(name)).unwrap_or_default().to_owned()
+    }))
 }
 
 /// Every secret value the env file holds, to be hidden in the checks' details.

@@ -2,7 +2,6 @@
 //! through `/proc`, or a container, through the engine), and whether that blocks the stack.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::ExitCode;
@@ -413,27 +412,7 @@ fn render(rows: &[PortRow]) -> String {
             ]
         })
         .collect();
-    let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();
-    for row in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    let header_row: Vec<String> = headers.iter().map(|header| (*header).to_owned()).collect();
-    for row in std::iter::once(&header_row).chain(&cells) {
-        let mut line = String::new();
-        for (index, cell) in row.iter().enumerate() {
-            if index > 0 {
-                line.push_str("  ");
-            }
-            let width = widths[index];
-            let _ = write!(line, "{cell:<width$}");
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
+    crate::ui::table(&headers, &[], &cells)
 }
 
 #[cfg(test)]

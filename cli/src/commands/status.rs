@@ -1,7 +1,6 @@
 //! `masstockctl status`: what runs, per service: the project's containers as the engine sees them.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
@@ -252,30 +251,9 @@ fn render(rows: &[ContainerStatus]) -> String {
             ]
         })
         .collect();
-    let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();
-    for row in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    let header_row: Vec<String> = headers.iter().map(|header| (*header).to_owned()).collect();
-    for row in std::iter::once(&header_row).chain(&cells) {
-        let mut line = String::new();
-        for (index, cell) in row.iter().enumerate() {
-            if index > 0 {
-                line.push_str("  ");
-            }
-            let width = widths[index];
-            let _ = write!(line, "{cell:<width$}");
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
+    crate::ui::table(&headers, &[], &cells)
 }
 
-/// The first 12 characters of a git revision; other labels as they are.
 /// A commit's first 12 hex digits, keeping a `-dirty` mark: `28df0e204665-dirty`.
 fn short_revision(revision: &str) -> String {
     let (commit, rest) = revision.split_once('-').map_or((revision, ""), |(commit, rest)| (commit, rest));

@@ -35,10 +35,6 @@ pub fn install_site(stack: &Stack, contents: &str) -> Result<SiteChange, Command
         Err(error) => return Err(CommandError::failure(format!("failed to read `{}`: {error}", site.display()))),
     };
     if previous.as_deref() == Some(contents) {
-        // Nothing to test; a managed nginx that is down is started all the same.
-        if !edge.start_command.is_empty() {
-            reload(stack)?;
-        }
         return Ok(SiteChange::Unchanged);
     }
     write_atomically(site, contents)?;

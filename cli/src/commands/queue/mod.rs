@@ -13,7 +13,6 @@ pub mod resume;
 pub mod retry;
 pub mod show;
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +23,7 @@ use crate::commands::GlobalArgs;
 use crate::error::CommandError;
 /// A short age: `42s`, `5m07s`, `3h12m`, `2d04h`.
 use crate::ui::short_duration as age;
+use crate::ui::table;
 use crate::ui::Ui;
 use redis_url::RedisTarget;
 
@@ -154,35 +154,6 @@ fn admin_error(error: AdminError, target: &RedisTarget) -> CommandError {
 /// Milliseconds since the epoch, by this machine's clock.
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
-}
-
-/// Columns padded to their widest cell; the columns flagged in `numeric` are aligned right.
-fn table(headers: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|header| header.len()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    let header_row: Vec<String> = headers.iter().map(|header| (*header).to_owned()).collect();
-    for row in std::iter::once(&header_row).chain(rows) {
-        let mut line = String::new();
-        for (index, cell) in row.iter().enumerate() {
-            let width = widths[index];
-            if index > 0 {
-                line.push_str("  ");
-            }
-            if numeric.get(index).copied().unwrap_or(false) {
-                let _ = write!(line, "{cell:>width$}");
-            } else {
-                let _ = write!(line, "{cell:<width$}");
-            }
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ fn from_stack(stack: &Stack) -> Result<RedisTarget, CommandError> {
 fn resolve_secrets(stack: &Stack, declared: &str) -> Result<String, CommandError> {
     let names = secrets::references_in(declared).map_err(CommandError::usage)?;
     if names.is_empty() {
-        return Ok(declared.replace("$$", "$"));
+        return Ok(secrets::substitute_references(declared, |_| String::new()));
     }
     let path = &stack.config.project.env_file;
     let environment = &stack.environment;
@@ -164,9 +164,7 @@ fn resolve_secrets(stack: &Stack, declared: &str) -> Result<String, CommandError
             )));
         }
     }
-    let resolved = secrets::map_references(declared, |name| file.get(name).unwrap_or_default().to_owned());
-    // `$$` is a literal `$` in deploy.toml; values spliced into URLs hold no `$` (config check).
-    Ok(resolved.replace("$$", "$"))
+    Ok(secrets::substitute_references(declared, |name| file.get(name).unwrap_or_default().to_owned()))
 }
 
 /// A URL cut around its host and port: `scheme://[userinfo@]host[:port][/rest]`.
