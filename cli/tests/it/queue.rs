@@ -572,6 +572,37 @@ fn retry_failed_keeps_priorities_and_gives_jobs_their_attempts_again() {
     assert_eq!(processed.trim(), r#"["premium", "standard-failed"]"#);
 }
 
+/// `doctor` groups the last day's failures by cause from `Inspector::recent_failures`: the jobs
+/// Python's `bullmq` failed come back newest first, with their reason, and an older window start
+/// than a job's failure leaves it out.
+#[test]
+fn recent_failures_are_read_newest_first_with_their_reason() {
+    let prefix = Prefix::new();
+    let jobs: Vec<Value> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|id| json!({ "queue": "workflow-queue", "data": { "id": id }, "opts": { "jobId": id } }))
+        .collect();
+    add_jobs(&prefix, &Value::Array(jobs));
+    let before = now_ms();
+    fail_jobs(&prefix, "workflow-queue", 3);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let read = |since: u64, limit: usize| {
+        runtime.block_on(async {
+            let mut inspector =
+                masstock_jobs::admin::Inspector::connect(REDIS_URL, Duration::from_secs(5)).await.expect("connect");
+            inspector.recent_failures(&prefix.name, "workflow-queue", since, limit).await.expect("recent failures")
+        })
+    };
+    let failures = read(before.saturating_sub(1_000), 100);
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert!(failures.iter().all(|failure| failure.reason == "boom"), "{failures:?}");
+    let times: Vec<u64> = failures.iter().map(|failure| failure.failed_at_ms.expect("a time")).collect();
+    assert!(times.windows(2).all(|pair| pair[0] >= pair[1]), "newest first: {times:?}");
+    assert!(times.iter().all(|time| *time >= before.saturating_sub(1_000)), "{times:?} after {before}");
+    assert_eq!(read(before.saturating_sub(1_000), 2).len(), 2, "the limit holds");
+    assert_eq!(read(now_ms() + 60_000, 100), Vec::new(), "nothing failed after the window starts");
+}
+
 #[test]
 fn clean_removes_finished_jobs_older_than_a_duration() {
     let prefix = Prefix::new();

@@ -339,6 +339,14 @@ fn base64_name(queue: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(queue)
 }
 
+/// A failed job: its id, why it failed (BullMQ's `failedReason`), and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub id: String,
+    pub reason: String,
+    pub failed_at_ms: Option<u64>,
+}
+
 /// A read-only connection to Redis.
 #[derive(Clone)]
 pub struct Inspector {
@@ -620,6 +628,49 @@ impl Inspector {
             Ok(answers) => answers.into_iter().next().and_then(|answer| string(answer).ok()).unwrap_or_default(),
             Err(_) => String::new(),
         }
+    }
+
+    /// The jobs of `prefix:queue` that failed at `since_ms` or later, newest first, at most
+    /// `limit` of them, each with its failure reason. BullMQ scores its failed set with the
+    /// time each job failed (`finishedOn`), so one `ZREVRANGEBYSCORE` finds them; then one
+    /// `HGET failedReason` per job, pipelined. A job removed in between is left out.
+    pub async fn recent_failures(
+        &mut self,
+        prefix: &str,
+        queue: &str,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Failure>, AdminError> {
+        check_name(prefix)?;
+        check_name(queue)?;
+        let base = format!("{prefix}:{queue}");
+        let failed_key = format!("{base}:failed");
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("ZREVRANGEBYSCORE").arg(&failed_key).arg("+inf").arg(since_ms).arg("WITHSCORES");
+        pipeline.arg("LIMIT").arg(0).arg(limit);
+        let answer = self.query(&pipeline).await?.into_iter().next().unwrap_or(Value::Nil);
+        let members: Vec<(String, f64)> =
+            redis::from_redis_value(answer).map_err(|error| unexpected(&failed_key, &error))?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for (id, _) in &members {
+            pipeline.cmd("HGET").arg(format!("{base}:{id}")).arg("failedReason");
+        }
+        let reasons = self.query(&pipeline).await?;
+        Ok(members
+            .into_iter()
+            .zip(reasons)
+            .filter(|(_, reason)| !matches!(reason, Value::Nil))
+            .map(|((id, score), reason)| Failure {
+                id,
+                reason: string(reason).unwrap_or_default(),
+                // Milliseconds since the epoch, well inside f64's exact integers.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                failed_at_ms: (score.is_finite() && score >= 0.0).then_some(score as u64),
+            })
+            .collect())
     }
 
     /// The state of a job, by BullMQ's `getState` rules; `None` when the job does not exist.
