@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bollard::Docker;
 use clap::Subcommand;
 use serde::Serialize;
 
 use crate::commands::GlobalArgs;
-use crate::config::Cors;
+use crate::config::{Cors, Site, Stack};
 use crate::docker;
 use crate::error::CommandError;
 use crate::health;
@@ -106,7 +107,7 @@ pub struct Report {
 pub fn cmd_cors_test(global: &GlobalArgs, ui: &Ui, args: &TestArgs) -> Result<ExitCode, CommandError> {
     let stack = global.load_stack_without_env_file()?;
     let cors = &stack.config.cors;
-    let Some((_, site)) = stack.sites().find(|(_, site)| site.cors) else {
+    let Some(site) = api_site(&stack) else {
         return Err(CommandError::usage("no enabled site has `cors = true`: there is no API to test CORS against"));
     };
     let origin =
@@ -125,17 +126,13 @@ pub fn cmd_cors_test(global: &GlobalArgs, ui: &Ui, args: &TestArgs) -> Result<Ex
     let client = health::edge_client(&site.domain, edge_address, edge.ca_bundle.as_deref(), REQUEST_TIMEOUT)
         .map_err(CommandError::failure)?;
     let container = stack.container_name(&site.service);
-    let (preflight, request, container_env) = docker::block_on(async {
-        let preflight = send(
-            client
-                .request(reqwest::Method::OPTIONS, &url)
-                .header("Origin", &origin)
-                .header("Access-Control-Request-Method", "GET")
-                .header("Access-Control-Request-Headers", REQUESTED_HEADERS.join(",")),
-        )
-        .await;
-        let request = send(client.get(&url).header("Origin", &origin)).await;
-        (preflight, request, container_cors_origin(&container).await)
+    let ((preflight, request), container_env) = docker::block_on(async {
+        tokio::join!(exchange(&client, &url, &origin), async {
+            let docker = docker::connect().await.map_err(|error| {
+                format!("the API container's `CORS_ORIGIN` is not compared: {}", error.chain().join(": "))
+            })?;
+            container_cors_origin(&docker, &container).await
+        })
     })?;
     let (container_cors_origin, container_note) = match container_env {
         Ok(value) => (value, None),
@@ -156,6 +153,27 @@ pub fn cmd_cors_test(global: &GlobalArgs, ui: &Ui, args: &TestArgs) -> Result<Ex
         }
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The enabled site whose `cors = true`: the API's.
+#[must_use]
+pub fn api_site(stack: &Stack) -> Option<&Site> {
+    stack.sites().find(|(_, site)| site.cors).map(|(_, site)| site)
+}
+
+/// A browser's two requests from `origin` to `url` through `client`: the preflight, then the
+/// real `GET`.
+pub async fn exchange(client: &reqwest::Client, url: &str, origin: &str) -> (Answer, Answer) {
+    let preflight = send(
+        client
+            .request(reqwest::Method::OPTIONS, url)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", REQUESTED_HEADERS.join(",")),
+    )
+    .await;
+    let request = send(client.get(url).header("Origin", origin)).await;
+    (preflight, request)
 }
 
 async fn send(request: reqwest::RequestBuilder) -> Answer {
@@ -182,10 +200,7 @@ async fn send(request: reqwest::RequestBuilder) -> Answer {
 }
 
 /// The container's `CORS_ORIGIN` (`Ok(None)` when it has none), or why it could not be read.
-async fn container_cors_origin(container: &str) -> Result<Option<String>, String> {
-    let docker = docker::connect()
-        .await
-        .map_err(|error| format!("the API container's `CORS_ORIGIN` is not compared: {}", error.chain().join(": ")))?;
+pub async fn container_cors_origin(docker: &Docker, container: &str) -> Result<Option<String>, String> {
     let inspected = docker.inspect_container(container, None).await.map_err(|error| {
         if docker::is_not_found(&error) {
             format!("no container `{container}`: its `CORS_ORIGIN` is not compared")

@@ -291,7 +291,7 @@ fn published_port(stack: &Stack, service: &str) -> Option<u16> {
 }
 
 /// `redis://:<password>@<container ip>:<port>` for the redis container on the project network.
-async fn redis_target(stack: &Stack, docker: Option<&Docker>, service: &str) -> Result<String, String> {
+pub async fn redis_target(stack: &Stack, docker: Option<&Docker>, service: &str) -> Result<String, String> {
     let Some(docker) = docker else { return Err("the Docker engine is unreachable".to_owned()) };
     let address =
         docker::container_address(docker, &stack.container_name(service), &stack.config.project.network).await?;
@@ -300,7 +300,7 @@ async fn redis_target(stack: &Stack, docker: Option<&Docker>, service: &str) -> 
 }
 
 /// The redis service's `REDIS_PASSWORD`, else the password in the API's (or worker's) `REDIS_URL`.
-fn redis_password(stack: &Stack, service: &str) -> Result<Option<String>, String> {
+pub fn redis_password(stack: &Stack, service: &str) -> Result<Option<String>, String> {
     if let Some(declared) = stack.environment_of(service).get("REDIS_PASSWORD") {
         let what = format!("`REDIS_PASSWORD` of service `{service}`");
         return resolve_secrets(stack, declared, &what).map(Some);
@@ -317,7 +317,7 @@ fn redis_password(stack: &Stack, service: &str) -> Result<Option<String>, String
 }
 
 /// `declared` with its `${NAME}` references replaced from the env file, or why it cannot be.
-fn resolve_secrets(stack: &Stack, declared: &str, what: &str) -> Result<String, String> {
+pub fn resolve_secrets(stack: &Stack, declared: &str, what: &str) -> Result<String, String> {
     let names = secrets::references_in(declared)?;
     let path = stack.config.project.env_file.display();
     if !names.is_empty() {
@@ -338,7 +338,8 @@ fn resolve_secrets(stack: &Stack, declared: &str, what: &str) -> Result<String, 
 }
 
 /// Every secret value the env file holds, to be hidden in the checks' details.
-fn secret_values(stack: &Stack) -> Vec<String> {
+#[must_use]
+pub fn secret_values(stack: &Stack) -> Vec<String> {
     stack
         .secrets
         .env_file

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::Docker;
 use serde::Serialize;
 
 use crate::commands::GlobalArgs;
@@ -125,18 +126,18 @@ pub struct Publication {
 
 pub fn cmd_ports(global: &GlobalArgs, ui: &Ui, _args: &PortsArgs) -> Result<ExitCode, CommandError> {
     let stack = global.load_stack_without_env_file()?;
-    let declared = declared_ports(&stack);
-    let listeners = listening_sockets(Path::new("/proc"));
-    let publications = match docker::block_on(running_publications())? {
+    let publications = docker::block_on(async {
+        let docker = docker::connect().await.map_err(|error| error.chain().join(": "))?;
+        running_publications(&docker).await
+    })?;
+    let publications = match publications {
         Ok(publications) => publications,
         Err(reason) => {
             ui.info(format!("note: {reason}; ports are matched with processes only"));
             Vec::new()
         }
     };
-    let wanted: Vec<u64> = listeners.iter().map(|listener| listener.inode).collect();
-    let holders = socket_holders(Path::new("/proc"), &wanted);
-    let rows = assess(&stack, &declared, &listeners, &holders, &publications);
+    let rows = rows_for(&stack, &publications);
     let conflicts = rows.iter().filter(|row| row.conflict.is_some()).count();
     if ui.json {
         ui.json_document(&serde_json::json!({ "ports": rows }));
@@ -152,6 +153,16 @@ pub fn cmd_ports(global: &GlobalArgs, ui: &Ui, _args: &PortsArgs) -> Result<Exit
         }
     }
     Ok(if conflicts == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Each port deploy.toml declares, judged against this host's listening sockets (read from
+/// `/proc`) and `publications`.
+#[must_use]
+pub fn rows_for(stack: &Stack, publications: &[Publication]) -> Vec<PortRow> {
+    let listeners = listening_sockets(Path::new("/proc"));
+    let wanted: Vec<u64> = listeners.iter().map(|listener| listener.inode).collect();
+    let holders = socket_holders(Path::new("/proc"), &wanted);
+    assess(stack, &declared_ports(stack), &listeners, &holders, publications)
 }
 
 /// Every host port deploy.toml declares: the enabled services' published ports in start order,
@@ -358,8 +369,7 @@ pub fn socket_holders(proc: &Path, wanted: &[u64]) -> HashMap<u64, Process> {
 }
 
 /// The host ports every running container publishes, or why the engine could not say.
-async fn running_publications() -> Result<Vec<Publication>, String> {
-    let docker = docker::connect().await.map_err(|error| error.chain().join(": "))?;
+pub async fn running_publications(docker: &Docker) -> Result<Vec<Publication>, String> {
     let options = ListContainersOptionsBuilder::default().all(false).build();
     let containers = docker
         .list_containers(Some(options))

@@ -14,7 +14,7 @@ use crate::error::CommandError;
 use crate::ui::Ui;
 
 /// A certificate that expires sooner than this is a problem: exit 1.
-const EXPIRING_DAYS: i64 = 7;
+pub const EXPIRING_DAYS: i64 = 7;
 
 /// Show each certificate: names, issuer, serial, expiry, when renewal is due, the last error
 ///
