@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod deploy;
 pub mod docker;
+pub mod doctor;
 pub mod error;
 pub mod health;
 pub mod render;

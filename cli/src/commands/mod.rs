@@ -6,6 +6,7 @@ pub mod completions;
 pub mod config;
 pub mod cors;
 pub mod deploy;
+pub mod doctor;
 pub mod down;
 pub mod health;
 pub mod lock;
@@ -104,6 +105,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Logs(logs::LogsArgs),
     Health(health::HealthArgs),
+    Doctor(doctor::DoctorArgs),
     /// Check the API's CORS through the edge, as a browser would
     #[command(subcommand)]
     Cors(cors::CorsCommand),
@@ -130,6 +132,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
         Command::Status(args) => status::cmd_status(&cli.global, ui, args),
         Command::Logs(args) => logs::cmd_logs(&cli.global, ui, args),
         Command::Health(args) => health::cmd_health(&cli.global, ui, args),
+        Command::Doctor(args) => doctor::cmd_doctor(&cli.global, ui, args),
         Command::Cors(command) => cors::run(&cli.global, ui, command),
         Command::Ports(args) => ports::cmd_ports(&cli.global, ui, args),
         Command::Certs(command) => certs::run(&cli.global, ui, command),

@@ -1,0 +1,823 @@
+//! `doctor`'s certificate checks, the reference's "SSL certificate expired" scenario: each
+//! certificate deploy.toml serves is there, readable, in date and names every domain; nginx serves
+//! the one on disk; something renews them (the systemd timer, or cron on a host without systemd).
+//!
+//! The rules on the store ([`lineage_findings`]) and on the timer ([`timer_finding`]) are pure
+//! functions of what was read, so tests give them certificates of their own. Reading the store and
+//! the TLS handshakes are blocking, so they run on tokio's blocking threads, each bounded by the
+//! context's timeout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+
+use super::{Context, Finding};
+use crate::certs::install;
+use crate::certs::store::{self, CertInfo, Lineage, Manager};
+use crate::commands::certs::install_timer::TIMER_UNIT;
+use crate::commands::certs::status::EXPIRING_DAYS;
+
+/// Where a running systemd leaves its mark (`sd_booted(3)`).
+const SYSTEMD_RUNTIME_DIR: &str = "/run/systemd/system";
+
+/// A lineage deploy.toml wants, as the store shows it.
+#[derive(Debug)]
+struct Examined {
+    name: String,
+    /// The domains deploy.toml serves with it.
+    domains: Vec<String>,
+    /// `Ok(None)`: `live/<name>/` does not exist; `Err`: why it cannot be read, causes included.
+    lineage: Result<Option<Lineage>, String>,
+}
+
+/// Whether something renews the certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TimerState {
+    /// systemd runs: what `systemctl is-enabled` and `systemctl is-active` said about the timer
+    /// (or why they could not be asked).
+    Systemd { enabled: String, active: String },
+    /// No running systemd: whether `certs install-timer` wrote the timer unit.
+    NoSystemd { unit: PathBuf, exists: bool },
+}
+
+impl TimerState {
+    fn renews(&self) -> bool {
+        match self {
+            Self::Systemd { enabled, active } => enabled == "enabled" && active == "active",
+            Self::NoSystemd { exists, .. } => *exists,
+        }
+    }
+
+    /// One line each for the evidence.
+    fn describe(&self) -> Vec<String> {
+        match self {
+            Self::Systemd { enabled, active } => vec![
+                format!("`systemctl is-enabled {TIMER_UNIT}`: {enabled}"),
+                format!("`systemctl is-active {TIMER_UNIT}`: {active}"),
+            ],
+            Self::NoSystemd { unit, exists } => vec![
+                format!("`{SYSTEMD_RUNTIME_DIR}` is not a directory: systemd does not run on this host"),
+                format!("`{}` {}", unit.display(), if *exists { "exists" } else { "does not exist" }),
+            ],
+        }
+    }
+
+    /// A short phrase for the expiring certificate's evidence.
+    fn summary(&self) -> String {
+        match self {
+            Self::Systemd { enabled, active } => {
+                format!("renewal timer: `{TIMER_UNIT}` is {enabled} and {active}")
+            }
+            Self::NoSystemd { unit, exists: true } => {
+                format!("renewal timer: `{}` exists, but systemd does not run here to start it", unit.display())
+            }
+            Self::NoSystemd { unit, exists: false } => format!("renewal timer: none (`{}` is absent)", unit.display()),
+        }
+    }
+}
+
+pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
+    let stack = context.stack;
+    let configured = stack.certificate_lineages();
+    if configured.is_empty() {
+        return Vec::new();
+    }
+    let cert_dir = stack.config.acme.cert_dir.clone();
+    let now = i64::try_from(context.now_ms).ok().and_then(DateTime::from_timestamp_millis).unwrap_or_else(Utc::now);
+    let (examined, timer) = tokio::join!(read_lineages(context, cert_dir.clone(), configured), timer_state(context));
+    let mut findings = lineage_findings(&examined, &cert_dir, now, &timer, &|arguments| context.command(arguments));
+    findings.extend(served_findings(context, &examined, now).await);
+    findings.extend(timer_finding(&timer, context, &cron_directory(&stack.path)));
+    findings
+}
+
+/// Reads each configured lineage from the store, off the async threads and within the timeout.
+async fn read_lineages(
+    context: &Context<'_>,
+    cert_dir: PathBuf,
+    configured: Vec<(String, Vec<String>)>,
+) -> Vec<Examined> {
+    let wanted = configured.clone();
+    let read = tokio::task::spawn_blocking(move || read_store(&cert_dir, wanted));
+    let failure = match tokio::time::timeout(context.timeout, read).await {
+        Ok(Ok(examined)) => return examined,
+        Ok(Err(error)) => format!("reading the certificate store failed: {error}"),
+        Err(_) => format!("reading the certificate store took longer than {}s", context.timeout.as_secs_f64()),
+    };
+    configured.into_iter().map(|(name, domains)| Examined { name, domains, lineage: Err(failure.clone()) }).collect()
+}
+
+/// Each configured lineage (name, domains) as the store shows it.
+fn read_store(cert_dir: &Path, configured: Vec<(String, Vec<String>)>) -> Vec<Examined> {
+    configured
+        .into_iter()
+        .map(|(name, domains)| {
+            let lineage = store::read_lineage(cert_dir, &name).map_err(|error| error_chain(&error));
+            Examined { name, domains, lineage }
+        })
+        .collect()
+}
+
+/// The findings the store alone shows, per configured lineage: missing, unreadable, expired,
+/// expiring, lacking a served name, its last renewal failed.
+fn lineage_findings(
+    examined: &[Examined],
+    cert_dir: &Path,
+    now: DateTime<Utc>,
+    timer: &TimerState,
+    command: &dyn Fn(&str) -> String,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for Examined { name, domains, lineage } in examined {
+        let serves = format!("deploy.toml serves with it: {}", domains.join(", "));
+        let lineage = match lineage {
+            Err(error) => {
+                findings.push(
+                    Finding::error(
+                        format!("cert-invalid:{name}"),
+                        format!("the certificate `{name}` cannot be read"),
+                        format!(
+                            "repair the links of `{}/`, or obtain it again: {}",
+                            cert_dir.join("live").join(name).display(),
+                            command("certs issue")
+                        ),
+                    )
+                    .with_evidence([error.clone(), serves]),
+                );
+                continue;
+            }
+            Ok(None) => {
+                findings.push(
+                    Finding::error(
+                        format!("cert-missing:{name}"),
+                        format!("the certificate `{name}` is missing"),
+                        format!("{} obtains it from the CA", command("certs issue")),
+                    )
+                    .with_evidence([
+                        format!("`{}/` does not exist", cert_dir.join("live").join(name).display()),
+                        serves,
+                    ]),
+                );
+                continue;
+            }
+            Ok(Some(lineage)) => lineage,
+        };
+        let cert = &lineage.cert;
+        let left = cert.not_after - now;
+        let last_error = last_error_line(lineage);
+        let renewed_by = (lineage.manager == Manager::Certbot)
+            .then(|| "renewed by certbot until `certs renew` takes it over".to_owned());
+        if left <= TimeDelta::zero() {
+            let mut fix = format!("{} renews an expired certificate at once", command("certs renew"));
+            if lineage.last_error.is_some() {
+                fix.push_str("; if it fails again, remove the cause of the last renewal error shown above first");
+            }
+            findings.push(
+                Finding::error(
+                    format!("cert-expired:{name}"),
+                    format!("the certificate `{name}` expired {} ago", duration(-left)),
+                    fix,
+                )
+                .with_evidence(
+                    [
+                        Some(format!("not after: {} (expired {} ago)", rfc3339(cert.not_after), duration(-left))),
+                        Some(format!("serial: {}", cert.serial)),
+                        Some(format!("names: {}", cert.names.join(", "))),
+                        renewed_by,
+                        last_error,
+                    ]
+                    .into_iter()
+                    .flatten(),
+                ),
+            );
+        } else if left < TimeDelta::days(EXPIRING_DAYS) {
+            findings.push(
+                Finding::warning(
+                    format!("cert-expiring:{name}"),
+                    format!("the certificate `{name}` expires in {}", duration(left)),
+                    format!("{} renews it", command("certs renew")),
+                )
+                .with_evidence(
+                    [
+                        Some(format!("days left: {} (less than {EXPIRING_DAYS})", left.num_days())),
+                        Some(format!("not after: {}", rfc3339(cert.not_after))),
+                        Some(format!("serial: {}", cert.serial)),
+                        Some(timer.summary()),
+                        renewed_by,
+                        last_error,
+                    ]
+                    .into_iter()
+                    .flatten(),
+                ),
+            );
+        } else if let Some(last_error) = last_error {
+            findings.push(
+                Finding::warning(
+                    format!("cert-renewal-failed:{name}"),
+                    format!("the last renewal of the certificate `{name}` failed"),
+                    format!(
+                        "remove the error's cause, then {} tries again ({} shows the result)",
+                        command("certs renew"),
+                        command("certs status")
+                    ),
+                )
+                .with_evidence([
+                    last_error,
+                    format!("not after: {} (in {})", rfc3339(cert.not_after), duration(left)),
+                    format!("serial: {}", cert.serial),
+                ]),
+            );
+        }
+        let lacking: Vec<&str> =
+            domains.iter().filter(|domain| !cert.names.contains(domain)).map(String::as_str).collect();
+        if !lacking.is_empty() {
+            findings.push(
+                Finding::error(
+                    format!("cert-names:{name}"),
+                    format!("the certificate `{name}` does not name {}", backticked(&lacking)),
+                    format!(
+                        "{}: a certificate lacking a name deploy.toml serves is due at once (no `--force` needed)",
+                        command("certs renew")
+                    ),
+                )
+                .with_evidence([
+                    format!("names: {}", cert.names.join(", ")),
+                    serves,
+                    format!("missing: {}", lacking.join(", ")),
+                    format!("serial: {}", cert.serial),
+                ]),
+            );
+        }
+    }
+    findings
+}
+
+/// `last renewal error (2025-06-01T12:00:00Z): …`, when one is recorded.
+fn last_error_line(lineage: &Lineage) -> Option<String> {
+    let error = lineage.last_error.as_ref()?;
+    Some(match lineage.last_error_at {
+        Some(at) => format!("last renewal error ({}): {error}", rfc3339(at)),
+        None => format!("last renewal error: {error}"),
+    })
+}
+
+/// Compares what nginx presents for each enabled site's domain with the lineage on disk.
+async fn served_findings(context: &Context<'_>, examined: &[Examined], now: DateTime<Utc>) -> Vec<Finding> {
+    let edge = &context.stack.config.edge;
+    // Domains whose certificate is missing or unreadable are reported already.
+    let checked: Vec<(&str, &Examined, &Lineage)> = context
+        .stack
+        .sites()
+        .filter_map(|(_, site)| {
+            let examined = examined.iter().find(|examined| examined.domains.contains(&site.domain))?;
+            let lineage = examined.lineage.as_ref().ok()?.as_ref()?;
+            Some((site.domain.as_str(), examined, lineage))
+        })
+        .collect();
+    if checked.is_empty() {
+        return Vec::new();
+    }
+    let address = SocketAddr::new(edge.upstream_host, edge.https_port);
+    let connected = tokio::time::timeout(context.timeout, tokio::net::TcpStream::connect(address)).await;
+    let unreachable = match connected {
+        Ok(Ok(_)) => None,
+        Ok(Err(error)) => Some(format!("connecting to {address} failed: {error}")),
+        Err(_) => Some(format!("connecting to {address} timed out after {}s", context.timeout.as_secs_f64())),
+    };
+    if let Some(reason) = unreachable {
+        let fix = match (edge.start_command.is_empty(), edge.reload_command.as_slice()) {
+            (false, _) => format!("start nginx: `{}`", edge.start_command.join(" ")),
+            // A reload needs a running nginx: say how to start it too, with the same manager.
+            (true, [systemctl, verb, unit]) if systemctl == "systemctl" && verb == "reload" => {
+                format!(
+                    "reload nginx: `{}`, or start it if it is not running: `systemctl start {unit}`",
+                    edge.reload_command.join(" ")
+                )
+            }
+            (true, _) => format!("reload nginx: `{}`", edge.reload_command.join(" ")),
+        };
+        let domains: Vec<&str> = checked.iter().map(|(domain, _, _)| *domain).collect();
+        return vec![Finding::error(
+            "edge-unreachable",
+            format!("nginx does not answer on {address}, the edge's HTTPS port"),
+            fix,
+        )
+        .with_evidence([reason, format!("not checked: {}", domains.join(", "))])];
+    }
+
+    let handshakes = checked.iter().map(|(domain, _, _)| {
+        let domain = (*domain).to_owned();
+        async move {
+            let handshake = tokio::task::spawn_blocking(move || served(address, &domain));
+            match tokio::time::timeout(context.timeout, handshake).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!("no answer within {}s", context.timeout.as_secs_f64())),
+            }
+        }
+    });
+    let served = futures_util::future::join_all(handshakes).await;
+
+    let reload = format!("`{}`", edge.reload_command.join(" "));
+    let mut findings = Vec::new();
+    for ((domain, examined, lineage), served) in checked.iter().zip(served) {
+        let on_disk = format!(
+            "on disk (`{}`): serial {}, not after {}",
+            lineage.live_dir.display(),
+            lineage.cert.serial,
+            validity(lineage.cert.not_after, now)
+        );
+        let probe = format!("TLS handshake with SNI `{domain}` through {address}, the chain not verified");
+        let fullchain = lineage.live_dir.join("fullchain.pem");
+        match served {
+            Ok(info) if info.serial.eq_ignore_ascii_case(&lineage.cert.serial) => {}
+            Ok(info) => findings.push(
+                Finding::error(
+                    format!("cert-not-served:{domain}"),
+                    format!(
+                        "nginx serves `{domain}` with certificate serial `{}`, not the one on disk (`{}`)",
+                        info.serial, lineage.cert.serial
+                    ),
+                    format!(
+                        "reload nginx so it loads the certificate on disk: {reload}; if it still serves another \
+                         one, its site must point `ssl_certificate` at `{}`",
+                        fullchain.display()
+                    ),
+                )
+                .with_evidence([
+                    format!(
+                        "served: serial {}, not after {}, names {}",
+                        info.serial,
+                        validity(info.not_after, now),
+                        info.names.join(", ")
+                    ),
+                    on_disk,
+                    format!("lineage: `{}`", examined.name),
+                    probe,
+                ]),
+            ),
+            Err(error) => findings.push(
+                Finding::error(
+                    format!("cert-not-served:{domain}"),
+                    format!("nginx presents no certificate for `{domain}`: the TLS handshake failed"),
+                    format!(
+                        "reload nginx: {reload}; if it still fails, {} installs the site, which serves `{}`",
+                        context.command("deploy"),
+                        fullchain.display()
+                    ),
+                )
+                .with_evidence([format!("handshake: {error}"), on_disk, probe]),
+            ),
+        }
+    }
+    findings
+}
+
+/// What the edge presents for `domain`: a blocking TLS handshake, the chain not verified.
+fn served(address: SocketAddr, domain: &str) -> Result<CertInfo, String> {
+    let leaf = install::served_certificate(address, domain)?;
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64::engine::general_purpose::STANDARD.encode(leaf.as_ref())
+    );
+    store::parse_certificate(&pem).map_err(|error| error.to_string())
+}
+
+/// Asks systemd about the timer when it runs, else looks for the unit file.
+async fn timer_state(context: &Context<'_>) -> TimerState {
+    if Path::new(SYSTEMD_RUNTIME_DIR).is_dir() {
+        let (enabled, active) = tokio::join!(systemctl(context, "is-enabled"), systemctl(context, "is-active"));
+        TimerState::Systemd { enabled, active }
+    } else {
+        let unit = context.stack.config.acme.systemd_dir().join(TIMER_UNIT);
+        let exists = unit.is_file();
+        TimerState::NoSystemd { unit, exists }
+    }
+}
+
+/// `systemctl <verb> masstock-certs.timer`'s answer (`enabled`, `inactive`, …), or why there is none.
+async fn systemctl(context: &Context<'_>, verb: &str) -> String {
+    let output = tokio::process::Command::new("systemctl")
+        .args([verb, TIMER_UNIT])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(context.timeout, output).await {
+        Ok(Ok(output)) => {
+            let answer = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            if answer.is_empty() {
+                let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+                format!(
+                    "no answer ({}{})",
+                    output.status,
+                    if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
+                )
+            } else {
+                answer
+            }
+        }
+        Ok(Err(error)) => format!("could not run `systemctl`: {error}"),
+        Err(_) => format!("no answer within {}s", context.timeout.as_secs_f64()),
+    }
+}
+
+/// `renewal-timer-missing` when nothing renews the certificates.
+fn timer_finding(timer: &TimerState, context: &Context<'_>, directory: &Path) -> Option<Finding> {
+    if timer.renews() {
+        return None;
+    }
+    let install = context.command("certs install-timer");
+    let fix = match timer {
+        TimerState::Systemd { .. } => format!("{install} writes, enables and starts it"),
+        TimerState::NoSystemd { .. } => format!(
+            "{install} writes the units; without systemd, have cron run the renewal twice a day instead \
+             (`crontab -e`): `0 0,12 * * * cd {} && {} certs renew`",
+            directory.display(),
+            context.invocation
+        ),
+    };
+    Some(
+        Finding::warning(
+            "renewal-timer-missing",
+            format!("nothing renews the certificates: the `{TIMER_UNIT}` timer is not installed and running"),
+            fix,
+        )
+        .with_evidence(timer.describe()),
+    )
+}
+
+/// Where cron must start for the invocation's relative paths (`--config`) to mean what they meant
+/// here: the current folder, else deploy.toml's.
+fn cron_directory(deploy_toml: &Path) -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| {
+        let parent = deploy_toml.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        crate::config::absolute(parent)
+    })
+}
+
+/// `2025-06-01T12:00:00Z (expired 3d04h ago)` or `… (in 80d02h)`.
+fn validity(not_after: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let left = not_after - now;
+    if left <= TimeDelta::zero() {
+        format!("{} (expired {} ago)", rfc3339(not_after), duration(-left))
+    } else {
+        format!("{} (in {})", rfc3339(not_after), duration(left))
+    }
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `3d04h`, `5h20m`: a positive span, shortly.
+fn duration(span: TimeDelta) -> String {
+    crate::ui::short_duration(u64::try_from(span.num_seconds()).unwrap_or(0))
+}
+
+fn backticked(words: &[&str]) -> String {
+    words.iter().map(|word| format!("`{word}`")).collect::<Vec<_>>().join(", ")
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    use super::*;
+    use crate::certs::store::{NewVersion, RenewalConf};
+    use crate::config::Stack;
+    use crate::doctor::Severity;
+
+    /// A leaf for `names` with `serial`, valid from `from_days` to `to_days` around now, signed by
+    /// a test CA: the PEM texts the store keeps, and the DER a TLS server presents.
+    struct Issued {
+        key_pem: String,
+        cert_pem: String,
+        chain_pem: String,
+        cert_der: CertificateDer<'static>,
+        key_der: PrivateKeyDer<'static>,
+    }
+
+    fn issue(names: &[&str], serial: u64, from_days: i64, to_days: i64) -> Issued {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "Doctor Test CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf =
+            rcgen::CertificateParams::new(names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>()).unwrap();
+        leaf.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let now = time::OffsetDateTime::now_utc();
+        leaf.not_before = now + time::Duration::days(from_days);
+        leaf.not_after = now + time::Duration::days(to_days);
+        let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        Issued {
+            key_pem: key.serialize_pem(),
+            cert_pem: leaf.pem(),
+            chain_pem: ca.pem(),
+            cert_der: leaf.der().clone(),
+            key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        }
+    }
+
+    fn store_lineage(cert_dir: &Path, name: &str, issued: &Issued) {
+        let fullchain = format!("{}{}", issued.cert_pem, issued.chain_pem);
+        let new = NewVersion {
+            privkey_pem: &issued.key_pem,
+            cert_pem: &issued.cert_pem,
+            chain_pem: &issued.chain_pem,
+            fullchain_pem: &fullchain,
+        };
+        let conf = RenewalConf {
+            server: "https://127.0.0.1:14000/dir".into(),
+            webroot: PathBuf::from("/var/www/certbot"),
+            names: vec![name.to_owned()],
+            key_type: "ecdsa".into(),
+        };
+        store::write_version(cert_dir, name, &new, &conf).unwrap();
+    }
+
+    fn configured(lineages: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        lineages
+            .iter()
+            .map(|(name, domains)| ((*name).to_owned(), domains.iter().map(|domain| (*domain).to_owned()).collect()))
+            .collect()
+    }
+
+    fn command(arguments: &str) -> String {
+        format!("`masstockctl --env local {arguments}`")
+    }
+
+    const TIMER_OK: TimerState = TimerState::Systemd { enabled: String::new(), active: String::new() };
+
+    fn ids(findings: &[Finding]) -> Vec<(String, Severity)> {
+        findings.iter().map(|finding| (finding.id.clone(), finding.severity)).collect()
+    }
+
+    #[test]
+    fn expired_expiring_missing_and_lacking_names_each_have_their_finding() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert_dir = dir.path();
+        store_lineage(cert_dir, "expired.fr", &issue(&["expired.fr"], 0x0e, -90, -2));
+        store_lineage(cert_dir, "soon.fr", &issue(&["soon.fr"], 0x50, -85, 3));
+        store_lineage(cert_dir, "fine.fr", &issue(&["fine.fr"], 0xf1, -1, 80));
+        store_lineage(cert_dir, "short.fr", &issue(&["short.fr"], 0x5f, -1, 80));
+        let examined = read_store(
+            cert_dir,
+            configured(&[
+                ("expired.fr", &["expired.fr"]),
+                ("soon.fr", &["soon.fr"]),
+                ("fine.fr", &["fine.fr"]),
+                ("absent.fr", &["absent.fr", "www.absent.fr"]),
+                ("short.fr", &["short.fr", "www.short.fr"]),
+            ]),
+        );
+        let timer =
+            TimerState::NoSystemd { unit: PathBuf::from("/etc/systemd/system/masstock-certs.timer"), exists: false };
+        let findings = lineage_findings(&examined, cert_dir, Utc::now(), &timer, &command);
+        assert_eq!(
+            ids(&findings),
+            [
+                ("cert-expired:expired.fr".to_owned(), Severity::Error),
+                ("cert-expiring:soon.fr".to_owned(), Severity::Warning),
+                ("cert-missing:absent.fr".to_owned(), Severity::Error),
+                ("cert-names:short.fr".to_owned(), Severity::Error),
+            ]
+        );
+
+        let expired = &findings[0];
+        assert!(
+            expired.evidence.iter().any(|line| line.starts_with("not after: ") && line.contains("expired 2d")),
+            "{expired:#?}"
+        );
+        assert!(expired.evidence.contains(&"serial: e".to_owned()), "{expired:#?}");
+        assert!(expired.evidence.contains(&"names: expired.fr".to_owned()), "{expired:#?}");
+        assert!(expired.fix.starts_with("`masstockctl --env local certs renew`"), "{}", expired.fix);
+
+        let expiring = &findings[1];
+        assert!(
+            expiring.summary.contains("expires in 2d") || expiring.summary.contains("expires in 3d"),
+            "{expiring:#?}"
+        );
+        assert!(expiring.evidence.iter().any(|line| line.starts_with("days left: ")), "{expiring:#?}");
+        assert!(expiring.evidence.iter().any(|line| line.contains("renewal timer: none")), "{expiring:#?}");
+
+        let missing = &findings[2];
+        assert!(missing.evidence[0].contains("live/absent.fr/` does not exist"), "{missing:#?}");
+        assert_eq!(missing.fix, "`masstockctl --env local certs issue` obtains it from the CA");
+
+        let names = &findings[3];
+        assert!(names.summary.contains("`www.short.fr`"), "{names:#?}");
+        assert!(names.evidence.contains(&"missing: www.short.fr".to_owned()), "{names:#?}");
+        assert!(names.fix.starts_with("`masstockctl --env local certs renew`: "), "{}", names.fix);
+    }
+
+    #[test]
+    fn a_renewal_error_is_its_own_finding_only_when_nothing_else_says_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert_dir = dir.path();
+        store_lineage(cert_dir, "fine.fr", &issue(&["fine.fr"], 0xf1, -1, 80));
+        store_lineage(cert_dir, "expired.fr", &issue(&["expired.fr"], 0x0e, -90, -2));
+        for name in ["fine.fr", "expired.fr"] {
+            store::record_error(cert_dir, name, Some("the CA refused the order: rateLimited")).unwrap();
+        }
+        let examined = read_store(cert_dir, configured(&[("fine.fr", &["fine.fr"]), ("expired.fr", &["expired.fr"])]));
+        let findings = lineage_findings(&examined, cert_dir, Utc::now(), &TIMER_OK, &command);
+        assert_eq!(
+            ids(&findings),
+            [
+                ("cert-renewal-failed:fine.fr".to_owned(), Severity::Warning),
+                ("cert-expired:expired.fr".to_owned(), Severity::Error),
+            ]
+        );
+        for finding in &findings {
+            assert!(
+                finding.evidence.iter().any(|line| line.starts_with("last renewal error (")
+                    && line.ends_with("): the CA refused the order: rateLimited")),
+                "{finding:#?}"
+            );
+        }
+        assert!(findings[1].fix.contains("last renewal error"), "{}", findings[1].fix);
+    }
+
+    #[test]
+    fn an_unreadable_certificate_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert_dir = dir.path();
+        store_lineage(cert_dir, "broken.fr", &issue(&["broken.fr"], 1, -1, 80));
+        std::fs::write(cert_dir.join("archive/broken.fr/cert1.pem"), "garbage").unwrap();
+        let examined = read_store(cert_dir, configured(&[("broken.fr", &["broken.fr"])]));
+        let findings = lineage_findings(&examined, cert_dir, Utc::now(), &TIMER_OK, &command);
+        assert_eq!(ids(&findings), [("cert-invalid:broken.fr".to_owned(), Severity::Error)]);
+        assert!(findings[0].evidence[0].contains("live/broken.fr/cert.pem"), "{:#?}", findings[0]);
+        assert!(findings[0].fix.contains("`masstockctl --env local certs issue`"), "{}", findings[0].fix);
+    }
+
+    fn stack(cert_dir: &Path, https_port: u16) -> Stack {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
+        let mut stack =
+            Stack::from_source_without_env_file(&crate::config::read_source(&path).unwrap(), "production").unwrap();
+        stack.config.acme.cert_dir = cert_dir.to_path_buf();
+        stack.config.acme.systemd_dir = Some(cert_dir.join("systemd"));
+        stack.config.edge.upstream_host = std::net::Ipv4Addr::LOCALHOST.into();
+        stack.config.edge.https_port = https_port;
+        stack
+    }
+
+    fn context(stack: &Stack) -> Context<'_> {
+        Context {
+            stack,
+            docker: Err("no engine in unit tests".into()),
+            timeout: Duration::from_secs(5),
+            now_ms: crate::doctor::now_ms(),
+            invocation: "masstockctl".into(),
+        }
+    }
+
+    /// A TLS server on 127.0.0.1 that presents `issued` whatever the name asked.
+    fn tls_server(issued: &Issued) -> u16 {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![issued.cert_der.clone()], issued.key_der.clone_key())
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let config = Arc::clone(&config);
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                    let Ok(mut connection) = rustls::ServerConnection::new(config) else { return };
+                    while connection.is_handshaking() {
+                        if connection.complete_io(&mut stream).is_err() {
+                            return;
+                        }
+                    }
+                    let _ = connection.complete_io(&mut stream);
+                });
+            }
+        });
+        port
+    }
+
+    /// deploy.toml's domains, in site order (the sites' names: api, app, n8n, vitrine).
+    const DOMAINS: [&str; 4] = ["api.masstock.fr", "app.masstock.fr", "n8n.masstock.fr", "masstock.fr"];
+
+    #[tokio::test]
+    async fn nothing_to_say_when_the_certificate_on_disk_is_the_one_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = issue(&DOMAINS, 0x42, -1, 80);
+        store_lineage(dir.path(), "masstock.fr", &issued);
+        std::fs::create_dir_all(dir.path().join("systemd")).unwrap();
+        std::fs::write(dir.path().join("systemd").join(TIMER_UNIT), "[Timer]\n").unwrap();
+        let stack = stack(dir.path(), tls_server(&issued));
+        assert_eq!(stack.certificate_lineages(), configured(&[("masstock.fr", &DOMAINS)]), "the fixture's premise");
+        let findings = examine(&context(&stack)).await;
+        if Path::new(SYSTEMD_RUNTIME_DIR).is_dir() {
+            // A host with systemd is asked about the real timer, which a unit test does not install.
+            assert!(findings.iter().all(|finding| finding.id == "renewal-timer-missing"), "{findings:#?}");
+        } else {
+            assert_eq!(findings, []);
+        }
+    }
+
+    #[tokio::test]
+    async fn another_certificate_served_is_named_per_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        store_lineage(dir.path(), "masstock.fr", &issue(&DOMAINS, 0x42, -1, 80));
+        let stale = issue(&DOMAINS, 0x99, -90, -1);
+        let stack = stack(dir.path(), tls_server(&stale));
+        let findings = examine(&context(&stack)).await;
+        let not_served: Vec<&Finding> =
+            findings.iter().filter(|finding| finding.id.starts_with("cert-not-served:")).collect();
+        assert_eq!(
+            not_served.iter().map(|finding| finding.id.as_str()).collect::<Vec<_>>(),
+            DOMAINS.map(|domain| format!("cert-not-served:{domain}")),
+        );
+        let first = not_served[0];
+        assert_eq!(first.severity, Severity::Error);
+        assert!(first.summary.contains("serial `99`") && first.summary.contains("(`42`)"), "{first:#?}");
+        assert!(
+            first.evidence[0].starts_with("served: serial 99, not after ") && first.evidence[0].contains("expired")
+        );
+        assert!(first.evidence[1].contains("serial 42"), "{first:#?}");
+        assert!(first.fix.starts_with("reload nginx so it loads the certificate on disk: `systemctl reload nginx`"));
+    }
+
+    #[tokio::test]
+    async fn an_edge_that_refuses_connections_is_one_finding() {
+        let dir = tempfile::tempdir().unwrap();
+        store_lineage(dir.path(), "masstock.fr", &issue(&DOMAINS, 0x42, -1, 80));
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut stack = stack(dir.path(), port);
+        let findings = examine(&context(&stack)).await;
+        let edge: Vec<&Finding> = findings.iter().filter(|finding| finding.id.starts_with("edge-")).collect();
+        assert_eq!(edge.len(), 1, "{findings:#?}");
+        assert_eq!(edge[0].id, "edge-unreachable");
+        assert!(edge[0].evidence[0].contains(&format!("127.0.0.1:{port}")), "{:#?}", edge[0]);
+        assert_eq!(
+            edge[0].fix,
+            "reload nginx: `systemctl reload nginx`, or start it if it is not running: `systemctl start nginx`"
+        );
+        assert!(!findings.iter().any(|finding| finding.id.starts_with("cert-not-served")), "{findings:#?}");
+
+        stack.config.edge.start_command = vec!["nginx".into(), "-c".into(), "nginx.conf".into()];
+        let findings = examine(&context(&stack)).await;
+        let edge = findings.iter().find(|finding| finding.id == "edge-unreachable").unwrap();
+        assert_eq!(edge.fix, "start nginx: `nginx -c nginx.conf`");
+    }
+
+    #[test]
+    fn the_timer_is_missing_when_systemd_does_not_run_it_or_its_unit_is_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = stack(dir.path(), 443);
+        let context = context(&stack);
+        let systemd =
+            |enabled: &str, active: &str| TimerState::Systemd { enabled: enabled.into(), active: active.into() };
+        assert_eq!(timer_finding(&systemd("enabled", "active"), &context, Path::new("/srv")), None);
+        let finding = timer_finding(&systemd("disabled", "inactive"), &context, Path::new("/srv")).unwrap();
+        assert_eq!((finding.id.as_str(), finding.severity), ("renewal-timer-missing", Severity::Warning));
+        assert_eq!(
+            finding.evidence,
+            [
+                "`systemctl is-enabled masstock-certs.timer`: disabled",
+                "`systemctl is-active masstock-certs.timer`: inactive"
+            ]
+        );
+        assert_eq!(finding.fix, "`masstockctl certs install-timer` writes, enables and starts it");
+        assert!(timer_finding(&systemd("enabled", "failed"), &context, Path::new("/srv")).is_some());
+
+        let unit = dir.path().join(TIMER_UNIT);
+        assert_eq!(
+            timer_finding(&TimerState::NoSystemd { unit: unit.clone(), exists: true }, &context, Path::new("/srv")),
+            None
+        );
+        let finding =
+            timer_finding(&TimerState::NoSystemd { unit: unit.clone(), exists: false }, &context, Path::new("/srv"))
+                .unwrap();
+        assert!(finding.evidence[1].contains(&format!("`{}` does not exist", unit.display())), "{finding:#?}");
+        assert!(finding.fix.contains("`0 0,12 * * * cd /srv && masstockctl certs renew`"), "{}", finding.fix);
+    }
+}

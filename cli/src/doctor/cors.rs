@@ -1,0 +1,123 @@
+//! The reference's "CORS errors" scenario: a browser's preflight from the app's origin to the API
+//! through the edge, judged as `cors test` judges it, and the API container's `CORS_ORIGIN`
+//! against deploy.toml's `[cors] origins`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use super::{Context, Finding};
+use crate::commands::cors::{self, Answer};
+use crate::health;
+
+/// The route the probe asks for: a GET that needs authentication (401, CORS headers all the same).
+const PATH: &str = "/api/v1/workflows";
+
+pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
+    let stack = context.stack;
+    let Some(site) = cors::api_site(stack) else { return Vec::new() };
+    let Some(origin) = stack.config.cors.origins.first() else { return Vec::new() };
+    let edge = &stack.config.edge;
+    let edge_address = SocketAddr::new(edge.upstream_host, edge.https_port);
+    let url = health::edge_url(&site.domain, edge_address, PATH);
+    let container = stack.container_name(&site.service);
+    let mut findings = Vec::new();
+
+    let exchange = async {
+        match health::edge_client(&site.domain, edge_address, edge.ca_bundle.as_deref(), context.timeout) {
+            Ok(client) => Ok(cors::exchange(&client, &url, origin).await),
+            Err(reason) => Err(reason),
+        }
+    };
+    let running_value = async {
+        let docker = context.docker()?;
+        tokio::time::timeout(context.timeout, cors::container_cors_origin(docker, &container)).await.ok()?.ok()
+    };
+    let (exchange, running_value) = tokio::join!(exchange, running_value);
+
+    match exchange {
+        Err(reason) => findings.push(
+            Finding::error(
+                "cors-preflight",
+                format!("the CORS preflight to `{}` cannot be sent: {reason}", site.domain),
+                "check `[edge] ca_bundle` in deploy.toml",
+            )
+            .with_evidence([format!("OPTIONS {url}")]),
+        ),
+        Ok((preflight, _)) if preflight.status.is_none() => {
+            let edge = &stack.config.edge;
+            let command = if edge.start_command.is_empty() { &edge.reload_command } else { &edge.start_command };
+            findings.push(
+                Finding::error(
+                    "cors-preflight",
+                    format!("the API gets no request from browsers: the edge does not answer `{}`", site.domain),
+                    format!("start or reload nginx (`{}`); `nginx -t` says what it refuses", command.join(" ")),
+                )
+                .with_evidence([format!("OPTIONS {url} with Origin: {origin} → {}", answer_line(&preflight))]),
+            );
+        }
+        Ok((preflight, request)) => {
+            // The container is judged on its own below; here only what a browser sees.
+            let report = cors::judge(&stack.config.cors, origin, &url, preflight, request, None, &container);
+            if !report.ok {
+                let mut evidence = vec![
+                    format!("OPTIONS {url} with Origin: {origin} → {}", answer_line(&report.preflight)),
+                    format!("GET {url} with Origin: {origin} → {}", answer_line(&report.request)),
+                ];
+                evidence.extend(report.reasons.iter().cloned());
+                findings.push(
+                    Finding::error(
+                        "cors-preflight",
+                        format!("browsers on `{origin}` cannot call the API: {}", report.verdict),
+                        format!(
+                            "{} renders nginx's site from `[cors]` again and recreates the API with its \
+                             `CORS_ORIGIN`; {} shows the exchange",
+                            context.command("deploy"),
+                            context.command("cors test")
+                        ),
+                    )
+                    .with_evidence(evidence),
+                );
+            }
+        }
+    }
+
+    // An absent container is the services group's finding; only a readable value is compared.
+    if let Some(value) = running_value {
+        if let Some(reason) = cors::origins_differ(&container, value.as_deref(), &stack.config.cors.origins) {
+            findings.push(
+                Finding::error(
+                    "cors-origin-mismatch",
+                    format!("`{container}` does not allow the origins deploy.toml lists"),
+                    format!(
+                        "{} recreates it with `[cors] origins`",
+                        context.command(&format!("deploy {}", site.service))
+                    ),
+                )
+                .with_evidence([
+                    format!("container: CORS_ORIGIN={}", value.as_deref().unwrap_or("(unset)")),
+                    format!("deploy.toml: [cors] origins = {}", stack.config.cors.origins.join(",")),
+                    reason,
+                ]),
+            );
+        }
+    }
+    findings
+}
+
+/// `204, access-control-allow-origin: …, vary: Origin`, or why no answer came.
+fn answer_line(answer: &Answer) -> String {
+    match (answer.status, &answer.error) {
+        (Some(status), _) => {
+            let mut line = status.to_string();
+            if answer.headers.is_empty() {
+                line.push_str(", no Access-Control-* header");
+            }
+            for (name, value) in &answer.headers {
+                let _ = write!(line, ", {name}: {value}");
+            }
+            line
+        }
+        (None, Some(error)) => format!("no answer: {error}"),
+        (None, None) => "no answer".to_owned(),
+    }
+}

@@ -1,0 +1,147 @@
+//! `masstockctl doctor`'s diagnoses: the reference's troubleshooting guide (a service that will
+//! not start, CORS, a worker that does not process jobs, certificates, disk) as checks that read
+//! the evidence and name the cause and its fix. Each group lives in its own module and returns
+//! [`Finding`]s; [`examine`] runs every group at once.
+//!
+//! A finding never holds a secret: [`examine`] passes every string through [`health::scrub`]
+//! with the env file's values. No check changes anything: a fix is a command for the operator.
+
+pub mod certs;
+pub mod cors;
+pub mod disk;
+pub mod services;
+pub mod worker;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use serde::Serialize;
+
+use crate::config::Stack;
+use crate::docker;
+use crate::health;
+
+/// How bad a finding is. Both make `doctor` exit 1; the order says what to look at first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Something is broken now: a service down, requests refused, a certificate expired.
+    Error,
+    /// Something will break, or is degrading: a certificate expiring, a disk filling up.
+    Warning,
+}
+
+impl Severity {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+        }
+    }
+}
+
+/// One problem: what is wrong, the evidence that shows it, and the command that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable identifier: the kind of problem, then `:` and its subject when there is one
+    /// (`container-down:worker`, `port-taken:3000`, `cors-preflight`).
+    pub id: String,
+    pub severity: Severity,
+    /// One sentence: what is wrong.
+    pub summary: String,
+    /// What shows it: numbers, log lines, the failing request, one item per line.
+    pub evidence: Vec<String>,
+    /// What to run or change. Never run by `doctor` itself.
+    pub fix: String,
+}
+
+impl Finding {
+    #[must_use]
+    pub fn error(id: impl Into<String>, summary: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            severity: Severity::Error,
+            summary: summary.into(),
+            evidence: Vec::new(),
+            fix: fix.into(),
+        }
+    }
+
+    #[must_use]
+    pub fn warning(id: impl Into<String>, summary: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { severity: Severity::Warning, ..Self::error(id, summary, fix) }
+    }
+
+    #[must_use]
+    pub fn with_evidence(mut self, evidence: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.evidence.extend(evidence.into_iter().map(Into::into));
+        self
+    }
+
+    fn scrubbed(self, secrets: &[String]) -> Self {
+        Self {
+            summary: health::scrub(&self.summary, secrets),
+            evidence: self.evidence.iter().map(|line| health::scrub(line, secrets)).collect(),
+            fix: health::scrub(&self.fix, secrets),
+            ..self
+        }
+    }
+}
+
+/// What every check may use: the stack, the engine (when it answers), each request's deadline.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub stack: &'a Stack,
+    /// `Err` holds why the engine is unreachable; the services group reports it once.
+    pub docker: Result<Docker, String>,
+    /// How long one request (HTTP, Redis, a TLS handshake, an Engine API call) may take.
+    pub timeout: Duration,
+    pub now_ms: u64,
+    /// How the operator ran masstockctl (`masstockctl --env local`), for the fixes' commands.
+    pub invocation: String,
+}
+
+impl<'a> Context<'a> {
+    pub async fn new(stack: &'a Stack, timeout: Duration, invocation: String) -> Self {
+        let docker = docker::connect().await.map_err(|error| error.chain().join(": "));
+        Self { stack, docker, timeout, now_ms: now_ms(), invocation }
+    }
+
+    /// A masstockctl command as the operator would type it, in backticks:
+    /// `` `masstockctl --env local restart worker` ``.
+    #[must_use]
+    pub fn command(&self, arguments: &str) -> String {
+        format!("`{} {arguments}`", self.invocation)
+    }
+
+    /// The engine, when it answers.
+    #[must_use]
+    pub fn docker(&self) -> Option<&Docker> {
+        self.docker.as_ref().ok()
+    }
+}
+
+/// Runs every group of checks at once; their findings, errors first, each group's in its order,
+/// with every secret value of the env file replaced by `***`.
+pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
+    let (services, cors, worker, certs, disk) = tokio::join!(
+        services::examine(context),
+        cors::examine(context),
+        worker::examine(context),
+        certs::examine(context),
+        disk::examine(context),
+    );
+    let secrets = crate::commands::health::secret_values(context.stack);
+    let mut findings: Vec<Finding> =
+        [services, cors, worker, certs, disk].into_iter().flatten().map(|finding| finding.scrubbed(&secrets)).collect();
+    // Stable: within a severity, the groups' order (the troubleshooting guide's) is kept.
+    findings.sort_by_key(|finding| finding.severity);
+    findings
+}
+
+/// Milliseconds since the epoch.
+#[must_use]
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
+}

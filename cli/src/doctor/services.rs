@@ -1,0 +1,484 @@
+//! The reference's "a service will not start" scenario: for every enabled service, its container
+//! (missing, exited, restarting, unhealthy, with its exit code, restarts and last log lines), the
+//! secrets it needs from the env file, its image, its declared host ports, and its dependencies.
+
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum};
+use bollard::Docker;
+use futures_util::future::join_all;
+
+use super::{Context, Finding};
+use crate::commands::ports::{self, Claimant, PortRow};
+use crate::config::{DependencyCondition, Stack};
+use crate::deploy::wait::last_log_lines;
+use crate::docker::{engine_message, is_not_found};
+use crate::health::age_since;
+use crate::secrets;
+
+/// Log lines quoted with a container that is down or failing.
+const LOG_LINES: usize = 10;
+/// Restarts above which a running container is crash-looping, when the last one is recent.
+const CRASH_LOOP_RESTARTS: i64 = 3;
+/// How recent that last start must be, in seconds.
+const CRASH_LOOP_WINDOW_S: u64 = 10 * 60;
+
+/// A service's container, as the engine sees it.
+#[derive(Debug)]
+enum Observed {
+    Missing,
+    /// The engine answered with an error other than "no such container".
+    Unknown(String),
+    Found(Box<ContainerInspectResponse>),
+}
+
+/// How a container stands, reduced to what the checks need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Missing,
+    Unknown,
+    /// Not running: created, exited, dead, paused, removing.
+    Down,
+    Restarting,
+    Unhealthy,
+    /// Running; its health check (if any) has not passed yet.
+    Starting,
+    /// Running, and healthy or without a health check.
+    Up,
+}
+
+impl Observed {
+    fn standing(&self) -> Standing {
+        let Self::Found(inspected) = self else {
+            return if matches!(self, Self::Missing) { Standing::Missing } else { Standing::Unknown };
+        };
+        let state = inspected.state.clone().unwrap_or_default();
+        match state.status.unwrap_or(ContainerStateStatusEnum::EMPTY) {
+            ContainerStateStatusEnum::RUNNING => match state.health.and_then(|health| health.status) {
+                Some(HealthStatusEnum::UNHEALTHY) => Standing::Unhealthy,
+                Some(HealthStatusEnum::STARTING) => Standing::Starting,
+                _ => Standing::Up,
+            },
+            ContainerStateStatusEnum::RESTARTING => Standing::Restarting,
+            _ => Standing::Down,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Missing => "missing".to_owned(),
+            Self::Unknown(reason) => format!("unknown ({reason})"),
+            Self::Found(inspected) => {
+                let state = inspected.state.clone().unwrap_or_default();
+                let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY).to_string();
+                match state.health.and_then(|health| health.status) {
+                    Some(health) if status == "running" && health != HealthStatusEnum::NONE => {
+                        format!("running, {health}")
+                    }
+                    _ => status,
+                }
+            }
+        }
+    }
+}
+
+pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
+    let stack = context.stack;
+    let mut findings = env_missing(context);
+    let docker = match &context.docker {
+        Ok(docker) => docker,
+        Err(reason) => {
+            findings.insert(
+                0,
+                Finding::error(
+                    "engine-unreachable",
+                    "the Docker engine does not answer: no container can be inspected, started or deployed",
+                    "start it (`systemctl start docker`, or `dockerd` in the background on a host without systemd), \
+                     then run doctor again",
+                )
+                .with_evidence([reason.clone()]),
+            );
+            return findings;
+        }
+    };
+    let services = stack.start_order();
+    let (observed, publications) = tokio::join!(
+        join_all(services.iter().map(|service| observe(context, docker, stack.container_name(service)))),
+        tokio::time::timeout(context.timeout, ports::running_publications(docker)),
+    );
+    let publications = publications.ok().and_then(Result::ok).unwrap_or_default();
+    let port_rows = tokio::task::spawn_blocking({
+        let stack = stack.clone();
+        move || ports::rows_for(&stack, &publications)
+    })
+    .await
+    .unwrap_or_default();
+
+    if !observed.is_empty() && observed.iter().all(|observed| matches!(observed, Observed::Missing)) {
+        let containers: Vec<String> = services.iter().map(|service| stack.container_name(service)).collect();
+        findings.push(
+            Finding::error(
+                "stack-missing",
+                format!("nothing of project `{}` is deployed on this engine", stack.config.project.name),
+                context.command("deploy"),
+            )
+            .with_evidence([format!("no container {}", containers.join(", "))]),
+        );
+        findings.extend(
+            join_all(services.iter().map(|service| missing_image(context, docker, service)))
+                .await
+                .into_iter()
+                .flatten(),
+        );
+        for row in port_rows.iter().filter(|row| row.conflict.is_some()) {
+            findings.push(port_taken(context, row));
+        }
+        return findings;
+    }
+    for row in port_rows.iter().filter(|row| row.conflict.is_some()) {
+        findings.push(port_taken(context, row));
+    }
+    let standings: Vec<(&str, Standing, String)> = services
+        .iter()
+        .zip(&observed)
+        .map(|(service, observed)| (*service, observed.standing(), observed.describe()))
+        .collect();
+    let per_service = services
+        .iter()
+        .zip(&observed)
+        .map(|(service, observed)| container_findings(context, docker, service, observed, &standings, &port_rows));
+    for service_findings in join_all(per_service).await {
+        findings.extend(service_findings);
+    }
+    findings
+}
+
+async fn observe(context: &Context<'_>, docker: &Docker, container: String) -> Observed {
+    match tokio::time::timeout(context.timeout, docker.inspect_container(&container, None)).await {
+        Err(_) => Observed::Unknown("the engine did not answer in time".to_owned()),
+        Ok(Err(error)) if is_not_found(&error) => Observed::Missing,
+        Ok(Err(error)) => Observed::Unknown(engine_message(&error)),
+        Ok(Ok(inspected)) => Observed::Found(Box::new(inspected)),
+    }
+}
+
+/// Secrets a service refers to that the env file lacks or leaves empty. Names only, never values.
+fn env_missing(context: &Context<'_>) -> Vec<Finding> {
+    let stack = context.stack;
+    let env_file = &stack.config.project.env_file;
+    let mut findings = Vec::new();
+    if stack.secrets.env_file.is_none() && !stack.secrets.references.is_empty() {
+        let names: Vec<&str> = stack.secrets.names().into_iter().collect();
+        return vec![Finding::error(
+            "env-file-missing",
+            format!("the env file `{}` does not exist: no service gets its secrets", env_file.display()),
+            format!(
+                "{} writes it (mode 0600) with the secrets it can generate; then fill in the others and {}",
+                context.command("secrets generate"),
+                context.command("deploy")
+            ),
+        )
+        .with_evidence([format!("deploy.toml refers to {}", quote_list(&names))])];
+    }
+    for service in stack.start_order() {
+        let mut problems = Vec::new();
+        for (variable, declared) in stack.environment_of(service) {
+            for name in secrets::references_in(&declared).unwrap_or_default() {
+                let value = stack.secrets.env_file.as_ref().and_then(|file| file.get(&name));
+                let what =
+                    if variable == name { format!("`{name}`") } else { format!("`{variable}` needs `{name}`, which") };
+                let problem = match value {
+                    None => format!("{what} is not in `{}`", env_file.display()),
+                    Some("") => format!("{what} is empty in `{}`", env_file.display()),
+                    Some(_) => continue,
+                };
+                problems.push((name, problem));
+            }
+        }
+        if problems.is_empty() {
+            continue;
+        }
+        let mut names: Vec<&str> = problems.iter().map(|(name, _)| name.as_str()).collect();
+        names.dedup();
+        findings.push(
+            Finding::error(
+                format!("env-missing:{service}"),
+                format!(
+                    "`{service}` lacks {} from the env file: it cannot start, or starts broken",
+                    quote_list(&names)
+                ),
+                format!(
+                    "set {} in `{}` ({} fills the ones masstockctl can generate, keeping existing values), then {}",
+                    quote_list(&names),
+                    env_file.display(),
+                    context.command("secrets generate"),
+                    context.command(&format!("deploy {service}"))
+                ),
+            )
+            .with_evidence(problems.into_iter().map(|(_, problem)| problem)),
+        );
+    }
+    findings
+}
+
+fn quote_list(names: &[&str]) -> String {
+    names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// A declared host port held by something else than its owner.
+fn port_taken(context: &Context<'_>, row: &PortRow) -> Finding {
+    let owner = &row.owner;
+    let holder = match (&owner.container, &owner.name, owner.pid) {
+        (Some(container), _, _) => format!("container `{container}`"),
+        (None, Some(name), Some(pid)) => format!("`{name}` (pid {pid})"),
+        _ => "a process masstockctl may not name (run doctor as root to see which)".to_owned(),
+    };
+    let stop = match (&owner.container, owner.pid) {
+        (Some(container), _) => format!("`docker stop {container}`"),
+        (None, Some(pid)) => format!("`kill {pid}` once `ps -o pid,user,args -p {pid}` shows it is not needed"),
+        _ => "stop it".to_owned(),
+    };
+    let then = if row.expected == "nginx" {
+        format!("reload nginx, or change `{}` in deploy.toml and {}", row.declared_by, context.command("deploy"))
+    } else {
+        let service = row.declared_by.trim_start_matches("[services.").split(']').next().unwrap_or_default();
+        format!(
+            "{}, or change `{}` in deploy.toml and {}",
+            context.command(&format!("restart {service}")),
+            row.declared_by,
+            context.command(&format!("deploy {service}"))
+        )
+    };
+    Finding::error(
+        format!("port-taken:{}", row.port),
+        format!("port {} is taken by {holder}, so {} cannot listen there", row.port, row.expected),
+        format!("{stop}, then {then}"),
+    )
+    .with_evidence([
+        format!("{}:{} is declared by `{}` for `{}`", row.address, row.port, row.declared_by, row.expected),
+        format!("held by {holder}"),
+    ])
+}
+
+/// What is wrong with one service's container, if anything.
+async fn container_findings(
+    context: &Context<'_>,
+    docker: &Docker,
+    service: &str,
+    observed: &Observed,
+    standings: &[(&str, Standing, String)],
+    port_rows: &[PortRow],
+) -> Vec<Finding> {
+    let stack = context.stack;
+    let container = stack.container_name(service);
+    let standing = observed.standing();
+    let mut findings = Vec::new();
+    let dependents = dependents_of(stack, service);
+
+    match observed {
+        Observed::Missing => {
+            let mut finding = Finding::error(
+                format!("container-missing:{service}"),
+                format!("`{container}` does not exist"),
+                context.command(&format!("deploy {service}")),
+            );
+            if let Some(image) = missing_image(context, docker, service).await {
+                findings.push(image);
+            }
+            if stack.config.services[service].build.is_some() && !image_exists(context, docker, service).await {
+                finding
+                    .evidence
+                    .push(format!("its image `{}` is not built yet: deploy builds it", stack.image_reference(service)));
+            }
+            if !dependents.is_empty() {
+                finding.evidence.push(format!("needed by {}", dependents.join(", ")));
+            }
+            findings.push(finding);
+        }
+        Observed::Unknown(reason) => findings.push(
+            Finding::error(
+                format!("container-unknown:{service}"),
+                format!("the engine cannot say how `{container}` is"),
+                "look at the engine's own log (`journalctl -u docker`, or dockerd's output)",
+            )
+            .with_evidence([reason.clone()]),
+        ),
+        Observed::Found(inspected) => {
+            let state = inspected.state.clone().unwrap_or_default();
+            let restarts = inspected.restart_count.unwrap_or(0);
+            let mut evidence = Vec::new();
+            let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
+            let exit = state.exit_code.map(|code| format!(", exit code {code}")).unwrap_or_default();
+            let since = state
+                .finished_at
+                .as_deref()
+                .and_then(age_since)
+                .filter(|_| status != ContainerStateStatusEnum::RUNNING)
+                .map(|age| format!(" {age} ago"))
+                .unwrap_or_default();
+            evidence.push(format!("state {status}{exit}{since}, {restarts} restart(s)"));
+            if status != ContainerStateStatusEnum::RUNNING && matches!(state.exit_code, Some(0 | 143)) {
+                evidence.push("it stopped when asked to (`docker stop`, a reboot): it did not crash".to_owned());
+            }
+            if state.oom_killed == Some(true) {
+                evidence.push("killed for lack of memory (OOMKilled)".to_owned());
+            }
+            if let Some(error) = state.error.as_deref().filter(|error| !error.is_empty()) {
+                evidence.push(format!("engine: {error}"));
+            }
+            if !dependents.is_empty() {
+                evidence.push(format!("needed by {}", dependents.join(", ")));
+            }
+            let own_port_taken = port_rows.iter().find(|row| {
+                row.conflict.is_some()
+                    && matches!(&ports::declared_ports(stack).iter().find(|declared| declared.port == row.port).map(|declared| &declared.claimant),
+                        Some(Claimant::Service { service: owner, .. }) if owner == service)
+            });
+            let restart = context.command(&format!("restart {service}"));
+            let logs = context.command(&format!("logs {service} --tail 100"));
+            let recently_started = state
+                .started_at
+                .as_deref()
+                .and_then(crate::health::seconds_since)
+                .is_some_and(|age| age < CRASH_LOOP_WINDOW_S);
+            let finding = match standing {
+                Standing::Down => Some(Finding::error(
+                    format!("container-down:{service}"),
+                    format!("`{container}` is not running ({status}{exit})"),
+                    match own_port_taken {
+                        Some(row) => {
+                            format!("free port {} first (finding `port-taken:{}`), then {restart}", row.port, row.port)
+                        }
+                        None => format!("{restart}; {logs} shows why it stopped"),
+                    },
+                )),
+                Standing::Restarting => Some(Finding::error(
+                    format!("container-restarting:{service}"),
+                    format!("`{container}` keeps crashing: Docker restarts it ({restarts} restarts so far)"),
+                    format!("{logs} shows why it exits; fix that cause, then {restart}"),
+                )),
+                Standing::Up if restarts >= CRASH_LOOP_RESTARTS && recently_started => Some(Finding::warning(
+                    format!("container-restarting:{service}"),
+                    format!("`{container}` runs again, but has crashed {restarts} times"),
+                    format!("{logs} shows why it exited"),
+                )),
+                Standing::Unhealthy => {
+                    let health = state.health.clone().unwrap_or_default();
+                    evidence.push(format!("failing streak: {} health check(s)", health.failing_streak.unwrap_or(0)));
+                    for probe in health.log.unwrap_or_default().iter().rev().take(2) {
+                        let output = probe
+                            .output
+                            .as_deref()
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        evidence.push(format!(
+                            "health check exit {}: {}",
+                            probe.exit_code.unwrap_or(-1),
+                            truncate(&output, 200)
+                        ));
+                    }
+                    Some(Finding::error(
+                        format!("container-unhealthy:{service}"),
+                        format!("`{container}` runs but fails its health check"),
+                        format!("{logs} and the health check output above show why; then {restart}"),
+                    ))
+                }
+                Standing::Up | Standing::Starting | Standing::Missing | Standing::Unknown => None,
+            };
+            if let Some(mut finding) = finding {
+                let lines = last_log_lines(docker, &container, LOG_LINES).await;
+                if !lines.is_empty() {
+                    evidence.push(format!("last {} log line(s):", lines.len()));
+                    evidence.extend(lines.iter().map(|line| format!("  {}", truncate(line, 300))));
+                }
+                finding.evidence = evidence;
+                findings.push(finding);
+            }
+        }
+    }
+
+    // A dependency explains a service that is not up.
+    // (A missing container is deployed with its dependencies, in order: nothing to add.)
+    if matches!(standing, Standing::Down | Standing::Restarting | Standing::Unhealthy) {
+        for (dependency, condition) in &stack.config.services[service].depends_on {
+            let Some((_, dependency_standing, described)) = standings.iter().find(|(name, _, _)| name == dependency)
+            else {
+                continue;
+            };
+            let satisfied = match condition {
+                DependencyCondition::Started => {
+                    matches!(dependency_standing, Standing::Up | Standing::Starting | Standing::Unhealthy)
+                }
+                DependencyCondition::Healthy => *dependency_standing == Standing::Up,
+            };
+            if !satisfied {
+                let wanted = match condition {
+                    DependencyCondition::Started => "running",
+                    DependencyCondition::Healthy => "healthy",
+                };
+                findings.push(
+                    Finding::error(
+                        format!("dependency-down:{service}"),
+                        format!("`{service}` needs `{dependency}` {wanted}, and it is {described}"),
+                        format!(
+                            "bring `{dependency}` back first (its own finding says how), then {}",
+                            context.command(&format!("restart {service}"))
+                        ),
+                    )
+                    .with_evidence([format!("[services.{service}] depends_on = {{ {dependency} = \"{wanted}\" }}")]),
+                );
+            }
+        }
+    }
+    findings
+}
+
+/// The services that declare `depends_on` this one.
+fn dependents_of(stack: &Stack, service: &str) -> Vec<String> {
+    stack
+        .services()
+        .filter(|(_, declared)| declared.depends_on.contains_key(service))
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
+/// The image a deploy would create `service` from, when the engine does not have it.
+/// Only a third-party image can be missing for good: deploy builds ours.
+async fn missing_image(context: &Context<'_>, docker: &Docker, service: &str) -> Option<Finding> {
+    let stack = context.stack;
+    if stack.config.services[service].build.is_some() || image_exists(context, docker, service).await {
+        return None;
+    }
+    let reference = stack.image_reference(service);
+    let fix = format!(
+        "`docker pull {reference}`, or on a host without registry access `docker load -i <file>` of an image saved \
+         with `docker save {reference}` elsewhere; then {}",
+        context.command(&format!("deploy {service}"))
+    );
+    Some(
+        Finding::error(
+            format!("image-missing:{service}"),
+            format!("the image of `{service}`, `{reference}`, is not on this engine"),
+            fix,
+        )
+        .with_evidence([format!("`{reference}`: no such image")]),
+    )
+}
+
+/// Whether the engine has the image a deploy would use (an engine that does not answer is
+/// given the benefit of the doubt).
+async fn image_exists(context: &Context<'_>, docker: &Docker, service: &str) -> bool {
+    let reference = context.stack.image_reference(service);
+    !matches!(
+        tokio::time::timeout(context.timeout, docker.inspect_image(&reference)).await,
+        Ok(Err(error)) if is_not_found(&error)
+    )
+}
+
+fn truncate(text: &str, chars: usize) -> String {
+    if text.chars().count() > chars {
+        format!("{}…", text.chars().take(chars).collect::<String>())
+    } else {
+        text.to_owned()
+    }
+}

@@ -1,0 +1,426 @@
+//! The reference's "the worker does not process jobs" scenario: Redis reachable and taking the
+//! env file's password, every client container started with the password redis runs with, jobs
+//! waiting while no worker beats, a paused queue, a backlog, and the last day's failed jobs
+//! grouped by cause (a Gemini key refused, a rate limit, Gemini down).
+
+use std::collections::BTreeMap;
+
+use bollard::Docker;
+use masstock_jobs::admin::{AdminError, Failure, Inspector, QueueSummary};
+
+use super::{Context, Finding};
+use crate::commands::health::redis_password;
+use crate::docker;
+use crate::health::{self, HEARTBEAT_MAX_AGE_S};
+use crate::ui::short_duration;
+
+/// A waiting job older than this, with a worker alive, is a backlog.
+const BACKLOG_AGE_S: u64 = 10 * 60;
+/// How far back failed jobs count.
+const FAILURES_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+/// The most failed jobs read (the newest).
+const FAILURES_READ: usize = 1_000;
+/// The services that talk to redis with `REDIS_URL`.
+const CLIENTS: [&str; 2] = ["api", "worker"];
+
+pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
+    let stack = context.stack;
+    let Some(docker) = context.docker() else { return Vec::new() };
+    if !stack.services().any(|(name, _)| name == "redis") {
+        return Vec::new();
+    }
+    let redis_container = stack.container_name("redis");
+    let restart_redis = context.command("restart redis");
+    let address = match tokio::time::timeout(
+        context.timeout,
+        docker::container_address(docker, &redis_container, &stack.config.project.network),
+    )
+    .await
+    {
+        Ok(Ok(address)) => address,
+        // No container at all is the services group's finding (`container-missing:redis`).
+        Ok(Err(reason)) if reason.starts_with("no container") => return Vec::new(),
+        Ok(Err(reason)) => {
+            return vec![Finding::error(
+                "redis-unreachable",
+                "the queue's redis cannot be reached: jobs can be neither added nor taken",
+                format!("{restart_redis}, or {} when it does not exist", context.command("deploy redis")),
+            )
+            .with_evidence([reason])];
+        }
+        Err(_) => return vec![unreachable(context, &redis_container, "the engine did not answer in time")],
+    };
+    // A missing secret is the services group's `env-missing`; without it there is nothing to try.
+    let Ok(password) = redis_password(stack, "redis") else { return Vec::new() };
+    let url = health::redis_url(&address, 6379, password.as_deref());
+
+    let (mut findings, queue) =
+        tokio::join!(password_mismatches(context, docker), queue_findings(context, docker, &url));
+    match queue {
+        Ok(queue_findings) => findings.extend(queue_findings),
+        Err(error) => findings.push(connection_finding(context, &redis_container, &address, &error)),
+    }
+    findings
+}
+
+fn unreachable(context: &Context<'_>, container: &str, reason: &str) -> Finding {
+    Finding::error(
+        "redis-unreachable",
+        format!("the queue's redis (`{container}`) does not answer: jobs can be neither added nor taken"),
+        format!(
+            "{}; {} shows why it stopped answering",
+            context.command("restart redis"),
+            context.command("logs redis")
+        ),
+    )
+    .with_evidence([reason.to_owned()])
+}
+
+/// Why connecting failed: a refused password, or redis out of reach.
+fn connection_finding(context: &Context<'_>, container: &str, address: &str, error: &AdminError) -> Finding {
+    let text = error.to_string();
+    if refuses_password(&text) {
+        let env_file = context.stack.config.project.env_file.display();
+        return Finding::error(
+            "redis-auth",
+            format!("`{container}` refuses the password of the env file: the api and the worker cannot use the queue"),
+            format!(
+                "make `REDIS_PASSWORD` in `{env_file}` the one redis runs with, or restart redis and its clients \
+                 with the env file's: {}",
+                context.command("deploy redis api worker")
+            ),
+        )
+        .with_evidence([format!("AUTH at {address}:6379 with `REDIS_PASSWORD` from `{env_file}`: {text}")]);
+    }
+    unreachable(context, container, &format!("{address}:6379: {text}"))
+}
+
+fn refuses_password(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    ["wrongpass", "noauth", "invalid password", "invalid username-password", "authentication"]
+        .iter()
+        .any(|word| lower.contains(word))
+}
+
+/// Client containers started with another password than the redis container's: after a secret
+/// changed and only some services were deployed again. Passwords are compared, never shown.
+async fn password_mismatches(context: &Context<'_>, docker: &Docker) -> Vec<Finding> {
+    let stack = context.stack;
+    let redis_container = stack.container_name("redis");
+    let Some(redis_env) = container_env(context, docker, &redis_container).await else { return Vec::new() };
+    let Some(required) = variable(&redis_env, "REDIS_PASSWORD") else { return Vec::new() };
+    let mut findings = Vec::new();
+    for client in CLIENTS {
+        if !stack.services().any(|(name, _)| name == client) {
+            continue;
+        }
+        let container = stack.container_name(client);
+        let Some(environment) = container_env(context, docker, &container).await else { continue };
+        let Some(url) = variable(&environment, "REDIS_URL") else { continue };
+        if url_password(url).as_deref() != Some(required) {
+            findings.push(
+                Finding::error(
+                    format!("redis-password-mismatch:{client}"),
+                    format!("`{container}` connects to redis with another password than `{redis_container}` requires"),
+                    format!(
+                        "{} recreates both from the env file's `REDIS_PASSWORD`",
+                        context.command(&format!("deploy redis {client}"))
+                    ),
+                )
+                .with_evidence([format!(
+                    "the password in `{container}`'s `REDIS_URL` differs from `{redis_container}`'s `REDIS_PASSWORD` \
+                     (compared, not shown)"
+                )]),
+            );
+        }
+    }
+    findings
+}
+
+async fn container_env(context: &Context<'_>, docker: &Docker, container: &str) -> Option<Vec<String>> {
+    let inspected =
+        tokio::time::timeout(context.timeout, docker.inspect_container(container, None)).await.ok()?.ok()?;
+    inspected.config?.env
+}
+
+fn variable<'a>(environment: &'a [String], name: &str) -> Option<&'a str> {
+    environment.iter().find_map(|entry| entry.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The password of `scheme://[user][:password]@host…`, percent-decoded.
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    Some(percent_decode(password))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        if let Some(byte) = escaped {
+            decoded.push(byte);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// The queue's state and its recent failures; `Err` when redis cannot be used at all.
+async fn queue_findings(context: &Context<'_>, docker: &Docker, url: &str) -> Result<Vec<Finding>, AdminError> {
+    let mut inspector = Inspector::connect(url, context.timeout).await?;
+    let worker = worker_state(context, docker).await;
+    let since = context.now_ms.saturating_sub(FAILURES_WINDOW_MS);
+    let mut failures_reader = inspector.clone();
+    let (queues, failures) = tokio::join!(
+        inspector.queues(masstock_jobs::PREFIX, context.now_ms),
+        failures_reader.recent_failures(masstock_jobs::PREFIX, masstock_jobs::QUEUE, since, FAILURES_READ),
+    );
+    let queue = queues?.into_iter().find(|summary| summary.name == masstock_jobs::QUEUE);
+    let mut findings = queue.map(|queue| queue_state(context, &queue, worker.as_deref())).unwrap_or_default();
+    findings.extend(failure_findings(context, &failures?));
+    Ok(findings)
+}
+
+/// The worker container's state (`running`, `exited`…), `missing`, or `None` when the stack has
+/// no worker or the engine cannot say.
+async fn worker_state(context: &Context<'_>, docker: &Docker) -> Option<String> {
+    if !context.stack.services().any(|(name, _)| name == "worker") {
+        return None;
+    }
+    let container = context.stack.container_name("worker");
+    match tokio::time::timeout(context.timeout, docker.inspect_container(&container, None)).await.ok()? {
+        Ok(inspected) => inspected.state?.status.map(|status| status.to_string()),
+        Err(error) if docker::is_not_found(&error) => Some("missing".to_owned()),
+        Err(_) => None,
+    }
+}
+
+/// Jobs waiting with no live worker, a paused queue, a backlog. A heartbeat outlives a worker
+/// killed without its shutdown by up to its TTL, so a worker container that is not running
+/// counts as no worker whatever the heartbeats say.
+fn queue_state(context: &Context<'_>, queue: &QueueSummary, worker: Option<&str>) -> Vec<Finding> {
+    let counts = &queue.counts;
+    let waiting = counts.wait + counts.prioritized + counts.paused;
+    let name = format!("{}:{}", queue.prefix, queue.name);
+    let freshest = queue.heartbeats.iter().filter(|beat| beat.unreadable.is_none()).filter_map(|beat| beat.age_s).min();
+    let alive = freshest.is_some_and(|age| age < HEARTBEAT_MAX_AGE_S) && worker.is_none_or(|state| state == "running");
+    let mut evidence = vec![format!(
+        "`{name}`: {waiting} waiting (wait {}, prioritized {}, paused {}), {} active, {} delayed",
+        counts.wait, counts.prioritized, counts.paused, counts.active, counts.delayed
+    )];
+    if let Some(age) = queue.oldest_waiting_age_s {
+        evidence.push(format!("the oldest waiting job was queued {} ago", short_duration(age)));
+    }
+    evidence.push(match freshest {
+        Some(age) => {
+            format!("the freshest worker heartbeat is {} old (limit {HEARTBEAT_MAX_AGE_S}s)", short_duration(age))
+        }
+        None => "no worker heartbeat in redis".to_owned(),
+    });
+    evidence.push(format!("{} worker connection(s) to redis", queue.workers.len()));
+    if let Some(state) = worker {
+        evidence.push(format!("worker container `{}`: {state}", context.stack.container_name("worker")));
+    }
+
+    let mut findings = Vec::new();
+    if queue.paused {
+        let finding = if waiting > 0 { Finding::error } else { Finding::warning };
+        findings.push(
+            finding(
+                "queue-paused",
+                format!("`{name}` is paused: no worker takes its jobs until it is resumed"),
+                context.command("queue resume"),
+            )
+            .with_evidence(evidence.clone()),
+        );
+    } else if waiting > 0 && !alive {
+        findings.push(
+            Finding::error(
+                "queue-no-worker",
+                format!("{waiting} job(s) wait in `{name}` and no worker is alive to take them"),
+                format!(
+                    "{} (or {} when its container does not exist); {} shows why it stopped",
+                    context.command("restart worker"),
+                    context.command("deploy worker"),
+                    context.command("logs worker --tail 50")
+                ),
+            )
+            .with_evidence(evidence),
+        );
+    } else if alive && queue.oldest_waiting_age_s.is_some_and(|age| age > BACKLOG_AGE_S) {
+        let worker = context.stack.environment_of("worker");
+        let setting = |name: &str| worker.get(name).map_or("(default)".to_owned(), Clone::clone);
+        evidence.push(format!(
+            "WORKER_CONCURRENCY={}, GEMINI_RPM={}",
+            setting("WORKER_CONCURRENCY"),
+            setting("GEMINI_RPM")
+        ));
+        findings.push(
+            Finding::warning(
+                "queue-backlog",
+                format!(
+                    "jobs wait in `{name}` longer than {}: the worker does not keep up",
+                    short_duration(BACKLOG_AGE_S)
+                ),
+                format!(
+                    "raise `WORKER_CONCURRENCY` or `GEMINI_RPM` under `[services.worker.env]` within the Gemini \
+                     quota, then {}",
+                    context.command("deploy worker")
+                ),
+            )
+            .with_evidence(evidence),
+        );
+    }
+    findings
+}
+
+/// Why jobs fail, as far as an operator can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cause {
+    /// Gemini refuses the API key: nothing succeeds until it is replaced.
+    GeminiKey,
+    /// Gemini's quota (429 `RESOURCE_EXHAUSTED`).
+    GeminiRateLimit,
+    /// Gemini failing (5xx) or out of reach after every retry.
+    GeminiUnavailable,
+    Other,
+}
+
+impl Cause {
+    fn id(self) -> &'static str {
+        match self {
+            Self::GeminiKey => "gemini-key",
+            Self::GeminiRateLimit => "gemini-rate-limit",
+            Self::GeminiUnavailable => "gemini-unavailable",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The cause a failure reason shows. The worker words Gemini's refusals as
+/// `gemini refused the request (<status> <code>): <message>`.
+#[must_use]
+pub fn cause_of(reason: &str) -> Cause {
+    let lower = reason.to_lowercase();
+    let any = |words: &[&str]| words.iter().any(|word| lower.contains(word));
+    if any(&["api key not valid", "api_key_invalid", "permission_denied", "unauthenticated", "(401 ", "(403 "]) {
+        Cause::GeminiKey
+    } else if any(&["resource_exhausted", "(429 ", "rate limit", "quota"]) {
+        Cause::GeminiRateLimit
+    } else if any(&["gemini still failing", "(500 ", "(502 ", "(503 ", "(504 ", "unavailable"]) {
+        Cause::GeminiUnavailable
+    } else {
+        Cause::Other
+    }
+}
+
+/// One finding per cause among the last day's failed jobs.
+fn failure_findings(context: &Context<'_>, failures: &[Failure]) -> Vec<Finding> {
+    let mut by_cause: BTreeMap<Cause, Vec<&Failure>> = BTreeMap::new();
+    for failure in failures {
+        by_cause.entry(cause_of(&failure.reason)).or_default().push(failure);
+    }
+    let env_file = context.stack.config.project.env_file.display();
+    let retry = context.command("queue retry --failed");
+    by_cause
+        .into_iter()
+        .map(|(cause, jobs)| {
+            let count = jobs.len();
+            let (summary, fix) = match cause {
+                Cause::GeminiKey => (
+                    format!("{count} job(s) failed in the last 24 h because Gemini refuses the API key"),
+                    format!(
+                        "put a valid `GEMINI_API_KEY` in `{env_file}`, {}, then {retry}",
+                        context.command("deploy worker")
+                    ),
+                ),
+                Cause::GeminiRateLimit => (
+                    format!("{count} job(s) failed in the last 24 h on Gemini's rate limit"),
+                    format!(
+                        "lower `GEMINI_RPM` under `[services.worker.env]` to the project's quota (or raise the quota), \
+                         {}, then {retry}",
+                        context.command("deploy worker")
+                    ),
+                ),
+                Cause::GeminiUnavailable => (
+                    format!("{count} job(s) failed in the last 24 h because Gemini kept failing"),
+                    format!("once Gemini answers again, {retry}"),
+                ),
+                Cause::Other => (
+                    format!("{count} job(s) failed in the last 24 h"),
+                    format!(
+                        "{} shows one in full; fix its cause, then {retry}",
+                        context.command(&format!("queue show {}", jobs[0].id))
+                    ),
+                ),
+            };
+            let mut evidence = Vec::new();
+            if let Some(at) = jobs.iter().filter_map(|job| job.failed_at_ms).max() {
+                evidence.push(format!(
+                    "the last one failed {} ago",
+                    short_duration(context.now_ms.saturating_sub(at) / 1000)
+                ));
+            }
+            for job in jobs.iter().take(3) {
+                evidence.push(format!("job {}: {}", job.id, truncate(&job.reason, 240)));
+            }
+            if count > 3 {
+                evidence.push(format!("… and {} more", count - 3));
+            }
+            Finding::warning(format!("jobs-failed:{}", cause.id()), summary, fix).with_evidence(evidence)
+        })
+        .collect()
+}
+
+fn truncate(text: &str, chars: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > chars {
+        format!("{}…", line.chars().take(chars).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_read_from_the_workers_wording() {
+        let key =
+            "every prompt failed; prompt 1: gemini refused the request (400 INVALID_ARGUMENT): API key not valid. \
+                   Please pass a valid API key.";
+        assert_eq!(cause_of(key), Cause::GeminiKey);
+        assert_eq!(cause_of("gemini refused the request (403 PERMISSION_DENIED): denied"), Cause::GeminiKey);
+        let quota = "gemini still failing after 4 attempts: gemini refused the request (429 RESOURCE_EXHAUSTED): quota";
+        assert_eq!(cause_of(quota), Cause::GeminiRateLimit, "a rate limit wins over `still failing`");
+        assert_eq!(cause_of("gemini still failing after 4 attempts: 503 UNAVAILABLE"), Cause::GeminiUnavailable);
+        assert_eq!(cause_of("execution `x` does not exist"), Cause::Other);
+    }
+
+    #[test]
+    fn url_passwords_are_decoded_and_userinfo_runs_to_the_last_at() {
+        assert_eq!(url_password("redis://:s3cr%40t@redis:6379").as_deref(), Some("s3cr@t"));
+        assert_eq!(url_password("redis://user:a@b@redis:6379").as_deref(), Some("a@b"));
+        assert_eq!(url_password("redis://redis:6379"), None);
+        assert_eq!(url_password("redis://:p%zz@redis"), Some("p%zz".to_owned()), "a broken escape is kept");
+        assert_eq!(variable(&["REDIS_URLX=1".into(), "REDIS_URL=u".into()], "REDIS_URL"), Some("u"));
+    }
+
+    #[test]
+    fn refused_passwords_are_told_from_other_connection_errors() {
+        assert!(refuses_password("WRONGPASS: invalid username-password pair or user is disabled."));
+        assert!(refuses_password("NOAUTH Authentication required."));
+        assert!(!refuses_password("Connection refused (os error 111)"));
+    }
+}
