@@ -146,13 +146,31 @@ fn install_timer_writes_the_units_and_says_systemctl_is_missing() {
     );
     assert_eq!(run.status, 1, "{}", run.transcript());
     assert!(run.stderr.contains("`systemctl` was not found: this host does not run systemd"), "{}", run.stderr);
-    let service = std::fs::read_to_string(sandbox.path("units/masstock-certs.service")).unwrap();
+    // The local environment's own `acme.systemd_dir`.
+    let service = std::fs::read_to_string(sandbox.path(".masstock/local/systemd/masstock-certs.service")).unwrap();
     let exec_start = format!(
         "ExecStart={} --config {} --env local certs renew\n",
         env!("CARGO_BIN_EXE_masstockctl"),
         sandbox.path("deploy.toml").display()
     );
     assert!(service.contains(&exec_start), "{service}");
-    let timer = std::fs::read_to_string(sandbox.path("units/masstock-certs.timer")).unwrap();
+    let timer = std::fs::read_to_string(sandbox.path(".masstock/local/systemd/masstock-certs.timer")).unwrap();
     assert!(timer.contains("OnCalendar=*-*-* 00,12:00:00\nRandomizedDelaySec=1h\nPersistent=true\n"), "{timer}");
+}
+
+/// `--no-enable` writes the units and never asks systemctl: it succeeds where there is none.
+#[test]
+fn install_timer_no_enable_writes_the_units_only() {
+    let sandbox = sandbox();
+    let empty_path = sandbox.path("no-tools");
+    std::fs::create_dir(&empty_path).unwrap();
+    let run = sandbox.run_with_env(
+        &["certs", "install-timer", "--no-enable"],
+        &[("NO_COLOR", "1"), ("PATH", empty_path.to_str().unwrap())],
+    );
+    assert_eq!(run.status, 0, "{}", run.transcript());
+    assert!(run.stdout.contains("is written, not enabled"), "{}", run.transcript());
+    for unit in ["masstock-certs.service", "masstock-certs.timer"] {
+        assert!(sandbox.path(&format!("units/{unit}")).is_file(), "`{unit}` is written to `acme.systemd_dir`");
+    }
 }

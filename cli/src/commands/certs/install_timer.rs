@@ -19,12 +19,16 @@ pub const TIMER_UNIT: &str = "masstock-certs.timer";
 /// environment, all paths absolute) and masstock-certs.timer (00:00 and 12:00, a random delay of
 /// up to an hour, runs missed while the host was off made up at boot) to `acme.systemd_dir`
 /// (/etc/systemd/system), then runs `systemctl daemon-reload` and `systemctl enable --now
-/// masstock-certs.timer`.
+/// masstock-certs.timer` (`--no-enable` stops after writing them).
 #[derive(Debug, clap::Args)]
 pub struct InstallTimerArgs {
     /// Print both units on stdout instead of installing them
     #[arg(long)]
     pub print: bool,
+    /// Write the units without asking systemctl to enable them (a host where systemd does not run
+    /// yet, or configuration management that enables units itself)
+    #[arg(long, conflicts_with = "print")]
+    pub no_enable: bool,
 }
 
 pub fn cmd_certs_install_timer(
@@ -63,6 +67,16 @@ pub fn cmd_certs_install_timer(
         })?;
         ui.info(format!("wrote `{}`", path.display()));
         written.push(path);
+    }
+    if args.no_enable {
+        if ui.json {
+            ui.json_document(&json!({ "units": written, "enabled": null }));
+        } else {
+            ui.data(&format!(
+                "{TIMER_UNIT} is written, not enabled: `systemctl enable --now {TIMER_UNIT}` starts it\n"
+            ));
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     for arguments in [&["daemon-reload"][..], &["enable", "--now", TIMER_UNIT]] {
         systemctl(arguments)?;
