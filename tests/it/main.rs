@@ -7,5 +7,7 @@ mod certs;
 mod compose;
 mod deploy;
 mod diagnose;
+mod doctor;
 mod nginx;
 mod sandbox;
+mod stack;
