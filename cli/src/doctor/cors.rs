@@ -44,15 +44,23 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
             .with_evidence([format!("OPTIONS {url}")]),
         ),
         Ok((preflight, _)) if preflight.status.is_none() => {
-            let edge = &stack.config.edge;
-            let command = if edge.start_command.is_empty() { &edge.reload_command } else { &edge.start_command };
-            findings.push(
-                Finding::error(
-                    "cors-preflight",
-                    format!("the API gets no request from browsers: the edge does not answer `{}`", site.domain),
+            let reason = preflight.error.as_deref().unwrap_or_default();
+            let (summary, fix) = if is_certificate_problem(reason) {
+                (
+                    format!("browsers cannot reach the API: the edge's certificate for `{}` is refused", site.domain),
+                    format!("the certificate findings say why; {} renews it", context.command("certs renew")),
+                )
+            } else {
+                let edge = &stack.config.edge;
+                let command = if edge.start_command.is_empty() { &edge.reload_command } else { &edge.start_command };
+                (
+                    format!("browsers cannot reach the API: the edge does not answer for `{}`", site.domain),
                     format!("start or reload nginx (`{}`); `nginx -t` says what it refuses", command.join(" ")),
                 )
-                .with_evidence([format!("OPTIONS {url} with Origin: {origin} → {}", answer_line(&preflight))]),
+            };
+            findings.push(
+                Finding::error("cors-preflight", summary, fix)
+                    .with_evidence([format!("OPTIONS {url} with Origin: {origin} → {}", answer_line(&preflight))]),
             );
         }
         Ok((preflight, request)) => {
@@ -102,6 +110,13 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// Whether a request failed on the TLS certificate (expired, unknown issuer, wrong name) rather
+/// than on the connection.
+fn is_certificate_problem(reason: &str) -> bool {
+    let lower = reason.to_lowercase();
+    ["certificate", "unknownissuer", "expired", "notvalidforname"].iter().any(|word| lower.contains(word))
 }
 
 /// `204, access-control-allow-origin: …, vary: Origin`, or why no answer came.

@@ -7,6 +7,7 @@ use bollard::Docker;
 use futures_util::future::join_all;
 
 use super::{Context, Finding};
+use crate::commands::health::resolve_secrets;
 use crate::commands::ports::{self, Claimant, PortRow};
 use crate::config::{DependencyCondition, Stack};
 use crate::deploy::wait::last_log_lines;
@@ -81,6 +82,41 @@ impl Observed {
 }
 
 pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
+    let (mut findings, database) = tokio::join!(containers(context), database(context));
+    findings.extend(database);
+    findings
+}
+
+/// PostgreSQL, the external dependency of the api and the worker, with the `DATABASE_URL` they
+/// get (its host named `host:port/database`, never with its credentials).
+async fn database(context: &Context<'_>) -> Option<Finding> {
+    let stack = context.stack;
+    let (service, declared) = ["api", "worker"].into_iter().find_map(|service| {
+        stack.services().any(|(name, _)| name == service).then_some(())?;
+        Some((service, stack.environment_of(service).get("DATABASE_URL")?.clone()))
+    })?;
+    // A secret missing from the env file is `env-missing`.
+    let url = resolve_secrets(stack, &declared, "`DATABASE_URL`").ok()?;
+    let reason = match tokio::time::timeout(context.timeout, crate::health::postgres(&url)).await {
+        Ok(Ok(_)) => return None,
+        Ok(Err(reason)) => reason,
+        Err(_) => format!("no answer within {}s", context.timeout.as_secs_f64()),
+    };
+    Some(
+        Finding::error(
+            "postgres-unreachable",
+            format!("PostgreSQL does not let `{service}` in: every request that needs the database fails"),
+            format!(
+                "check that the database runs and that `DATABASE_URL` in `{}` is right, then {}",
+                stack.config.project.env_file.display(),
+                context.command("deploy api worker")
+            ),
+        )
+        .with_evidence([reason]),
+    )
+}
+
+async fn containers(context: &Context<'_>) -> Vec<Finding> {
     let stack = context.stack;
     let mut findings = env_missing(context);
     let docker = match &context.docker {
@@ -405,13 +441,7 @@ async fn container_findings(
             else {
                 continue;
             };
-            let satisfied = match condition {
-                DependencyCondition::Started => {
-                    matches!(dependency_standing, Standing::Up | Standing::Starting | Standing::Unhealthy)
-                }
-                DependencyCondition::Healthy => *dependency_standing == Standing::Up,
-            };
-            if !satisfied {
+            if !satisfies(*dependency_standing, *condition) {
                 let wanted = match condition {
                     DependencyCondition::Started => "running",
                     DependencyCondition::Healthy => "healthy",
@@ -431,6 +461,16 @@ async fn container_findings(
         }
     }
     findings
+}
+
+/// Whether a dependency that stands so is no cause of its dependent's trouble. `started` asks
+/// only that it runs. For `healthy`, a health check still `starting` is not held against it:
+/// Docker's first probe comes only after `interval` (30 s), while the service may long serve.
+fn satisfies(standing: Standing, condition: DependencyCondition) -> bool {
+    match condition {
+        DependencyCondition::Started => matches!(standing, Standing::Up | Standing::Starting | Standing::Unhealthy),
+        DependencyCondition::Healthy => matches!(standing, Standing::Up | Standing::Starting),
+    }
 }
 
 /// The services that declare `depends_on` this one.
@@ -480,5 +520,51 @@ fn truncate(text: &str, chars: usize) -> String {
         format!("{}…", text.chars().take(chars).collect::<String>())
     } else {
         text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{ContainerState, Health};
+
+    use super::*;
+
+    fn found(status: ContainerStateStatusEnum, health: Option<HealthStatusEnum>) -> Observed {
+        let state = ContainerState {
+            status: Some(status),
+            health: health.map(|status| Health { status: Some(status), ..Health::default() }),
+            ..ContainerState::default()
+        };
+        Observed::Found(Box::new(ContainerInspectResponse {
+            state: Some(state),
+            ..ContainerInspectResponse::default()
+        }))
+    }
+
+    #[test]
+    fn containers_stand_as_the_engine_says() {
+        use ContainerStateStatusEnum as S;
+        use HealthStatusEnum as H;
+        assert_eq!(found(S::RUNNING, None).standing(), Standing::Up, "no health check: running is up");
+        assert_eq!(found(S::RUNNING, Some(H::HEALTHY)).standing(), Standing::Up);
+        assert_eq!(found(S::RUNNING, Some(H::STARTING)).standing(), Standing::Starting);
+        assert_eq!(found(S::RUNNING, Some(H::UNHEALTHY)).standing(), Standing::Unhealthy);
+        assert_eq!(found(S::RESTARTING, None).standing(), Standing::Restarting);
+        for down in [S::EXITED, S::CREATED, S::DEAD, S::PAUSED] {
+            assert_eq!(found(down, Some(H::HEALTHY)).standing(), Standing::Down, "{down}");
+        }
+        assert_eq!(Observed::Missing.standing(), Standing::Missing);
+        assert_eq!(found(S::RUNNING, Some(H::UNHEALTHY)).describe(), "running, unhealthy");
+    }
+
+    #[test]
+    fn dependencies_are_met_as_compose_judges_them() {
+        assert!(satisfies(Standing::Up, DependencyCondition::Healthy));
+        assert!(satisfies(Standing::Starting, DependencyCondition::Healthy), "Docker's first probe is not due yet");
+        assert!(!satisfies(Standing::Unhealthy, DependencyCondition::Healthy));
+        assert!(satisfies(Standing::Unhealthy, DependencyCondition::Started), "started asks only that it runs");
+        for standing in [Standing::Down, Standing::Restarting, Standing::Missing, Standing::Unknown] {
+            assert!(!satisfies(standing, DependencyCondition::Started), "{standing:?}");
+        }
     }
 }
