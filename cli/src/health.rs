@@ -39,6 +39,14 @@ pub struct Check {
     pub latency_ms: u64,
 }
 
+/// Milliseconds since the epoch: the clock ages of jobs and heartbeats are measured against.
+#[must_use]
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
+}
+
 /// Runs `check` for at most `timeout`, measures it, and hides `secrets` in its detail.
 pub async fn timed(
     name: impl Into<String>,

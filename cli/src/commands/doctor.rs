@@ -53,13 +53,20 @@ pub fn cmd_doctor(global: &GlobalArgs, ui: &Ui, args: &DoctorArgs) -> Result<Exi
     // The env file is read, not validated: a secret it lacks is a finding (`env-missing`), not a
     // refusal to look at the rest.
     let mut stack = global.load_stack_without_env_file()?;
-    stack.secrets.env_file = EnvFile::read(&stack.config.project.env_file).map_err(CommandError::failure)?;
+    let env_file_error = match EnvFile::read(&stack.config.project.env_file) {
+        Ok(file) => {
+            stack.secrets.env_file = file;
+            None
+        }
+        Err(error) => Some(CommandError::failure(error).chain().join(": ")),
+    };
     if args.timeout.0.is_zero() {
         return Err(CommandError::usage("`--timeout` must be longer than zero"));
     }
     let started = Instant::now();
     let findings = docker::block_on(async {
-        let context = Context::new(&stack, args.timeout.0, invocation(global)).await;
+        let mut context = Context::new(&stack, args.timeout.0, invocation(global)).await;
+        context.env_file_error = env_file_error;
         Box::pin(doctor::examine(&context)).await
     })?;
     let elapsed = started.elapsed();

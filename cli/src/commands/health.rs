@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bollard::Docker;
 use futures_util::future::join_all;
@@ -201,8 +201,14 @@ pub async fn run_checks(stack: &Stack, timeout: Duration) -> Vec<Check> {
                 if stack.services().any(|(name, _)| name == "worker") {
                     checks.push(Box::pin(async move {
                         health::timed("worker heartbeat", timeout, secrets, async move {
-                            health::heartbeat(&url, masstock_jobs::PREFIX, masstock_jobs::QUEUE, now_ms(), timeout)
-                                .await
+                            health::heartbeat(
+                                &url,
+                                masstock_jobs::PREFIX,
+                                masstock_jobs::QUEUE,
+                                health::now_ms(),
+                                timeout,
+                            )
+                            .await
                         })
                         .await
                     }));
@@ -308,10 +314,7 @@ pub fn redis_password(stack: &Stack, service: &str) -> Result<Option<String>, St
     for client in ["api", "worker"] {
         let Some(declared) = stack.environment_of(client).get("REDIS_URL").cloned() else { continue };
         let url = resolve_secrets(stack, &declared, &format!("`REDIS_URL` of service `{client}`"))?;
-        // `scheme://[user][:password]@host…`: the password runs to the last `@`.
-        let Some(rest) = url.split_once("://").map(|(_, rest)| rest) else { continue };
-        let Some((userinfo, _)) = rest.rsplit_once('@') else { return Ok(None) };
-        return Ok(userinfo.split_once(':').map(|(_, password)| password.to_owned()));
+        return Ok(masstock_jobs::admin::url_password(&url));
     }
     Ok(None)
 }
@@ -346,8 +349,4 @@ pub fn secret_values(stack: &Stack) -> Vec<String> {
         .as_ref()
         .map(|file| file.values().into_values().filter(|value| !value.is_empty()).map(str::to_owned).collect())
         .unwrap_or_default()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
 }

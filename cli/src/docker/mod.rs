@@ -75,7 +75,11 @@ pub fn block_on<T>(work: impl Future<Output = T>) -> Result<T, CommandError> {
         .enable_all()
         .build()
         .map_err(|error| CommandError::failure(format!("failed to start the async runtime: {error}")))?;
-    Ok(runtime.block_on(work))
+    let output = runtime.block_on(work);
+    // Whatever is still running was given up on by `work` (a `spawn_blocking` past its timeout,
+    // such as `statvfs` on a hung network mount): dropping the runtime would wait for it.
+    runtime.shutdown_background();
+    Ok(output)
 }
 
 /// An Engine API error, said with what we were doing.

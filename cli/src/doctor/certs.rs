@@ -17,10 +17,21 @@ use super::{Context, Finding};
 use crate::certs::install;
 use crate::certs::store::{self, CertInfo, Lineage, Manager};
 use crate::commands::certs::install_timer::TIMER_UNIT;
-use crate::commands::certs::status::EXPIRING_DAYS;
+use crate::commands::certs::status::{error_chain, EXPIRING_DAYS};
 
 /// Where a running systemd leaves its mark (`sd_booted(3)`).
-const SYSTEMD_RUNTIME_DIR: &str = "/run/systemd/system";
+pub(crate) const SYSTEMD_RUNTIME_DIR: &str = "/run/systemd/system";
+
+/// The folders of the system unit search path (`systemd.unit(5)`) a unit may be written to.
+const SYSTEMD_UNIT_DIRS: [&str; 4] =
+    ["/etc/systemd/system", SYSTEMD_RUNTIME_DIR, "/usr/lib/systemd/system", "/lib/systemd/system"];
+
+/// The crontabs whose lines cron runs: the system's, its drop-in folder's files, the users'.
+const CRONTAB_FILE: &str = "/etc/crontab";
+const CRONTAB_DIRS: [&str; 2] = ["/etc/cron.d", "/var/spool/cron/crontabs"];
+
+/// What a crontab line runs to renew the certificates.
+const CRON_RENEW: &str = "certs renew";
 
 /// A lineage deploy.toml wants, as the store shows it.
 #[derive(Debug)]
@@ -35,18 +46,28 @@ struct Examined {
 /// Whether something renews the certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TimerState {
-    /// systemd runs: what `systemctl is-enabled` and `systemctl is-active` said about the timer
-    /// (or why they could not be asked).
+    /// systemd runs and loads units from `acme.systemd_dir`: what `systemctl is-enabled` and
+    /// `systemctl is-active` said about the timer (or why they could not be asked).
     Systemd { enabled: String, active: String },
-    /// No running systemd: whether `certs install-timer` wrote the timer unit.
-    NoSystemd { unit: PathBuf, exists: bool },
+    /// systemd does not run, or `acme.systemd_dir` is a folder of its own: whether
+    /// `certs install-timer` wrote the timer unit there, else whether cron runs `certs renew`.
+    Files {
+        /// `<acme.systemd_dir>/masstock-certs.timer`.
+        unit: PathBuf,
+        systemd_runs: bool,
+        /// Whether systemd loads units from `acme.systemd_dir`.
+        systemd_folder: bool,
+        unit_exists: bool,
+        /// The crontab line that runs `certs renew`, after its file: `` `/etc/cron.d/masstock`: … ``.
+        cron: Option<String>,
+    },
 }
 
 impl TimerState {
     fn renews(&self) -> bool {
         match self {
             Self::Systemd { enabled, active } => enabled == "enabled" && active == "active",
-            Self::NoSystemd { exists, .. } => *exists,
+            Self::Files { unit_exists, cron, .. } => *unit_exists || cron.is_some(),
         }
     }
 
@@ -57,10 +78,30 @@ impl TimerState {
                 format!("`systemctl is-enabled {TIMER_UNIT}`: {enabled}"),
                 format!("`systemctl is-active {TIMER_UNIT}`: {active}"),
             ],
-            Self::NoSystemd { unit, exists } => vec![
-                format!("`{SYSTEMD_RUNTIME_DIR}` is not a directory: systemd does not run on this host"),
-                format!("`{}` {}", unit.display(), if *exists { "exists" } else { "does not exist" }),
-            ],
+            Self::Files { unit, systemd_runs, systemd_folder, unit_exists, cron } => {
+                let folder = unit.parent().unwrap_or(unit);
+                let systemd = if !systemd_runs {
+                    format!("`{SYSTEMD_RUNTIME_DIR}` is not a directory: systemd does not run on this host")
+                } else if !systemd_folder {
+                    format!("systemd does not load units from `{}` (`acme.systemd_dir`)", folder.display())
+                } else {
+                    "systemd loads the units".to_owned()
+                };
+                let cron = cron.clone().map_or_else(
+                    || {
+                        format!(
+                            "no crontab line runs `{CRON_RENEW}` (`{CRONTAB_FILE}`, {}; unreadable files skipped)",
+                            CRONTAB_DIRS.map(|dir| format!("`{dir}/`")).join(", ")
+                        )
+                    },
+                    |line| format!("cron runs `{CRON_RENEW}`: {line}"),
+                );
+                vec![
+                    systemd,
+                    format!("`{}` {}", unit.display(), if *unit_exists { "exists" } else { "does not exist" }),
+                    cron,
+                ]
+            }
         }
     }
 
@@ -70,10 +111,16 @@ impl TimerState {
             Self::Systemd { enabled, active } => {
                 format!("renewal timer: `{TIMER_UNIT}` is {enabled} and {active}")
             }
-            Self::NoSystemd { unit, exists: true } => {
+            Self::Files { unit, systemd_runs: false, unit_exists: true, .. } => {
                 format!("renewal timer: `{}` exists, but systemd does not run here to start it", unit.display())
             }
-            Self::NoSystemd { unit, exists: false } => format!("renewal timer: none (`{}` is absent)", unit.display()),
+            Self::Files { unit, unit_exists: true, .. } => {
+                format!("renewal timer: `{}` exists, in a folder systemd does not load units from", unit.display())
+            }
+            Self::Files { cron: Some(line), .. } => format!("renewal: cron runs `{CRON_RENEW}` ({line})"),
+            Self::Files { unit, .. } => {
+                format!("renewal timer: none (`{}` is absent, and no crontab line runs `{CRON_RENEW}`)", unit.display())
+            }
         }
     }
 }
@@ -89,7 +136,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
     let (examined, timer) = tokio::join!(read_lineages(context, cert_dir.clone(), configured), timer_state(context));
     let mut findings = lineage_findings(&examined, &cert_dir, now, &timer, &|arguments| context.command(arguments));
     findings.extend(served_findings(context, &examined, now).await);
-    findings.extend(timer_finding(&timer, context, &cron_directory(&stack.path)));
+    findings.extend(timer_finding(&timer, context, &cron_line(context)));
     findings
 }
 
@@ -287,22 +334,11 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
         Err(_) => Some(format!("connecting to {address} timed out after {}s", context.timeout.as_secs_f64())),
     };
     if let Some(reason) = unreachable {
-        let fix = match (edge.start_command.is_empty(), edge.reload_command.as_slice()) {
-            (false, _) => format!("start nginx: `{}`", edge.start_command.join(" ")),
-            // A reload needs a running nginx: say how to start it too, with the same manager.
-            (true, [systemctl, verb, unit]) if systemctl == "systemctl" && verb == "reload" => {
-                format!(
-                    "reload nginx: `{}`, or start it if it is not running: `systemctl start {unit}`",
-                    edge.reload_command.join(" ")
-                )
-            }
-            (true, _) => format!("reload nginx: `{}`", edge.reload_command.join(" ")),
-        };
         let domains: Vec<&str> = checked.iter().map(|(domain, _, _)| *domain).collect();
         return vec![Finding::error(
             "edge-unreachable",
             format!("nginx does not answer on {address}, the edge's HTTPS port"),
-            fix,
+            edge_start_fix(edge),
         )
         .with_evidence([reason, format!("not checked: {}", domains.join(", "))])];
     }
@@ -375,6 +411,20 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
     findings
 }
 
+/// How to get nginx answering again when it does not: `edge.start_command` when deploy.toml has
+/// one; else the reload command, and, when that is `systemctl reload <unit>`, `systemctl start
+/// <unit>` too (a reload needs a running nginx).
+pub(crate) fn edge_start_fix(edge: &crate::config::Edge) -> String {
+    let reload = edge.reload_command.join(" ");
+    match (edge.start_command.is_empty(), edge.reload_command.as_slice()) {
+        (false, _) => format!("start nginx: `{}`", edge.start_command.join(" ")),
+        (true, [systemctl, verb, unit]) if systemctl == "systemctl" && verb == "reload" => {
+            format!("reload nginx: `{reload}`, or start it if it is not running: `systemctl start {unit}`")
+        }
+        (true, _) => format!("reload nginx: `{reload}`"),
+    }
+}
+
 /// What the edge presents for `domain`: a blocking TLS handshake, the chain not verified.
 fn served(address: SocketAddr, domain: &str) -> Result<CertInfo, String> {
     let leaf = install::served_certificate(address, domain)?;
@@ -385,16 +435,83 @@ fn served(address: SocketAddr, domain: &str) -> Result<CertInfo, String> {
     store::parse_certificate(&pem).map_err(|error| error.to_string())
 }
 
-/// Asks systemd about the timer when it runs, else looks for the unit file.
+/// Asks systemd about the timer when it runs and loads units from `acme.systemd_dir`; else looks
+/// for the unit file there, then for a crontab line that runs `certs renew`.
 async fn timer_state(context: &Context<'_>) -> TimerState {
-    if Path::new(SYSTEMD_RUNTIME_DIR).is_dir() {
+    let folder = context.stack.config.acme.systemd_dir();
+    let systemd_runs = Path::new(SYSTEMD_RUNTIME_DIR).is_dir();
+    let systemd_folder = is_systemd_unit_dir(&folder);
+    if systemd_runs && systemd_folder {
         let (enabled, active) = tokio::join!(systemctl(context, "is-enabled"), systemctl(context, "is-active"));
-        TimerState::Systemd { enabled, active }
-    } else {
-        let unit = context.stack.config.acme.systemd_dir().join(TIMER_UNIT);
-        let exists = unit.is_file();
-        TimerState::NoSystemd { unit, exists }
+        return TimerState::Systemd { enabled, active };
     }
+    let unit = folder.join(TIMER_UNIT);
+    let looked_up = unit.clone();
+    let look = tokio::task::spawn_blocking(move || {
+        let unit_exists = looked_up.is_file();
+        let cron = if unit_exists {
+            None
+        } else {
+            let folders: Vec<&Path> = CRONTAB_DIRS.iter().map(Path::new).collect();
+            cron_renewal(&[Path::new(CRONTAB_FILE)], &folders)
+        };
+        (unit_exists, cron)
+    });
+    // Looking takes no time on a sane host; one that does not answer is taken as having nothing.
+    let (unit_exists, cron) = match tokio::time::timeout(context.timeout, look).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(_)) | Err(_) => (false, None),
+    };
+    TimerState::Files { unit, systemd_runs, systemd_folder, unit_exists, cron }
+}
+
+/// Whether systemd loads units from `folder`: one of the system unit search path's folders, the
+/// two compared canonicalised when they can be (`/lib` is often `/usr/lib`).
+fn is_systemd_unit_dir(folder: &Path) -> bool {
+    let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let folder = canonical(folder);
+    SYSTEMD_UNIT_DIRS.iter().any(|unit_dir| canonical(Path::new(unit_dir)) == folder)
+}
+
+/// The first crontab line that runs `certs renew` (not commented out) in `files` or in the files
+/// of `folders`, after the file it is in; unreadable files are skipped.
+fn cron_renewal(files: &[&Path], folders: &[&Path]) -> Option<String> {
+    let in_folders = folders.iter().flat_map(|folder| {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.is_file())
+            .collect();
+        entries.sort();
+        entries
+    });
+    files.iter().map(|file| file.to_path_buf()).chain(in_folders).find_map(|file| {
+        let text = std::fs::read_to_string(&file).ok()?;
+        let line = text.lines().map(str::trim).find(|line| !line.starts_with('#') && line.contains(CRON_RENEW))?;
+        Some(format!("`{}`: `{line}`", file.display()))
+    })
+}
+
+/// The crontab line that renews the certificates twice a day under cron's own `PATH` and working
+/// folder: this masstockctl and deploy.toml by their absolute paths, and the environment.
+fn cron_line(context: &Context<'_>) -> String {
+    let stack = context.stack;
+    let masstockctl = std::env::current_exe().map_or_else(|_| "masstockctl".to_owned(), |path| shell_word(&path));
+    let config = std::fs::canonicalize(&stack.path).unwrap_or_else(|_| crate::config::absolute(&stack.path));
+    let environment = if stack.environment == crate::config::DEFAULT_ENVIRONMENT {
+        String::new()
+    } else {
+        format!(" --env {}", super::disk::shell_quote(&stack.environment))
+    };
+    let line = format!("0 0,12 * * * {masstockctl} --config {}{environment} certs renew", shell_word(&config));
+    // cron turns an unescaped `%` into a newline.
+    line.replace('%', "\\%")
+}
+
+fn shell_word(path: &Path) -> String {
+    super::disk::shell_quote(&path.to_string_lossy())
 }
 
 /// `systemctl <verb> masstock-certs.timer`'s answer (`enabled`, `inactive`, …), or why there is none.
@@ -423,38 +540,38 @@ async fn systemctl(context: &Context<'_>, verb: &str) -> String {
     }
 }
 
-/// `renewal-timer-missing` when nothing renews the certificates.
-fn timer_finding(timer: &TimerState, context: &Context<'_>, directory: &Path) -> Option<Finding> {
+/// `renewal-timer-missing` when nothing renews the certificates; `cron_line` is the crontab line
+/// that would.
+fn timer_finding(timer: &TimerState, context: &Context<'_>, cron_line: &str) -> Option<Finding> {
     if timer.renews() {
         return None;
     }
-    let install = context.command("certs install-timer");
-    let fix = match timer {
-        TimerState::Systemd { .. } => format!("{install} writes, enables and starts it"),
-        TimerState::NoSystemd { .. } => format!(
-            "{install} writes the units; without systemd, have cron run the renewal twice a day instead \
-             (`crontab -e`): `0 0,12 * * * cd {} && {} certs renew`",
-            directory.display(),
-            context.invocation
+    let (summary, fix) = match timer {
+        TimerState::Systemd { .. } => (
+            format!("nothing renews the certificates: the `{TIMER_UNIT}` timer is not enabled and running"),
+            format!("{} writes, enables and starts it", context.command("certs install-timer")),
         ),
+        TimerState::Files { unit, systemd_runs, .. } => {
+            let write = context.command("certs install-timer --no-enable");
+            let folder = unit.parent().unwrap_or(unit).display();
+            let cron = format!("have cron run the renewal twice a day (`crontab -e`): `{cron_line}`");
+            let fix = if *systemd_runs {
+                format!(
+                    "{write} writes the units to `{folder}`, a folder of their own systemd does not load; or {cron}"
+                )
+            } else {
+                format!("without systemd, {cron}; {write} writes the units to `{folder}` for when systemd runs")
+            };
+            (
+                format!(
+                    "nothing renews the certificates: neither the `{TIMER_UNIT}` unit nor a crontab line runs \
+                     `{CRON_RENEW}`"
+                ),
+                fix,
+            )
+        }
     };
-    Some(
-        Finding::warning(
-            "renewal-timer-missing",
-            format!("nothing renews the certificates: the `{TIMER_UNIT}` timer is not installed and running"),
-            fix,
-        )
-        .with_evidence(timer.describe()),
-    )
-}
-
-/// Where cron must start for the invocation's relative paths (`--config`) to mean what they meant
-/// here: the current folder, else deploy.toml's.
-fn cron_directory(deploy_toml: &Path) -> PathBuf {
-    std::env::current_dir().unwrap_or_else(|_| {
-        let parent = deploy_toml.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        crate::config::absolute(parent)
-    })
+    Some(Finding::warning("renewal-timer-missing", summary, fix).with_evidence(timer.describe()))
 }
 
 /// `2025-06-01T12:00:00Z (expired 3d04h ago)` or `… (in 80d02h)`.
@@ -478,17 +595,6 @@ fn duration(span: TimeDelta) -> String {
 
 fn backticked(words: &[&str]) -> String {
     words.iter().map(|word| format!("`{word}`")).collect::<Vec<_>>().join(", ")
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -588,8 +694,7 @@ mod tests {
                 ("short.fr", &["short.fr", "www.short.fr"]),
             ]),
         );
-        let timer =
-            TimerState::NoSystemd { unit: PathBuf::from("/etc/systemd/system/masstock-certs.timer"), exists: false };
+        let timer = files_state(false, true, false, None);
         let findings = lineage_findings(&examined, cert_dir, Utc::now(), &timer, &command);
         assert_eq!(
             ids(&findings),
@@ -687,6 +792,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             now_ms: crate::doctor::now_ms(),
             invocation: "masstockctl".into(),
+            env_file_error: None,
         }
     }
 
@@ -733,13 +839,8 @@ mod tests {
         std::fs::write(dir.path().join("systemd").join(TIMER_UNIT), "[Timer]\n").unwrap();
         let stack = stack(dir.path(), tls_server(&issued));
         assert_eq!(stack.certificate_lineages(), configured(&[("masstock.fr", &DOMAINS)]), "the fixture's premise");
-        let findings = examine(&context(&stack)).await;
-        if Path::new(SYSTEMD_RUNTIME_DIR).is_dir() {
-            // A host with systemd is asked about the real timer, which a unit test does not install.
-            assert!(findings.iter().all(|finding| finding.id == "renewal-timer-missing"), "{findings:#?}");
-        } else {
-            assert_eq!(findings, []);
-        }
+        // The units are in a folder of their own: they count whether systemd runs or not.
+        assert_eq!(examine(&context(&stack)).await, []);
     }
 
     #[tokio::test]
@@ -789,15 +890,30 @@ mod tests {
         assert_eq!(edge.fix, "start nginx: `nginx -c nginx.conf`");
     }
 
+    /// The timer as read without asking systemctl: systemd runs or not, the folder is one it
+    /// loads units from or not, the unit is written or not, a crontab line runs `certs renew`.
+    fn files_state(systemd_runs: bool, systemd_folder: bool, unit_exists: bool, cron: Option<&str>) -> TimerState {
+        let folder = if systemd_folder { "/etc/systemd/system" } else { "/srv/masstock/.masstock/local/systemd" };
+        TimerState::Files {
+            unit: Path::new(folder).join(TIMER_UNIT),
+            systemd_runs,
+            systemd_folder,
+            unit_exists,
+            cron: cron.map(str::to_owned),
+        }
+    }
+
+    const CRON_LINE: &str = "0 0,12 * * * /usr/local/bin/masstockctl --config /opt/masstock/deploy.toml certs renew";
+
     #[test]
-    fn the_timer_is_missing_when_systemd_does_not_run_it_or_its_unit_is_absent() {
+    fn systemctl_decides_when_systemd_runs_and_loads_the_folder() {
         let dir = tempfile::tempdir().unwrap();
         let stack = stack(dir.path(), 443);
         let context = context(&stack);
         let systemd =
             |enabled: &str, active: &str| TimerState::Systemd { enabled: enabled.into(), active: active.into() };
-        assert_eq!(timer_finding(&systemd("enabled", "active"), &context, Path::new("/srv")), None);
-        let finding = timer_finding(&systemd("disabled", "inactive"), &context, Path::new("/srv")).unwrap();
+        assert_eq!(timer_finding(&systemd("enabled", "active"), &context, CRON_LINE), None);
+        let finding = timer_finding(&systemd("disabled", "inactive"), &context, CRON_LINE).unwrap();
         assert_eq!((finding.id.as_str(), finding.severity), ("renewal-timer-missing", Severity::Warning));
         assert_eq!(
             finding.evidence,
@@ -807,17 +923,104 @@ mod tests {
             ]
         );
         assert_eq!(finding.fix, "`masstockctl certs install-timer` writes, enables and starts it");
-        assert!(timer_finding(&systemd("enabled", "failed"), &context, Path::new("/srv")).is_some());
+        assert!(timer_finding(&systemd("enabled", "failed"), &context, CRON_LINE).is_some());
+    }
 
-        let unit = dir.path().join(TIMER_UNIT);
+    #[test]
+    fn otherwise_the_unit_file_or_a_crontab_line_renews() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = stack(dir.path(), 443);
+        let context = context(&stack);
+        let cron = Some("`/etc/cron.d/masstock`: `0 3 * * * root masstockctl certs renew`");
+        for systemd_runs in [false, true] {
+            for systemd_folder in [false, true] {
+                if systemd_runs && systemd_folder {
+                    continue; // systemctl's case
+                }
+                for (unit_exists, cron) in [(true, None), (false, cron), (true, cron)] {
+                    let state = files_state(systemd_runs, systemd_folder, unit_exists, cron);
+                    assert_eq!(timer_finding(&state, &context, CRON_LINE), None, "{state:#?}");
+                }
+                let state = files_state(systemd_runs, systemd_folder, false, None);
+                let finding = timer_finding(&state, &context, CRON_LINE).unwrap();
+                assert_eq!(finding.id, "renewal-timer-missing");
+                assert!(finding.fix.contains("`masstockctl certs install-timer --no-enable` writes the units"));
+                assert!(finding.fix.contains(&format!("(`crontab -e`): `{CRON_LINE}`")), "{}", finding.fix);
+                assert!(finding.evidence[1].ends_with("masstock-certs.timer` does not exist"), "{finding:#?}");
+                assert!(finding.evidence[2].starts_with("no crontab line runs `certs renew`"), "{finding:#?}");
+            }
+        }
+
+        // The local environment on a laptop that runs systemd: the units in a folder of their own.
+        let local = timer_finding(&files_state(true, false, false, None), &context, CRON_LINE).unwrap();
         assert_eq!(
-            timer_finding(&TimerState::NoSystemd { unit: unit.clone(), exists: true }, &context, Path::new("/srv")),
-            None
+            local.evidence[0],
+            "systemd does not load units from `/srv/masstock/.masstock/local/systemd` (`acme.systemd_dir`)"
         );
-        let finding =
-            timer_finding(&TimerState::NoSystemd { unit: unit.clone(), exists: false }, &context, Path::new("/srv"))
-                .unwrap();
-        assert!(finding.evidence[1].contains(&format!("`{}` does not exist", unit.display())), "{finding:#?}");
-        assert!(finding.fix.contains("`0 0,12 * * * cd /srv && masstockctl certs renew`"), "{}", finding.fix);
+        assert!(local.fix.starts_with("`masstockctl certs install-timer --no-enable` writes the units to"));
+        // No systemd at all: cron first.
+        let bare = timer_finding(&files_state(false, true, false, None), &context, CRON_LINE).unwrap();
+        assert!(bare.evidence[0].contains("systemd does not run on this host"), "{bare:#?}");
+        assert!(bare.fix.starts_with("without systemd, have cron run the renewal"), "{}", bare.fix);
+
+        assert!(files_state(false, true, false, cron).summary().starts_with("renewal: cron runs `certs renew`"));
+    }
+
+    #[test]
+    fn systemd_unit_folders_are_known_through_links() {
+        assert!(is_systemd_unit_dir(Path::new("/etc/systemd/system")));
+        assert!(is_systemd_unit_dir(Path::new("/etc/systemd/system/")));
+        assert!(is_systemd_unit_dir(Path::new("/lib/systemd/system")));
+        assert!(is_systemd_unit_dir(Path::new(SYSTEMD_RUNTIME_DIR)));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_systemd_unit_dir(dir.path()));
+        assert!(!is_systemd_unit_dir(&dir.path().join(".masstock/local/systemd")));
+        if Path::new("/usr/lib/systemd/system").is_dir() {
+            let link = dir.path().join("units");
+            std::os::unix::fs::symlink("/usr/lib/systemd/system", &link).unwrap();
+            assert!(is_systemd_unit_dir(&link));
+        }
+    }
+
+    #[test]
+    fn a_crontab_line_counts_unless_commented_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let crontab = dir.path().join("crontab");
+        let cron_d = dir.path().join("cron.d");
+        let spool = dir.path().join("crontabs");
+        std::fs::create_dir(&cron_d).unwrap();
+        std::fs::write(&crontab, "SHELL=/bin/sh\n# 0 0 * * * root masstockctl certs renew\n").unwrap();
+        std::fs::write(cron_d.join("other"), "17 * * * * root run-parts /etc/cron.hourly\n").unwrap();
+        let folders = [cron_d.as_path(), spool.as_path()];
+        assert_eq!(cron_renewal(&[&crontab], &folders), None, "a comment, an absent folder");
+
+        std::fs::write(cron_d.join("masstock"), "  0 0,12 * * * root /usr/bin/masstockctl certs renew  \n").unwrap();
+        assert_eq!(
+            cron_renewal(&[&crontab, &dir.path().join("absent")], &folders),
+            Some(format!(
+                "`{}`: `0 0,12 * * * root /usr/bin/masstockctl certs renew`",
+                cron_d.join("masstock").display()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_cron_line_names_absolute_paths_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stack = stack(dir.path(), 443);
+        let config = std::fs::canonicalize(&stack.path).unwrap();
+        let masstockctl = std::env::current_exe().unwrap();
+        let line = cron_line(&context(&stack));
+        assert_eq!(
+            line,
+            format!(
+                "0 0,12 * * * {} --config {} certs renew",
+                shell_word(&masstockctl).replace('%', "\\%"),
+                shell_word(&config).replace('%', "\\%")
+            )
+        );
+        assert!(!line.contains("cd ") && !line.contains("--env"), "{line}");
+        stack.environment = "local".into();
+        assert!(cron_line(&context(&stack)).ends_with(" --env local certs renew"));
     }
 }

@@ -43,6 +43,8 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
             )
             .with_evidence([format!("OPTIONS {url}")]),
         ),
+        // An edge that refuses connections is the certificates group's `edge-unreachable`.
+        Ok((preflight, _)) if preflight.error.as_deref().is_some_and(is_connection_refused) => {}
         Ok((preflight, _)) if preflight.status.is_none() => {
             let reason = preflight.error.as_deref().unwrap_or_default();
             let (summary, fix) = if is_certificate_problem(reason) {
@@ -51,11 +53,12 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
                     format!("the certificate findings say why; {} renews it", context.command("certs renew")),
                 )
             } else {
-                let edge = &stack.config.edge;
-                let command = if edge.start_command.is_empty() { &edge.reload_command } else { &edge.start_command };
                 (
                     format!("browsers cannot reach the API: the edge does not answer for `{}`", site.domain),
-                    format!("start or reload nginx (`{}`); `nginx -t` says what it refuses", command.join(" ")),
+                    format!(
+                        "`nginx -t` says what it refuses; then reload it (`{}`)",
+                        stack.config.edge.reload_command.join(" ")
+                    ),
                 )
             };
             findings.push(
@@ -64,6 +67,9 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
             );
         }
         Ok((preflight, request)) => {
+            // The edge answers the preflight itself; the GET goes to the API. A 502–504 there is
+            // the API down (the services group's finding), not its CORS.
+            let request = if matches!(request.status, Some(502..=504)) { Answer::default() } else { request };
             // The container is judged on its own below; here only what a browser sees.
             let report = cors::judge(&stack.config.cors, origin, &url, preflight, request, None, &container);
             if !report.ok {
@@ -110,6 +116,12 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// Whether a request failed because nothing listens (or the host refuses the connection).
+fn is_connection_refused(reason: &str) -> bool {
+    let lower = reason.to_lowercase();
+    lower.contains("connection refused") || lower.contains("tcp connect error")
 }
 
 /// Whether a request failed on the TLS certificate (expired, unknown issuer, wrong name) rather

@@ -1,7 +1,8 @@
 //! `doctor`'s disk checks, the reference's "Disk space full" scenario: the free space and inodes of
 //! each filesystem that holds the Docker data root, nginx's logs (`edge.log_dir`) or the project's
 //! `logs` volume, and, for a filesystem in trouble, what fills it (the engine's usage, the largest
-//! logs) and clean-up commands that delete no data.
+//! logs) and clean-up commands that are safe: they never touch volumes, images in use or
+//! containers (truncating a log does throw its contents away).
 //!
 //! The thresholds are percentages ([`assess`]), so a small test filesystem trips them as a real
 //! disk would. Filesystem calls block, so they run on tokio's blocking threads within the
@@ -16,6 +17,7 @@ use std::time::Duration;
 use bollard::Docker;
 use serde_json::Value;
 
+use super::certs::SYSTEMD_RUNTIME_DIR;
 use super::{Context, Finding, Severity};
 
 /// Below this share of free space or free inodes, the filesystem is in trouble now.
@@ -31,8 +33,9 @@ const WALK_ENTRIES: usize = 10_000;
 const DF_BODY_LIMIT: u64 = 32 * 1024 * 1024;
 /// What the Docker data root is called in a finding; also how it is told from the log folders.
 const DOCKER_ROOT: &str = "the Docker data root";
-/// Where a running systemd leaves its mark (`sd_booted(3)`).
-const SYSTEMD_RUNTIME_DIR: &str = "/run/systemd/system";
+/// The endings of compressed archives: old logs kept on purpose, which `truncate` would leave
+/// broken (an empty `.gz` is no archive), so never proposed for it.
+const ARCHIVE_EXTENSIONS: [&str; 5] = ["gz", "xz", "zst", "bz2", "zip"];
 
 /// A folder doctor watches, and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,17 +321,21 @@ fn finding(
         commands.push("`docker image prune -f` (dangling images)".to_owned());
         commands.push("`docker builder prune -f` (build cache)".to_owned());
     }
-    for file in largest.iter().filter(|file| file.size > 0).take(3) {
-        commands.push(format!("`truncate -s 0 {}` ({})", file.path.display(), human(file.size)));
+    for file in largest.iter().filter(|file| file.size > 0 && !is_rotated_or_compressed(&file.path)).take(3) {
+        commands.push(format!("`truncate -s 0 {}` ({})", shell_quote(&file.path.to_string_lossy()), human(file.size)));
     }
     if journal {
         commands.push("`journalctl --vacuum-time=7d` (the system journal)".to_owned());
     }
     if commands.is_empty() {
-        commands.push(format!("`du -xh --max-depth=2 {mount} | sort -h | tail` shows what takes the space"));
+        commands.push(format!(
+            "`du -xh --max-depth=2 {} | sort -h | tail` shows what takes the space",
+            shell_quote(&mount)
+        ));
     }
     let fix = format!(
-        "free space with these safe commands: {}; do not prune volumes, Redis keeps the job queue in one",
+        "free space with these commands, which never touch volumes, images in use or containers \
+         (truncating a log throws its contents away): {}; do not prune volumes, Redis keeps the job queue in one",
         commands.join(", ")
     );
     let id = format!("disk-low:{mount}");
@@ -337,6 +344,26 @@ fn finding(
         Severity::Warning => Finding::warning(id, summary, fix),
     };
     finding.with_evidence(evidence)
+}
+
+/// Whether `path` is a compressed archive (`access.log.2.gz`) or a rotated log (`access.log.1`):
+/// not a log being written, so not one to truncate.
+fn is_rotated_or_compressed(path: &Path) -> bool {
+    path.extension().and_then(|extension| extension.to_str()).is_some_and(|extension| {
+        ARCHIVE_EXTENSIONS.iter().any(|archive| extension.eq_ignore_ascii_case(archive))
+            || (!extension.is_empty() && extension.bytes().all(|byte| byte.is_ascii_digit()))
+    })
+}
+
+/// `text` as one shell word: itself when it holds only `[A-Za-z0-9_./-]`, else in single quotes
+/// with each `'` written `'\''`.
+pub(crate) fn shell_quote(text: &str) -> String {
+    let plain = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'/' | b'-');
+    if !text.is_empty() && text.bytes().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// The engine's disk usage as `docker system df` shows it, one line per kind; a line saying why
@@ -796,5 +823,47 @@ mod tests {
         assert!(short.summary.contains("has used 99 % of its inodes"), "{}", short.summary);
         assert_eq!(short.evidence[1], "inodes: 990 of 1000 used (99 %), 10 free");
         assert!(!short.fix.contains("docker") && short.fix.contains("`du -xh"), "{}", short.fix);
+    }
+
+    #[test]
+    fn archives_are_not_truncated_and_odd_paths_are_quoted() {
+        let filesystem = Filesystem {
+            device: 7,
+            mount_point: PathBuf::from("/srv/my disk"),
+            usage: usage(16 * MIB, 0, 4096, 4000),
+            watched: vec![watched("nginx's logs (`edge.log_dir`)", "/srv/my disk/nginx")],
+        };
+        let log = |name: &str, size: u64| LogFile { path: Path::new("/srv/my disk/nginx").join(name), size, device: 7 };
+        let logs = [
+            log("access.log.2.gz", 9 * MIB),
+            log("access.log.1", 8 * MIB),
+            log("error.log.zst", 7 * MIB),
+            log("it's.log", 2 * MIB),
+            log("error.log", MIB),
+        ];
+        let full = finding(&filesystem, Severity::Error, None, &logs, false);
+        assert!(full.evidence.contains(&"9.0 MiB /srv/my disk/nginx/access.log.2.gz".to_owned()), "{full:#?}");
+        assert!(
+            full.fix.contains(r"`truncate -s 0 '/srv/my disk/nginx/it'\''s.log'` (2.0 MiB)")
+                && full.fix.contains("`truncate -s 0 '/srv/my disk/nginx/error.log'` (1.0 MiB)"),
+            "{}",
+            full.fix
+        );
+        assert!(
+            !full.fix.contains(".gz") && !full.fix.contains(".log.1") && !full.fix.contains(".zst"),
+            "{}",
+            full.fix
+        );
+
+        assert!(is_rotated_or_compressed(Path::new("app.log.12")) && is_rotated_or_compressed(Path::new("logs.ZIP")));
+        assert!(
+            !is_rotated_or_compressed(Path::new("app.log"))
+                && !is_rotated_or_compressed(Path::new("v1.log"))
+                && !is_rotated_or_compressed(Path::new("1"))
+        );
+        assert_eq!(shell_quote("/var/log/nginx/access.log"), "/var/log/nginx/access.log");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
     }
 }

@@ -12,7 +12,7 @@ pub mod disk;
 pub mod services;
 pub mod worker;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bollard::Docker;
 use serde::Serialize;
@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::config::Stack;
 use crate::docker;
 use crate::health;
+pub use crate::health::now_ms;
 
 /// How bad a finding is. Both make `doctor` exit 1; the order says what to look at first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -81,6 +82,7 @@ impl Finding {
 
     fn scrubbed(self, secrets: &[String]) -> Self {
         Self {
+            id: health::scrub(&self.id, secrets),
             summary: health::scrub(&self.summary, secrets),
             evidence: self.evidence.iter().map(|line| health::scrub(line, secrets)).collect(),
             fix: health::scrub(&self.fix, secrets),
@@ -100,12 +102,15 @@ pub struct Context<'a> {
     pub now_ms: u64,
     /// How the operator ran masstockctl (`masstockctl --env local`), for the fixes' commands.
     pub invocation: String,
+    /// Why the env file could not be read, when it exists but cannot be (its secrets are then
+    /// unknown, not missing).
+    pub env_file_error: Option<String>,
 }
 
 impl<'a> Context<'a> {
     pub async fn new(stack: &'a Stack, timeout: Duration, invocation: String) -> Self {
         let docker = docker::connect().await.map_err(|error| error.chain().join(": "));
-        Self { stack, docker, timeout, now_ms: now_ms(), invocation }
+        Self { stack, docker, timeout, now_ms: now_ms(), invocation, env_file_error: None }
     }
 
     /// A masstockctl command as the operator would type it, in backticks:
@@ -138,10 +143,4 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
     // Stable: within a severity, the groups' order (the troubleshooting guide's) is kept.
     findings.sort_by_key(|finding| finding.severity);
     findings
-}
-
-/// Milliseconds since the epoch.
-#[must_use]
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
 }

@@ -140,13 +140,19 @@ async fn containers(context: &Context<'_>) -> Vec<Finding> {
         join_all(services.iter().map(|service| observe(context, docker, stack.container_name(service)))),
         tokio::time::timeout(context.timeout, ports::running_publications(docker)),
     );
-    let publications = publications.ok().and_then(Result::ok).unwrap_or_default();
-    let port_rows = tokio::task::spawn_blocking({
+    // Without the engine's list of published ports, a service's port looks held by a bare
+    // `docker-proxy`: only the edge's ports can be judged then.
+    let publications = publications.ok().and_then(Result::ok);
+    let judged_all = publications.is_some();
+    let port_rows: Vec<PortRow> = tokio::task::spawn_blocking({
         let stack = stack.clone();
-        move || ports::rows_for(&stack, &publications)
+        move || ports::rows_for(&stack, &publications.unwrap_or_default())
     })
     .await
-    .unwrap_or_default();
+    .unwrap_or_default()
+    .into_iter()
+    .filter(|row| judged_all || service_of_port(stack, row.port).is_none())
+    .collect();
 
     if !observed.is_empty() && observed.iter().all(|observed| matches!(observed, Observed::Missing)) {
         let containers: Vec<String> = services.iter().map(|service| stack.container_name(service)).collect();
@@ -201,6 +207,18 @@ fn env_missing(context: &Context<'_>) -> Vec<Finding> {
     let stack = context.stack;
     let env_file = &stack.config.project.env_file;
     let mut findings = Vec::new();
+    if let Some(error) = &context.env_file_error {
+        return vec![Finding::error(
+            "env-file-unreadable",
+            format!("the env file `{}` cannot be read: the services' secrets are unknown", env_file.display()),
+            format!(
+                "run doctor as a user who may read it (it is mode 0600, its owner's), or repair the line it names; \
+                 {} shows the same",
+                context.command("config check")
+            ),
+        )
+        .with_evidence([error.clone()])];
+    }
     if stack.secrets.env_file.is_none() && !stack.secrets.references.is_empty() {
         let names: Vec<&str> = stack.secrets.names().into_iter().collect();
         return vec![Finding::error(
@@ -232,8 +250,12 @@ fn env_missing(context: &Context<'_>) -> Vec<Finding> {
         if problems.is_empty() {
             continue;
         }
-        let mut names: Vec<&str> = problems.iter().map(|(name, _)| name.as_str()).collect();
-        names.dedup();
+        let names: Vec<&str> = problems
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         findings.push(
             Finding::error(
                 format!("env-missing:{service}"),
@@ -259,6 +281,16 @@ fn quote_list(names: &[&str]) -> String {
     names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
 }
 
+/// The service whose container deploy.toml gives host port `port`; `None` for the edge's.
+fn service_of_port(stack: &Stack, port: u16) -> Option<String> {
+    ports::declared_ports(stack).into_iter().find(|declared| declared.port == port).and_then(|declared| match declared
+        .claimant
+    {
+        Claimant::Service { service, .. } => Some(service),
+        Claimant::Edge { .. } => None,
+    })
+}
+
 /// A declared host port held by something else than its owner.
 fn port_taken(context: &Context<'_>, row: &PortRow) -> Finding {
     let owner = &row.owner;
@@ -273,9 +305,15 @@ fn port_taken(context: &Context<'_>, row: &PortRow) -> Finding {
         _ => "stop it".to_owned(),
     };
     let then = if row.expected == "nginx" {
-        format!("reload nginx, or change `{}` in deploy.toml and {}", row.declared_by, context.command("deploy"))
+        // nginx could not bind that port: it is down, not waiting for a reload.
+        format!(
+            "{}, or change `{}` in deploy.toml and {}",
+            super::certs::edge_start_fix(&context.stack.config.edge),
+            row.declared_by,
+            context.command("deploy")
+        )
     } else {
-        let service = row.declared_by.trim_start_matches("[services.").split(']').next().unwrap_or_default();
+        let service = service_of_port(context.stack, row.port).unwrap_or_default();
         format!(
             "{}, or change `{}` in deploy.toml and {}",
             context.command(&format!("restart {service}")),
@@ -363,11 +401,9 @@ async fn container_findings(
             if !dependents.is_empty() {
                 evidence.push(format!("needed by {}", dependents.join(", ")));
             }
-            let own_port_taken = port_rows.iter().find(|row| {
-                row.conflict.is_some()
-                    && matches!(&ports::declared_ports(stack).iter().find(|declared| declared.port == row.port).map(|declared| &declared.claimant),
-                        Some(Claimant::Service { service: owner, .. }) if owner == service)
-            });
+            let own_port_taken = port_rows
+                .iter()
+                .find(|row| row.conflict.is_some() && service_of_port(stack, row.port).as_deref() == Some(service));
             let restart = context.command(&format!("restart {service}"));
             let logs = context.command(&format!("logs {service} --tail 100"));
             let recently_started = state
@@ -391,11 +427,14 @@ async fn container_findings(
                     format!("`{container}` keeps crashing: Docker restarts it ({restarts} restarts so far)"),
                     format!("{logs} shows why it exits; fix that cause, then {restart}"),
                 )),
-                Standing::Up if restarts >= CRASH_LOOP_RESTARTS && recently_started => Some(Finding::warning(
-                    format!("container-restarting:{service}"),
-                    format!("`{container}` runs again, but has crashed {restarts} times"),
-                    format!("{logs} shows why it exited"),
-                )),
+                // A crash-looping container with a health check is `starting` between crashes.
+                Standing::Up | Standing::Starting if restarts >= CRASH_LOOP_RESTARTS && recently_started => {
+                    Some(Finding::warning(
+                        format!("container-restarting:{service}"),
+                        format!("`{container}` runs again, but has crashed {restarts} times"),
+                        format!("{logs} shows why it exited"),
+                    ))
+                }
                 Standing::Unhealthy => {
                     let health = state.health.clone().unwrap_or_default();
                     evidence.push(format!("failing streak: {} health check(s)", health.failing_streak.unwrap_or(0)));
@@ -448,7 +487,7 @@ async fn container_findings(
                 };
                 findings.push(
                     Finding::error(
-                        format!("dependency-down:{service}"),
+                        format!("dependency-down:{service}:{dependency}"),
                         format!("`{service}` needs `{dependency}` {wanted}, and it is {described}"),
                         format!(
                             "bring `{dependency}` back first (its own finding says how), then {}",

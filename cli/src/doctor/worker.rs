@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use bollard::Docker;
-use masstock_jobs::admin::{AdminError, Failure, Inspector, QueueSummary};
+use masstock_jobs::admin::{url_password, AdminError, Failure, Inspector, QueueSummary};
 
 use super::{Context, Finding};
 use crate::commands::health::redis_password;
@@ -20,6 +20,9 @@ const BACKLOG_AGE_S: u64 = 10 * 60;
 const FAILURES_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 /// The most failed jobs read (the newest).
 const FAILURES_READ: usize = 1_000;
+/// Failures of no known cause (a prompt Gemini would not draw, an execution deleted meanwhile)
+/// are a user's business one at a time; this many in a day are the operator's.
+const OTHER_FAILURES_REPORTED: usize = 5;
 /// The services that talk to redis with `REDIS_URL`.
 const CLIENTS: [&str; 2] = ["api", "worker"];
 
@@ -52,15 +55,54 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
     };
     // A missing secret is the services group's `env-missing`; without it there is nothing to try.
     let Ok(password) = redis_password(stack, "redis") else { return Vec::new() };
-    let url = health::redis_url(&address, 6379, password.as_deref());
+    let redis_env = container_env(context, docker, &redis_container).await.unwrap_or_default();
+    let running_password = variable(&redis_env, "REDIS_PASSWORD").map(str::to_owned);
 
-    let (mut findings, queue) =
-        tokio::join!(password_mismatches(context, docker), queue_findings(context, docker, &url));
-    match queue {
-        Ok(queue_findings) => findings.extend(queue_findings),
+    let mut findings = password_mismatches(context, docker, running_password.as_deref()).await;
+    let connected =
+        match Inspector::connect(&health::redis_url(&address, 6379, password.as_deref()), context.timeout).await {
+            Ok(inspector) => Ok(inspector),
+            // The env file's password refused: is it only the env file that moved on?
+            Err(error) if refuses_password(&error.to_string()) => match running_password.as_deref() {
+                Some(running) if Some(running) != password.as_deref() => {
+                    match Inspector::connect(&health::redis_url(&address, 6379, Some(running)), context.timeout).await {
+                        Ok(inspector) => {
+                            findings.push(env_file_moved_on(context, &redis_container));
+                            Ok(inspector)
+                        }
+                        Err(_) => Err(error),
+                    }
+                }
+                _ => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+    match connected {
+        Ok(inspector) => findings.extend(queue_findings(context, docker, inspector).await),
         Err(error) => findings.push(connection_finding(context, &redis_container, &address, &error)),
     }
     findings
+}
+
+/// The env file's `REDIS_PASSWORD` is not the one redis runs with, while redis still takes its
+/// own: the stack works, and would lock its clients out at the next partial deploy.
+fn env_file_moved_on(context: &Context<'_>, container: &str) -> Finding {
+    let env_file = context.stack.config.project.env_file.display();
+    Finding::warning(
+        "redis-password-changed",
+        format!("`REDIS_PASSWORD` in `{env_file}` is not the password `{container}` runs with"),
+        format!(
+            "deploy redis and its clients together, so that all take the env file's: {} (or put the previous \
+             value back in `{env_file}`)",
+            context.command("deploy redis api worker")
+        ),
+    )
+    .with_evidence([
+        format!(
+            "`{container}` refuses the env file's password and takes the one it was started with (compared, not shown)"
+        ),
+        "a deploy of `redis` alone, or of the api or the worker alone, would split them".to_owned(),
+    ])
 }
 
 fn unreachable(context: &Context<'_>, container: &str, reason: &str) -> Finding {
@@ -104,11 +146,10 @@ fn refuses_password(text: &str) -> bool {
 
 /// Client containers started with another password than the redis container's: after a secret
 /// changed and only some services were deployed again. Passwords are compared, never shown.
-async fn password_mismatches(context: &Context<'_>, docker: &Docker) -> Vec<Finding> {
+async fn password_mismatches(context: &Context<'_>, docker: &Docker, required: Option<&str>) -> Vec<Finding> {
     let stack = context.stack;
     let redis_container = stack.container_name("redis");
-    let Some(redis_env) = container_env(context, docker, &redis_container).await else { return Vec::new() };
-    let Some(required) = variable(&redis_env, "REDIS_PASSWORD") else { return Vec::new() };
+    let Some(required) = required else { return Vec::new() };
     let mut findings = Vec::new();
     for client in CLIENTS {
         if !stack.services().any(|(name, _)| name == client) {
@@ -147,37 +188,8 @@ fn variable<'a>(environment: &'a [String], name: &str) -> Option<&'a str> {
     environment.iter().find_map(|entry| entry.strip_prefix(name)?.strip_prefix('='))
 }
 
-/// The password of `scheme://[user][:password]@host…`, percent-decoded.
-fn url_password(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let (userinfo, _) = rest.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    Some(percent_decode(password))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        if let Some(byte) = escaped {
-            decoded.push(byte);
-            index += 3;
-        } else {
-            decoded.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
-}
-
-/// The queue's state and its recent failures; `Err` when redis cannot be used at all.
-async fn queue_findings(context: &Context<'_>, docker: &Docker, url: &str) -> Result<Vec<Finding>, AdminError> {
-    let mut inspector = Inspector::connect(url, context.timeout).await?;
+/// The queue's state and its recent failures, read through `inspector`.
+async fn queue_findings(context: &Context<'_>, docker: &Docker, mut inspector: Inspector) -> Vec<Finding> {
     let worker = worker_state(context, docker).await;
     let since = context.now_ms.saturating_sub(FAILURES_WINDOW_MS);
     let mut failures_reader = inspector.clone();
@@ -185,10 +197,26 @@ async fn queue_findings(context: &Context<'_>, docker: &Docker, url: &str) -> Re
         inspector.queues(masstock_jobs::PREFIX, context.now_ms),
         failures_reader.recent_failures(masstock_jobs::PREFIX, masstock_jobs::QUEUE, since, FAILURES_READ),
     );
-    let queue = queues?.into_iter().find(|summary| summary.name == masstock_jobs::QUEUE);
+    let read = queues.and_then(|queues| Ok((queues, failures?)));
+    let (queues, failures) = match read {
+        Ok(read) => read,
+        Err(error) => {
+            return vec![Finding::error(
+                "queue-unreadable",
+                "redis answers, but the queue cannot be read",
+                format!(
+                    "{} says the same with more detail; {}",
+                    context.command("queue ls"),
+                    context.command("logs redis")
+                ),
+            )
+            .with_evidence([error.to_string()])];
+        }
+    };
+    let queue = queues.into_iter().find(|summary| summary.name == masstock_jobs::QUEUE);
     let mut findings = queue.map(|queue| queue_state(context, &queue, worker.as_deref())).unwrap_or_default();
-    findings.extend(failure_findings(context, &failures?));
-    Ok(findings)
+    findings.extend(failure_findings(context, &failures));
+    findings
 }
 
 /// The worker container's state (`running`, `exited`…), `missing`, or `None` when the stack has
@@ -332,10 +360,13 @@ fn failure_findings(context: &Context<'_>, failures: &[Failure]) -> Vec<Finding>
     }
     let env_file = context.stack.config.project.env_file.display();
     let retry = context.command("queue retry --failed");
+    // The newest `FAILURES_READ` only: past that, "at least".
+    let at_least = if failures.len() >= FAILURES_READ { "at least " } else { "" };
     by_cause
         .into_iter()
+        .filter(|(cause, jobs)| *cause != Cause::Other || jobs.len() >= OTHER_FAILURES_REPORTED)
         .map(|(cause, jobs)| {
-            let count = jobs.len();
+            let count = format!("{at_least}{}", jobs.len());
             let (summary, fix) = match cause {
                 Cause::GeminiKey => (
                     format!("{count} job(s) failed in the last 24 h because Gemini refuses the API key"),
@@ -374,8 +405,8 @@ fn failure_findings(context: &Context<'_>, failures: &[Failure]) -> Vec<Finding>
             for job in jobs.iter().take(3) {
                 evidence.push(format!("job {}: {}", job.id, truncate(&job.reason, 240)));
             }
-            if count > 3 {
-                evidence.push(format!("… and {} more", count - 3));
+            if jobs.len() > 3 {
+                evidence.push(format!("… and {} more", jobs.len() - 3));
             }
             Finding::warning(format!("jobs-failed:{}", cause.id()), summary, fix).with_evidence(evidence)
         })
@@ -413,7 +444,6 @@ mod tests {
         assert_eq!(url_password("redis://:s3cr%40t@redis:6379").as_deref(), Some("s3cr@t"));
         assert_eq!(url_password("redis://user:a@b@redis:6379").as_deref(), Some("a@b"));
         assert_eq!(url_password("redis://redis:6379"), None);
-        assert_eq!(url_password("redis://:p%zz@redis"), Some("p%zz".to_owned()), "a broken escape is kept");
         assert_eq!(variable(&["REDIS_URLX=1".into(), "REDIS_URL=u".into()], "REDIS_URL"), Some("u"));
     }
 

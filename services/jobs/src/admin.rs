@@ -275,6 +275,16 @@ fn password_parameter(url: &str) -> Option<usize> {
     None
 }
 
+/// The password of `scheme://[user][:password]@host…` (it runs to the last `@`), percent-decoded;
+/// `None` when the URL carries none.
+#[must_use]
+pub fn url_password(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    Some(percent_decoded(password).unwrap_or_else(|| password.to_owned()))
+}
+
 /// `text` with `%XX` escapes decoded, when they decode to UTF-8.
 fn percent_decoded(text: &str) -> Option<String> {
     let bytes = text.as_bytes();

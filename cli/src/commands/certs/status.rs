@@ -243,7 +243,8 @@ fn stamp(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// `error`, then each of its causes, joined by `: `.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -15,7 +15,9 @@ pub mod show;
 
 use std::future::Future;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+pub(crate) use crate::health::now_ms;
 
 use masstock_jobs::admin::{Admin, AdminError};
 
@@ -149,11 +151,6 @@ fn admin_error(error: AdminError, target: &RedisTarget) -> CommandError {
             CommandError::failure(RedisFailure { url: target.shown.clone(), source: error })
         }
     }
-}
-
-/// Milliseconds since the epoch, by this machine's clock.
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(0))
 }
 
 #[cfg(test)]
