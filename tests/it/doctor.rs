@@ -382,6 +382,21 @@ fn doctor_names_each_fault_and_its_fix() {
     assert_eq!(redis_cli(project, &other, &["CONFIG", "SET", "requirepass", &password]), "OK");
     verdicts.check("f. clean after restoring the password", || doctor(project).lacks("redis-"));
 
+    // f'. The env file's password changed, nothing deployed: redis and its clients still agree, so
+    // this is a warning about the next partial deploy, and the queue is still read.
+    project.sandbox.set_secrets(&[("REDIS_PASSWORD", &other)]);
+    verdicts.check("f'. the env file moved on from redis's password", || {
+        let diagnosis = doctor(project);
+        let changed = diagnosis.finding("redis-password-changed");
+        assert_eq!(changed["severity"], "warning", "{changed:#}");
+        assert!(fix_of(changed).contains("deploy redis api worker"), "{changed:#}");
+        diagnosis.lacks("redis-auth");
+        let said = diagnosis.said();
+        assert!(!said.contains(&password) && !said.contains(&other), "a Redis password was printed:\n{diagnosis}");
+    });
+    project.sandbox.set_secrets(&[("REDIS_PASSWORD", &password)]);
+    verdicts.check("f'. clean after restoring the env file", || doctor(project).lacks("redis-"));
+
     // g. A secret the worker needs is empty in the env file.
     let secrets = env_file(project);
     project.sandbox.set_secrets(&[("GEMINI_API_KEY", "")]);
