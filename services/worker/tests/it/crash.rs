@@ -200,14 +200,17 @@ async fn without_its_database_a_worker_hands_jobs_back_without_using_their_attem
     let uploads = tempfile::tempdir().unwrap();
     let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path());
     let unreachable = format!("postgres://masstock:masstock@127.0.0.1:{}/nothing", masstock_e2e::free_port());
-    let cut_off = Worker::start(&setup.clone().with("DATABASE_URL", &unreachable), "cut-off");
+    let mut cut_off = Worker::start(&setup.clone().with("DATABASE_URL", &unreachable), "cut-off");
 
     let id = enqueued(&pool, &namespace, &["patience"]).await;
     cut_off.wait_for_log("cannot work; the job goes back to the queue", Duration::from_secs(30));
     cut_off.wait_for_log("job handed back to the queue", Duration::from_secs(15));
     assert!(!namespace.job_in("failed", id));
     assert_eq!(namespace.job_field(id, "atm").as_deref().unwrap_or("0"), "0", "no attempt was used");
-    drop(cut_off);
+    // Stopped as a deploy stops it. It keeps taking the job and handing it back, so a SIGKILL
+    // could catch it holding the job, which would then wait for the stalled check (30 s).
+    cut_off.signal("TERM");
+    assert_eq!(cut_off.wait_exit(Duration::from_secs(30)), Some(0), "{}", cut_off.logs());
 
     let connected = Worker::start(&setup, "connected");
     let row = finished(&pool, id, Duration::from_secs(30), &[&connected]).await;
