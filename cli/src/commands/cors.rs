@@ -200,7 +200,7 @@ async fn send(request: reqwest::RequestBuilder) -> Answer {
 }
 
 /// The container's `CORS_ORIGIN` (`Ok(None)` when it has none), or why it could not be read.
-pub async fn container_cors_origin(docker: &Docker, container: &str) -> Result<Option<String>, String> {
+async fn container_cors_origin(docker: &Docker, container: &str) -> Result<Option<String>, String> {
     let inspected = docker.inspect_container(container, None).await.map_err(|error| {
         if docker::is_not_found(&error) {
             format!("no container `{container}`: its `CORS_ORIGIN` is not compared")

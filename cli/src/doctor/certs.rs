@@ -793,6 +793,7 @@ mod tests {
             now_ms: crate::doctor::now_ms(),
             invocation: "masstockctl".into(),
             env_file_error: None,
+            inspections: std::sync::Mutex::default(),
         }
     }
 

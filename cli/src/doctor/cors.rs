@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use super::{Context, Finding};
+use super::{Context, Finding, Inspected};
 use crate::commands::cors::{self, Answer};
 use crate::health;
 
@@ -29,8 +29,10 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
         }
     };
     let running_value = async {
-        let docker = context.docker()?;
-        tokio::time::timeout(context.timeout, cors::container_cors_origin(docker, &container)).await.ok()?.ok()
+        match context.inspect(&container).await {
+            found @ Inspected::Found(_) => Some(cors::cors_origin_in(found.environment())),
+            Inspected::Missing | Inspected::Unknown(_) => None,
+        }
     };
     let (exchange, running_value) = tokio::join!(exchange, running_value);
 

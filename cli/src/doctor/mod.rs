@@ -12,13 +12,17 @@ pub mod disk;
 pub mod services;
 pub mod worker;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bollard::models::ContainerInspectResponse;
 use bollard::Docker;
 use serde::Serialize;
+use tokio::sync::OnceCell;
 
 use crate::config::Stack;
-use crate::docker;
+use crate::docker::{self, engine_message, is_not_found};
 use crate::health;
 pub use crate::health::now_ms;
 
@@ -105,12 +109,66 @@ pub struct Context<'a> {
     /// Why the env file could not be read, when it exists but cannot be (its secrets are then
     /// unknown, not missing).
     pub env_file_error: Option<String>,
+    /// Each container's inspection, asked once per run whichever groups need it.
+    pub inspections: Mutex<HashMap<String, Arc<OnceCell<Inspected>>>>,
+}
+
+/// A container as the engine described it.
+#[derive(Debug, Clone)]
+pub enum Inspected {
+    Found(Arc<ContainerInspectResponse>),
+    Missing,
+    /// The engine answered another error, or not in time, or does not answer at all.
+    Unknown(String),
+}
+
+impl Inspected {
+    /// Its `NAME=value` environment; empty when it was not found.
+    #[must_use]
+    pub fn environment(&self) -> &[String] {
+        match self {
+            Self::Found(inspected) => {
+                inspected.config.as_ref().and_then(|config| config.env.as_deref()).unwrap_or_default()
+            }
+            Self::Missing | Self::Unknown(_) => &[],
+        }
+    }
 }
 
 impl<'a> Context<'a> {
     pub async fn new(stack: &'a Stack, timeout: Duration, invocation: String) -> Self {
         let docker = docker::connect().await.map_err(|error| error.chain().join(": "));
-        Self { stack, docker, timeout, now_ms: now_ms(), invocation, env_file_error: None }
+        Self {
+            stack,
+            docker,
+            timeout,
+            now_ms: now_ms(),
+            invocation,
+            env_file_error: None,
+            inspections: Mutex::default(),
+        }
+    }
+
+    /// `docker inspect` of `container`, asked of the engine once per run, within the timeout.
+    pub async fn inspect(&self, container: &str) -> Inspected {
+        let docker = match &self.docker {
+            Ok(docker) => docker,
+            Err(reason) => return Inspected::Unknown(reason.clone()),
+        };
+        let cell = {
+            let mut inspections = self.inspections.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(inspections.entry(container.to_owned()).or_default())
+        };
+        cell.get_or_init(|| async {
+            match tokio::time::timeout(self.timeout, docker.inspect_container(container, None)).await {
+                Err(_) => Inspected::Unknown("the engine did not answer in time".to_owned()),
+                Ok(Err(error)) if is_not_found(&error) => Inspected::Missing,
+                Ok(Err(error)) => Inspected::Unknown(engine_message(&error)),
+                Ok(Ok(inspected)) => Inspected::Found(Arc::new(inspected)),
+            }
+        })
+        .await
+        .clone()
     }
 
     /// A masstockctl command as the operator would type it, in backticks:

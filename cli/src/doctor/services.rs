@@ -2,16 +2,16 @@
 //! (missing, exited, restarting, unhealthy, with its exit code, restarts and last log lines), the
 //! secrets it needs from the env file, its image, its declared host ports, and its dependencies.
 
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum};
+use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 use bollard::Docker;
 use futures_util::future::join_all;
 
-use super::{Context, Finding};
+use super::{Context, Finding, Inspected};
 use crate::commands::health::resolve_secrets;
 use crate::commands::ports::{self, Claimant, PortRow};
 use crate::config::{DependencyCondition, Stack};
 use crate::deploy::wait::last_log_lines;
-use crate::docker::{engine_message, is_not_found};
+use crate::docker::is_not_found;
 use crate::health::age_since;
 use crate::secrets;
 
@@ -21,15 +21,6 @@ const LOG_LINES: usize = 10;
 const CRASH_LOOP_RESTARTS: i64 = 3;
 /// How recent that last start must be, in seconds.
 const CRASH_LOOP_WINDOW_S: u64 = 10 * 60;
-
-/// A service's container, as the engine sees it.
-#[derive(Debug)]
-enum Observed {
-    Missing,
-    /// The engine answered with an error other than "no such container".
-    Unknown(String),
-    Found(Box<ContainerInspectResponse>),
-}
 
 /// How a container stands, reduced to what the checks need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +37,7 @@ enum Standing {
     Up,
 }
 
-impl Observed {
+impl Inspected {
     fn standing(&self) -> Standing {
         let Self::Found(inspected) = self else {
             return if matches!(self, Self::Missing) { Standing::Missing } else { Standing::Unknown };
@@ -137,7 +128,7 @@ async fn containers(context: &Context<'_>) -> Vec<Finding> {
     };
     let services = stack.start_order();
     let (observed, publications) = tokio::join!(
-        join_all(services.iter().map(|service| observe(context, docker, stack.container_name(service)))),
+        join_all(services.iter().map(|service| async move { context.inspect(&stack.container_name(service)).await })),
         tokio::time::timeout(context.timeout, ports::running_publications(docker)),
     );
     // Without the engine's list of published ports, a service's port looks held by a bare
@@ -154,7 +145,7 @@ async fn containers(context: &Context<'_>) -> Vec<Finding> {
     .filter(|row| judged_all || service_of_port(stack, row.port).is_none())
     .collect();
 
-    if !observed.is_empty() && observed.iter().all(|observed| matches!(observed, Observed::Missing)) {
+    if !observed.is_empty() && observed.iter().all(|observed| matches!(observed, Inspected::Missing)) {
         let containers: Vec<String> = services.iter().map(|service| stack.container_name(service)).collect();
         findings.push(
             Finding::error(
@@ -191,15 +182,6 @@ async fn containers(context: &Context<'_>) -> Vec<Finding> {
         findings.extend(service_findings);
     }
     findings
-}
-
-async fn observe(context: &Context<'_>, docker: &Docker, container: String) -> Observed {
-    match tokio::time::timeout(context.timeout, docker.inspect_container(&container, None)).await {
-        Err(_) => Observed::Unknown("the engine did not answer in time".to_owned()),
-        Ok(Err(error)) if is_not_found(&error) => Observed::Missing,
-        Ok(Err(error)) => Observed::Unknown(engine_message(&error)),
-        Ok(Ok(inspected)) => Observed::Found(Box::new(inspected)),
-    }
 }
 
 /// Secrets a service refers to that the env file lacks or leaves empty. Names only, never values.
@@ -337,7 +319,7 @@ async fn container_findings(
     context: &Context<'_>,
     docker: &Docker,
     service: &str,
-    observed: &Observed,
+    observed: &Inspected,
     standings: &[(&str, Standing, String)],
     port_rows: &[PortRow],
 ) -> Vec<Finding> {
@@ -348,7 +330,7 @@ async fn container_findings(
     let dependents = dependents_of(stack, service);
 
     match observed {
-        Observed::Missing => {
+        Inspected::Missing => {
             let mut finding = Finding::error(
                 format!("container-missing:{service}"),
                 format!("`{container}` does not exist"),
@@ -367,7 +349,7 @@ async fn container_findings(
             }
             findings.push(finding);
         }
-        Observed::Unknown(reason) => findings.push(
+        Inspected::Unknown(reason) => findings.push(
             Finding::error(
                 format!("container-unknown:{service}"),
                 format!("the engine cannot say how `{container}` is"),
@@ -375,7 +357,7 @@ async fn container_findings(
             )
             .with_evidence([reason.clone()]),
         ),
-        Observed::Found(inspected) => {
+        Inspected::Found(inspected) => {
             let state = inspected.state.clone().unwrap_or_default();
             let restarts = inspected.restart_count.unwrap_or(0);
             let mut evidence = Vec::new();
@@ -564,17 +546,17 @@ fn truncate(text: &str, chars: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use bollard::models::{ContainerState, Health};
+    use bollard::models::{ContainerInspectResponse, ContainerState, Health};
 
     use super::*;
 
-    fn found(status: ContainerStateStatusEnum, health: Option<HealthStatusEnum>) -> Observed {
+    fn found(status: ContainerStateStatusEnum, health: Option<HealthStatusEnum>) -> Inspected {
         let state = ContainerState {
             status: Some(status),
             health: health.map(|status| Health { status: Some(status), ..Health::default() }),
             ..ContainerState::default()
         };
-        Observed::Found(Box::new(ContainerInspectResponse {
+        Inspected::Found(std::sync::Arc::new(ContainerInspectResponse {
             state: Some(state),
             ..ContainerInspectResponse::default()
         }))
@@ -592,7 +574,7 @@ mod tests {
         for down in [S::EXITED, S::CREATED, S::DEAD, S::PAUSED] {
             assert_eq!(found(down, Some(H::HEALTHY)).standing(), Standing::Down, "{down}");
         }
-        assert_eq!(Observed::Missing.standing(), Standing::Missing);
+        assert_eq!(Inspected::Missing.standing(), Standing::Missing);
         assert_eq!(found(S::RUNNING, Some(H::UNHEALTHY)).describe(), "running, unhealthy");
     }
 

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use bollard::Docker;
 use masstock_jobs::admin::{url_password, AdminError, Failure, Inspector, QueueSummary};
 
-use super::{Context, Finding};
+use super::{Context, Finding, Inspected};
 use crate::commands::health::redis_password;
 use crate::docker;
 use crate::health::{self, HEARTBEAT_MAX_AGE_S};
@@ -55,10 +54,10 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
     };
     // A missing secret is the services group's `env-missing`; without it there is nothing to try.
     let Ok(password) = redis_password(stack, "redis") else { return Vec::new() };
-    let redis_env = container_env(context, docker, &redis_container).await.unwrap_or_default();
-    let running_password = variable(&redis_env, "REDIS_PASSWORD").map(str::to_owned);
+    let redis = context.inspect(&redis_container).await;
+    let running_password = variable(redis.environment(), "REDIS_PASSWORD").map(str::to_owned);
 
-    let mut findings = password_mismatches(context, docker, running_password.as_deref()).await;
+    let mut findings = password_mismatches(context, running_password.as_deref()).await;
     let connected =
         match Inspector::connect(&health::redis_url(&address, 6379, password.as_deref()), context.timeout).await {
             Ok(inspector) => Ok(inspector),
@@ -78,7 +77,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
             Err(error) => Err(error),
         };
     match connected {
-        Ok(inspector) => findings.extend(queue_findings(context, docker, inspector).await),
+        Ok(inspector) => findings.extend(queue_findings(context, inspector).await),
         Err(error) => findings.push(connection_finding(context, &redis_container, &address, &error)),
     }
     findings
@@ -146,7 +145,7 @@ fn refuses_password(text: &str) -> bool {
 
 /// Client containers started with another password than the redis container's: after a secret
 /// changed and only some services were deployed again. Passwords are compared, never shown.
-async fn password_mismatches(context: &Context<'_>, docker: &Docker, required: Option<&str>) -> Vec<Finding> {
+async fn password_mismatches(context: &Context<'_>, required: Option<&str>) -> Vec<Finding> {
     let stack = context.stack;
     let redis_container = stack.container_name("redis");
     let Some(required) = required else { return Vec::new() };
@@ -156,8 +155,8 @@ async fn password_mismatches(context: &Context<'_>, docker: &Docker, required: O
             continue;
         }
         let container = stack.container_name(client);
-        let Some(environment) = container_env(context, docker, &container).await else { continue };
-        let Some(url) = variable(&environment, "REDIS_URL") else { continue };
+        let inspected = context.inspect(&container).await;
+        let Some(url) = variable(inspected.environment(), "REDIS_URL") else { continue };
         if url_password(url).as_deref() != Some(required) {
             findings.push(
                 Finding::error(
@@ -178,19 +177,13 @@ async fn password_mismatches(context: &Context<'_>, docker: &Docker, required: O
     findings
 }
 
-async fn container_env(context: &Context<'_>, docker: &Docker, container: &str) -> Option<Vec<String>> {
-    let inspected =
-        tokio::time::timeout(context.timeout, docker.inspect_container(container, None)).await.ok()?.ok()?;
-    inspected.config?.env
-}
-
 fn variable<'a>(environment: &'a [String], name: &str) -> Option<&'a str> {
     environment.iter().find_map(|entry| entry.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// The queue's state and its recent failures, read through `inspector`.
-async fn queue_findings(context: &Context<'_>, docker: &Docker, mut inspector: Inspector) -> Vec<Finding> {
-    let worker = worker_state(context, docker).await;
+async fn queue_findings(context: &Context<'_>, mut inspector: Inspector) -> Vec<Finding> {
+    let worker = worker_state(context).await;
     let since = context.now_ms.saturating_sub(FAILURES_WINDOW_MS);
     let mut failures_reader = inspector.clone();
     let (queues, failures) = tokio::join!(
@@ -221,15 +214,14 @@ async fn queue_findings(context: &Context<'_>, docker: &Docker, mut inspector: I
 
 /// The worker container's state (`running`, `exited`…), `missing`, or `None` when the stack has
 /// no worker or the engine cannot say.
-async fn worker_state(context: &Context<'_>, docker: &Docker) -> Option<String> {
+async fn worker_state(context: &Context<'_>) -> Option<String> {
     if !context.stack.services().any(|(name, _)| name == "worker") {
         return None;
     }
-    let container = context.stack.container_name("worker");
-    match tokio::time::timeout(context.timeout, docker.inspect_container(&container, None)).await.ok()? {
-        Ok(inspected) => inspected.state?.status.map(|status| status.to_string()),
-        Err(error) if docker::is_not_found(&error) => Some("missing".to_owned()),
-        Err(_) => None,
+    match context.inspect(&context.stack.container_name("worker")).await {
+        Inspected::Found(inspected) => inspected.state.as_ref()?.status.map(|status| status.to_string()),
+        Inspected::Missing => Some("missing".to_owned()),
+        Inspected::Unknown(_) => None,
     }
 }
 
