@@ -325,6 +325,19 @@ fn doctor_names_each_fault_and_its_fix() {
     project.ctl_ok(&["queue", "clean", "--state", "failed", "--older-than", "0s"]);
     verdicts.check("c. clean after `queue clean`", || doctor(project).lacks("jobs-failed:"));
 
+    // c'. A queue left paused (`queue pause` during maintenance): nothing waits yet, so a warning,
+    // and its fix resumes it.
+    project.ctl_ok(&["queue", "pause"]);
+    verdicts.check("c'. paused queue", || {
+        let diagnosis = doctor(project);
+        let paused = diagnosis.finding("queue-paused");
+        assert_eq!(paused["severity"], "warning", "nothing waits: {paused:#}");
+        let resumed = run_fix(project, fix_of(paused), "queue resume");
+        assert_eq!(resumed.code, 0, "the fix as written:\n{resumed}");
+    });
+    project.ctl_ok(&["queue", "resume"]);
+    verdicts.check("c'. clean after `queue resume`", || doctor(project).lacks("queue-"));
+
     // d. deploy.toml allows an origin the edge and the api were not deployed with.
     project.configure(&["[cors]\norigins = [\"https://wrong.example\"]"]);
     verdicts.check("d. wrong CORS origin", || {
