@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use masstock_e2e::{require_tool, workspace_root, Pebble, TestCertificates};
+use masstock_e2e::{require_tool, Pebble, TestCertificates};
 use serde_json::{json, Value};
 
 use crate::stack::{add_user, inspect, log_in, start_execution, wait_execution, LocalStack, Project, Run};
@@ -128,16 +128,9 @@ fn run_fix(project: &Project, fix: &str, needle: &str) -> Run {
         .unwrap_or_else(|| panic!("no command with `{needle}` in backticks in the fix: {fix}"));
     let prefix = format!("masstockctl --config {} --env e2e ", project.sandbox.path("deploy.toml").display());
     assert!(command.starts_with(&prefix), "the fix's command is not `{prefix}…`: {command}");
-    let words: Vec<&str> = command.split_whitespace().skip(1).collect();
-    let output = Command::new(&project.ctl)
-        .args(&words)
-        .arg("--no-progress")
-        .current_dir(workspace_root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run the fix");
-    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
-    Run { code: output.status.code().unwrap_or(-1), stdout: text(output.stdout), stderr: text(output.stderr) }
+    let mut words: Vec<&str> = command.split_whitespace().skip(1).collect();
+    words.push("--no-progress");
+    project.run_masstockctl(&words)
 }
 
 /// The steps whose assertions did not hold, with the first line of what they said.

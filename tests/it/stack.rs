@@ -116,10 +116,13 @@ impl Project {
 
     pub(crate) fn ctl(&self, args: &[&str]) -> Run {
         let config = self.sandbox.path("deploy.toml");
+        let config = config.to_str().expect("a UTF-8 path");
+        self.run_masstockctl(&[&["--config", config, "--env", "e2e", "--no-progress"], args].concat())
+    }
+
+    /// Runs this masstockctl with exactly `args`, as an operator would from the workspace.
+    pub(crate) fn run_masstockctl(&self, args: &[&str]) -> Run {
         let output = Command::new(&self.ctl)
-            .arg("--config")
-            .arg(&config)
-            .args(["--env", "e2e", "--no-progress"])
             .args(args)
             // cargo finds the workspace from here when `build` runs it.
             .current_dir(workspace_root())

@@ -82,12 +82,17 @@ fn test_reload_and_check(stack: &Stack, names: &[String], serial: &str) -> Resul
 
 /// The serial of the certificate the edge presents for `name` (SNI).
 pub fn served_serial(address: SocketAddr, name: &str) -> Result<String, String> {
+    served_info(address, name).map(|info| info.serial)
+}
+
+/// What the certificate the edge presents for `name` (SNI) says: names, serial, dates.
+pub fn served_info(address: SocketAddr, name: &str) -> Result<store::CertInfo, String> {
     let leaf = served_certificate(address, name)?;
     let pem = format!(
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
         base64::engine::general_purpose::STANDARD.encode(leaf.as_ref())
     );
-    store::parse_certificate(&pem).map(|info| info.serial).map_err(|error| error.to_string())
+    store::parse_certificate(&pem).map_err(|error| error.to_string())
 }
 
 /// The leaf certificate the edge presents for `name`. The chain is not verified: what matters

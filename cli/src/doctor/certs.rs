@@ -10,12 +10,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
 use super::{Context, Finding};
 use crate::certs::install;
-use crate::certs::store::{self, CertInfo, Lineage, Manager};
+use crate::certs::store::{self, Lineage, Manager};
 use crate::commands::certs::install_timer::TIMER_UNIT;
 use crate::commands::certs::status::{error_chain, EXPIRING_DAYS};
 
@@ -346,7 +345,7 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
     let handshakes = checked.iter().map(|(domain, _, _)| {
         let domain = (*domain).to_owned();
         async move {
-            let handshake = tokio::task::spawn_blocking(move || served(address, &domain));
+            let handshake = tokio::task::spawn_blocking(move || install::served_info(address, &domain));
             match tokio::time::timeout(context.timeout, handshake).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(error)) => Err(error.to_string()),
@@ -423,16 +422,6 @@ pub(crate) fn edge_start_fix(edge: &crate::config::Edge) -> String {
         }
         (true, _) => format!("reload nginx: `{reload}`"),
     }
-}
-
-/// What the edge presents for `domain`: a blocking TLS handshake, the chain not verified.
-fn served(address: SocketAddr, domain: &str) -> Result<CertInfo, String> {
-    let leaf = install::served_certificate(address, domain)?;
-    let pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        base64::engine::general_purpose::STANDARD.encode(leaf.as_ref())
-    );
-    store::parse_certificate(&pem).map_err(|error| error.to_string())
 }
 
 /// Asks systemd about the timer when it runs and loads units from `acme.systemd_dir`; else looks
