@@ -1,9 +1,10 @@
 //! `masstockctl doctor` proves its diagnoses on one deployed local stack: each fault of the
 //! troubleshooting guide is caused for real (a stopped worker with a job waiting, jobs failed on a
 //! refused Gemini key, a CORS origin nginx was not rendered with, a held port, a changed Redis
-//! password, an empty secret, a full log disk, nginx serving a stale certificate, no renewal timer,
-//! an expired certificate), doctor must name it with its id, evidence and fix, and where the fix is
-//! a command, running it as written must clear the finding.
+//! password, Redis stopped under a crash-looping worker, an empty secret, a full log disk, nginx
+//! serving a stale certificate, no renewal timer, an expired certificate), doctor must name it
+//! with its id, evidence and fix, and where the fix is a command, running it as written must clear
+//! the finding.
 //!
 //! Each step undoes its fault whether its assertions held or not, so one wrong diagnosis does not
 //! hide the others: the test fails at the end, naming every step that did not hold.
@@ -402,6 +403,55 @@ fn doctor_names_each_fault_and_its_fix() {
     });
     project.sandbox.set_secrets(&[("REDIS_PASSWORD", &password)]);
     verdicts.check("f'. clean after restoring the env file", || doctor(project).lacks("redis-"));
+
+    // f''. Redis is stopped, and the worker, killed, crash-loops: at start-up it cannot reach Redis.
+    // Doctor names the crash loop with its restarts and last log lines, the dependency that
+    // explains it and the Redis it cannot reach; the two restarts it names bring all back.
+    docker(&["stop", &project.container("redis")]);
+    let worker_pid = docker(&["inspect", "--format", "{{.State.Pid}}", &project.container("worker")]);
+    let killed = Command::new("kill").args(["-KILL", worker_pid.trim()]).output().expect("run kill");
+    assert!(killed.status.success(), "kill the worker: {}", String::from_utf8_lossy(&killed.stderr));
+    let mut crash_fixes = None;
+    verdicts.check("f''. worker crash-looping on a stopped Redis", || {
+        // The kill was one crash; a loop is the worker failing to start, again and again.
+        let restarts = || {
+            docker(&["inspect", "--format", "{{.RestartCount}}", &project.container("worker")]).trim().parse::<u32>()
+        };
+        let started = Instant::now();
+        while restarts().unwrap_or(0) < 3 {
+            assert!(started.elapsed() < Duration::from_secs(120), "the worker was not restarted 3 times in 120 s");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let diagnosis = doctor_until(project, Duration::from_secs(30), "name the worker's crash loop", |diagnosis| {
+            diagnosis.ids().contains(&"container-restarting:worker")
+        });
+        diagnosis.names(&["container-down:redis", "dependency-down:worker:redis", "redis-unreachable"]);
+        let looping = diagnosis.finding("container-restarting:worker");
+        assert_eq!(looping["severity"], "error", "it is still looping: {looping:#}");
+        let looping = described(looping);
+        assert!(!looping.contains(" 0 restart(s)") && !looping.contains(" 1 restart(s)"), "the restarts: {looping}");
+        assert!(looping.contains("the worker cannot run"), "the worker's last log lines, with its error: {looping}");
+        let dependency = diagnosis.finding("dependency-down:worker:redis");
+        assert!(fix_of(dependency).contains("restart worker"), "{dependency:#}");
+        crash_fixes =
+            Some((fix_of(diagnosis.finding("container-down:redis")).to_owned(), fix_of(dependency).to_owned()));
+    });
+    verdicts.check("f''. `restart redis`, then `restart worker`, as the fixes write them", || {
+        let (redis_fix, worker_fix) = crash_fixes.expect("step f'' named the fixes");
+        let fixed = run_fix(project, &redis_fix, "restart redis");
+        assert_eq!(fixed.code, 0, "the fix doctor names for redis:\n{fixed}");
+        let fixed = run_fix(project, &worker_fix, "restart worker");
+        assert_eq!(fixed.code, 0, "the fix doctor names for the worker:\n{fixed}");
+    });
+    // A crash-looping worker is `running` between its crashes: when the fixes did not hold, both
+    // are restarted, in order, whatever they look like.
+    if verdicts.failed.iter().any(|(step, _)| step.starts_with("f''")) {
+        project.ctl_ok(&["restart", "redis"]);
+        project.ctl_ok(&["restart", "worker"]);
+    }
+    verdicts.check("f''. clean after the restarts", || {
+        clean_again(project, "come back clean after restarting redis and the worker");
+    });
 
     // g. A secret the worker needs is empty in the env file.
     let secrets = env_file(project);

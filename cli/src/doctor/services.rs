@@ -21,6 +21,9 @@ const LOG_LINES: usize = 10;
 const CRASH_LOOP_RESTARTS: i64 = 3;
 /// How recent that last start must be, in seconds.
 const CRASH_LOOP_WINDOW_S: u64 = 10 * 60;
+/// A running container with those restarts whose last exit is this recent (seconds) is still
+/// looping, only between two crashes: Docker's back-off between restarts stays under a minute.
+const CRASH_LOOP_ACTIVE_S: u64 = 2 * 60;
 
 /// How a container stands, reduced to what the checks need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,6 +331,8 @@ async fn container_findings(
     let standing = observed.standing();
     let mut findings = Vec::new();
     let dependents = dependents_of(stack, service);
+    // Whether this service is down, crashing or unhealthy: then a dependency may explain it.
+    let mut troubled = false;
 
     match observed {
         Inspected::Missing => {
@@ -362,7 +367,12 @@ async fn container_findings(
             let restarts = inspected.restart_count.unwrap_or(0);
             let mut evidence = Vec::new();
             let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
-            let exit = state.exit_code.map(|code| format!(", exit code {code}")).unwrap_or_default();
+            // The engine resets the exit code to 0 at each start: it only means something once stopped.
+            let exit = state
+                .exit_code
+                .filter(|_| status != ContainerStateStatusEnum::RUNNING)
+                .map(|code| format!(", exit code {code}"))
+                .unwrap_or_default();
             let since = state
                 .finished_at
                 .as_deref()
@@ -393,6 +403,9 @@ async fn container_findings(
                 .as_deref()
                 .and_then(crate::health::seconds_since)
                 .is_some_and(|age| age < CRASH_LOOP_WINDOW_S);
+            let last_exit = state.finished_at.as_deref().and_then(crate::health::seconds_since);
+            let looping = restarts >= CRASH_LOOP_RESTARTS && last_exit.is_some_and(|age| age < CRASH_LOOP_ACTIVE_S);
+            let crashing = format!("{logs} shows why it exits; fix that cause, then {restart}");
             let finding = match standing {
                 Standing::Down => Some(Finding::error(
                     format!("container-down:{service}"),
@@ -406,10 +419,24 @@ async fn container_findings(
                 )),
                 Standing::Restarting => Some(Finding::error(
                     format!("container-restarting:{service}"),
-                    format!("`{container}` keeps crashing: Docker restarts it ({restarts} restarts so far)"),
-                    format!("{logs} shows why it exits; fix that cause, then {restart}"),
+                    if restarts >= CRASH_LOOP_RESTARTS {
+                        format!("`{container}` keeps crashing: Docker has restarted it {restarts} times")
+                    } else {
+                        format!("`{container}` exited, and Docker is restarting it")
+                    },
+                    crashing,
                 )),
-                // A crash-looping container with a health check is `starting` between crashes.
+                // Between two crashes, a crash-looping container is `running` (`starting` with a
+                // health check).
+                Standing::Up | Standing::Starting if looping => {
+                    let ago = last_exit.map(crate::ui::short_duration).unwrap_or_default();
+                    evidence.push(format!("its last exit was {ago} ago"));
+                    Some(Finding::error(
+                        format!("container-restarting:{service}"),
+                        format!("`{container}` keeps crashing: Docker has restarted it {restarts} times"),
+                        crashing,
+                    ))
+                }
                 Standing::Up | Standing::Starting if restarts >= CRASH_LOOP_RESTARTS && recently_started => {
                     Some(Finding::warning(
                         format!("container-restarting:{service}"),
@@ -442,6 +469,7 @@ async fn container_findings(
                 }
                 Standing::Up | Standing::Starting | Standing::Missing | Standing::Unknown => None,
             };
+            troubled = finding.is_some();
             if let Some(mut finding) = finding {
                 let lines = last_log_lines(docker, &container, LOG_LINES).await;
                 if !lines.is_empty() {
@@ -454,9 +482,10 @@ async fn container_findings(
         }
     }
 
-    // A dependency explains a service that is not up.
-    // (A missing container is deployed with its dependencies, in order: nothing to add.)
-    if matches!(standing, Standing::Down | Standing::Restarting | Standing::Unhealthy) {
+    // A dependency explains a service that is not up, or keeps crashing (a crash-looping container
+    // is `running` or `starting` between its crashes). A missing container is deployed with its
+    // dependencies, in order: nothing to add.
+    if troubled {
         for (dependency, condition) in &stack.config.services[service].depends_on {
             let Some((_, dependency_standing, described)) = standings.iter().find(|(name, _, _)| name == dependency)
             else {
