@@ -174,3 +174,30 @@ fn install_timer_no_enable_writes_the_units_only() {
         assert!(sandbox.path(&format!("units/{unit}")).is_file(), "`{unit}` is written to `acme.systemd_dir`");
     }
 }
+
+/// A systemctl that cannot work (systemd is not PID 1, as in a container): the units are still
+/// written, and the failure quotes systemctl and points at `--no-enable`.
+#[test]
+fn install_timer_says_what_to_do_when_systemctl_fails() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let sandbox = sandbox();
+    let tools = sandbox.path("tools");
+    std::fs::create_dir(&tools).unwrap();
+    let systemctl = tools.join("systemctl");
+    std::fs::write(
+        &systemctl,
+        "#!/bin/sh\necho \"System has not been booted with systemd as init system (PID 1). Can't operate.\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = sandbox.run_with_env(
+        &["certs", "install-timer"],
+        &[("NO_COLOR", "1"), ("PATH", &format!("{}:/usr/bin:/bin", tools.display()))],
+    );
+    assert_eq!(run.status, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("`systemctl daemon-reload` failed"), "{}", run.stderr);
+    assert!(run.stderr.contains("has not been booted with systemd"), "systemctl's own words: {}", run.stderr);
+    assert!(run.stderr.contains("--no-enable"), "the way out: {}", run.stderr);
+    assert!(sandbox.path("units/masstock-certs.timer").is_file(), "the units are written first");
+}

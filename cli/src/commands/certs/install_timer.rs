@@ -98,7 +98,12 @@ fn systemctl(arguments: &[&str]) -> Result<(), CommandError> {
             "`{command}` failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
-        ))),
+        ))
+        .with_hint(
+            "the units are written; where systemd does not run (a container, a chroot), `--no-enable` \
+             writes them without asking systemctl, and `systemctl enable --now masstock-certs.timer` starts \
+             the timer once it does",
+        )),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(CommandError::failure(format!(
             "`systemctl` was not found: this host does not run systemd, so the timer cannot be enabled (`{command}`)"
         ))
