@@ -1,10 +1,10 @@
 //! `masstockctl doctor` proves its diagnoses on one deployed local stack: each fault of the
 //! troubleshooting guide is caused for real (a stopped worker with a job waiting, jobs failed on a
 //! refused Gemini key, a CORS origin nginx was not rendered with, a held port, a changed Redis
-//! password, Redis stopped under a crash-looping worker, an empty secret, a full log disk, nginx
-//! serving a stale certificate, no renewal timer, an expired certificate), doctor must name it
-//! with its id, evidence and fix, and where the fix is a command, running it as written must clear
-//! the finding.
+//! password, Redis stopped under a crash-looping worker, an empty secret, a missing third-party
+//! image, a full log disk, nginx serving a stale certificate, no renewal timer, an expired
+//! certificate), doctor must name it with its id, evidence and fix, and where the fix is a
+//! command, running it as written must clear the finding.
 //!
 //! Each step undoes its fault whether its assertions held or not, so one wrong diagnosis does not
 //! hide the others: the test fails at the end, naming every step that did not hold.
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use masstock_e2e::{require_tool, Pebble, TestCertificates};
+use masstock_e2e::{free_port, require_tool, Pebble, TestCertificates};
 use serde_json::{json, Value};
 
 use crate::stack::{add_user, inspect, log_in, start_execution, wait_execution, LocalStack, Project, Run};
@@ -469,6 +469,25 @@ fn doctor_names_each_fault_and_its_fix() {
     });
     project.sandbox.set_secrets(&[("GEMINI_API_KEY", &gemini_key)]);
     verdicts.check("g. clean after restoring the secret", || doctor(project).lacks("env-missing:"));
+
+    // g'. A third-party service enabled with an image this engine does not have, as on a host
+    // that reaches no registry: doctor names the image and how to bring it without one.
+    let absent = format!("{}-absent/n8n:1.70.3", project.name);
+    project.configure(&[&format!(
+        "[services.n8n]\nenabled = true\nimage = \"{absent}\"\nports = [{{ host = {}, container = 5678 }}]\n\
+         [services.n8n.env]\nN8N_ENCRYPTION_KEY = \"e2e, not a secret\"",
+        free_port()
+    )]);
+    verdicts.check("g'. third-party image missing", || {
+        let diagnosis = doctor(project);
+        diagnosis.names(&["container-missing:n8n"]);
+        let missing = diagnosis.finding("image-missing:n8n");
+        assert!(described(missing).contains(&absent), "the image is named: {missing:#}");
+        let fix = fix_of(missing);
+        assert!(fix.contains("docker load") && fix.contains("deploy n8n"), "load it, then deploy: {missing:#}");
+    });
+    project.configure(&[]);
+    verdicts.check("g'. clean once n8n is disabled again", || doctor(project).lacks("image-missing:"));
 
     // h. The edge's log folder is on a full disk.
     let small = project.sandbox.path("small-disk");
