@@ -2,9 +2,9 @@
 //! troubleshooting guide is caused for real (a stopped worker with a job waiting, jobs failed on a
 //! refused Gemini key, a CORS origin nginx was not rendered with, a held port, a changed Redis
 //! password, Redis stopped under a crash-looping worker, an empty secret, a missing third-party
-//! image, a full log disk, nginx serving a stale certificate, no renewal timer, an expired
-//! certificate), doctor must name it with its id, evidence and fix, and where the fix is a
-//! command, running it as written must clear the finding.
+//! image, a full log disk, nginx serving a stale certificate, a certificate from a CA nobody
+//! trusts, no renewal timer, an expired certificate), doctor must name it with its id, evidence
+//! and fix, and where the fix is a command, running it as written must clear the finding.
 //!
 //! Each step undoes its fault whether its assertions held or not, so one wrong diagnosis does not
 //! hide the others: the test fails at the end, naming every step that did not hold.
@@ -522,7 +522,7 @@ fn doctor_names_each_fault_and_its_fix() {
     replacement.install(&fullchain, &key);
     // The edge's CA bundle trusts both, so the edge stays verifiable once nginx serves the new one.
     let bundle = format!("{}{}", project.sandbox.certificates.ca_pem, replacement.ca_pem);
-    fs_err::write(project.sandbox.path("ca.pem"), bundle).unwrap();
+    fs_err::write(project.sandbox.path("ca.pem"), &bundle).unwrap();
     let reload = project.sandbox.stack.config.edge.reload_command.clone();
     verdicts.check("i. certificate not served", || {
         let diagnosis = doctor(project);
@@ -538,6 +538,21 @@ fn doctor_names_each_fault_and_its_fix() {
             !diagnosis.ids().iter().any(|id| id.starts_with("cert-not-served:"))
         });
     });
+
+    // i'. The edge's trust no longer vouches for the served certificate's CA (as after issuing
+    // from a staging CA, or from a test CA since started again with a new root).
+    fs_err::write(project.sandbox.path("ca.pem"), &project.sandbox.certificates.ca_pem).unwrap();
+    verdicts.check("i'. certificate from an untrusted CA", || {
+        let diagnosis = doctor(project);
+        let untrusted = diagnosis.finding(&format!("cert-untrusted:{lineage}"));
+        // Both test CAs have the same name: the verifier finds one, with another key.
+        let reason = described(untrusted);
+        assert!(reason.contains("(UnknownIssuer)") || reason.contains("(BadSignature)"), "the reason: {untrusted:#}");
+        assert!(domains.iter().all(|domain| described(untrusted).contains(domain.as_str())), "{untrusted:#}");
+        assert!(fix_of(untrusted).contains(&format!("certs renew --force {lineage}")), "{untrusted:#}");
+    });
+    fs_err::write(project.sandbox.path("ca.pem"), bundle).unwrap();
+    verdicts.check("i'. clean once the CA is trusted again", || doctor(project).lacks("cert-untrusted:"));
 
     // j. No renewal timer.
     let units = fs_err::read(&timer).unwrap();

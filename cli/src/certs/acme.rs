@@ -21,8 +21,7 @@ use instant_acme::{
     Error as AcmeApiError, ExternalAccountKey, HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, Problem,
     RetryPolicy,
 };
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, Der};
+use rustls_pki_types::Der;
 
 use crate::certs::due::AriWindow;
 use crate::certs::store::CertInfo;
@@ -117,20 +116,7 @@ struct AcmeHttp {
 
 impl AcmeHttp {
     fn new(ca_bundle: Option<&Path>, last_retry_after: Arc<Mutex<Option<String>>>) -> Result<Self, AcmeError> {
-        let mut roots = rustls::RootCertStore::empty();
-        // Unreadable system certificates are skipped: the CA's chain may not need them.
-        let native = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(native.certs);
-        if let Some(bundle) = ca_bundle {
-            let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(bundle)
-                .and_then(Iterator::collect)
-                .map_err(|error| AcmeError::Other(format!("failed to read `{}`: {error}", bundle.display())))?;
-            for certificate in certificates {
-                roots.add(certificate).map_err(|error| {
-                    AcmeError::Other(format!("`{}` holds an unusable certificate: {error}", bundle.display()))
-                })?;
-            }
-        }
+        let roots = crate::certs::trust::root_store(ca_bundle).map_err(AcmeError::Other)?;
         if roots.is_empty() {
             return Err(AcmeError::Other(
                 "no root certificate to trust: install `ca-certificates` or set `[acme] ca_bundle`".into(),

@@ -82,22 +82,34 @@ fn test_reload_and_check(stack: &Stack, names: &[String], serial: &str) -> Resul
 
 /// The serial of the certificate the edge presents for `name` (SNI).
 pub fn served_serial(address: SocketAddr, name: &str) -> Result<String, String> {
-    served_info(address, name).map(|info| info.serial)
+    served(address, name).map(|served| served.info.serial)
 }
 
-/// What the certificate the edge presents for `name` (SNI) says: names, serial, dates.
-pub fn served_info(address: SocketAddr, name: &str) -> Result<store::CertInfo, String> {
-    let leaf = served_certificate(address, name)?;
+/// What the edge presents for `name` (SNI).
+#[derive(Debug)]
+pub struct Served {
+    /// What its leaf certificate says: names, serial, issuer, dates.
+    pub info: store::CertInfo,
+    /// The chain as sent, the leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+}
+
+/// The certificate chain the edge presents for `name` (SNI), and what its leaf says.
+pub fn served(address: SocketAddr, name: &str) -> Result<Served, String> {
+    let chain = served_chain(address, name)?;
+    let leaf = chain.first().ok_or_else(|| "no certificate was presented".to_owned())?;
     let pem = format!(
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
         base64::engine::general_purpose::STANDARD.encode(leaf.as_ref())
     );
-    store::parse_certificate(&pem).map_err(|error| error.to_string())
+    let info = store::parse_certificate(&pem).map_err(|error| error.to_string())?;
+    Ok(Served { info, chain })
 }
 
-/// The leaf certificate the edge presents for `name`. The chain is not verified: what matters
-/// here is which certificate nginx loaded, and it is compared with the one just issued.
-pub fn served_certificate(address: SocketAddr, name: &str) -> Result<CertificateDer<'static>, String> {
+/// The certificate chain the edge presents for `name`, the leaf first. It is not verified here:
+/// what matters is which certificate nginx loaded (compared with the one just issued, or the
+/// one on disk); `trust::distrust` judges the chain when that is the question.
+fn served_chain(address: SocketAddr, name: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -114,16 +126,20 @@ pub fn served_certificate(address: SocketAddr, name: &str) -> Result<Certificate
     while connection.is_handshaking() {
         connection.complete_io(&mut socket).map_err(|error| error.to_string())?;
     }
-    let leaf = connection
+    let chain: Vec<CertificateDer<'static>> = connection
         .peer_certificates()
-        .and_then(|certificates| certificates.first())
+        .unwrap_or_default()
+        .iter()
         .map(|certificate| certificate.clone().into_owned())
-        .ok_or_else(|| "no certificate was presented".to_owned())?;
+        .collect();
+    if chain.is_empty() {
+        return Err("no certificate was presented".to_owned());
+    }
     // Close politely; nginx does not care either way.
     connection.send_close_notify();
     let _ = connection.write_tls(&mut socket);
     let _ = socket.flush();
-    Ok(leaf)
+    Ok(chain)
 }
 
 /// Accepts any certificate, still checking the handshake's signatures with the provider.

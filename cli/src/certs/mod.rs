@@ -6,3 +6,4 @@ pub mod due;
 pub mod install;
 pub mod lifecycle;
 pub mod store;
+pub mod trust;

@@ -9,12 +9,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
 use super::{Context, Finding};
-use crate::certs::install;
 use crate::certs::store::{self, Lineage, Manager};
+use crate::certs::{install, trust};
 use crate::commands::certs::install_timer::TIMER_UNIT;
 use crate::commands::certs::status::{error_chain, EXPIRING_DAYS};
 
@@ -345,7 +346,7 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
     let handshakes = checked.iter().map(|(domain, _, _)| {
         let domain = (*domain).to_owned();
         async move {
-            let handshake = tokio::task::spawn_blocking(move || install::served_info(address, &domain));
+            let handshake = tokio::task::spawn_blocking(move || install::served(address, &domain));
             match tokio::time::timeout(context.timeout, handshake).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(error)) => Err(error.to_string()),
@@ -353,7 +354,14 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
             }
         }
     });
-    let served = futures_util::future::join_all(handshakes).await;
+    // What clients here trust: the system's roots and `edge.ca_bundle`, as `health` and `cors
+    // test` do. A bundle that cannot be read is the CORS check's finding.
+    let bundle = edge.ca_bundle.clone();
+    let roots = tokio::task::spawn_blocking(move || trust::root_store(bundle.as_deref()).map(Arc::new));
+    let (served, roots) = tokio::join!(futures_util::future::join_all(handshakes), roots);
+    let roots = roots.ok().and_then(Result::ok);
+    // Per lineage: the domains whose certificate, the one on disk, no trusted root vouches for.
+    let mut distrusted: Vec<(&Examined, &Lineage, Vec<Refused>)> = Vec::new();
 
     let reload = format!("`{}`", edge.reload_command.join(" "));
     let mut findings = Vec::new();
@@ -367,8 +375,18 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
         let probe = format!("TLS handshake with SNI `{domain}` through {address}, the chain not verified");
         let fullchain = lineage.live_dir.join("fullchain.pem");
         match served {
-            Ok(info) if info.serial.eq_ignore_ascii_case(&lineage.cert.serial) => {}
-            Ok(info) => findings.push(
+            Ok(served) if served.info.serial.eq_ignore_ascii_case(&lineage.cert.serial) => {
+                let Some(reason) =
+                    roots.as_ref().and_then(|roots| trust::distrust(Arc::clone(roots), &served.chain, domain))
+                else {
+                    continue;
+                };
+                match distrusted.iter_mut().find(|(known, _, _)| known.name == examined.name) {
+                    Some((_, _, domains)) => domains.push((domain, reason, served)),
+                    None => distrusted.push((examined, lineage, vec![(domain, reason, served)])),
+                }
+            }
+            Ok(install::Served { info, .. }) => findings.push(
                 Finding::error(
                     format!("cert-not-served:{domain}"),
                     format!(
@@ -407,7 +425,65 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
             ),
         }
     }
+    findings.extend(
+        distrusted.into_iter().map(|(examined, lineage, domains)| untrusted(context, examined, lineage, &domains)),
+    );
     findings
+}
+
+/// A domain whose certificate no trusted root vouches for: why, and what nginx sent.
+type Refused<'a> = (&'a str, String, install::Served);
+
+/// The finding for a lineage whose certificate nginx serves, but that no root trusted here
+/// leads to: a certificate from another CA than deploy.toml's (a staging one, a test CA that
+/// was started again), or a chain sent without its intermediates.
+fn untrusted(context: &Context<'_>, examined: &Examined, lineage: &Lineage, domains: &[Refused]) -> Finding {
+    let edge = &context.stack.config.edge;
+    let names: Vec<&str> = domains.iter().map(|(domain, _, _)| *domain).collect();
+    let (_, reason, served) = &domains[0];
+    let fullchain = lineage.live_dir.join("fullchain.pem");
+    let on_disk =
+        fs_err::read_to_string(&fullchain).map_or(0, |text| text.matches("-----BEGIN CERTIFICATE-----").count());
+    let mut evidence = vec![
+        format!("served for {}: serial {}, issued by `{}`", names.join(", "), served.info.serial, served.info.issuer),
+        format!(
+            "verified against the system's roots{}: {reason}",
+            match &edge.ca_bundle {
+                Some(bundle) => format!(" and `edge.ca_bundle` (`{}`)", bundle.display()),
+                None => String::new(),
+            }
+        ),
+        format!("nginx sends {} certificate(s); `{}` holds {on_disk}", served.chain.len(), fullchain.display()),
+    ];
+    let fix = if served.chain.len() < on_disk {
+        evidence.push("the intermediates are missing from what nginx sends".to_owned());
+        format!(
+            "point the site's `ssl_certificate` at `{}` (the leaf and its intermediates), as {} renders it, then reload nginx (`{}`)",
+            fullchain.display(),
+            context.command("deploy"),
+            edge.reload_command.join(" ")
+        )
+    } else {
+        let fix = format!(
+            "order it again from deploy.toml's CA (`[acme] directory` = `{}`; a staging CA's certificates are trusted by no browser): {}",
+            context.stack.config.acme.directory,
+            context.command(&format!("certs renew --force {}", examined.name))
+        );
+        match &edge.ca_bundle {
+            Some(bundle) => format!(
+                "{fix}; or, if clients are meant to trust `{}`, add its root to `{}`",
+                served.info.issuer,
+                bundle.display()
+            ),
+            None => fix,
+        }
+    };
+    Finding::error(
+        format!("cert-untrusted:{}", examined.name),
+        format!("clients do not trust the certificate nginx serves for {}", names.join(", ")),
+        fix,
+    )
+    .with_evidence(evidence)
 }
 
 /// How to get nginx answering again when it does not: `edge.start_command` when deploy.toml has
@@ -786,14 +862,22 @@ mod tests {
         }
     }
 
-    /// A TLS server on 127.0.0.1 that presents `issued` whatever the name asked.
+    /// A TLS server on 127.0.0.1 that presents `issued` and its chain whatever the name asked,
+    /// as nginx presents a `fullchain.pem`.
     fn tls_server(issued: &Issued) -> u16 {
+        use rustls::pki_types::pem::PemObject as _;
+        let chain = CertificateDer::from_pem_slice(issued.chain_pem.as_bytes()).unwrap();
+        tls_server_with(vec![issued.cert_der.clone(), chain], issued.key_der.clone_key())
+    }
+
+    /// A TLS server on 127.0.0.1 that presents `chain` whatever the name asked.
+    fn tls_server_with(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> u16 {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![issued.cert_der.clone()], issued.key_der.clone_key())
+            .with_single_cert(chain, key)
             .unwrap();
         let config = Arc::new(config);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -827,7 +911,8 @@ mod tests {
         store_lineage(dir.path(), "masstock.fr", &issued);
         std::fs::create_dir_all(dir.path().join("systemd")).unwrap();
         std::fs::write(dir.path().join("systemd").join(TIMER_UNIT), "[Timer]\n").unwrap();
-        let stack = stack(dir.path(), tls_server(&issued));
+        let mut stack = stack(dir.path(), tls_server(&issued));
+        stack.config.edge.ca_bundle = Some(trusting(dir.path(), &issued.chain_pem));
         assert_eq!(stack.certificate_lineages(), configured(&[("masstock.fr", &DOMAINS)]), "the fixture's premise");
         // The units are in a folder of their own: they count whether systemd runs or not.
         assert_eq!(examine(&context(&stack)).await, []);
@@ -854,6 +939,89 @@ mod tests {
         );
         assert!(first.evidence[1].contains("serial 42"), "{first:#?}");
         assert!(first.fix.starts_with("reload nginx so it loads the certificate on disk: `systemctl reload nginx`"));
+    }
+
+    /// `edge.ca_bundle` in `dir`, holding `roots_pem`.
+    fn trusting(dir: &Path, roots_pem: &str) -> PathBuf {
+        let bundle = dir.join("roots.pem");
+        std::fs::write(&bundle, roots_pem).unwrap();
+        bundle
+    }
+
+    fn untrusted_findings(findings: &[Finding]) -> Vec<&Finding> {
+        findings.iter().filter(|finding| finding.id.starts_with("cert-untrusted:")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_certificate_no_trusted_root_vouches_for_is_one_finding_per_lineage() {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = issue(&DOMAINS, 0x42, -1, 80);
+        store_lineage(dir.path(), "masstock.fr", &issued);
+        let mut stack = stack(dir.path(), tls_server(&issued));
+        // The system's roots alone: the test CA is not among them.
+        let findings = examine(&context(&stack)).await;
+        let untrusted = untrusted_findings(&findings);
+        assert_eq!(untrusted.len(), 1, "{findings:#?}");
+        let finding = untrusted[0];
+        assert_eq!((finding.id.as_str(), finding.severity), ("cert-untrusted:masstock.fr", Severity::Error));
+        assert!(DOMAINS.iter().all(|domain| finding.summary.contains(domain)), "{finding:#?}");
+        assert!(finding.evidence[0].contains("serial 42") && finding.evidence[0].contains("Doctor Test CA"));
+        assert!(finding.evidence[1].contains("UnknownIssuer"), "{finding:#?}");
+        assert!(finding.fix.contains("`masstockctl certs renew --force masstock.fr`"), "{}", finding.fix);
+        assert!(finding.fix.contains("https://acme-v02.api.letsencrypt.org/directory"), "{}", finding.fix);
+
+        // A bundle with another CA: adding the right root is the other way out.
+        let other = issue(&DOMAINS, 0x43, -1, 80);
+        stack.config.edge.ca_bundle = Some(trusting(dir.path(), &other.chain_pem));
+        let findings = examine(&context(&stack)).await;
+        let untrusted = untrusted_findings(&findings);
+        assert_eq!(untrusted.len(), 1, "{findings:#?}");
+        assert!(untrusted[0].evidence[1].contains("`edge.ca_bundle`"), "{:#?}", untrusted[0]);
+        assert!(untrusted[0].fix.contains("add its root to"), "{}", untrusted[0].fix);
+    }
+
+    /// nginx pointed at cert.pem instead of fullchain.pem: the root is trusted, the intermediate
+    /// is not sent, and the fix is the site's `ssl_certificate`, not a new certificate.
+    #[tokio::test]
+    async fn a_chain_sent_without_its_intermediate_points_at_fullchain() {
+        let dir = tempfile::tempdir().unwrap();
+        let root_key = rcgen::KeyPair::generate().unwrap();
+        let mut root = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        root.distinguished_name.push(rcgen::DnType::CommonName, "Doctor Test Root");
+        let root = root.self_signed(&root_key).unwrap();
+        let intermediate_key = rcgen::KeyPair::generate().unwrap();
+        let mut intermediate = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        intermediate.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        intermediate.distinguished_name.push(rcgen::DnType::CommonName, "Doctor Test Intermediate");
+        let intermediate = intermediate.signed_by(&intermediate_key, &root, &root_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf = rcgen::CertificateParams::new(DOMAINS.map(str::to_owned).to_vec()).unwrap();
+        leaf.serial_number = Some(rcgen::SerialNumber::from(0x44_u64));
+        let leaf = leaf.signed_by(&key, &intermediate, &intermediate_key).unwrap();
+        let issued = Issued {
+            key_pem: key.serialize_pem(),
+            cert_pem: leaf.pem(),
+            chain_pem: intermediate.pem(),
+            cert_der: leaf.der().clone(),
+            key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        };
+        store_lineage(dir.path(), "masstock.fr", &issued);
+        // The leaf alone, as nginx sends cert.pem.
+        let mut stack = stack(dir.path(), tls_server_with(vec![leaf.der().clone()], issued.key_der.clone_key()));
+        stack.config.edge.ca_bundle = Some(trusting(dir.path(), &root.pem()));
+        let findings = examine(&context(&stack)).await;
+        let untrusted = untrusted_findings(&findings);
+        assert_eq!(untrusted.len(), 1, "{findings:#?}");
+        assert!(untrusted[0].evidence[2].starts_with("nginx sends 1 certificate(s);"), "{:#?}", untrusted[0]);
+        assert!(untrusted[0].evidence[2].ends_with("holds 2"), "{:#?}", untrusted[0]);
+        assert!(untrusted[0].fix.starts_with("point the site's `ssl_certificate` at `"), "{}", untrusted[0].fix);
+
+        // The whole chain sent: nothing to say.
+        let port = tls_server_with(vec![leaf.der().clone(), intermediate.der().clone()], issued.key_der.clone_key());
+        stack.config.edge.https_port = port;
+        let findings = examine(&context(&stack)).await;
+        assert!(untrusted_findings(&findings).is_empty(), "{findings:#?}");
     }
 
     #[tokio::test]

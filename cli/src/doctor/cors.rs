@@ -52,7 +52,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
             let (summary, fix) = if is_certificate_problem(reason) {
                 (
                     format!("browsers cannot reach the API: the edge's certificate for `{}` is refused", site.domain),
-                    format!("the certificate findings say why; {} renews it", context.command("certs renew")),
+                    "the certificate findings (`cert-…`) say why, and what to run".to_owned(),
                 )
             } else {
                 (

@@ -1,0 +1,69 @@
+//! Which certificate authorities masstockctl trusts, and whether a presented chain leads to one:
+//! the system's roots (`rustls-native-certs`: /etc/ssl/certs on Debian) plus those of a bundle
+//! deploy.toml names (`[acme] ca_bundle` for the CA's API, `[edge] ca_bundle` for the sites).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier as _;
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, RootCertStore};
+
+/// The system's roots (unreadable ones skipped: the chain at hand may not need them) plus every
+/// certificate of `bundle`; an unreadable bundle, or one with an unusable certificate, is an error.
+pub fn root_store(bundle: Option<&Path>) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(bundle) = bundle {
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(bundle)
+            .and_then(Iterator::collect)
+            .map_err(|error| format!("failed to read `{}`: {error}", bundle.display()))?;
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .map_err(|error| format!("`{}` holds an unusable certificate: {error}", bundle.display()))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// Why a client trusting `roots` refuses `chain` (the leaf first, as a TLS server presents it)
+/// for `name`, leaving out what the dates and the names already explain (expired, not yet
+/// valid, not valid for the name): `None` when it accepts it, or when only those are wrong.
+#[must_use]
+pub fn distrust(roots: Arc<RootCertStore>, chain: &[CertificateDer<'_>], name: &str) -> Option<String> {
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Some("no certificate was presented".to_owned());
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = match WebPkiServerVerifier::builder_with_provider(roots, provider).build() {
+        Ok(verifier) => verifier,
+        Err(error) => return Some(format!("no root certificate to check it against: {error}")),
+    };
+    let server_name = match ServerName::try_from(name.to_owned()) {
+        Ok(server_name) => server_name,
+        Err(error) => return Some(format!("`{name}` is not a server name: {error}")),
+    };
+    match verifier.verify_server_cert(leaf, intermediates, &server_name, &[], UnixTime::now()) {
+        Ok(_)
+        | Err(rustls::Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. }
+            | CertificateError::NotValidForName
+            | CertificateError::NotValidForNameContext { .. },
+        )) => None,
+        Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            Some("no trusted root vouches for its issuer (UnknownIssuer)".to_owned())
+        }
+        Err(rustls::Error::InvalidCertificate(CertificateError::BadSignature)) => Some(
+            "a trusted certificate bears its issuer's name, not its key (BadSignature): another CA of the same \
+             name, such as a test CA started again"
+                .to_owned(),
+        ),
+        Err(error) => Some(error.to_string()),
+    }
+}
