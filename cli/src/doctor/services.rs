@@ -6,7 +6,7 @@ use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 use bollard::Docker;
 use futures_util::future::join_all;
 
-use super::{Context, Finding, Inspected};
+use super::{Context, Finding, Inspected, Severity};
 use crate::commands::health::resolve_secrets;
 use crate::commands::ports::{self, Claimant, PortRow};
 use crate::config::{DependencyCondition, Stack};
@@ -38,6 +38,37 @@ enum Standing {
     Starting,
     /// Running, and healthy or without a health check.
     Up,
+}
+
+/// What a container's restarts say, beside its standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crashes {
+    /// Nothing worth a finding.
+    Quiet,
+    /// The engine is between a crash and the next start.
+    Restarting,
+    /// Running, between two crashes of a loop that goes on.
+    Looping,
+    /// Running again after crashes that have stopped.
+    Recovered,
+}
+
+/// Judges the restarts of a container that stands so: restarted `restarts` times, started
+/// `started_s` seconds ago, its last exit `exited_s` seconds ago (`None`: never).
+fn crashes(standing: Standing, restarts: i64, started_s: Option<u64>, exited_s: Option<u64>) -> Crashes {
+    match standing {
+        Standing::Restarting => Crashes::Restarting,
+        Standing::Up | Standing::Starting if restarts >= CRASH_LOOP_RESTARTS => {
+            if exited_s.is_some_and(|age| age < CRASH_LOOP_ACTIVE_S) {
+                Crashes::Looping
+            } else if started_s.is_some_and(|age| age < CRASH_LOOP_WINDOW_S) {
+                Crashes::Recovered
+            } else {
+                Crashes::Quiet
+            }
+        }
+        _ => Crashes::Quiet,
+    }
 }
 
 impl Inspected {
@@ -398,13 +429,9 @@ async fn container_findings(
                 .find(|row| row.conflict.is_some() && service_of_port(stack, row.port).as_deref() == Some(service));
             let restart = context.command(&format!("restart {service}"));
             let logs = context.command(&format!("logs {service} --tail 100"));
-            let recently_started = state
-                .started_at
-                .as_deref()
-                .and_then(crate::health::seconds_since)
-                .is_some_and(|age| age < CRASH_LOOP_WINDOW_S);
+            let started = state.started_at.as_deref().and_then(crate::health::seconds_since);
             let last_exit = state.finished_at.as_deref().and_then(crate::health::seconds_since);
-            let looping = restarts >= CRASH_LOOP_RESTARTS && last_exit.is_some_and(|age| age < CRASH_LOOP_ACTIVE_S);
+            let crashed = crashes(standing, restarts, started, last_exit);
             let crashing = format!("{logs} shows why it exits; fix that cause, then {restart}");
             let finding = match standing {
                 Standing::Down => Some(Finding::error(
@@ -428,7 +455,7 @@ async fn container_findings(
                 )),
                 // Between two crashes, a crash-looping container is `running` (`starting` with a
                 // health check).
-                Standing::Up | Standing::Starting if looping => {
+                Standing::Up | Standing::Starting if crashed == Crashes::Looping => {
                     let ago = last_exit.map(crate::ui::short_duration).unwrap_or_default();
                     evidence.push(format!("its last exit was {ago} ago"));
                     Some(Finding::error(
@@ -437,13 +464,11 @@ async fn container_findings(
                         crashing,
                     ))
                 }
-                Standing::Up | Standing::Starting if restarts >= CRASH_LOOP_RESTARTS && recently_started => {
-                    Some(Finding::warning(
-                        format!("container-restarting:{service}"),
-                        format!("`{container}` runs again, but has crashed {restarts} times"),
-                        format!("{logs} shows why it exited"),
-                    ))
-                }
+                Standing::Up | Standing::Starting if crashed == Crashes::Recovered => Some(Finding::warning(
+                    format!("container-restarting:{service}"),
+                    format!("`{container}` runs again, but has crashed {restarts} times"),
+                    format!("{logs} shows why it exited"),
+                )),
                 Standing::Unhealthy => {
                     let health = state.health.clone().unwrap_or_default();
                     evidence.push(format!("failing streak: {} health check(s)", health.failing_streak.unwrap_or(0)));
@@ -469,7 +494,8 @@ async fn container_findings(
                 }
                 Standing::Up | Standing::Starting | Standing::Missing | Standing::Unknown => None,
             };
-            troubled = finding.is_some();
+            // A container that runs again after its crashes is a warning: nothing to blame.
+            troubled = finding.as_ref().is_some_and(|finding| finding.severity == Severity::Error);
             if let Some(mut finding) = finding {
                 let lines = last_log_lines(docker, &container, LOG_LINES).await;
                 if !lines.is_empty() {
@@ -605,6 +631,24 @@ mod tests {
         }
         assert_eq!(Inspected::Missing.standing(), Standing::Missing);
         assert_eq!(found(S::RUNNING, Some(H::UNHEALTHY)).describe(), "running, unhealthy");
+    }
+
+    #[test]
+    fn restarts_are_a_loop_while_the_last_exit_is_recent() {
+        let (up, starting) = (Standing::Up, Standing::Starting);
+        assert_eq!(crashes(Standing::Restarting, 1, Some(1), Some(1)), Crashes::Restarting);
+        // Between two crashes of a loop, running or (with a health check) starting.
+        assert_eq!(crashes(up, 3, Some(1), Some(5)), Crashes::Looping);
+        assert_eq!(crashes(starting, 9, Some(0), Some(119)), Crashes::Looping);
+        // Crashes that stopped: a warning while the last start is under 10 minutes old.
+        assert_eq!(crashes(up, 3, Some(300), Some(301)), Crashes::Recovered);
+        assert_eq!(crashes(up, 3, Some(700), Some(701)), Crashes::Quiet);
+        // Fewer restarts, or not running: not a loop (a stopped container is `container-down`).
+        assert_eq!(crashes(up, 2, Some(1), Some(5)), Crashes::Quiet);
+        assert_eq!(crashes(Standing::Down, 5, Some(10), Some(5)), Crashes::Quiet);
+        assert_eq!(crashes(Standing::Unhealthy, 5, Some(10), Some(5)), Crashes::Quiet);
+        // The engine's zero time (never exited) is no recent exit.
+        assert_eq!(crashes(up, 3, Some(5), None), Crashes::Recovered);
     }
 
     #[test]
