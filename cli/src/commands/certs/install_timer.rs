@@ -94,16 +94,22 @@ fn systemctl(arguments: &[&str]) -> Result<(), CommandError> {
     let command = format!("systemctl {}", arguments.join(" "));
     match Command::new("systemctl").args(arguments).output() {
         Ok(output) if output.status.success() => Ok(()),
-        Ok(output) => Err(CommandError::failure(format!(
-            "`{command}` failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-        .with_hint(
-            "the units are written; where systemd does not run (a container, a chroot), `--no-enable` \
-             writes them without asking systemctl, and `systemctl enable --now masstock-certs.timer` starts \
-             the timer once it does",
-        )),
+        Ok(output) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let failure = CommandError::failure(format!("`{command}` failed ({}): {}", output.status, stderr.trim()));
+            // systemd not PID 1 (a container, a chroot): `--no-enable` is the way. Elsewhere
+            // systemctl's own words say what to do (permissions, a unit it refuses).
+            let no_systemd = stderr.contains("not been booted with systemd")
+                || !std::path::Path::new(crate::doctor::certs::SYSTEMD_RUNTIME_DIR).exists();
+            Err(if no_systemd {
+                failure.with_hint(format!(
+                    "the units are written; systemd does not run here, so `--no-enable` writes them without \
+                     asking systemctl, and `systemctl enable --now {TIMER_UNIT}` starts the timer once it does"
+                ))
+            } else {
+                failure
+            })
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(CommandError::failure(format!(
             "`systemctl` was not found: this host does not run systemd, so the timer cannot be enabled (`{command}`)"
         ))
