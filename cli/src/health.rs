@@ -211,27 +211,29 @@ pub async fn site(
 }
 
 /// A client that reaches `domain` at the edge address `edge` (SNI and Host stay `domain`),
-/// trusting the system's roots plus those in `ca_bundle`; no proxy, no redirects followed.
+/// trusting what `certs::trust::root_store` gives (the system's roots plus those in
+/// `ca_bundle`, as doctor's chain check does); no proxy, no redirects followed.
 pub fn edge_client(
     domain: &str,
     edge: SocketAddr,
     ca_bundle: Option<&Path>,
     timeout: Duration,
 ) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
+    let roots = crate::certs::trust::root_store(ca_bundle).map_err(|error| format!("`edge.ca_bundle`: {error}"))?;
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|error| format!("cannot set up TLS: {error}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
-        .resolve(domain, edge);
-    if let Some(bundle) = ca_bundle {
-        let pem = fs_err::read(bundle).map_err(|error| format!("cannot read `edge.ca_bundle`: {error}"))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|error| format!("`{}` is not a PEM bundle: {error}", bundle.display()))?;
-        for certificate in certificates {
-            builder = builder.add_root_certificate(certificate);
-        }
-    }
-    builder.build().map_err(|error| format!("cannot build an HTTPS client: {error}"))
+        .resolve(domain, edge)
+        .build()
+        .map_err(|error| format!("cannot build an HTTPS client: {error}"))
 }
 
 /// `https://<domain>[:<port>]<path>` for the edge's HTTPS port (443 is left out).

@@ -30,10 +30,11 @@ pub fn root_store(bundle: Option<&Path>) -> Result<RootCertStore, String> {
 }
 
 /// Why a client trusting `roots` refuses `chain` (the leaf first, as a TLS server presents it)
-/// for `name`, leaving out what the dates and the names already explain (expired, not yet
-/// valid, not valid for the name): `None` when it accepts it, or when only those are wrong.
+/// for `name` at the instant `at`, or `None` when it accepts it. Not being valid for `name` is
+/// left out: the certificate's names are another question, with its own answer. Callers judge
+/// the chain at an instant inside the leaf's validity, so that a date refused is an issuer's.
 #[must_use]
-pub fn distrust(roots: Arc<RootCertStore>, chain: &[CertificateDer<'_>], name: &str) -> Option<String> {
+pub fn distrust(roots: Arc<RootCertStore>, chain: &[CertificateDer<'_>], name: &str, at: UnixTime) -> Option<String> {
     let Some((leaf, intermediates)) = chain.split_first() else {
         return Some("no certificate was presented".to_owned());
     };
@@ -46,15 +47,10 @@ pub fn distrust(roots: Arc<RootCertStore>, chain: &[CertificateDer<'_>], name: &
         Ok(server_name) => server_name,
         Err(error) => return Some(format!("`{name}` is not a server name: {error}")),
     };
-    match verifier.verify_server_cert(leaf, intermediates, &server_name, &[], UnixTime::now()) {
+    match verifier.verify_server_cert(leaf, intermediates, &server_name, &[], at) {
         Ok(_)
         | Err(rustls::Error::InvalidCertificate(
-            CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. }
-            | CertificateError::NotValidForName
-            | CertificateError::NotValidForNameContext { .. },
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         )) => None,
         Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
             Some("no trusted root vouches for its issuer (UnknownIssuer)".to_owned())
@@ -63,6 +59,14 @@ pub fn distrust(roots: Arc<RootCertStore>, chain: &[CertificateDer<'_>], name: &
             "a trusted certificate bears its issuer's name, not its key (BadSignature): another CA of the same \
              name, such as a test CA started again"
                 .to_owned(),
+        ),
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        )) => Some(
+            "a certificate of the chain above the leaf is outside its validity (an intermediate expired)".to_owned(),
         ),
         Err(error) => Some(error.to_string()),
     }

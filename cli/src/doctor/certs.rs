@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use rustls::pki_types::UnixTime;
 
 use super::{Context, Finding};
 use crate::certs::store::{self, Lineage, Manager};
@@ -359,7 +360,8 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
     let bundle = edge.ca_bundle.clone();
     let roots = tokio::task::spawn_blocking(move || trust::root_store(bundle.as_deref()).map(Arc::new));
     let (served, roots) = tokio::join!(futures_util::future::join_all(handshakes), roots);
-    let roots = roots.ok().and_then(Result::ok);
+    // A host with no root at all (no ca-certificates, no bundle) cannot judge a chain.
+    let roots = roots.ok().and_then(Result::ok).filter(|roots| !roots.is_empty());
     // Per lineage: the domains whose certificate, the one on disk, no trusted root vouches for.
     let mut distrusted: Vec<(&Examined, &Lineage, Vec<Refused>)> = Vec::new();
 
@@ -376,8 +378,9 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
         let fullchain = lineage.live_dir.join("fullchain.pem");
         match served {
             Ok(served) if served.info.serial.eq_ignore_ascii_case(&lineage.cert.serial) => {
+                let at = inside_validity(now, &served.info);
                 let Some(reason) =
-                    roots.as_ref().and_then(|roots| trust::distrust(Arc::clone(roots), &served.chain, domain))
+                    roots.as_ref().and_then(|roots| trust::distrust(Arc::clone(roots), &served.chain, domain, at))
                 else {
                     continue;
                 };
@@ -431,6 +434,20 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
     findings
 }
 
+/// `now`, or the nearest instant inside the certificate's validity: the chain is judged there,
+/// so that an expired leaf (`cert-expired`) is not also called untrusted.
+fn inside_validity(now: DateTime<Utc>, certificate: &store::CertInfo) -> UnixTime {
+    let second = TimeDelta::seconds(1);
+    let at = if now >= certificate.not_after {
+        certificate.not_after - second
+    } else if now < certificate.not_before {
+        certificate.not_before + second
+    } else {
+        now
+    };
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(at.timestamp()).unwrap_or(0)))
+}
+
 /// A domain whose certificate no trusted root vouches for: why, and what nginx sent.
 type Refused<'a> = (&'a str, String, install::Served);
 
@@ -464,11 +481,21 @@ fn untrusted(context: &Context<'_>, examined: &Examined, lineage: &Lineage, doma
             edge.reload_command.join(" ")
         )
     } else {
-        let fix = format!(
-            "order it again from deploy.toml's CA (`[acme] directory` = `{}`; a staging CA's certificates are trusted by no browser): {}",
-            context.stack.config.acme.directory,
-            context.command(&format!("certs renew --force {}", examined.name))
-        );
+        let acme = &context.stack.config.acme;
+        let renew = context.command(&format!("certs renew --force {}", examined.name));
+        // Let's Encrypt's staging directory, and most CAs' test ones, say so in their URL.
+        // (Comparing with `staging_directory` would not do: the local environment's Pebble is
+        // both.)
+        let staging = acme.directory.contains("staging");
+        let fix = if staging {
+            format!(
+                "`[acme] directory` is a staging CA's (`{}`), whose certificates no browser trusts: set the \
+                 production directory in deploy.toml, then {renew}",
+                acme.directory
+            )
+        } else {
+            format!("order it again from deploy.toml's CA (`[acme] directory` = `{}`): {renew}", acme.directory)
+        };
         match &edge.ca_bundle {
             Some(bundle) => format!(
                 "{fix}; or, if clients are meant to trust `{}`, add its root to `{}`",
@@ -480,7 +507,7 @@ fn untrusted(context: &Context<'_>, examined: &Examined, lineage: &Lineage, doma
     };
     Finding::error(
         format!("cert-untrusted:{}", examined.name),
-        format!("clients do not trust the certificate nginx serves for {}", names.join(", ")),
+        format!("no root trusted here vouches for the certificate nginx serves for {}", names.join(", ")),
         fix,
     )
     .with_evidence(evidence)
@@ -980,11 +1007,9 @@ mod tests {
         assert!(untrusted[0].fix.contains("add its root to"), "{}", untrusted[0].fix);
     }
 
-    /// nginx pointed at cert.pem instead of fullchain.pem: the root is trusted, the intermediate
-    /// is not sent, and the fix is the site's `ssl_certificate`, not a new certificate.
-    #[tokio::test]
-    async fn a_chain_sent_without_its_intermediate_points_at_fullchain() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A root, an intermediate valid until `intermediate_to_days` from now, and a leaf for
+    /// [`DOMAINS`] it signed: the root's PEM, and the leaf as stored (its chain the intermediate).
+    fn three_levels(intermediate_to_days: i64) -> (String, Issued) {
         let root_key = rcgen::KeyPair::generate().unwrap();
         let mut root = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -994,10 +1019,15 @@ mod tests {
         let mut intermediate = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         intermediate.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         intermediate.distinguished_name.push(rcgen::DnType::CommonName, "Doctor Test Intermediate");
+        let now = time::OffsetDateTime::now_utc();
+        intermediate.not_before = now - time::Duration::days(400);
+        intermediate.not_after = now + time::Duration::days(intermediate_to_days);
         let intermediate = intermediate.signed_by(&intermediate_key, &root, &root_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let mut leaf = rcgen::CertificateParams::new(DOMAINS.map(str::to_owned).to_vec()).unwrap();
         leaf.serial_number = Some(rcgen::SerialNumber::from(0x44_u64));
+        leaf.not_before = now - time::Duration::days(1);
+        leaf.not_after = now + time::Duration::days(80);
         let leaf = leaf.signed_by(&key, &intermediate, &intermediate_key).unwrap();
         let issued = Issued {
             key_pem: key.serialize_pem(),
@@ -1006,10 +1036,19 @@ mod tests {
             cert_der: leaf.der().clone(),
             key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         };
+        (root.pem(), issued)
+    }
+
+    /// nginx pointed at cert.pem instead of fullchain.pem: the root is trusted, the intermediate
+    /// is not sent, and the fix is the site's `ssl_certificate`, not a new certificate.
+    #[tokio::test]
+    async fn a_chain_sent_without_its_intermediate_points_at_fullchain() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root_pem, issued) = three_levels(400);
         store_lineage(dir.path(), "masstock.fr", &issued);
         // The leaf alone, as nginx sends cert.pem.
-        let mut stack = stack(dir.path(), tls_server_with(vec![leaf.der().clone()], issued.key_der.clone_key()));
-        stack.config.edge.ca_bundle = Some(trusting(dir.path(), &root.pem()));
+        let mut stack = stack(dir.path(), tls_server_with(vec![issued.cert_der.clone()], issued.key_der.clone_key()));
+        stack.config.edge.ca_bundle = Some(trusting(dir.path(), &root_pem));
         let findings = examine(&context(&stack)).await;
         let untrusted = untrusted_findings(&findings);
         assert_eq!(untrusted.len(), 1, "{findings:#?}");
@@ -1018,10 +1057,56 @@ mod tests {
         assert!(untrusted[0].fix.starts_with("point the site's `ssl_certificate` at `"), "{}", untrusted[0].fix);
 
         // The whole chain sent: nothing to say.
-        let port = tls_server_with(vec![leaf.der().clone(), intermediate.der().clone()], issued.key_der.clone_key());
-        stack.config.edge.https_port = port;
+        stack.config.edge.https_port = tls_server(&issued);
         let findings = examine(&context(&stack)).await;
         assert!(untrusted_findings(&findings).is_empty(), "{findings:#?}");
+    }
+
+    /// A leaf within its dates whose intermediate expired: only the chain says so.
+    #[tokio::test]
+    async fn an_expired_intermediate_is_untrusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root_pem, issued) = three_levels(-1);
+        store_lineage(dir.path(), "masstock.fr", &issued);
+        let mut stack = stack(dir.path(), tls_server(&issued));
+        stack.config.edge.ca_bundle = Some(trusting(dir.path(), &root_pem));
+        let findings = examine(&context(&stack)).await;
+        assert!(
+            !findings.iter().any(|finding| finding.id.starts_with("cert-expired")),
+            "the leaf is valid: {findings:#?}"
+        );
+        let untrusted = untrusted_findings(&findings);
+        assert_eq!(untrusted.len(), 1, "{findings:#?}");
+        assert!(untrusted[0].evidence[1].contains("an intermediate expired"), "{:#?}", untrusted[0]);
+    }
+
+    /// An expired certificate from a trusted CA is `cert-expired`, and that alone.
+    #[tokio::test]
+    async fn an_expired_leaf_is_not_also_untrusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let expired = issue(&DOMAINS, 0x45, -90, -1);
+        store_lineage(dir.path(), "masstock.fr", &expired);
+        let mut stack = stack(dir.path(), tls_server(&expired));
+        stack.config.edge.ca_bundle = Some(trusting(dir.path(), &expired.chain_pem));
+        let findings = examine(&context(&stack)).await;
+        assert!(findings.iter().any(|finding| finding.id == "cert-expired:masstock.fr"), "{findings:#?}");
+        assert!(untrusted_findings(&findings).is_empty(), "{findings:#?}");
+    }
+
+    /// A certificate from the staging directory deploy.toml still names: the fix says to change
+    /// the directory first, since renewing would bring another one nobody trusts.
+    #[tokio::test]
+    async fn a_staging_directory_is_named_in_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = issue(&DOMAINS, 0x46, -1, 80);
+        store_lineage(dir.path(), "masstock.fr", &issued);
+        let mut stack = stack(dir.path(), tls_server(&issued));
+        stack.config.acme.directory = "https://acme-staging-v02.api.letsencrypt.org/directory".into();
+        let findings = examine(&context(&stack)).await;
+        let untrusted = untrusted_findings(&findings);
+        assert_eq!(untrusted.len(), 1, "{findings:#?}");
+        assert!(untrusted[0].fix.starts_with("`[acme] directory` is a staging CA's"), "{}", untrusted[0].fix);
+        assert!(untrusted[0].fix.ends_with("`masstockctl certs renew --force masstock.fr`"), "{}", untrusted[0].fix);
     }
 
     #[tokio::test]
