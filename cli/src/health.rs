@@ -220,12 +220,7 @@ pub fn edge_client(
     timeout: Duration,
 ) -> Result<reqwest::Client, String> {
     let roots = crate::certs::trust::root_store(ca_bundle).map_err(|error| format!("`edge.ca_bundle`: {error}"))?;
-    let tls =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| format!("cannot set up TLS: {error}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let tls = crate::certs::trust::client_config(roots)?;
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .no_proxy()

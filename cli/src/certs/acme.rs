@@ -122,11 +122,7 @@ impl AcmeHttp {
                 "no root certificate to trust: install `ca-certificates` or set `[acme] ca_bundle`".into(),
             ));
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| AcmeError::Other(error.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::certs::trust::client_config(roots).map_err(AcmeError::Other)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()

@@ -29,6 +29,15 @@ pub fn root_store(bundle: Option<&Path>) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// A TLS client configuration (ring, the safe protocol versions) that trusts `roots`.
+pub fn client_config(roots: RootCertStore) -> Result<rustls::ClientConfig, String> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("cannot set up TLS: {error}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Why a client trusting `roots` refuses `chain` (the leaf first, as a TLS server presents it)
 /// for `name` at the instant `at`, or `None` when it accepts it. Not being valid for `name` is
 /// left out: the certificate's names are another question, with its own answer. Callers judge
