@@ -713,10 +713,28 @@ mod tests {
 
     fn issue(names: &[&str], serial: u64, from_days: i64, to_days: i64) -> Issued {
         let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params("Doctor Test CA").self_signed(&ca_key).unwrap();
+        leaf_under(names, serial, from_days, to_days, &ca, &ca_key)
+    }
+
+    /// A CA's parameters, with `name` as its common name.
+    fn ca_params(name: &str) -> rcgen::CertificateParams {
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(rcgen::DnType::CommonName, "Doctor Test CA");
-        let ca = ca.self_signed(&ca_key).unwrap();
+        ca.distinguished_name.push(rcgen::DnType::CommonName, name);
+        ca
+    }
+
+    /// A leaf for `names` with `serial`, valid from `from_days` to `to_days` around now, signed
+    /// by `issuer`, whose certificate is the leaf's chain.
+    fn leaf_under(
+        names: &[&str],
+        serial: u64,
+        from_days: i64,
+        to_days: i64,
+        issuer: &rcgen::Certificate,
+        issuer_key: &rcgen::KeyPair,
+    ) -> Issued {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut leaf =
             rcgen::CertificateParams::new(names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>()).unwrap();
@@ -724,11 +742,11 @@ mod tests {
         let now = time::OffsetDateTime::now_utc();
         leaf.not_before = now + time::Duration::days(from_days);
         leaf.not_after = now + time::Duration::days(to_days);
-        let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        let leaf = leaf.signed_by(&key, issuer, issuer_key).unwrap();
         Issued {
             key_pem: key.serialize_pem(),
             cert_pem: leaf.pem(),
-            chain_pem: ca.pem(),
+            chain_pem: issuer.pem(),
             cert_der: leaf.der().clone(),
             key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         }
@@ -1011,32 +1029,14 @@ mod tests {
     /// [`DOMAINS`] it signed: the root's PEM, and the leaf as stored (its chain the intermediate).
     fn three_levels(intermediate_to_days: i64) -> (String, Issued) {
         let root_key = rcgen::KeyPair::generate().unwrap();
-        let mut root = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        root.distinguished_name.push(rcgen::DnType::CommonName, "Doctor Test Root");
-        let root = root.self_signed(&root_key).unwrap();
+        let root = ca_params("Doctor Test Root").self_signed(&root_key).unwrap();
         let intermediate_key = rcgen::KeyPair::generate().unwrap();
-        let mut intermediate = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        intermediate.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        intermediate.distinguished_name.push(rcgen::DnType::CommonName, "Doctor Test Intermediate");
+        let mut intermediate = ca_params("Doctor Test Intermediate");
         let now = time::OffsetDateTime::now_utc();
         intermediate.not_before = now - time::Duration::days(400);
         intermediate.not_after = now + time::Duration::days(intermediate_to_days);
         let intermediate = intermediate.signed_by(&intermediate_key, &root, &root_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut leaf = rcgen::CertificateParams::new(DOMAINS.map(str::to_owned).to_vec()).unwrap();
-        leaf.serial_number = Some(rcgen::SerialNumber::from(0x44_u64));
-        leaf.not_before = now - time::Duration::days(1);
-        leaf.not_after = now + time::Duration::days(80);
-        let leaf = leaf.signed_by(&key, &intermediate, &intermediate_key).unwrap();
-        let issued = Issued {
-            key_pem: key.serialize_pem(),
-            cert_pem: leaf.pem(),
-            chain_pem: intermediate.pem(),
-            cert_der: leaf.der().clone(),
-            key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        };
-        (root.pem(), issued)
+        (root.pem(), leaf_under(&DOMAINS, 0x44, -1, 80, &intermediate, &intermediate_key))
     }
 
     /// nginx pointed at cert.pem instead of fullchain.pem: the root is trusted, the intermediate
