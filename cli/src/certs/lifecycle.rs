@@ -55,7 +55,7 @@
 //!   would refuse the new certificate after the CA issued it, at every run.
 //! - **New names.** A certificate that lacks a name deploy.toml serves with it is due at once
 //!   (`names-changed`, certbot's `--expand`), and `status` exits 1 for it.
-//! - **Hangs.** Every retry loop is bounded (badNonce 400 with pauses of at most 200 ms, transient
+//! - **Hangs.** Every retry loop is bounded (`badNonce` 400 with pauses of at most 200 ms, transient
 //!   errors 4 with backoff), 429 is never retried, and the systemd unit has
 //!   `TimeoutStartSec=30min`.
 //! - **One bad lineage** fails alone; the others are renewed.
