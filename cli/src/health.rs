@@ -5,6 +5,54 @@
 //!
 //! No detail may hold a secret: callers pass the secret values they used to [`timed`], which
 //! replaces them with `***` in whatever a client library put in its error message.
+//!
+//! # What `health` answers
+//!
+//! "Does the stack work?", for an operator, from the host, the way the reference's troubleshooting
+//! guide asks it, but in one command and without the `docker` CLI. Every check runs at once
+//! (`join_all`), each with its own deadline (`--timeout`, 5 s) and its latency, so one hanging
+//! dependency costs one timeout, not the sum. Exit 1 when any check fails. No check depends on
+//! another's verdict: each says why it could not run (no container, a secret missing from the env
+//! file, the engine unreachable) instead of being skipped. The command turns the `Stack` into the
+//! list of checks; the checks are:
+//!
+//! - **`container <service>`**, for every enabled service: the engine's state and Docker health of
+//!   `<project>_<service>`, the primary (a rollout's `_standby` is `status`'s business). Running
+//!   without a health check passes; `starting` and `unhealthy` fail, the latter quoting the last
+//!   health log. A missing container says `masstockctl deploy` creates it. This is the reference's
+//!   `docker ps -a` and `docker inspect … Health`.
+//! - **`http <service> <path>`**, for each service with an `http` health check: the same path, but
+//!   from the host through the port the service publishes on `edge.upstream_host`. It proves what
+//!   the container's own check cannot: the port mapping works, which is nginx's path in. The API's
+//!   `/health` must say `"status":"ok"` and the app's `healthy` (DESIGN's contract), and the API's
+//!   `/health/ready` is checked too, because it probes the API's own PostgreSQL and Redis and names
+//!   what failed. Redirects are not followed: a redirect there is a misconfiguration worth seeing.
+//! - **`redis`**: `PING` with the password (the redis service's `REDIS_PASSWORD`, else the one in
+//!   the API's `REDIS_URL`, from the env file), then `INFO persistence`: `aof_enabled:1` and
+//!   `aof_last_write_status:ok`, because the queue survives a restart only through the AOF and a
+//!   full disk shows there first. Redis publishes no port, so the check goes to the container's
+//!   address on the project network (`NetworkSettings.Networks[network].IPAddress`); on Linux the
+//!   host reaches bridge addresses. The password is percent-encoded into the URL, so any value
+//!   works.
+//! - **`worker heartbeat`**: the freshest `bull:workflow-queue:heartbeat:*` is under 30 s old (the
+//!   key's TTL and the worker's own health check's limit), read with the queue crate's read-only
+//!   `Inspector`, the view `queue ls` uses. A worker whose container runs but whose loop is stuck
+//!   fails here and nowhere else.
+//! - **`postgres`**: `SELECT 1` with the API's `DATABASE_URL` (sqlx). A `host.docker.internal` host
+//!   means the Docker host, which is this machine, so it is reached on 127.0.0.1.
+//! - **`site <domain>`**, for each enabled site: HTTPS through nginx at
+//!   `edge.upstream_host:edge.https_port`, with the domain as SNI and Host (reqwest's `resolve`), so
+//!   neither DNS nor the public address is involved, and the certificate is verified against the
+//!   system's roots plus `edge.ca_bundle` (the local environment's test CA). The path is the site
+//!   service's health path, or `/`. This is the reference's "from the internet" `curl`, minus DNS.
+//!
+//! **Secrets never show.** Each detail passes through [`scrub`], which replaces every value of the
+//! env file (and its percent-encoding) with `***`, whatever a client library put in its error.
+//! PostgreSQL is named by `host:port/database` only.
+//!
+//! `--watch [SECS]` runs the round again every SECS seconds (2) until Ctrl-C and exits with the
+//! last round's verdict. On a terminal it redraws in place; with `--json` it prints one document
+//! per line.
 
 use std::fmt::Write as _;
 use std::future::Future;

@@ -2,6 +2,55 @@
 //!
 //! The templates are embedded in the binary. Rendering is a pure function of the stack: the same
 //! deploy.toml gives the same bytes, and no secret value is ever read, let alone written.
+//!
+//! The templates are `templates/nginx-site.conf.tera` (the host nginx site, included in nginx's
+//! `http` block) and `templates/docker-compose.yml.tera`, embedded with `include_str!` as
+//! [`TEMPLATES`]; `RenderError` names the template and the line.
+//!
+//! # The compose file
+//!
+//! There is no `env_file:`. Each service's `environment:` lists exactly the variables it declares
+//! plus the derived ones. Each secret reference is rendered as
+//! `${NAME:?NAME must be set in the env file passed with --env-file}`, so compose fills it from
+//! `--env-file` and refuses to start when a secret is unset or empty, where it would otherwise
+//! start redis without a password. `env_file:` would give every container every secret (n8n, a
+//! third-party image, would get `JWT_SECRET` and `GEMINI_API_KEY`): least privilege is worth more
+//! than matching the reference's habit here, and the rendered header says how to pass the env file.
+//! Volume and network names are pinned with `name:` to DESIGN's names (`redis_data`,
+//! `masstock_network`), so they match what deploy creates. There is no top-level `name:` or
+//! `version:`, because docker-compose 1.29 rejects the first and v2 warns about the second.
+//!
+//! # Health checks
+//!
+//! `command` (exec), `shell` (`CMD-SHELL`) or `http` (a path on a container port). In images we
+//! build, which have no shell and no wget, an `http` check runs the service's own binary:
+//! `<binary> healthcheck --url URL` ([`health_test_command`]); that is the contract for the service
+//! crates. In third-party images it runs `wget --spider`. Durations are written in seconds for
+//! compose because Go durations have no `d` unit.
+//!
+//! # The nginx site
+//!
+//! - Each domain gets a port-80 server and a 443 server. Each redirect names its own host rather
+//!   than `$host`, so a foreign Host header cannot turn it into an open redirect.
+//! - On the HTTPS port, a `default_server` with `ssl_reject_handshake` refuses names that no site
+//!   serves; otherwise nginx would answer them with the first site, the API.
+//!   `edge.reject_unknown_hosts = false` turns this off when another site on the host owns that
+//!   default.
+//! - nginx is the first hop, so it sets `X-Forwarded-For` to the peer address rather than appending
+//!   to what the client sent: a forged header cannot dodge the API's per-address limits.
+//!   `server_tokens` is off. `limit_req_status 429` sits inside the API location, so other sites on
+//!   the host keep their settings. `/metrics` answers 404.
+//! - TLS follows Mozilla's intermediate profile without the DHE suites (no dhparam file to manage)
+//!   and without OCSP stapling (Let's Encrypt ended OCSP in 2025). `http2` uses the
+//!   `listen … http2` syntax that nginx 1.22 understands.
+//! - Security headers use `always`. Because `add_header` inside an `if` replaces the headers
+//!   inherited from the server block, the preflight block repeats them.
+//! - The allowed CORS origins are a `map`: an allowed origin is echoed back, and any other origin
+//!   gets a 204 with no `Access-Control-*` header at all (nginx drops a header whose value is
+//!   empty).
+//! - Every `map`, upstream and zone is prefixed with the project name (with `-` made `_`), so the
+//!   site can sit beside other sites on the host; upstreams are named per service and port, so one
+//!   service can sit behind two sites on two ports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -3,6 +3,21 @@
 //!
 //! The env file is Docker's format (`NAME=value` lines, `#` comments, no quoting), so compose's
 //! `env_file` and `--env-file` read the same file. It is written atomically with mode 0600.
+//!
+//! Secrets live only in the env file. In a service's `env`, `${NAME}` names a secret and `$$` is a
+//! literal `$`. `config check` reports a referenced secret missing from an env file that exists as
+//! an error, an empty one as a warning, and a missing env file as a warning whose hint is
+//! `secrets generate`. A secret spliced into a URL (`redis://:${REDIS_PASSWORD}@…`) must hold only
+//! URL-safe characters: the reference's `randomBytes(32).toString('base64')` contains a `/` about
+//! half the time, which silently breaks the URL, so `config check` rejects such a value and
+//! `secrets generate` uses URL-safe base64.
+//!
+//! `EnvFile`'s `Debug` shows names only; `render` never reads the env file. Writing the env file
+//! goes through a temporary file with an unpredictable name and a rename. A symlink is written
+//! through to its target, the owner of an existing file is kept, new folders are created 0700, and
+//! the folder is synced after the rename. `secrets generate --force` adds what is missing and never
+//! replaces a value already set: rotating a secret is a separate operation, not a side effect of
+//! generation.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,6 +1,13 @@
 //! The app end to end in a real browser: headless Chromium through the host nginx with TLS, the
 //! app and the API on different origins (cookies, CORS preflight) as in production, the worker
 //! and the fake Gemini behind them.
+//!
+//! The API, the worker, the app server and the fake Gemini run inside the test, behind the host
+//! nginx rendered from the production environment with test certificates, on free ports; Chromium
+//! maps the production names to 127.0.0.1 (`--host-resolver-rules`), so cookies, CORS and the CSP
+//! work as in production. It logs in, runs three prompts, waits for the images, reloads, logs out,
+//! then checks a 375 px phone (no sideways scroll, labelled fields, keyboard login, live region).
+//! Screenshots go to `target/e2e-artifacts/`; a wait that times out prints the browser's console.
 
 use std::path::PathBuf;
 use std::time::Duration;

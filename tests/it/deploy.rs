@@ -5,6 +5,14 @@
 //! Everything is the test's own: project `mst<random>` (containers, network, volumes), image
 //! repositories `mst<random>/…`, free ports, a PostgreSQL database, the fake Gemini server, an
 //! nginx with its own prefix folder. [`Cleanup`] removes all of it even when an assertion fails.
+//!
+//! One stack walks through issue 6: health green, a no-change deploy, an execution through nginx
+//! to `completed`, an api redeploy under a request loop with 0 failures, a worker redeploy in the
+//! middle of an execution that still completes, an unhealthy api refused with its evidence while
+//! the old one serves, rollback, the lock, a site nginx refuses, `kill -9` of the api, `down`. One
+//! stack for all of it keeps the suite's time down. `stack.rs` holds what deploying such a stack
+//! takes (`LocalStack`, `Project`, `Cleanup`, the API client steps), shared with `doctor.rs`, which
+//! deploys a second one.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,5 +1,13 @@
 //! Support for end-to-end tests against the real tools: free ports, processes that are stopped
 //! even when a test fails, test certificates, and deploy.toml variants pointing into a sandbox.
+//!
+//! `ChildGuard` stops a process even when a test panics, `free_port` finds a port, `require_tool`
+//! fails with "run `script/bootstrap`", `TestCertificates` is an rcgen CA with a leaf, and
+//! `config_with_environment` builds the shipped deploy.toml plus an `e2e` environment that points
+//! into a temporary folder. `webdriver` is a small client of the W3C `WebDriver` protocol (reqwest,
+//! JSON) for Debian's `chromedriver` and headless `chromium`. `workspace_binary`
+//! builds masstockctl and fake-gemini with the running cargo, since `CARGO_BIN_EXE_*` only names a
+//! package's own binaries.
 
 pub mod webdriver;
 

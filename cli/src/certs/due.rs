@@ -4,6 +4,17 @@
 //! of the lifetime is left. The one-third rule scales with the lifetime, so it is right for Let's
 //! Encrypt's 90-day, 45-day and 6-day certificates alike, and for a test CA's hour-long ones, where
 //! certbot's fixed "30 days before" would renew on every run.
+//!
+//! `decide` goes, in order: `--force`; expired (due at once); the CA's ARI window when `renew`
+//! got one: due from a point in the window derived from the serial's SHA-256, so it is uniform
+//! across certificates and the same on every run of the timer, and at once when the window is
+//! past; else when less than a third of the lifetime (`notAfter` − `notBefore`) is left:
+//! 30 days of a 90-day certificate (certbot's figure), 53 hours of Let's Encrypt's 6-day ones, 20
+//! minutes of a 1-hour Pebble test certificate. Pebble 2.4.0 has no ARI, so the ARI rule is tested
+//! here against a recorded `renewalInfo` answer. `certs status` never touches the network: it
+//! reports the one-third moment and says `renew` also asks for ARI. (`renew` also makes a
+//! certificate that lacks a name deploy.toml serves with it due at once: `names-changed`, certbot's
+//! `--expand`.)
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;

@@ -1,6 +1,15 @@
 //! The verified install of a new certificate version: `nginx -t`, reload, then a TLS handshake
 //! to every name through the edge must show the new serial; otherwise the lineage goes back to
 //! its previous version and nginx is reloaded on it.
+//!
+//! The handshake goes with SNI through `upstream_host:https_port`, until the served leaf's serial
+//! is the new one (up to 5 s: nginx swaps workers asynchronously). Checking the *served* serial,
+//! not only that reload exited 0, catches what otherwise shows up weeks later as an expired
+//! certificate: a reload that did not happen, a site that points at another file, a second nginx on
+//! the port, a `default_server` answering for a name. The handshake does not verify the chain: the
+//! question is which certificate nginx loaded (`verify_install`, `served_serial`, `served`; doctor
+//! asks `served` too). On any failure the `live/` links go back to the previous version, nginx is
+//! reloaded on it, the error is recorded for `certs status`, and the command exits 1.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};

@@ -1,6 +1,64 @@
 //! Issuing and renewing the stack's certificates, shared by `certs issue` and `certs renew`:
 //! which certificates deploy.toml wants, what is due, one ACME order each, the new version
 //! stored in certbot's layout and installed with verification, errors recorded per lineage.
+//!
+//! Per certificate:
+//!
+//! 1. **Plan.** deploy.toml's domains make one SAN certificate named after the apex (the folder
+//!    `Stack::certificate_paths` gives the nginx site), or one per domain
+//!    (`Stack::certificate_lineages`). `renew` walks the lineages in `cert_dir` instead (ours and
+//!    certbot's) and asks `due::decide`: the CA's ARI window when `renewal_info` answers, else one
+//!    third of the lifetime left.
+//! 2. **Account.** `acme::AcmeClient::connect` restores
+//!    `accounts/<CA host>/masstockctl/account.json` (0600, atomic write) or registers one (contact,
+//!    terms of service, EAB when configured; the HMAC key is only ever a `${NAME}` reference to the
+//!    env file). When an order answers `accountDoesNotExist` (a CA that was reset), it registers
+//!    again and retries once.
+//! 3. **Order and self-check.** All pending HTTP-01 challenges are written to
+//!    `<webroot>/.well-known/acme-challenge/` (0644, removed when the order is done, failed or
+//!    not), then fetched by us as the CA will (plain HTTP, `Host: <name>`, to
+//!    `edge.upstream_host:edge.http_port`), and only when every one answers with its key
+//!    authorization is any challenge set ready. A broken webroot or nginx site therefore costs no
+//!    failed validation (Let's Encrypt limits those per hour), and the message names the URL.
+//! 4. **Retries** (`acme.rs`). instant-acme retries a `badNonce` three times per request; every
+//!    ACME operation is wrapped again (`retrying!`): up to 400 more tries for `badNonce` (a new
+//!    nonce is in hand, so the pause is short, at most 200 ms), 4 with exponential backoff (0.5 s →
+//!    8 s) for timeouts (30 s per request, in our hyper transport), connection failures and 5xx. A
+//!    429 is not retried: it is reported with the problem's detail (the limit) and the
+//!    `Retry-After` our transport kept, since instant-acme's error drops headers. Order polling
+//!    backs off ×1.5 from 250 ms for up to 90 s.
+//! 5. **Store.** Key (ECDSA P-256, rcgen; the CSR has an explicit subject), leaf and chain split as
+//!    certbot does; `store::write_version` writes `archive/<name>/<kind>N.pem` and switches `live/`.
+//! 6. **Verified install** (`install.rs`): `[edge] test_command`, `reload_command` (the deploy's
+//!    runner), then a handshake per name until the new serial is served; on any failure the
+//!    previous version comes back, the error is recorded for `certs status`, and the command exits
+//!    1.
+//! 7. **Dry run.** `renew --dry-run` runs 2–5 against `[acme] staging_directory` (account kept in
+//!    `state_dir`), stores into a temporary folder and skips 6: nothing in `cert_dir` or nginx
+//!    changes.
+//!
+//! A lock (`<state_dir>/<project>.certs.lock`, the deploy lock's mechanism under another name)
+//! keeps a timer's run and an operator's apart. Unlike the deploy lock, a certs lock whose holder
+//! no longer runs is taken over: `renew` runs unattended, and a lock left by a reboot must not stop
+//! renewals until the certificate expires.
+//!
+//! What a review made sure renewal cannot do silently (each would stop renewals, or spend Let's
+//! Encrypt's 5-a-week duplicate-certificate limit, until expiry):
+//!
+//! - **Scope.** `renew` works on the certificates deploy.toml declares. A lineage certbot made
+//!   under a declared name is taken over; other lineages of the host (another site, a mail
+//!   server's) are left to whoever manages them, with their hooks.
+//! - **`replaces` refused.** The CA may refuse an order naming the certificate it replaces
+//!   (certbot's account issued it, we registered again, it was replaced already): the order goes
+//!   again without `replaces`.
+//! - **A broken nginx.** `nginx -t` runs before the order: a configuration nginx already refuses
+//!   would refuse the new certificate after the CA issued it, at every run.
+//! - **New names.** A certificate that lacks a name deploy.toml serves with it is due at once
+//!   (`names-changed`, certbot's `--expand`), and `status` exits 1 for it.
+//! - **Hangs.** Every retry loop is bounded (`badNonce` 400 with pauses of at most 200 ms, transient
+//!   errors 4 with backoff), 429 is never retried, and the systemd unit has
+//!   `TimeoutStartSec=30min`.
+//! - **One bad lineage** fails alone; the others are renewed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

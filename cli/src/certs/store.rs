@@ -7,10 +7,28 @@
 //! <cert_dir>/masstockctl/<name>.json                              our last renewal error
 //! ```
 //!
-//! A lineage whose renewal configuration lacks our marker key was made by certbot. Writing a new
-//! version replaces that configuration with ours (the original is kept beside it as
-//! `<name>.conf.certbot`, which certbot's `*.conf` glob ignores); ours carries `autorenew = False`
-//! so a certbot timer still installed leaves the lineage to `masstockctl certs renew`.
+//! Storage is certbot's, so nginx's paths, certbot's tools and the reference's
+//! `/etc/letsencrypt/live/masstock.fr/` keep working.
+//!
+//! - **Writing a version.** `write_version` writes `archive/<name>/<kind>N.pem` (N = highest in the
+//!   archive + 1, even after a rollback; each file created exclusively and fsynced, the key 0600),
+//!   then `renewal/<name>.conf`, then switches each `live/<name>/<kind>.pem` symlink to
+//!   `../../archive/<name>/<kind>N.pem` (relative, as certbot's) by creating it at a temporary name
+//!   and renaming it over the old one: readers see the old file or the new one, never none. The key
+//!   switches first and `fullchain` last. `switch_to` points the links at an older N for rollback.
+//!   Folders are created 0700 as certbot does.
+//! - **Who renews a lineage.** Our `renewal/<name>.conf` is certbot's configobj format (top-level
+//!   paths, `[renewalparams]` with `authenticator = webroot`, `server`, `key_type`,
+//!   `[[webroot_map]]`) plus a first line `# managed by masstockctl` and the key
+//!   `masstockctl_managed = True`. A conf without that key is certbot's: `status` says `certbot`.
+//!   Writing a new version over a certbot lineage takes it over: certbot's conf is kept as
+//!   `<name>.conf.certbot` (its `*.conf` glob skips it) and ours replaces it. Ours carries
+//!   `autorenew = False`, so a certbot timer still installed skips the lineage instead of renewing
+//!   it too; `disable_autorenew` does the same to a certbot conf in place. A lineage with no conf
+//!   (made by hand) counts as ours: nothing else renews it.
+//! - **The last renewal error** lives in `<cert_dir>/masstockctl/<name>.json` (message and time,
+//!   0600), not in the renewal conf: a failed renewal of a certbot lineage must not rewrite
+//!   certbot's file. `record_error(None)` removes it after a success.
 //!
 //! The store never writes outside `cert_dir`, and every error names the path it is about.
 

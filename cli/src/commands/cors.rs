@@ -1,5 +1,20 @@
 //! `masstockctl cors test`: a browser's CORS exchange with the API, through the edge, judged
 //! against deploy.toml's `[cors]`.
+//!
+//! One of the reference's troubleshooting scenarios as a command that names the cause. It sends the
+//! browser's two requests to the site with `cors = true` through `health::edge_client` (the same
+//! client `health`'s site checks use) and `judge`s the answers against `[cors]`: a pure function
+//! from the two answers to the verdict and its reasons, unit-tested piece by piece. The preflight
+//! is nginx's (the template answers it at the edge), the real request is the API's, so a reason
+//! says which of the two to redeploy. It reads one variable of the API container, `CORS_ORIGIN`
+//! (`cors_origin_in`), and never prints the others, which hold secrets; a container that is absent
+//! or an engine that is unreachable is a note on stderr, not a failure, since the requests already
+//! say whether CORS works. `doctor` sends the same exchange (`exchange`) and applies the same
+//! `judge` and `origins_differ`.
+//!
+//! Tests (`tests/it/diagnose.rs`): a real nginx rendered from deploy.toml runs in front of a
+//! stand-in API that answers as the API's CORS layer does, and deploy.toml is then changed to
+//! another origin without rendering again (the wrong-origin fault).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

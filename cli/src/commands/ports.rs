@@ -1,5 +1,27 @@
 //! `masstockctl ports`: every host port deploy.toml declares, who holds it now (a process, found
 //! through `/proc`, or a container, through the engine), and whether that blocks the stack.
+//!
+//! One of the reference's troubleshooting scenarios as a command that names the cause. It lists
+//! what deploy.toml declares (`declared_ports`: each enabled service's published ports, then the
+//! edge's two) and who holds each one now, from two sources that need no external tool: the
+//! engine's running containers and their published ports (`list_containers`), and the kernel's
+//! listening sockets (`/proc/net/tcp{,6}`, state `0A`, the address printed in host byte order),
+//! each socket's inode traced to a process through the `socket:[inode]` links of `/proc/<pid>/fd`
+//! (the lowest PID when several share it: nginx's master).
+//!
+//! - A container wins over a process, because Docker's docker-proxy holds the socket on its behalf,
+//!   and with the userland proxy off only the engine knows.
+//! - A socket blocks a declared port when it is on the same address or either side is a wildcard.
+//! - `assess` is a pure function of those lists, so its rules are tested without a host to set up.
+//! - A port nobody holds is not a conflict (`status` and `health` say whether the service runs); an
+//!   edge port held by a process we may not name (another user's, without root) is given the
+//!   benefit of the doubt.
+//! - A port declared twice never reaches `assess`: deploy.toml's validation refuses it (exit 2, at
+//!   the line).
+//! - `doctor` judges ports with the same rows (`rows_for`) and the same `assess`.
+//!
+//! Tests (`tests/it/diagnose.rs`): the test process holds a declared port and `ports` must name its
+//! PID and command name, and nginx is accepted on the edge's ports.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -3,6 +3,22 @@
 //! Loading goes parse (TOML syntax) → merge the selected environment over the top level →
 //! deserialize with the path of any failing key → validate across keys. Every error becomes a
 //! [`Diagnostic`] that points at the line and column where the offending key is written.
+//!
+//! `Stack` is the only thing commands see: a validated `Config` for one environment, with relative
+//! paths made absolute, the secret references it found, and the env file when one exists. It also
+//! answers the questions commands ask of a stack: `start_order`, `environment_of` (each
+//! container's environment: the services never read deploy.toml), `certificate_paths`,
+//! `certificate_lineages`, `image_reference`.
+//!
+//! **Environments are overrides** (Kamal's destinations). Tables merge key by key, while arrays and
+//! values are replaced. `enabled = false` removes a service or site in an environment.
+//! `config check` validates every environment, not only the selected one; other commands validate
+//! only the one they use.
+//!
+//! **The local environment** (`[environments.local]`): domains are under `.localhost`, the edge
+//! listens on 5002 (where the bootstrap's Pebble sends HTTP-01 validations) and 8443, state lives
+//! under `.masstock/local/` (ignored by git), redis is built from the host's `redis-server`
+//! package, n8n is disabled, and ACME points at the bootstrap's Pebble.
 
 mod source;
 pub mod units;

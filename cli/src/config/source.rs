@@ -1,4 +1,10 @@
 //! Where a key of deploy.toml is written: key paths, spans, and diagnostics with a caret snippet.
+//!
+//! serde reports a key path (`serde_path_to_error`), and `toml_edit`'s spans map that path back to
+//! the file. This also works after the environment merge, because the path is looked up first
+//! under `[environments.E]` (`Source::locate` prefers the place where the selected environment
+//! overrides the key). Unknown keys and values get a "did you mean" hint (Jaro-Winkler similarity
+//! above 0.8). `Diagnostic::render` prints the caret snippet.
 
 use std::fmt::{self, Write as _};
 use std::ops::Range;

@@ -1,5 +1,26 @@
 //! Checks that span several keys of deploy.toml: names, references between services, ports,
 //! cycles, secrets. Each finding points at the key that has to change.
+//!
+//! `config check` passing means the tools accept the output: anything a valid deploy.toml can say
+//! must render into a site that `nginx -t` accepts and a file `docker-compose config` reads as
+//! written. So:
+//!
+//! - Names and paths written unquoted into nginx (environment, project, site and volume names,
+//!   log, certificate and webroot paths, `cert_name`, header names) are restricted to characters
+//!   that cannot change the meaning of the file.
+//! - Every YAML key is JSON-quoted (in the template), so a service `on` or a variable `NO` is not
+//!   read as a boolean.
+//! - Images must follow Docker's reference grammar. Mounts cannot hold `:`, and compose-bound
+//!   strings cannot hold control characters.
+//! - Sizes are byte counts nginx accepts (k or m, at most 1 GiB; zones at least 32k).
+//! - `*` is refused as a CORS origin because the API sends credentials. `upstream_host` must be
+//!   IPv4, because that is where Docker publishes the ports.
+//! - A value is declared once: `CORS_ORIGIN` comes from `[cors] origins` and `RATE_LIMIT_*` from
+//!   `[rate_limits]`; declaring them in a service is an error, so the edge and the API cannot
+//!   disagree.
+//! - A stop period shorter than a service's `SHUTDOWN_GRACE_SECONDS` plus 10 s is refused.
+//! - A secret spliced into a URL must be URL-safe (see `crate::secrets`).
+//! - A check reports every problem it finds instead of stopping at the first.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,113 @@
 //! `deploy`'s engine: the plan (what each service needs, from the configuration hashes stored in
 //! its container's labels) and its application (health-gated, start-first where traffic must not
 //! stop). `rollback`, `restart` and `down` reuse its pieces.
+//!
+//! Kamal and Dokku are the models: a health-gated cutover, a rollback to a kept image, a lock, and a
+//! failure that says why. `docker compose up` is the baseline: the same objects, so compose tools
+//! still see the stack.
+//!
+//! # The plan
+//!
+//! Each service resolves into a `ServiceSpec` (`spec.rs`): the container's Engine API body (image,
+//! command, environment with the secrets filled in, ports on `edge.upstream_host`, named volumes
+//! `<project>_<volume>`, health check, restart policy, `extra_hosts`, stop timeout, network alias =
+//! the service name) and three sha256 hashes, stored as labels: `io.masstock.hash.image` (the image
+//! ID), `…hash.settings` (everything but the environment) and `…hash.env` (the resolved
+//! environment), plus `io.masstock.config-hash` over the three. The plan compares them with the
+//! running container's labels: equal → `keep` (or `start` when stopped), different → `recreate`
+//! with the parts that changed (`image`, `config`, `env`), absent → `create`; a container of the
+//! project that deploy.toml no longer declares → `remove` (only in a deploy of every service). A
+//! container without our labels (made by docker-compose) is recreated once, "not created by
+//! masstockctl". The env hash covers secret values; it is no new exposure, since `docker inspect`
+//! shows the environment itself to whoever can read labels. `--plan` stops there and changes nothing.
+//!
+//! # The objects
+//!
+//! Network `project.network`, volumes `<project>_<volume>` (compose's own naming, so the volumes the
+//! reference's `docker-compose up` created are the ones deploy keeps using; the rendered compose
+//! file names them the same way), containers `<project>_<service>`, each with the compose labels
+//! (`project`, `service`, `container-number`, `oneoff`, `version`, and `network`/`volume` on those),
+//! so `docker-compose -p masstock ps` lists the stack.
+//!
+//! # Order and readiness
+//!
+//! Services are applied in `start_order`; before each, its `depends_on` conditions are waited for
+//! (`healthy` or `started`). Every created or replaced container must be ready before the next
+//! service: running, and its own health test passing (`wait.rs`: our own probe every 500 ms, since
+//! Docker's first probe comes after `interval` and API 1.41 has no `start_interval`). A container
+//! that exits or restarts fails at once. `--timeout` (120 s) bounds the wait. A failure prints
+//! `Unready`: the reason, state, exit code, `OOMKilled`, restart count, our last probe's output,
+//! Docker's health log, and the last 20 log lines.
+//!
+//! # Replacing a container (`apply.rs`)
+//!
+//! - *start-first* (default for a service behind an enabled site with a health check and ports:
+//!   api, app, vitrine): a standby `<container>_standby` starts from the new spec on ports Docker
+//!   picks (`127.0.0.1:0`), becomes ready, and nginx's upstream for the service is pointed at it
+//!   (rendered site, `nginx -t`, graceful reload). After a 2 s drain the old container gets SIGTERM
+//!   (our servers finish in-flight requests) and is removed; the new primary starts on the declared
+//!   ports, becomes ready, nginx is pointed back, and after another drain the standby is removed.
+//!   Two switches instead of one, so the declared ports (`127.0.0.1:3000`) stay the contract
+//!   between deploys: the reference's `curl localhost:3000`, `ports` and the compose file keep
+//!   meaning what they say. nginx's graceful reload is what makes it lossless: old workers finish
+//!   the requests they hold, new ones take the new upstream.
+//! - *stop-first* (worker, redis, n8n; `rollout = "stop-first"` because two n8n on one `SQLite`
+//!   volume would corrupt it): the old container gets SIGTERM and its `stop_grace_period` (the
+//!   worker hands its jobs back to the queue), is renamed `<container>_replaced`, and the new one
+//!   starts. If the new one is not ready, it is removed and the old one renamed back and started.
+//! - A failure stops the deploy: the services after it are untouched, and the command exits 1.
+//!
+//! # Release command
+//!
+//! `release_command` (the api: `masstock-api migrate`) runs in a one-off container of the new image
+//! with the service's environment before a container is created or replaced (Kamal's pre-deploy
+//! hook, Heroku's release phase). Non-zero exit → the deploy stops with its output, the running
+//! container untouched. Migrations must therefore stay compatible with the previous release, which
+//! serves meanwhile.
+//!
+//! # Rollback
+//!
+//! Every container records the image it replaced (`io.masstock.previous-image`, set only when the
+//! image changed). `rollback [SERVICE]` deploys that image with today's configuration through the
+//! same path, so it is health-gated and start-first too, and the new container records the image
+//! it replaced: rolling back twice returns. masstockctl never prunes images, and builds tag each
+//! revision (`<repo>:<rev>`), so the previous image stays.
+//!
+//! # The edge (`edge.rs`)
+//!
+//! `deploy` renders the site and installs it only when its bytes differ: atomic write, the
+//! `sites-enabled` link when configured, `test_command` (`nginx -t`), and only then
+//! `reload_command`. A refused test puts the previous file back (or removes the new one and the
+//! link it created) and nginx is not reloaded. `[edge] start_command` (the local environment's own
+//! nginx) is run when a reload fails; a production nginx is systemd's business. The edge commands
+//! run from deploy.toml's folder, since its relative paths are relative to it.
+//!
+//! # The lock (`lock.rs`)
+//!
+//! `deploy`, `rollback`, `restart` and `down` take `<state_dir>/<project>.deploy.lock`, created
+//! with `O_EXCL`, holding user, host, pid, command and time. It is removed when the command ends,
+//! failed or not. A killed command leaves it, on purpose: the stack may be half-changed, so the
+//! next deploy refuses and says who held it since when and whether that pid still runs;
+//! `lock release` removes it (and refuses while the holder still runs, without `--force`).
+//!
+//! # `down`
+//!
+//! `down` stops containers in reverse start order, each with its grace period, removes them and
+//! the network; volumes only with `--volumes`; images are kept; the nginx site is left (it answers
+//! 502 until the next deploy, which an operator reads as "stack down").
+//!
+//! # The local environment
+//!
+//! `script/local-up` (the README's main command) gives the local environment what a VPS already
+//! has: a database (PostgreSQL on the host, reached through `host.docker.internal:host-gateway`;
+//! bootstrap makes it listen to Docker's networks), certificates (a first one from a local CA so
+//! that nginx can start, then `certs issue` from the bootstrap's Pebble over HTTP-01 through that
+//! nginx, as production gets them from Let's Encrypt; `[edge] ca_bundle` holds both roots for
+//! `health`), an nginx of its own (a main `nginx.conf` in `.masstock/local/nginx`), and Gemini (the
+//! fake server on port 8089).
+//!
+//! Tests: `tests/it/deploy.rs` deploys the local environment on the real engine as a project of
+//! its own and walks one stack through every case above (see that file).
 
 pub mod apply;
 pub mod edge;

@@ -2,6 +2,58 @@
 //! shared libraries it needs) and for the local environment's redis (from the host's Debian
 //! package), found locally or pulled for third-party images. `prepare_images` does it all before a
 //! deploy changes anything.
+//!
+//! `prepare_images(docker, stack, services, options, ui)` answers, for each service, the
+//! `ResolvedImage` its container is created from (`reference`, `id`, `revision`, `built`, `tags`).
+//! `masstockctl build` prints it; `deploy` calls it before it changes anything.
+//!
+//! - **Third-party images first.** An image without `build` is used when the engine has it, else
+//!   pulled; a failed pull (there is no registry here) fails the call, naming the image and saying
+//!   to `docker load` it or to point deploy.toml at a local build, before any build starts.
+//! - **Our services (`build.binary`)** are built with
+//!   `cargo build --profile <P> -p <package> --bin <binary>` in the workspace (the folder of
+//!   deploy.toml, the current folder, or an ancestor, whose Cargo.toml has `[workspace]`; packages
+//!   come from `cargo metadata --no-deps`), or taken from `--binaries DIR`. The image is
+//!   `FROM scratch`: the binary in `/usr/local/bin`, each shared library `ldd` lists (and the
+//!   dynamic loader) at the path it is loaded from, the host's CA bundle, `/etc/passwd` and
+//!   `/etc/group` with `masstock` (10001), `/app/uploads` and `/app/logs` owned by it (named volumes
+//!   copy that ownership at their first mount), `/tmp` 1777, the `build.assets` folder under
+//!   `/srv/www`, `USER 10001:10001`, `WORKDIR /app`, `ENV PATH=/usr/local/bin`. **Why scratch:**
+//!   there is no registry to pull a base image from, and an image with no shell, package manager or
+//!   tools gives an intruder nothing to work with; health checks run the service's own binary
+//!   (`<binary> healthcheck`). The binaries link glibc dynamically, so the host's glibc goes in with
+//!   them; that is why the libraries come from `ldd`.
+//! - **The local redis (`build.host_package`)** comes from the host's Debian package and the
+//!   installed packages of the same source it depends on (`redis-server` brings `redis-tools`, so
+//!   `redis-cli`): their executables with their libraries, plus `/bin/sh` (dash) and `grep`,
+//!   because deploy.toml's command and health check are shell lines. User `redis` (999) owns
+//!   `/data`, the working folder. A package that is not installed fails with
+//!   `apt-get install <package>`.
+//! - **Builds go through the Engine API** (`/build`, the classic builder, no pull): the context is a
+//!   tar made in memory with a Dockerfile, `rootfs/` (copied as root) and `owned/` (copied with
+//!   `--chown` to the image's user). Its entries have fixed owners and times, so equal inputs give
+//!   equal bytes.
+//! - **Reuse.** `io.masstock.inputs-digest` is the sha256 of the image's repository and of its
+//!   context. An image carrying the digest is re-tagged instead of built. The digest does not cover
+//!   the revision, so a commit that leaves a binary unchanged reuses its image, which keeps the
+//!   revision label of the build that made it.
+//! - **Tags.** `<repository>:<revision tag>` (the `reference` a deploy creates containers from, and
+//!   what a rollback returns to) and `<repository>:latest`, plus the configured tag when
+//!   deploy.toml names one. The revision tag is the 12-digit commit for a clean tree;
+//!   `<commit>-dirty-<8 digits of the inputs digest>` when tracked files have uncommitted changes,
+//!   so two dirty builds never share a tag; `build-<digest>` outside git. Building the same commit
+//!   with another cargo profile moves its tag to the new image; the old image keeps its id.
+//!   Host-package images are tagged only with the configured reference (`masstock/redis:local`) and
+//!   carry `io.masstock.host-packages` (`name=version,…`) instead of a revision.
+//! - **The revision** is `org.opencontainers.image.revision`: `git rev-parse HEAD`, with `-dirty`
+//!   when `git status --porcelain --untracked-files=no` is not empty (untracked files, such as a
+//!   local `.env`, do not make a build dirty).
+//! - **Progress**: cargo's own lines on stderr; a spinner (build steps) or a byte bar (pulls) only
+//!   when stderr is a terminal and `--no-progress` is not given; plain lines otherwise. A failed
+//!   build says the engine's error and its last lines.
+//!
+//! Tests (`cli/tests/it/build.rs`) build with `--cargo-profile dev` into repositories
+//! `masstock-test-<random>/…`, run the images through bollard, and remove what they made on drop.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead as _, BufReader, IsTerminal as _};

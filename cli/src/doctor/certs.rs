@@ -6,6 +6,34 @@
 //! functions of what was read, so tests give them certificates of their own. Reading the store and
 //! the TLS handshakes are blocking, so they run on tokio's blocking threads, each bounded by the
 //! context's timeout.
+//!
+//! - **The store**: `certs status`'s rules (missing, unreadable, expired, under 7 days, a name
+//!   deploy.toml serves that the certificate lacks, a recorded renewal error folded into those or
+//!   alone).
+//! - **The edge**: one TCP connect to `upstream_host:https_port` (refused: one `edge-unreachable`,
+//!   with the edge's start or reload command), then a handshake per domain
+//!   (`certs::install::served`, in `spawn_blocking`) whose serial must be the one on disk: a
+//!   renewal without a reload shows as `cert-not-served:<domain>`, fixed by the edge's
+//!   `reload_command`.
+//! - **The chain**: when the served serial is the one on disk, the chain nginx sent is verified
+//!   (`certs::trust::distrust`, rustls's webpki verifier) against what `health` and `cors test`
+//!   trust, the system's roots and `edge.ca_bundle` (a host with no root at all is not judged). It
+//!   is verified at an instant inside the leaf's validity, so an expired leaf is `cert-expired`
+//!   alone while an expired intermediate is still caught; names are `cert-names`'s question. A
+//!   refusal is one `cert-untrusted:<lineage>` for all its domains. Its fix depends on the cause:
+//!   nginx sending fewer certificates than `fullchain.pem` holds means the intermediates are
+//!   missing (point `ssl_certificate` at fullchain.pem, as deploy renders it); a `[acme] directory`
+//!   whose URL says `staging` means changing it before anything else (renewing would bring another
+//!   certificate no browser trusts); otherwise the certificate comes from a CA nobody here trusts
+//!   (a test CA started again with a new root, as Pebble does), and
+//!   `certs renew --force <lineage>` orders it again from `[acme] directory`, which the fix quotes.
+//! - **The renewal timer**: when systemd runs (`/run/systemd/system`) and `acme.systemd_dir` is a
+//!   folder it loads units from, `systemctl is-enabled` and `is-active masstock-certs.timer`.
+//!   Otherwise (no systemd, or a folder of the environment's own: the local environment's
+//!   `.masstock/local/systemd`, which `script/local-up` fills with `install-timer --no-enable`) the
+//!   unit file there counts, and so does a crontab line running `certs renew` (`/etc/crontab`,
+//!   `/etc/cron.d/`, `/var/spool/cron/crontabs/`). The fix gives both, the cron line with the
+//!   absolute binary and deploy.toml (cron's `PATH` has no masstockctl).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,17 @@
 //! The reference's "CORS errors" scenario: a browser's preflight from the app's origin to the API
 //! through the edge, judged as `cors test` judges it, and the API container's `CORS_ORIGIN`
 //! against deploy.toml's `[cors] origins`.
+//!
+//! It uses `cors test`'s `exchange` and `judge` (the preflight and the real GET from the first of
+//! `[cors] origins`, what `cors test` sends), and `origins_differ` on the API container's
+//! `CORS_ORIGIN` as its own finding (`cors-origin-mismatch`), since the edge and the API are fixed
+//! by different deploys.
+//!
+//! Through an edge that is down, or with the API down: a refused connection is the certificates
+//! group's `edge-unreachable`; a preflight refused on the certificate says so and points at the
+//! certificate findings, which name the cause; a real request answered 502–504 by nginx is the API
+//! down (the services group's finding), so only the preflight, which nginx answers itself, is
+//! judged then.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

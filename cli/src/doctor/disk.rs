@@ -8,6 +8,21 @@
 //! disk would. Filesystem calls block, so they run on tokio's blocking threads within the
 //! context's timeout; the engine's `/system/df`, which can be slow, is only asked when a
 //! filesystem is in trouble.
+//!
+//! - The filesystems of the Docker data root (`docker info`), `edge.log_dir` and the `logs`
+//!   volume's mountpoint, grouped by device (not `f_fsid`: tmpfs reports 0 for all), measured with
+//!   `statvfs` (rustix). Percentages only, so a small tmpfs and a 2 TB disk are judged alike: under
+//!   10 % free is a warning, under 5 % (or 5 % of inodes) an error.
+//! - Only then, because `/system/df` makes the engine walk every layer and volume, the engine's
+//!   usage as `docker system df` totals it, and the five largest log files (those folders walked
+//!   to depth 3 and 10,000 entries, plus the project's containers' json logs).
+//! - The fixes are the safe ones (`image prune` of dangling images, `builder prune`,
+//!   `truncate -s 0` of the named logs, `journalctl --vacuum`) and say not to prune volumes: Redis
+//!   keeps the queue in one.
+//! - bollard 0.21 reads only API 1.52's `/system/df` shape; for an older engine (this machine's
+//!   20.10 speaks 1.41) this module sends the same read-only `GET /system/df` over the engine's
+//!   unix socket itself. That is the one Engine API request not made through bollard, and it is
+//!   only made when a filesystem is short of space.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;

@@ -5,6 +5,62 @@
 //!
 //! A finding never holds a secret: [`examine`] passes every string through [`health::scrub`]
 //! with the env file's values. No check changes anything: a fix is a command for the operator.
+//!
+//! `health` says whether the stack works; `doctor` says why it does not and what to run, in the
+//! spirit of `brew doctor` and Dokku's `ps:report`: every check at once ([`examine`] joins the five
+//! groups; each group joins its own requests), each request bounded by `--timeout`, and one
+//! [`Finding`] per problem: `id` (the kind, then `:` and its subject: `container-down:worker`),
+//! `severity`, `summary`, `evidence` (one fact per line) and `fix`. [`Context::inspect`] asks the
+//! engine about each container once per run, whichever groups read it.
+//!
+//! - **Nothing is changed, and a fix is a command.** doctor only reads: the engine (inspect, list,
+//!   logs), `/proc`, Redis (the read-only `Inspector` of `queue ls`), HTTPS through the edge, the
+//!   certificate store, `statvfs`. Fixes are written as the operator would type them, with the
+//!   `--config`/`--env` they gave ([`Context::command`]), paths shell-quoted. None touches volumes,
+//!   images in use or containers; the only one that throws anything away is `truncate -s 0` of a
+//!   named log (never of a compressed or rotated one), and the disk group says so.
+//! - **A hung check cannot hang doctor.** Each request has `--timeout`; blocking work (`statvfs`, a
+//!   TLS handshake, reading the store) runs on `spawn_blocking` under the same timeout, and
+//!   `docker::block_on` shuts its runtime down without waiting for what was given up on (a
+//!   `statvfs` on a dead NFS mount never returns).
+//! - **Secrets never show.** Every string of every finding (its id too) goes through the scrub.
+//!   Checks that compare secrets (the Redis password a client container runs with against
+//!   redis's) compare them and say only that they differ.
+//! - **The env file is read, not validated.** `doctor` loads deploy.toml without the env-file check
+//!   and reads the file itself, so a missing secret is a finding (`env-missing:<service>`,
+//!   `env-file-missing`, `env-file-unreadable`) instead of exit 2 before anything else is looked
+//!   at.
+//! - **One cause, one finding.** Nothing deployed at all is `stack-missing`, not one finding per
+//!   container and dependency. A missing container gets no `dependency-down` (deploy creates it
+//!   with its dependencies, in order); a container that is down, crash-looping (between two
+//!   crashes it is `running` or `starting`) or unhealthy does (one that runs again after crashes, a
+//!   warning, does not), when a `depends_on` condition is not met
+//!   (`dependency-down:<service>:<dependency>`), so the root cause is named next to its symptom. A
+//!   dependency whose health check is still `starting` is not blamed: Docker's first probe comes
+//!   after `interval` (30 s) while the service may long serve. Redis whose container does not exist
+//!   is the services group's; an edge that does not answer is one finding, not one per check that
+//!   goes through it. Our images are not reported missing: deploy builds them; a third-party image
+//!   is (`image-missing:<service>`: pull, or `docker load`).
+//! - **Fast enough to run at 3 a.m. and in a loop.** On the healthy local stack it answers in about
+//!   0.1 s (`bench/doctor.sh`): the engine's inspects, `/proc`, one Redis and one PostgreSQL
+//!   connection, a handful of HTTPS requests and handshakes, all concurrent. Log lines,
+//!   `/system/df` and log walks are read only for a finding.
+//!
+//! The groups, one module each (`examine(&Context) -> Vec<Finding>`): `services`, `cors`, `worker`,
+//! `certs`, `disk`; each module's docs give its rules.
+//!
+//! Tests (`tests/it/doctor.rs`) deploy the local stack as a project of their own and cause each
+//! fault for real, then read `doctor --json`: a healthy stack gives no finding; a stopped worker
+//! with a job waiting, a Gemini key the fake refuses, a queue left paused, deploy.toml's
+//! `[cors] origins` changed without a deploy, a port held by the test process, Redis's password
+//! changed under it (`CONFIG SET requirepass`), the env file's Redis password changed without a
+//! deploy, Redis stopped and the worker's process killed from the host so that it crash-loops on
+//! start-up (named with its restarts and its own error, the stopped Redis as its
+//! `dependency-down`), a secret emptied in the env file, n8n enabled with an image the engine does
+//! not have, a full 4 MiB tmpfs as `edge.log_dir`, a certificate replaced on disk without a reload,
+//! then `edge.ca_bundle` without that certificate's CA, the timer unit removed, and an 8-second
+//! Pebble certificate left to expire must each be named with its fix, and several fixes are run to
+//! see the finding go.
 
 pub mod certs;
 pub mod cors;

@@ -1,6 +1,23 @@
 //! The reference's "a service will not start" scenario: for every enabled service, its container
 //! (missing, exited, restarting, unhealthy, with its exit code, restarts and last log lines), the
 //! secrets it needs from the env file, its image, its declared host ports, and its dependencies.
+//!
+//! - Not running (`container-down`): state, exit code, since when, `OOMKilled`, the engine's own
+//!   error such as "address already in use", restarts, the last 10 log lines.
+//! - Crash-looping (`container-restarting`): an error when the engine says `restarting`, or when it
+//!   has 3 restarts or more and its last exit is under 2 minutes old, since between two crashes it
+//!   is `running`; a warning when it has them but has run since then, its last start under 10
+//!   minutes ago.
+//! - Unhealthy (`container-unhealthy`), with Docker's last health outputs.
+//! - Ports come from `ports`' `rows_for`, the same judgement as `masstockctl ports` (when the
+//!   engine cannot list published ports, only the edge's are judged: a service's would look held
+//!   by a bare `docker-proxy`). A port held by another process names its command and PID and
+//!   proposes `kill <pid>` once `ps` shows it is not needed, or the deploy.toml key to change, and
+//!   a down container whose own port is taken says to free it first.
+//! - PostgreSQL, the one dependency outside the engine, is `health`'s `SELECT 1` with the API's
+//!   `DATABASE_URL` (`postgres-unreachable`).
+//! - Secrets (`env-missing:<service>`), images (`image-missing:<service>`) and dependencies
+//!   (`dependency-down:<service>:<dependency>`) follow the rules of the module above.
 
 use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 use bollard::Docker;

@@ -2,6 +2,28 @@
 //! env file's password, every client container started with the password redis runs with, jobs
 //! waiting while no worker beats, a paused queue, a backlog, and the last day's failed jobs
 //! grouped by cause (a Gemini key refused, a rate limit, Gemini down).
+//!
+//! - Redis at the container's address with the env file's password: refused (`redis-auth`) or out
+//!   of reach (`redis-unreachable`) are told apart by the error. A refused env-file password that
+//!   is not the one the redis container was started with is tried the container's way too: when
+//!   redis takes that one, the stack still works and the finding is the warning
+//!   `redis-password-changed` (the next partial deploy would split redis from its clients), and the
+//!   queue is still read. A connected redis that cannot answer the queue's reads is
+//!   `queue-unreadable`.
+//! - Client containers whose `REDIS_URL` password is not the redis container's `REDIS_PASSWORD`
+//!   (`redis-password-mismatch:<service>`: after a secret changed and only some services were
+//!   deployed).
+//! - Jobs waiting (`wait` + `prioritized` + `paused`) with no heartbeat under 30 s or no running
+//!   worker container (`queue-no-worker`: a heartbeat outlives a killed worker by its TTL); a
+//!   paused queue; a waiting job older than 10 minutes with a worker alive (`queue-backlog`).
+//! - The failed jobs of the last 24 hours (`Inspector::recent_failures`: one `ZREVRANGEBYSCORE` on
+//!   the failed set, scored by failure time, then the reasons pipelined) grouped by `cause_of`
+//!   their reason, as the worker words Gemini's refusals: key refused (`API_KEY_INVALID`, 401,
+//!   403), rate limit (429 `RESOURCE_EXHAUSTED`), Gemini down (5xx, retries exhausted), other. Each
+//!   cause has its own fix, ending with `queue retry --failed`. One failure of no known cause (a
+//!   prompt Gemini would not draw, an execution deleted meanwhile) is a user's business; from 5 in
+//!   a day it is reported (`jobs-failed:other`). At most the newest 1,000 are read ("at least
+//!   1000").
 
 use std::collections::BTreeMap;
 

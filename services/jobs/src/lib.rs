@@ -4,6 +4,51 @@
 //! Everything about the queue that both sides must agree on is here: the prefix, the queue and
 //! job names, the payload, the priorities and the job options. The `bullmq-official` crate stays
 //! behind this module, so the rest of the code does not depend on its API.
+//!
+//! That is `PREFIX`, `QUEUE`, `JOB_NAME`, the `WorkflowJob` payload (camelCase, as BullMQ's other
+//! clients expect), `priority(premium)`, `ATTEMPTS` (3) with `BACKOFF_BASE` (5 s, exponential), and
+//! the lock and stalled intervals, over `bullmq-official` 1.4, the `BullMQ` maintainers' Rust port:
+//!
+//! - `WorkflowQueue` is the producer (the API): job id = execution id, so adding an execution twice
+//!   leaves one job; `removeOnComplete`, failed jobs kept.
+//! - `consumer` is the worker's side: `WorkflowConsumer::start(url, ConsumerOptions, timeout,
+//!   handler)` calls the handler with a `ReceivedJob` (payload, attempts, `is_last_attempt`,
+//!   `report_progress(done, total)`), which answers a value or a `JobFailure`: `Retry(reason)`
+//!   (BullMQ's backoff, failed for good after the last attempt), `Fail(reason)` (BullMQ's
+//!   unrecoverable error) or `HandBack` (back to where it waited, attempts untouched). An
+//!   unreadable payload fails the job at once with the reason. The crate queues every worker event
+//!   in an unbounded channel; the consumer drains it (logging errors and stalls), or a long-running
+//!   worker would grow without end. After a Redis error it fetches again after 2 s, not the
+//!   crate's 15 s.
+//! - `admin` is `masstockctl queue`'s side: `Inspector` only reads, with pipelined commands, and
+//!   never constructs a `bullmq::Queue` (`queues(prefix, now)`, `job(prefix, queue, id)`);
+//!   `Admin` wraps `bullmq::Queue` for the repairs (`Job.retry`, `clean`, `pause`, `resume`), so
+//!   they run BullMQ's own Lua scripts, and refuses a queue that has no key at all, so a mistyped
+//!   `--queue` creates nothing.
+//!
+//! # Where the crate falls short, and what we do about it
+//!
+//! - **No "hand back" primitive.** BullMQ's Node worker lets a processor move its job back to wait
+//!   (`job.moveToWait(token)` plus `WaitingError`). The Rust port's only route to the same Lua
+//!   script (`moveJobFromActiveToWait`) is a processor returning `Error::RateLimited`; `HandBack`
+//!   maps to `RateLimited { delay_ms: 0 }`. Effect on the wire: the job leaves `active`, goes back
+//!   to `prioritized` (or `wait`) with its lock released and `atm` unchanged, exactly as Node's
+//!   does.
+//! - **Its README's quick start does not match 1.4.4's API**, and a `Queue` records
+//!   `library = "bullmq-official:0.1.0"` in the queue's meta hash. Read-only tools therefore read
+//!   Redis directly instead of constructing a `Queue`, and `Admin::open` reads the field first and
+//!   puts it back (or deletes it) right after constructing one, so a repair leaves `library` as the
+//!   queue's other clients wrote it.
+//! - **Script answers come back as text.** `Job.retry` reports `reprocessJob`'s codes as
+//!   `InvalidConfig("reprocessJob failed with code -3")`; `admin` matches that text to tell a job
+//!   that another client moved first (-3) or removed (-1) from a real failure.
+//! - `Worker::with_options` starts consuming at once (`autorun`); calling `run()` after it fails
+//!   with "Worker is already running".
+//!
+//! Interop is tested both ways with Python `bullmq` 3.4.4 (`services/worker/tests/it/interop.rs`):
+//! a job it adds is processed by our worker, and a job added by `WorkflowQueue::add` is processed by
+//! a Python `Worker` that sees the same name, data, priority, attempts and backoff. The crate pins
+//! `redis` 1.x, so the workspace uses the same major version and the tree holds one `redis`.
 
 use std::future::IntoFuture as _;
 use std::time::Duration;

@@ -1,5 +1,19 @@
 //! What MasStock's services (the API, the worker, the web server) share at run time: secrets that
 //! never print, the deployment environment, logs, and the termination signal.
+//!
+//! Written once here so the services cannot drift apart:
+//!
+//! - `Secret`: a redacted `Debug`, no `Display`.
+//! - `AppEnv`, and `init_logs`: JSON lines in production, colour only on a terminal and never with
+//!   `NO_COLOR`.
+//! - `termination()`: SIGTERM or Ctrl-C.
+//! - `cli::parse`: a default command, and a missing setting reported as its environment variable.
+//! - `config::{ConfigError, check_url}`: errors that name the variable and never echo a URL, which
+//!   may hold a password.
+//! - `server::run(listener, router, shutdown, grace)`: shutdown is an argument, so tests pass their
+//!   own; in-flight requests get `grace` to finish.
+//! - `healthcheck`: the `healthcheck --url` of the HTTP services (one HTTP/1.0 GET, a 2xx is
+//!   healthy), since their images have no shell and no wget.
 
 pub mod cli;
 pub mod config;

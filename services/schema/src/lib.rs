@@ -1,5 +1,19 @@
 //! MasStock's PostgreSQL schema, as sqlx migrations shared by the API and the worker, and the
 //! few names both must agree on.
+//!
+//! `MIGRATOR` embeds `migrations/`; the shared names are `ExecutionStatus`, `DEFAULT_WORKFLOW_ID`
+//! and `MAX_PROMPTS`.
+//!
+//! - The schema uses no extension and nothing a superuser must do, so it runs on Supabase.
+//! - Case-insensitive e-mail uniqueness is a unique index on `lower(email)`, not `citext`.
+//! - Statuses are text with a check constraint rather than an enum type, so adding one is a plain
+//!   migration.
+//! - Refresh tokens are stored only as their SHA-256, in families, for reuse detection.
+//! - `execution_results` is unique per (execution, prompt index), so a job that runs again cannot
+//!   store a result twice; per-prompt failures are `execution_prompt_failures`.
+//!
+//! Its tests use `#[sqlx::test]` on the bootstrap's PostgreSQL, as a role that is not a superuser.
+//! `.cargo/config.toml` points `DATABASE_URL` there unless the environment says otherwise.
 
 use sqlx::migrate::Migrator;
 

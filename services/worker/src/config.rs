@@ -1,4 +1,11 @@
 //! The worker's settings, from the environment of DESIGN.md §4, checked once at start-up.
+//!
+//! `RunArgs`/`QueueArgs` read the environment of DESIGN.md §4 plus `QUEUE_PREFIX`, `WORKER_ID`
+//! (default: the host name, i.e. the container id), `SHUTDOWN_GRACE_SECONDS` (20),
+//! `GEMINI_CONNECT_TIMEOUT_SECONDS` (10), `GEMINI_REQUEST_TIMEOUT_SECONDS` (120),
+//! `GEMINI_MAX_ATTEMPTS` (5), `GEMINI_BACKOFF_MS` (1000), `RECONCILE_INTERVAL_SECONDS` (60),
+//! `QUEUE_LOCK_SECONDS` and `QUEUE_STALLED_INTERVAL_SECONDS` (30, the contract; tests shorten
+//! them).
 
 use std::path::PathBuf;
 use std::time::Duration;

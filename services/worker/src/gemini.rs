@@ -8,6 +8,11 @@
 //!
 //! Every request, retries included, first takes a slot from the shared [`RateLimiter`]. The API key
 //! travels only in the `x-goog-api-key` header and is scrubbed from every error message.
+//!
+//! In numbers: `retryDelay` is obeyed up to 5 min; the backoff doubles a base per attempt, capped
+//! at 30 s, and waits a random point in its upper half; another 4xx is `Rejected` with Google's
+//! status and message; a 200 without an image part is `NoImage` saying what came instead (block
+//! reason, finish reason, text).
 
 use std::time::Duration;
 

@@ -1,5 +1,8 @@
 //! `masstock-worker healthcheck`: the container's health check. Healthy when Redis answers with
 //! the configured password and this container's worker wrote its heartbeat recently.
+//!
+//! It pings Redis with the configured password and requires this worker's beat to be younger than
+//! 30 s.
 
 use std::time::Duration;
 

@@ -15,6 +15,17 @@
 //!   the execution ends `completed` if any prompt has an image, else `failed` with the reasons;
 //! - when PostgreSQL or Redis cannot be reached, the job is handed back after a pause without
 //!   using an attempt: an outage must not turn into failed executions.
+//!
+//! Transient failures are 5xx, timeouts, 429 beyond the client's attempts and the rate limiter
+//! unreachable; other failures of ours (a database error, the disk) retry the job the same way,
+//! and on the last attempt the execution reads "an internal error stopped this execution" while
+//! the job keeps the details (database and disk errors stay in the logs and in the job's
+//! `failedReason`, for operators; an execution's `error` holds Gemini's words or a plain sentence).
+//! A `failed` execution's `error` lists every prompt's reason, and the job fails with the same text.
+//! PostgreSQL or Redis *unreachable* uses no attempt: the job is held 5 s and handed back.
+//! Per-prompt failures live in `execution_prompt_failures` (error, permanent or not, attempts), not
+//! in `execution_results`, whose rows are always images; the API shows them as `failures`
+//! (`index`, `error`, `retrying`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -4,6 +4,15 @@
 //! and one Lua script (atomic on the server, timed by the server's clock, so that workers on
 //! hosts whose clocks disagree still agree) either records a new request or answers how long
 //! until the oldest one leaves the window.
+//!
+//! `RateLimiter` keeps the log in `masstock:gemini-requests:<prefix>`: per queue prefix, not per
+//! queue, because Gemini's quota belongs to the API key, which every queue of a deployment shares.
+//! Members are random, so a restarted worker (same host name, pid 1) adds entries instead of
+//! overwriting its previous life's. A wait for a slot ends when the worker is asked to stop: a
+//! request not sent is handed back, not waited for. The window is 61 s, one second more than
+//! Gemini's minute, so that a request's journey cannot put N+1 requests into a minute Gemini
+//! observes: that would take the first of them to be delayed on its way more than a second longer
+//! than the last.
 
 use std::time::Duration;
 

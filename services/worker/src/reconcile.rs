@@ -14,6 +14,9 @@
 //!
 //! Every update is conditional on the execution still being unfinished, so workers doing this at
 //! the same time agree.
+//!
+//! BullMQ fails a job that stalled twice without calling us (`MAX_STALLED_COUNT` = 1).
+//! `RECONCILE_INTERVAL_SECONDS` is 60 by default.
 
 use std::time::Duration;
 

@@ -5,6 +5,12 @@
 //! they were waiting, with their attempts untouched. The process exits 0. A worker killed
 //! without that chance (SIGKILL, OOM) leaves its jobs locked until the lock expires; another
 //! worker's stalled-job check then takes them back.
+//!
+//! A stopping worker puts its execution back to `pending` before handing the job back, so the row
+//! says "waiting" while the job waits; the job is still locked by this worker at that moment, so no
+//! other worker can have taken it. deploy.toml gives the worker's container a `stop_grace_period`
+//! of 30 s, and `config check` refuses a stop period shorter than `SHUTDOWN_GRACE_SECONDS` plus
+//! 10 s to hand work back and close.
 
 use std::process::ExitCode;
 use std::sync::Arc;

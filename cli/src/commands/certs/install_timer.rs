@@ -1,5 +1,14 @@
 //! `masstockctl certs install-timer`: the systemd service and timer that run `certs renew`
 //! twice a day, rendered from the embedded templates.
+//!
+//! The templates are `templates/masstock-certs.{service,timer}.tera`, embedded as
+//! `render::TIMER_TEMPLATES` (apart from `TEMPLATES`, because they name the running binary and
+//! `render` must stay a pure function of the stack). `ExecStart` words are systemd-quoted (`%` and
+//! `$` doubled). `[acme] systemd_dir` redirects the units (tests, hosts with another unit folder).
+//! The units are written before systemctl is asked anything; when `daemon-reload` or `enable`
+//! fails, the error quotes systemctl, and where systemd is not PID 1 (a container, a chroot: no
+//! `/run/systemd/system`, or systemctl says so) points at `--no-enable`, which writes them and
+//! stops there.
 
 use std::process::{Command, ExitCode};
 

@@ -1,5 +1,12 @@
 //! `masstockctl certs status`: every certificate under `acme.cert_dir`, when it expires, when it
 //! is due for renewal and by which rule, who renews it, and what went wrong last time.
+//!
+//! Which lineages deploy.toml wants (`Stack::certificate_lineages`): one per name that
+//! `certificate_paths` gives the enabled sites' domains (one SAN lineage, `cert_name` or the
+//! shortest domain, or one per domain). `status` lists those (a missing one is exit 1) and every
+//! other lineage under `live/` (certbot's `README` skipped), and names configured domains the
+//! certificate does not cover. Exit 1 when one is expired, expires within 7 days, or cannot be
+//! read. It never touches the network: the rule it shows is one-third (see `certs::due`).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;

@@ -1,4 +1,6 @@
 //! `masstockctl queue clean`: remove finished jobs older than a duration.
+//!
+//! `clean` removes by `finishedOn`, 10,000 jobs per script call, until a call removes fewer.
 
 use std::process::ExitCode;
 use std::str::FromStr;

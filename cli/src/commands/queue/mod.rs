@@ -4,6 +4,15 @@
 //! read without writing. The repairs go through `masstock_jobs::admin`, which runs BullMQ's own
 //! scripts. The CLI is synchronous, so each command runs its Redis work on a small runtime of its
 //! own.
+//!
+//! Queue names and prefixes hold neither `:` nor `*`. BullMQ allows both, but a `:` makes a queue's
+//! keys ambiguous (`<prefix>:a:b:meta`) and a `*` breaks the `SORT` pattern. The commands refuse
+//! such a `--prefix` or `--queue` with exit 2, and `ls` does not list such queues. Job ids are
+//! free: one like `heartbeat:x` puts a hash where a heartbeat would be, which `ls` skips. Every
+//! script call (each batch of `clean`, each job of `retry --failed`, each `resume` round) has its
+//! own timeout (10 s), so a long repair is not cut short by a limit meant for one answer.
+//! `rediss://` works: `masstockctl::main` installs rustls's ring provider for the process, which
+//! redis's TLS needs when it cannot pick one itself.
 
 pub mod clean;
 pub mod ls;

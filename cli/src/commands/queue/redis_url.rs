@@ -6,6 +6,22 @@
 //! reaches it on `edge.upstream_host` (where Docker publishes every port). Production publishes
 //! none: then the container's address on the project network, from the Engine API. The password
 //! is never shown: messages carry [`RedisTarget::shown`].
+//!
+//! `REDIS_URL` from the environment wins. Otherwise the URL deploy.toml gives the worker (or else
+//! the API), with its `${NAME}` values from the env file. When the redis service publishes the
+//! URL's port, the CLI uses `edge.upstream_host` and the published host port. Production never
+//! publishes Redis: there the CLI asks the Engine API for the redis container's address on the
+//! project network (the host reaches bridge addresses), as `health` does; when that fails it exits
+//! 1 with the reason and hints at `REDIS_URL=redis://:PASSWORD@<container ip>:6379`.
+//!
+//! The password is `***` in every message (`-v`, errors, `--json` error documents), and redis and
+//! bullmq errors are scrubbed of the URL and the password before they are shown. What counts as
+//! the password is decided without parsing, so that a password that breaks the URL is still
+//! hidden: everything from the first `:` after `scheme://` to the last `@` of the whole string, a
+//! user part without `:`, the value of any `pass…=` query parameter to the end of the string, and
+//! everything before the last `@` when the string does not start with `scheme://`. On the
+//! deploy.toml path a secret that would break the URL (anything but letters, digits and `-._~+=`,
+//! the rule `config check` applies) is refused with exit 2, unprinted.
 
 use std::fmt;
 

@@ -1,4 +1,14 @@
 //! `masstockctl queue retry ID` and `queue retry --failed`: run failed jobs again.
+//!
+//! Repairs go through BullMQ's scripts, and keep priorities. `retry ID` and `retry --failed` are
+//! both `Job.retry` (`reprocessJob`), which puts a job back into its priority band.
+//! `Queue.retryJobs` (`moveJobsToWait`) is not used: it pushes every job onto `wait`, ahead of
+//! every prioritized job, so retried standard jobs would overtake waiting premium ones. `--failed`
+//! reads the ids of the jobs that failed before it started (pages of 1,000 that follow the score),
+//! then retries them 64 at a time on the multiplexed connection; a job retried or removed by
+//! someone else meanwhile counts as `gone`. Both use BullMQ's `resetAttemptsMade`: after its last
+//! failure a job's `atm` equals `attempts`, so without it the retried job would get one try with
+//! no backoff; an operator's retry gives it all its attempts again.
 
 use std::process::ExitCode;
 
