@@ -3,6 +3,9 @@
 //! server of their own. [`timed`] runs one with a deadline and measures it; a check answers
 //! `Ok(detail)` or `Err(reason)`, both said for an operator.
 //!
+//! The checks' inputs that come from deploy.toml live here too: [`redis_password`] (also read by
+//! `doctor`) and [`secret_values`], the values every detail is scrubbed of.
+//!
 //! No detail may hold a secret: callers pass the secret values they used to [`timed`], which
 //! replaces them with `***` in whatever a client library put in its error message.
 
@@ -18,7 +21,9 @@ use bollard::Docker;
 use serde::Serialize;
 use sqlx::Connection as _;
 
+use crate::config::Stack;
 use crate::docker::{engine_message, is_not_found};
+use crate::secrets::{self, ResolveError};
 
 /// How old the worker's heartbeat may be: its key's TTL, and the worker's own health check's
 /// limit (`masstock-worker healthcheck`).
@@ -318,6 +323,45 @@ pub async fn postgres(url: &str) -> Result<String, String> {
     } else {
         Err(format!("SELECT 1 on {shown} answered {one}"))
     }
+}
+
+/// A value from deploy.toml that a check needs and the env file cannot complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {error}")]
+pub struct UnresolvedSecret {
+    /// The variable, e.g. ``"`REDIS_URL` of service `api`"``.
+    pub what: String,
+    pub error: ResolveError,
+}
+
+/// `declared`, the value of `what`, with its secrets from `stack`'s env file.
+pub fn resolve_secrets(stack: &Stack, declared: &str, what: &str) -> Result<String, UnresolvedSecret> {
+    secrets::resolve_in(stack, declared).map_err(|error| UnresolvedSecret { what: what.to_owned(), error })
+}
+
+/// The redis service's `REDIS_PASSWORD`, else the password in the API's (or worker's) `REDIS_URL`.
+pub fn redis_password(stack: &Stack, service: &str) -> Result<Option<String>, UnresolvedSecret> {
+    if let Some(declared) = stack.environment_of(service).get("REDIS_PASSWORD") {
+        let what = format!("`REDIS_PASSWORD` of service `{service}`");
+        return resolve_secrets(stack, declared, &what).map(Some);
+    }
+    for client in ["api", "worker"] {
+        let Some(declared) = stack.environment_of(client).get("REDIS_URL").cloned() else { continue };
+        let url = resolve_secrets(stack, &declared, &format!("`REDIS_URL` of service `{client}`"))?;
+        return Ok(masstock_jobs::admin::url_password(&url));
+    }
+    Ok(None)
+}
+
+/// Every secret value the env file holds, to be hidden in the checks' details.
+#[must_use]
+pub fn secret_values(stack: &Stack) -> Vec<String> {
+    stack
+        .secrets
+        .env_file
+        .as_ref()
+        .map(|file| file.values().into_values().filter(|value| !value.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// `redis://:<password>@<host>:<port>`, the password percent-encoded so that any value works.

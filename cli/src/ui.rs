@@ -6,7 +6,6 @@ use std::io::Write as _;
 
 use anstyle::{AnsiColor, Style};
 
-use crate::commands::GlobalArgs;
 use crate::config::Diagnostic;
 use crate::error::CommandError;
 
@@ -23,10 +22,12 @@ pub struct Ui {
 }
 
 impl Ui {
+    /// The settings of `-v` given `verbose` times and `-q` given `quiet` times, `--json` and
+    /// whether progress may be drawn.
     #[must_use]
-    pub fn new(global: &GlobalArgs) -> Self {
-        let verbosity = i8::try_from(global.verbose).unwrap_or(i8::MAX) - i8::try_from(global.quiet).unwrap_or(i8::MAX);
-        Self { json: global.json, verbosity, progress: !global.no_progress }
+    pub fn new(json: bool, verbose: u8, quiet: u8, progress: bool) -> Self {
+        let verbosity = i8::try_from(verbose).unwrap_or(i8::MAX) - i8::try_from(quiet).unwrap_or(i8::MAX);
+        Self { json, verbosity, progress }
     }
 
     /// A line of talk on stderr, unless `-q`.

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::{Context, Finding, Inspected};
-use crate::commands::cors::{self, Answer};
+use crate::cors::{self, Answer};
 use crate::health;
 
 /// The route the probe asks for: a GET that needs authentication (401, CORS headers all the same).

@@ -17,8 +17,8 @@ use std::time::Duration;
 use bollard::Docker;
 use serde_json::Value;
 
-use super::certs::SYSTEMD_RUNTIME_DIR;
 use super::{Context, Finding, Severity};
+use crate::certs::timer;
 
 /// Below this share of free space or free inodes, the filesystem is in trouble now.
 const ERROR_PERCENT: u64 = 5;
@@ -109,7 +109,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
         }
     };
     let (engine, logs) = tokio::join!(engine, log_files(context, log_folders));
-    let systemd = Path::new(SYSTEMD_RUNTIME_DIR).is_dir();
+    let systemd = timer::systemd_runs();
     let journal_device = std::fs::metadata("/var/log").ok().map(|metadata| metadata.dev());
     troubled
         .into_iter()
