@@ -189,15 +189,30 @@ pub async fn http(client: &reqwest::Client, url: &str, expect: Expect) -> Result
     Ok(format!("GET {url} → {status}"))
 }
 
+/// Why a client for the checks cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `edge.ca_bundle` cannot be read or holds no certificate.
+    #[error("`edge.ca_bundle`: {0}")]
+    CaBundle(String),
+    /// rustls refuses the configuration.
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot build an HTTP client: {error}")]
+    Http { error: reqwest::Error },
+    #[error("cannot build an HTTPS client: {error}")]
+    Https { error: reqwest::Error },
+}
+
 /// A client for the checks through published ports: no proxy, no redirects followed (a redirect
 /// is an answer worth seeing, not a success).
-pub fn plain_client(timeout: Duration) -> Result<reqwest::Client, String> {
+pub fn plain_client(timeout: Duration) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .build()
-        .map_err(|error| format!("cannot build an HTTP client: {error}"))
+        .map_err(|error| ClientError::Http { error })
 }
 
 /// `GET https://<domain><path>` through the edge at `edge` (with `domain` as SNI and Host),
@@ -209,7 +224,7 @@ pub async fn site(
     ca_bundle: Option<&Path>,
     timeout: Duration,
 ) -> Result<String, String> {
-    let client = edge_client(domain, edge, ca_bundle, timeout)?;
+    let client = edge_client(domain, edge, ca_bundle, timeout).map_err(|error| error.to_string())?;
     let url = edge_url(domain, edge, path);
     let detail = http(&client, &url, Expect::Anything).await?;
     Ok(format!("{detail} (through {edge})"))
@@ -223,9 +238,9 @@ pub fn edge_client(
     edge: SocketAddr,
     ca_bundle: Option<&Path>,
     timeout: Duration,
-) -> Result<reqwest::Client, String> {
-    let roots = crate::certs::trust::root_store(ca_bundle).map_err(|error| format!("`edge.ca_bundle`: {error}"))?;
-    let tls = crate::certs::trust::client_config(roots)?;
+) -> Result<reqwest::Client, ClientError> {
+    let roots = crate::certs::trust::root_store(ca_bundle).map_err(ClientError::CaBundle)?;
+    let tls = crate::certs::trust::client_config(roots).map_err(ClientError::Tls)?;
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .no_proxy()
@@ -233,7 +248,7 @@ pub fn edge_client(
         .timeout(timeout)
         .resolve(domain, edge)
         .build()
-        .map_err(|error| format!("cannot build an HTTPS client: {error}"))
+        .map_err(|error| ClientError::Https { error })
 }
 
 /// `https://<domain>[:<port>]<path>` for the edge's HTTPS port (443 is left out).

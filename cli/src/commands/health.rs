@@ -214,7 +214,7 @@ fn http_checks<'a>(stack: &Stack, timeout: Duration, secrets: &'a [String]) -> V
                         .await
                 }));
             }
-            Err(reason) => checks.push(failed_now(name, reason.clone())),
+            Err(error) => checks.push(failed_now(name, error.to_string())),
         }
     }
     checks

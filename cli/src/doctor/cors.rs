@@ -25,7 +25,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
     let exchange = async {
         match health::edge_client(&site.domain, edge_address, edge.ca_bundle.as_deref(), context.timeout) {
             Ok(client) => Ok(cors::exchange(&client, &url, origin).await),
-            Err(reason) => Err(reason),
+            Err(error) => Err(error.to_string()),
         }
     };
     let running_value = async {

@@ -380,8 +380,8 @@ async fn engine_usage(context: &Context<'_>) -> Vec<String> {
                 Ok(totals)
             }
         }
-        Ok(Err(error)) => Err(crate::docker::engine_message(&error)),
-        Err(_) => Err(format!("no answer within {}s", context.timeout.as_secs_f64())),
+        Ok(Err(error)) => Err(DiskUsageError::Engine(crate::docker::engine_message(&error))),
+        Err(_) => Err(DiskUsageError::Timeout(context.timeout)),
     };
     match totals {
         Ok(totals) => totals.iter().map(engine_line).collect(),
@@ -436,15 +436,35 @@ fn current_usage(usage: &bollard::models::SystemDataUsageResponse) -> Vec<Engine
     totals
 }
 
+/// Why the engine's disk usage could not be read.
+#[derive(Debug, thiserror::Error)]
+enum DiskUsageError {
+    /// The engine's own words (`crate::docker::engine_message`).
+    #[error("{0}")]
+    Engine(String),
+    #[error("no answer within {}s", .0.as_secs_f64())]
+    Timeout(Duration),
+    #[error("this engine's format is only read over a unix socket, not `{0}`")]
+    NotUnixSocket(String),
+    #[error("`{}`: {error}", .socket.display())]
+    Socket { socket: PathBuf, error: std::io::Error },
+    #[error("the engine's answer has no body")]
+    NoBody,
+    #[error("the engine answered `{0}`")]
+    Status(String),
+    #[error("unreadable answer: {error}")]
+    Unreadable { error: serde_json::Error },
+}
+
 /// `/system/df` in the engine's own format, over its unix socket (`DOCKER_HOST=unix://…` or the
 /// default socket): the format engines before API 1.52 answer in, which bollard no longer reads.
-async fn legacy_df(timeout: Duration) -> Result<Vec<EngineTotal>, String> {
+async fn legacy_df(timeout: Duration) -> Result<Vec<EngineTotal>, DiskUsageError> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let socket = match std::env::var("DOCKER_HOST") {
         Ok(host) => match host.strip_prefix("unix://") {
             Some(path) => PathBuf::from(path),
-            None => return Err(format!("this engine's format is only read over a unix socket, not `{host}`")),
+            None => return Err(DiskUsageError::NotUnixSocket(host)),
         },
         Err(_) => PathBuf::from("/var/run/docker.sock"),
     };
@@ -457,16 +477,16 @@ async fn legacy_df(timeout: Duration) -> Result<Vec<EngineTotal>, String> {
     };
     let response = match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(response)) => response,
-        Ok(Err(error)) => return Err(format!("`{}`: {error}", socket.display())),
-        Err(_) => return Err(format!("no answer within {}s", timeout.as_secs_f64())),
+        Ok(Err(error)) => return Err(DiskUsageError::Socket { socket, error }),
+        Err(_) => return Err(DiskUsageError::Timeout(timeout)),
     };
     let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("the engine's answer has no body")?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(DiskUsageError::NoBody)?;
     let status = head.lines().next().unwrap_or_default();
     if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("the engine answered `{status}`"));
+        return Err(DiskUsageError::Status(status.to_owned()));
     }
-    let document: Value = serde_json::from_str(body).map_err(|error| format!("unreadable answer: {error}"))?;
+    let document: Value = serde_json::from_str(body).map_err(|error| DiskUsageError::Unreadable { error })?;
     Ok(legacy_usage(&document))
 }
 
