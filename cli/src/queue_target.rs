@@ -10,11 +10,15 @@
 
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 use masstock_jobs::admin::redacted_url;
 
 use crate::config::{ConfigError, Stack};
 use crate::secrets::{self, EnvFile, EnvFileError, ResolveError};
+
+/// How long Redis gets to connect, and to answer each request or each batch of a long repair.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The port Redis listens on when the URL does not say.
 const DEFAULT_PORT: u16 = 6379;

@@ -143,3 +143,23 @@ pub fn table(headers: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(short_duration(0), "0s");
+        assert_eq!(short_duration(59), "59s");
+        assert_eq!(short_duration(307), "5m07s");
+        assert_eq!(short_duration(7200), "2h00m");
+        assert_eq!(short_duration(2 * 86_400 + 4 * 3600 + 59), "2d04h");
+    }
+
+    #[test]
+    fn tables_align() {
+        let rows = vec![vec!["a".to_owned(), "1".to_owned()], vec!["long".to_owned(), "100".to_owned()]];
+        assert_eq!(table(&["NAME", "N"], &[false, true], &rows), "NAME    N\na       1\nlong  100\n");
+    }
+}

@@ -14,23 +14,14 @@ pub mod show;
 
 use std::future::Future;
 use std::process::ExitCode;
-use std::time::Duration;
-
-pub(crate) use crate::health::now_ms;
 
 use masstock_jobs::admin::{Admin, AdminError};
 
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
-use crate::queue_target::{self, QueueTargetError, RedisTarget};
+use crate::queue_target::{self, QueueTargetError, RedisTarget, TIMEOUT};
 use crate::secrets::ResolveError;
-/// A short age: `42s`, `5m07s`, `3h12m`, `2d04h`.
-use crate::ui::short_duration as age;
-use crate::ui::table;
 use crate::ui::Ui;
-
-/// How long Redis gets to connect, and to answer each request or each batch of a long repair.
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Subcommand)]
 pub enum QueueCommand {
@@ -194,15 +185,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ages_are_short() {
-        assert_eq!(age(0), "0s");
-        assert_eq!(age(59), "59s");
-        assert_eq!(age(307), "5m07s");
-        assert_eq!(age(7200), "2h00m");
-        assert_eq!(age(2 * 86_400 + 4 * 3600 + 59), "2d04h");
-    }
-
-    #[test]
     fn only_connection_errors_suspect_the_password() {
         let target = RedisTarget::new("redis://:pw@127.0.0.1:6379".into(), "`REDIS_URL`".into(), true);
         let hints = |error: AdminError| admin_error(error, &target).hints.join("\n");
@@ -217,11 +199,5 @@ mod tests {
             let text = hints(answered);
             assert!(!text.contains(password), "{text}");
         }
-    }
-
-    #[test]
-    fn tables_align() {
-        let rows = vec![vec!["a".to_owned(), "1".to_owned()], vec!["long".to_owned(), "100".to_owned()]];
-        assert_eq!(table(&["NAME", "N"], &[false, true], &rows), "NAME    N\na       1\nlong  100\n");
     }
 }
