@@ -3,6 +3,9 @@
 //! server of their own. [`timed`] runs one with a deadline and measures it; a check answers
 //! `Ok(detail)` or `Err(reason)`, both said for an operator.
 //!
+//! The checks' inputs that come from deploy.toml live here too: [`redis_password`] (also read by
+//! `doctor`) and [`secret_values`], the values every detail is scrubbed of.
+//!
 //! No detail may hold a secret: callers pass the secret values they used to [`timed`], which
 //! replaces them with `***` in whatever a client library put in its error message.
 //!
@@ -66,7 +69,9 @@ use bollard::Docker;
 use serde::Serialize;
 use sqlx::Connection as _;
 
+use crate::config::Stack;
 use crate::docker::{engine_message, is_not_found};
+use crate::secrets::{self, ResolveError};
 
 /// How old the worker's heartbeat may be: its key's TTL, and the worker's own health check's
 /// limit (`masstock-worker healthcheck`).
@@ -232,15 +237,30 @@ pub async fn http(client: &reqwest::Client, url: &str, expect: Expect) -> Result
     Ok(format!("GET {url} → {status}"))
 }
 
+/// Why a client for the checks cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `edge.ca_bundle` cannot be read or holds no certificate.
+    #[error("`edge.ca_bundle`: {0}")]
+    CaBundle(String),
+    /// rustls refuses the configuration.
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot build an HTTP client: {error}")]
+    Http { error: reqwest::Error },
+    #[error("cannot build an HTTPS client: {error}")]
+    Https { error: reqwest::Error },
+}
+
 /// A client for the checks through published ports: no proxy, no redirects followed (a redirect
 /// is an answer worth seeing, not a success).
-pub fn plain_client(timeout: Duration) -> Result<reqwest::Client, String> {
+pub fn plain_client(timeout: Duration) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .build()
-        .map_err(|error| format!("cannot build an HTTP client: {error}"))
+        .map_err(|error| ClientError::Http { error })
 }
 
 /// `GET https://<domain><path>` through the edge at `edge` (with `domain` as SNI and Host),
@@ -252,7 +272,7 @@ pub async fn site(
     ca_bundle: Option<&Path>,
     timeout: Duration,
 ) -> Result<String, String> {
-    let client = edge_client(domain, edge, ca_bundle, timeout)?;
+    let client = edge_client(domain, edge, ca_bundle, timeout).map_err(|error| error.to_string())?;
     let url = edge_url(domain, edge, path);
     let detail = http(&client, &url, Expect::Anything).await?;
     Ok(format!("{detail} (through {edge})"))
@@ -266,9 +286,9 @@ pub fn edge_client(
     edge: SocketAddr,
     ca_bundle: Option<&Path>,
     timeout: Duration,
-) -> Result<reqwest::Client, String> {
-    let roots = crate::certs::trust::root_store(ca_bundle).map_err(|error| format!("`edge.ca_bundle`: {error}"))?;
-    let tls = crate::certs::trust::client_config(roots)?;
+) -> Result<reqwest::Client, ClientError> {
+    let roots = crate::certs::trust::root_store(ca_bundle).map_err(ClientError::CaBundle)?;
+    let tls = crate::certs::trust::client_config(roots).map_err(ClientError::Tls)?;
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .no_proxy()
@@ -276,7 +296,7 @@ pub fn edge_client(
         .timeout(timeout)
         .resolve(domain, edge)
         .build()
-        .map_err(|error| format!("cannot build an HTTPS client: {error}"))
+        .map_err(|error| ClientError::Https { error })
 }
 
 /// `https://<domain>[:<port>]<path>` for the edge's HTTPS port (443 is left out).
@@ -366,6 +386,45 @@ pub async fn postgres(url: &str) -> Result<String, String> {
     } else {
         Err(format!("SELECT 1 on {shown} answered {one}"))
     }
+}
+
+/// A value from deploy.toml that a check needs and the env file cannot complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {error}")]
+pub struct UnresolvedSecret {
+    /// The variable, e.g. ``"`REDIS_URL` of service `api`"``.
+    pub what: String,
+    pub error: ResolveError,
+}
+
+/// `declared`, the value of `what`, with its secrets from `stack`'s env file.
+pub fn resolve_secrets(stack: &Stack, declared: &str, what: &str) -> Result<String, UnresolvedSecret> {
+    secrets::resolve_in(stack, declared).map_err(|error| UnresolvedSecret { what: what.to_owned(), error })
+}
+
+/// The redis service's `REDIS_PASSWORD`, else the password in the API's (or worker's) `REDIS_URL`.
+pub fn redis_password(stack: &Stack, service: &str) -> Result<Option<String>, UnresolvedSecret> {
+    if let Some(declared) = stack.environment_of(service).get("REDIS_PASSWORD") {
+        let what = format!("`REDIS_PASSWORD` of service `{service}`");
+        return resolve_secrets(stack, declared, &what).map(Some);
+    }
+    for client in ["api", "worker"] {
+        let Some(declared) = stack.environment_of(client).get("REDIS_URL").cloned() else { continue };
+        let url = resolve_secrets(stack, &declared, &format!("`REDIS_URL` of service `{client}`"))?;
+        return Ok(masstock_jobs::admin::url_password(&url));
+    }
+    Ok(None)
+}
+
+/// Every secret value the env file holds, to be hidden in the checks' details.
+#[must_use]
+pub fn secret_values(stack: &Stack) -> Vec<String> {
+    stack
+        .secrets
+        .env_file
+        .as_ref()
+        .map(|file| file.values().into_values().filter(|value| !value.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// `redis://:<password>@<host>:<port>`, the password percent-encoded so that any value works.

@@ -5,11 +5,14 @@ pub mod atomic;
 pub mod certs;
 pub mod commands;
 pub mod config;
+pub mod cors;
 pub mod deploy;
 pub mod docker;
 pub mod doctor;
 pub mod error;
 pub mod health;
+pub mod ports;
+pub mod queue_target;
 pub mod render;
 pub mod secrets;
 pub mod ui;
@@ -34,7 +37,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
-    let ui = ui::Ui::new(&cli.global);
+    let ui = cli.global.ui();
     match commands::run(&cli, &ui) {
         Ok(status) => status,
         Err(error) => {

@@ -1,6 +1,12 @@
 //! Secrets: `${NAME}` references in deploy.toml, the env file that holds their values, and the
 //! values `secrets generate` can make.
 //!
+//! [`resolve`] is the one place a `${NAME}` becomes its value: deploy, health, doctor and `queue`
+//! call it, and each maps its [`ResolveError`] to a message of its own. Its checks run in a fixed
+//! order: the references' syntax, then whether the env file exists, then whether each name has a
+//! value there, then (for a value spliced into a URL) [`breaks_url`], the one URL-safety rule that
+//! `config check` also applies.
+//!
 //! The env file is Docker's format (`NAME=value` lines, `#` comments, no quoting), so compose's
 //! `env_file` and `--env-file` read the same file. It is written atomically with mode 0600.
 //!
@@ -26,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
-use crate::config::KeyPath;
+use crate::config::{KeyPath, Stack};
 
 /// A `${NAME}` in a service's environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +108,66 @@ pub fn is_variable_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes.next().is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
         && bytes.all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+}
+
+/// Why a declared value cannot be resolved against the env file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// A `${` without its `}`, a bad name or a lone `$`: the message says which, with a hint line.
+    #[error("{0}")]
+    Syntax(String),
+    /// The value refers to secrets, and the env file does not exist.
+    #[error("the env file `{}` does not exist, and `{}` is needed from it", .path.display(), .names.join("`, `"))]
+    NoEnvFile {
+        path: PathBuf,
+        /// Every name referenced, in order (repeats included).
+        names: Vec<String>,
+    },
+    /// Secrets the env file does not hold, or holds empty.
+    #[error("`{}` is not set in `{}`", .names.join("`, `"), .path.display())]
+    Unset {
+        path: PathBuf,
+        /// The names without a value, in the order they are referenced (repeats included).
+        names: Vec<String>,
+    },
+    /// A secret spliced into a URL holds characters that would change the URL's shape.
+    #[error("secret `{name}` in `{}` holds characters that break the URL it is part of", .path.display())]
+    BreaksUrl { path: PathBuf, name: String },
+}
+
+/// `declared` with each `${NAME}` replaced by its value in `env_file` (read from `path`, `None`
+/// when it does not exist), and `$$` made `$`: the value a container receives.
+pub fn resolve(declared: &str, env_file: Option<&EnvFile>, path: &Path) -> Result<String, ResolveError> {
+    let names = references_in(declared).map_err(ResolveError::Syntax)?;
+    if !names.is_empty() {
+        let Some(file) = env_file else {
+            return Err(ResolveError::NoEnvFile { path: path.to_path_buf(), names });
+        };
+        let unset: Vec<String> =
+            names.iter().filter(|name| file.get(name).is_none_or(str::is_empty)).cloned().collect();
+        if !unset.is_empty() {
+            return Err(ResolveError::Unset { path: path.to_path_buf(), names: unset });
+        }
+        if let Some(name) = names.iter().find(|name| breaks_url(declared, file.get(name).unwrap_or_default())) {
+            return Err(ResolveError::BreaksUrl { path: path.to_path_buf(), name: name.clone() });
+        }
+    }
+    Ok(substitute_references(declared, |name| env_file.and_then(|file| file.get(name)).unwrap_or_default().to_owned()))
+}
+
+/// `declared` resolved against `stack`'s env file, as [`resolve`] does.
+pub fn resolve_in(stack: &Stack, declared: &str) -> Result<String, ResolveError> {
+    resolve(declared, stack.secrets.env_file.as_ref(), &stack.config.project.env_file)
+}
+
+/// Whether `value`, spliced into `template` for one of its `${NAME}`s, breaks the URL `template`
+/// is (`scheme://...${NAME}...`): a `/`, `@`, `:`, `?`, `#`, `%` or space would end the password
+/// early and the rest would be read (and shown) as host or path. A secret inside a URL may only
+/// hold letters, digits and `-._~+=`.
+#[must_use]
+pub fn breaks_url(template: &str, value: &str) -> bool {
+    map_references(template, |_| String::new()).contains("://")
+        && !value.chars().all(|c| c.is_ascii_alphanumeric() || "-._~+=".contains(c))
 }
 
 /// One line of an env file, kept so rewriting the file keeps the operator's comments and order.
@@ -326,6 +392,31 @@ mod tests {
     fn references_are_rewritten_and_the_rest_kept() {
         let rewritten = map_references("redis://:${REDIS_PASSWORD}@redis:6379/$$0", |name| format!("<{name}>"));
         assert_eq!(rewritten, "redis://:<REDIS_PASSWORD>@redis:6379/$$0");
+    }
+
+    #[test]
+    fn references_resolve_in_order_of_their_checks() {
+        let path = Path::new("/etc/masstock/.env");
+        let file = EnvFile::parse(path, "PASSWORD=a-b.c\nEMPTY=\nSLASHED=a/b\n").unwrap();
+        let resolve = |declared| resolve(declared, Some(&file), path);
+        assert_eq!(resolve("redis://:${PASSWORD}@redis:6379/$$"), Ok("redis://:a-b.c@redis:6379/$".to_owned()));
+        assert_eq!(resolve("plain"), Ok("plain".to_owned()));
+        assert!(matches!(resolve("${oops"), Err(ResolveError::Syntax(message)) if message.starts_with("unclosed")));
+        assert_eq!(
+            super::resolve("${A}${B}", None, path),
+            Err(ResolveError::NoEnvFile { path: path.to_path_buf(), names: vec!["A".into(), "B".into()] })
+        );
+        assert_eq!(
+            resolve("${EMPTY}${PASSWORD}${MISSING}"),
+            Err(ResolveError::Unset { path: path.to_path_buf(), names: vec!["EMPTY".into(), "MISSING".into()] })
+        );
+        assert_eq!(
+            resolve("postgres://u:${SLASHED}@db/x"),
+            Err(ResolveError::BreaksUrl { path: path.to_path_buf(), name: "SLASHED".into() })
+        );
+        // Outside a URL, any value goes.
+        assert_eq!(resolve("${SLASHED}"), Ok("a/b".to_owned()));
+        assert_eq!(super::resolve("no secret", None, path), Ok("no secret".to_owned()));
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::io::Write as _;
 
 use anstyle::{AnsiColor, Style};
 
-use crate::commands::GlobalArgs;
 use crate::config::Diagnostic;
 use crate::error::CommandError;
 
@@ -23,10 +22,12 @@ pub struct Ui {
 }
 
 impl Ui {
+    /// The settings of `-v` given `verbose` times and `-q` given `quiet` times, `--json` and
+    /// whether progress may be drawn.
     #[must_use]
-    pub fn new(global: &GlobalArgs) -> Self {
-        let verbosity = i8::try_from(global.verbose).unwrap_or(i8::MAX) - i8::try_from(global.quiet).unwrap_or(i8::MAX);
-        Self { json: global.json, verbosity, progress: !global.no_progress }
+    pub fn new(json: bool, verbose: u8, quiet: u8, progress: bool) -> Self {
+        let verbosity = i8::try_from(verbose).unwrap_or(i8::MAX) - i8::try_from(quiet).unwrap_or(i8::MAX);
+        Self { json, verbosity, progress }
     }
 
     /// A line of talk on stderr, unless `-q`.
@@ -141,4 +142,24 @@ pub fn table(headers: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String
         text.push('\n');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(short_duration(0), "0s");
+        assert_eq!(short_duration(59), "59s");
+        assert_eq!(short_duration(307), "5m07s");
+        assert_eq!(short_duration(7200), "2h00m");
+        assert_eq!(short_duration(2 * 86_400 + 4 * 3600 + 59), "2d04h");
+    }
+
+    #[test]
+    fn tables_align() {
+        let rows = vec![vec!["a".to_owned(), "1".to_owned()], vec!["long".to_owned(), "100".to_owned()]];
+        assert_eq!(table(&["NAME", "N"], &[false, true], &rows), "NAME    N\na       1\nlong  100\n");
+    }
 }

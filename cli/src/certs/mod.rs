@@ -11,7 +11,9 @@
 
 pub mod acme;
 pub mod due;
+pub mod expiry;
 pub mod install;
 pub mod lifecycle;
 pub mod store;
+pub mod timer;
 pub mod trust;

@@ -14,8 +14,8 @@ use crate::commands::GlobalArgs;
 use crate::config::{units, Stack};
 use crate::docker;
 use crate::error::CommandError;
-use crate::health::{self, Check, Expect};
-use crate::secrets;
+use crate::health::{self, Check, Expect, UnresolvedSecret};
+use crate::secrets::ResolveError;
 use crate::ui::Ui;
 
 /// Check that the deployed stack works, end to end
@@ -140,38 +140,69 @@ fn table(checks: &[Check]) -> String {
     text
 }
 
-/// Every check of the stack, run at once, in a stable order.
+/// A check to run, borrowing the stack's secrets to scrub its detail.
+type PendingCheck<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Check> + Send + 'a>>;
+
+/// Every check of the stack, run at once, in a stable order: the containers, the HTTP health
+/// paths, Redis and the worker's heartbeat, PostgreSQL, the sites through the edge.
 pub async fn run_checks(stack: &Stack, timeout: Duration) -> Vec<Check> {
-    let secrets = secret_values(stack);
+    let secrets = health::secret_values(stack);
     let secrets = secrets.as_slice();
     let docker = docker::connect().await;
-    let mut checks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Check> + Send + '_>>> = Vec::new();
+    let mut checks: Vec<PendingCheck<'_>> = Vec::new();
+    checks.extend(container_checks(stack, docker.as_ref(), timeout, secrets));
+    checks.extend(http_checks(stack, timeout, secrets));
+    checks.extend(redis_checks(stack, docker.as_ref().ok(), timeout, secrets).await);
+    checks.extend(postgres_check(stack, timeout, secrets));
+    checks.extend(site_checks(stack, timeout, secrets));
+    join_all(checks).await
+}
 
-    // Containers.
-    for service in stack.start_order() {
-        let name = format!("container {service}");
-        let container = stack.container_name(service);
-        match &docker {
-            Ok(docker) => {
-                let docker = docker.clone();
-                checks.push(Box::pin(async move {
-                    health::timed(name, timeout, secrets, async move { health::container(&docker, &container).await })
+/// A check that failed before it could run.
+fn failed_now<'a>(name: impl Into<String>, reason: impl Into<String>) -> PendingCheck<'a> {
+    Box::pin(std::future::ready(health::failed(name, reason)))
+}
+
+/// `container <service>` for every enabled service.
+fn container_checks<'a>(
+    stack: &Stack,
+    docker: Result<&Docker, &CommandError>,
+    timeout: Duration,
+    secrets: &'a [String],
+) -> Vec<PendingCheck<'a>> {
+    stack
+        .start_order()
+        .into_iter()
+        .map(|service| {
+            let name = format!("container {service}");
+            let container = stack.container_name(service);
+            match docker {
+                Ok(docker) => {
+                    let docker = docker.clone();
+                    Box::pin(async move {
+                        health::timed(
+                            name,
+                            timeout,
+                            secrets,
+                            async move { health::container(&docker, &container).await },
+                        )
                         .await
-                }));
+                    }) as PendingCheck<'a>
+                }
+                Err(error) => failed_now(name, error.chain().join(": ")),
             }
-            Err(error) => checks.push(Box::pin(std::future::ready(health::failed(name, error.chain().join(": "))))),
-        }
-    }
+        })
+        .collect()
+}
 
-    // HTTP through the published ports.
+/// `http <service> <path>` through the published ports.
+fn http_checks<'a>(stack: &Stack, timeout: Duration, secrets: &'a [String]) -> Vec<PendingCheck<'a>> {
     let client = health::plain_client(timeout);
+    let mut checks = Vec::new();
     for (service, path, expect) in http_paths(stack) {
         let name = format!("http {service} {path}");
         let Some(port) = published_port(stack, service) else {
-            checks.push(Box::pin(std::future::ready(health::failed(
-                name,
-                format!("service `{service}` publishes no port for its health check"),
-            ))));
+            checks.push(failed_now(name, format!("service `{service}` publishes no port for its health check")));
             continue;
         };
         let url = format!("http://{}{path}", SocketAddr::new(stack.config.edge.upstream_host, port));
@@ -183,83 +214,89 @@ pub async fn run_checks(stack: &Stack, timeout: Duration) -> Vec<Check> {
                         .await
                 }));
             }
-            Err(reason) => checks.push(Box::pin(std::future::ready(health::failed(name, reason.clone())))),
+            Err(error) => checks.push(failed_now(name, error.to_string())),
         }
     }
+    checks
+}
 
-    // Redis and the worker's heartbeat, at the redis container's address.
-    let redis_service = stack.services().find(|(name, _)| *name == "redis").map(|(name, _)| name);
-    if let Some(redis_service) = redis_service {
-        let target = redis_target(stack, docker.as_ref().ok(), redis_service).await;
-        match target {
-            Ok(url) => {
-                let redis_url = url.clone();
+/// `redis` and `worker heartbeat`, at the redis container's address.
+async fn redis_checks<'a>(
+    stack: &Stack,
+    docker: Option<&Docker>,
+    timeout: Duration,
+    secrets: &'a [String],
+) -> Vec<PendingCheck<'a>> {
+    let Some(redis_service) = stack.services().find(|(name, _)| *name == "redis").map(|(name, _)| name) else {
+        return Vec::new();
+    };
+    let has_worker = stack.services().any(|(name, _)| name == "worker");
+    let mut checks = Vec::new();
+    match redis_target(stack, docker, redis_service).await {
+        Ok(url) => {
+            let redis_url = url.clone();
+            checks.push(Box::pin(async move {
+                health::timed("redis", timeout, secrets, async move { health::redis(&redis_url, timeout).await }).await
+            }) as PendingCheck<'a>);
+            if has_worker {
                 checks.push(Box::pin(async move {
-                    health::timed("redis", timeout, secrets, async move { health::redis(&redis_url, timeout).await })
-                        .await
-                }));
-                if stack.services().any(|(name, _)| name == "worker") {
-                    checks.push(Box::pin(async move {
-                        health::timed("worker heartbeat", timeout, secrets, async move {
-                            health::heartbeat(
-                                &url,
-                                masstock_jobs::PREFIX,
-                                masstock_jobs::QUEUE,
-                                health::now_ms(),
-                                timeout,
-                            )
+                    health::timed("worker heartbeat", timeout, secrets, async move {
+                        health::heartbeat(&url, masstock_jobs::PREFIX, masstock_jobs::QUEUE, health::now_ms(), timeout)
                             .await
-                        })
-                        .await
-                    }));
-                }
+                    })
+                    .await
+                }));
             }
-            Err(reason) => {
-                checks.push(Box::pin(std::future::ready(health::failed("redis", reason.clone()))));
-                if stack.services().any(|(name, _)| name == "worker") {
-                    checks.push(Box::pin(std::future::ready(health::failed("worker heartbeat", reason))));
-                }
+        }
+        Err(reason) => {
+            checks.push(failed_now("redis", reason.clone()));
+            if has_worker {
+                checks.push(failed_now("worker heartbeat", reason));
             }
         }
     }
+    checks
+}
 
-    // PostgreSQL, as the API sees it.
-    if let Some((service, declared)) = ["api", "worker"]
+/// `postgres`: `SELECT 1` with the API's (else the worker's) `DATABASE_URL`.
+fn postgres_check<'a>(stack: &Stack, timeout: Duration, secrets: &'a [String]) -> Option<PendingCheck<'a>> {
+    let (service, declared) = ["api", "worker"]
         .into_iter()
         .find_map(|service| Some((service, stack.environment_of(service).get("DATABASE_URL")?.clone())))
-        .filter(|(service, _)| stack.services().any(|(name, _)| name == *service))
-    {
-        match resolve_secrets(stack, &declared, &format!("`DATABASE_URL` of service `{service}`")) {
-            Ok(url) => checks.push(Box::pin(async move {
-                health::timed("postgres", timeout, secrets, async move { health::postgres(&url).await }).await
-            })),
-            Err(reason) => checks.push(Box::pin(std::future::ready(health::failed("postgres", reason)))),
-        }
-    }
+        .filter(|(service, _)| stack.services().any(|(name, _)| name == *service))?;
+    Some(match health::resolve_secrets(stack, &declared, &format!("`DATABASE_URL` of service `{service}`")) {
+        Ok(url) => Box::pin(async move {
+            health::timed("postgres", timeout, secrets, async move { health::postgres(&url).await }).await
+        }),
+        Err(unresolved) => failed_now("postgres", unresolved_reason(&unresolved)),
+    })
+}
 
-    // The sites, through the edge.
+/// `site <domain>` for each enabled site, through the edge.
+fn site_checks<'a>(stack: &Stack, timeout: Duration, secrets: &'a [String]) -> Vec<PendingCheck<'a>> {
     let edge = &stack.config.edge;
     let edge_address = SocketAddr::new(edge.upstream_host, edge.https_port);
-    for (_, site) in stack.sites() {
-        let name = format!("site {}", site.domain);
-        let path = stack
-            .config
-            .services
-            .get(&site.service)
-            .and_then(|service| service.healthcheck.as_ref())
-            .and_then(|check| check.http.clone())
-            .unwrap_or_else(|| "/".to_owned());
-        let domain = site.domain.clone();
-        let ca_bundle = edge.ca_bundle.clone();
-        checks.push(Box::pin(async move {
-            health::timed(name, timeout, secrets, async move {
-                health::site(&domain, edge_address, &path, ca_bundle.as_deref(), timeout).await
-            })
-            .await
-        }));
-    }
-
-    join_all(checks).await
+    stack
+        .sites()
+        .map(|(_, site)| {
+            let name = format!("site {}", site.domain);
+            let path = stack
+                .config
+                .services
+                .get(&site.service)
+                .and_then(|service| service.healthcheck.as_ref())
+                .and_then(|check| check.http.clone())
+                .unwrap_or_else(|| "/".to_owned());
+            let domain = site.domain.clone();
+            let ca_bundle = edge.ca_bundle.clone();
+            Box::pin(async move {
+                health::timed(name, timeout, secrets, async move {
+                    health::site(&domain, edge_address, &path, ca_bundle.as_deref(), timeout).await
+                })
+                .await
+            }) as PendingCheck<'a>
+        })
+        .collect()
 }
 
 /// The HTTP health paths to check: each enabled service's `healthcheck.http`, and the API's
@@ -301,52 +338,23 @@ pub async fn redis_target(stack: &Stack, docker: Option<&Docker>, service: &str)
     let Some(docker) = docker else { return Err("the Docker engine is unreachable".to_owned()) };
     let address =
         docker::container_address(docker, &stack.container_name(service), &stack.config.project.network).await?;
-    let password = redis_password(stack, service)?;
+    let password = health::redis_password(stack, service).map_err(|unresolved| unresolved_reason(&unresolved))?;
     Ok(health::redis_url(&address, 6379, password.as_deref()))
 }
 
-/// The redis service's `REDIS_PASSWORD`, else the password in the API's (or worker's) `REDIS_URL`.
-pub fn redis_password(stack: &Stack, service: &str) -> Result<Option<String>, String> {
-    if let Some(declared) = stack.environment_of(service).get("REDIS_PASSWORD") {
-        let what = format!("`REDIS_PASSWORD` of service `{service}`");
-        return resolve_secrets(stack, declared, &what).map(Some);
-    }
-    for client in ["api", "worker"] {
-        let Some(declared) = stack.environment_of(client).get("REDIS_URL").cloned() else { continue };
-        let url = resolve_secrets(stack, &declared, &format!("`REDIS_URL` of service `{client}`"))?;
-        return Ok(masstock_jobs::admin::url_password(&url));
-    }
-    Ok(None)
-}
-
-/// `declared` with its `${NAME}` references replaced from the env file, or why it cannot be.
-pub fn resolve_secrets(stack: &Stack, declared: &str, what: &str) -> Result<String, String> {
-    let names = secrets::references_in(declared)?;
-    let path = stack.config.project.env_file.display();
-    if !names.is_empty() {
-        let Some(file) = &stack.secrets.env_file else {
-            return Err(format!(
-                "{what} needs `{}` from the env file `{path}`, which does not exist (`masstockctl secrets generate`)",
-                names.join("`, `")
-            ));
-        };
-        if let Some(missing) = names.iter().find(|name| file.get(name).is_none_or(str::is_empty)) {
-            return Err(format!("{what} needs `{missing}`, which is not set in `{path}`"));
+/// What `health` says when a secret a check needs cannot be resolved.
+fn unresolved_reason(unresolved: &UnresolvedSecret) -> String {
+    let what = &unresolved.what;
+    match &unresolved.error {
+        ResolveError::Syntax(message) => message.clone(),
+        ResolveError::NoEnvFile { path, names } => format!(
+            "{what} needs `{}` from the env file `{}`, which does not exist (`masstockctl secrets generate`)",
+            names.join("`, `"),
+            path.display()
+        ),
+        ResolveError::Unset { path, names } => {
+            format!("{what} needs `{}`, which is not set in `{}`", names[0], path.display())
         }
+        ResolveError::BreaksUrl { .. } => format!("{what}: {}", unresolved.error),
     }
-    let file = stack.secrets.env_file.as_ref();
-    Ok(secrets::substitute_references(declared, |name| {
-        file.and_then(|file| file.get(name)).unwrap_or_default().to_owned()
-    }))
-}
-
-/// Every secret value the env file holds, to be hidden in the checks' details.
-#[must_use]
-pub fn secret_values(stack: &Stack) -> Vec<String> {
-    stack
-        .secrets
-        .env_file
-        .as_ref()
-        .map(|file| file.values().into_values().filter(|value| !value.is_empty()).map(str::to_owned).collect())
-        .unwrap_or_default()
 }

@@ -65,6 +65,12 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// The output settings these flags ask for.
+    #[must_use]
+    pub fn ui(&self) -> Ui {
+        Ui::new(self.json, self.verbose, self.quiet, !self.no_progress)
+    }
+
     /// Loads deploy.toml for the selected environment, printing its warnings.
     pub fn load_stack(&self, ui: &Ui) -> Result<Stack, CommandError> {
         let stack = Stack::load(&self.config, &self.environment)?;

@@ -1046,16 +1046,15 @@ fn secrets(checker: &mut Checker, config: &Config, check: EnvFileCheck) -> Secre
     Secrets { references, env_file }
 }
 
-/// Whether `value` for `reference` is spliced into a URL (`scheme://...${NAME}...`) that its
-/// characters would break: `/`, `@`, `:`, `?`, `#`, `%`, spaces end or change the authority.
+/// Whether `value` for `reference` breaks the URL it is spliced into ([`secrets::breaks_url`]).
 fn breaks_url(config: &Config, reference: &SecretReference, value: &str) -> bool {
     let [_, service, _, variable] = reference.path.0.as_slice() else { return false };
     let (super::Segment::Key(service), super::Segment::Key(variable)) = (service, variable) else { return false };
-    let Some(template) = config.services.get(service).and_then(|service| service.env.get(variable)) else {
-        return false;
-    };
-    let around = secrets::map_references(template, |_| String::new());
-    around.contains("://") && !value.chars().all(|c| c.is_ascii_alphanumeric() || "-._~+=".contains(c))
+    config
+        .services
+        .get(service)
+        .and_then(|service| service.env.get(variable))
+        .is_some_and(|template| secrets::breaks_url(template, value))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::config::{RestartPolicy as Restart, Rollout, Service, Stack};
 use crate::deploy::wait::Readiness;
 use crate::docker::{labels, COMPOSE_VERSION};
 use crate::error::CommandError;
+use crate::secrets::{self, ResolveError};
 
 /// The image a service runs: the reference containers are created from, and its ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,31 +316,31 @@ fn rollout_of(stack: &Stack, name: &str, service: &Service) -> Rollout {
     })
 }
 
-/// The service's environment with every `${SECRET}` replaced by the env file's value.
+/// The service's environment with every `${SECRET}` replaced by the env file's value
+/// ([`secrets::resolve`]); the secrets missing from any variable are reported together.
 fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, String>, CommandError> {
-    let environment = stack.environment_of(name);
     let env_file = stack.secrets.env_file.as_ref();
+    let file = &stack.config.project.env_file;
     let mut missing = Vec::new();
-    let resolved = environment
-        .into_iter()
-        .map(|(key, value)| {
-            let value = crate::secrets::substitute_references(&value, |secret| {
-                if let Some(value) = env_file.and_then(|file| file.get(secret)).filter(|value| !value.is_empty()) {
-                    value.to_owned()
-                } else {
-                    missing.push(secret.to_owned());
-                    String::new()
-                }
-            });
-            (key, value)
-        })
-        .collect();
+    let mut resolved = BTreeMap::new();
+    for (key, value) in stack.environment_of(name) {
+        match secrets::resolve(&value, env_file, file) {
+            Ok(value) => {
+                resolved.insert(key, value);
+            }
+            Err(ResolveError::NoEnvFile { names, .. } | ResolveError::Unset { names, .. }) => missing.extend(names),
+            // A validated stack has neither: `config check` refuses both.
+            Err(error @ (ResolveError::Syntax(_) | ResolveError::BreaksUrl { .. })) => {
+                return Err(CommandError::usage(format!("`{key}` of service `{name}`: {error}")));
+            }
+        }
+    }
     if missing.is_empty() {
         return Ok(resolved);
     }
     missing.sort();
     missing.dedup();
-    let file = stack.config.project.env_file.display();
+    let file = file.display();
     let error = if env_file.is_none() {
         CommandError::failure(format!(
             "the env file `{file}` does not exist; service `{name}` needs {}",
@@ -360,7 +361,7 @@ fn nanos(duration: crate::config::Duration) -> i64 {
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
-    crate::secrets::hex(&digest)
+    secrets::hex(&digest)
 }
 
 #[cfg(test)]

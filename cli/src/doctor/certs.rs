@@ -43,24 +43,12 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use rustls::pki_types::UnixTime;
 
 use super::{Context, Finding};
+use crate::certs::expiry::{error_chain, Expiry, EXPIRING_DAYS};
 use crate::certs::store::{self, Lineage, Manager};
+use crate::certs::timer::{
+    self, is_systemd_unit_dir, CRONTAB_DIRS, CRONTAB_FILE, CRON_RENEW, SYSTEMD_RUNTIME_DIR, TIMER_UNIT,
+};
 use crate::certs::{install, trust};
-use crate::commands::certs::install_timer::TIMER_UNIT;
-use crate::commands::certs::status::{error_chain, EXPIRING_DAYS};
-
-/// Where a running systemd leaves its mark (`sd_booted(3)`).
-pub(crate) const SYSTEMD_RUNTIME_DIR: &str = "/run/systemd/system";
-
-/// The folders of the system unit search path (`systemd.unit(5)`) a unit may be written to.
-const SYSTEMD_UNIT_DIRS: [&str; 4] =
-    ["/etc/systemd/system", SYSTEMD_RUNTIME_DIR, "/usr/lib/systemd/system", "/lib/systemd/system"];
-
-/// The crontabs whose lines cron runs: the system's, its drop-in folder's files, the users'.
-const CRONTAB_FILE: &str = "/etc/crontab";
-const CRONTAB_DIRS: [&str; 2] = ["/etc/cron.d", "/var/spool/cron/crontabs"];
-
-/// What a crontab line runs to renew the certificates.
-const CRON_RENEW: &str = "certs renew";
 
 /// A lineage deploy.toml wants, as the store shows it.
 #[derive(Debug)]
@@ -208,126 +196,147 @@ fn lineage_findings(
     let mut findings = Vec::new();
     for Examined { name, domains, lineage } in examined {
         let serves = format!("deploy.toml serves with it: {}", domains.join(", "));
-        let lineage = match lineage {
-            Err(error) => {
-                findings.push(
-                    Finding::error(
-                        format!("cert-invalid:{name}"),
-                        format!("the certificate `{name}` cannot be read"),
-                        format!(
-                            "repair the links of `{}/`, or obtain it again: {}",
-                            cert_dir.join("live").join(name).display(),
-                            command("certs issue")
-                        ),
-                    )
-                    .with_evidence([error.clone(), serves]),
-                );
-                continue;
+        let live = cert_dir.join("live").join(name);
+        match lineage {
+            Err(error) => findings.push(unreadable_lineage(name, &live, error, serves, command)),
+            Ok(None) => findings.push(missing_lineage(name, &live, serves, command)),
+            Ok(Some(lineage)) => {
+                findings.extend(expiry_finding(name, lineage, now, timer, command));
+                findings.extend(names_finding(name, lineage, domains, serves, command));
             }
-            Ok(None) => {
-                findings.push(
-                    Finding::error(
-                        format!("cert-missing:{name}"),
-                        format!("the certificate `{name}` is missing"),
-                        format!("{} obtains it from the CA", command("certs issue")),
-                    )
-                    .with_evidence([
-                        format!("`{}/` does not exist", cert_dir.join("live").join(name).display()),
-                        serves,
-                    ]),
-                );
-                continue;
-            }
-            Ok(Some(lineage)) => lineage,
-        };
-        let cert = &lineage.cert;
-        let left = cert.not_after - now;
-        let last_error = last_error_line(lineage);
-        let renewed_by = (lineage.manager == Manager::Certbot)
-            .then(|| "renewed by certbot until `certs renew` takes it over".to_owned());
-        if left <= TimeDelta::zero() {
+        }
+    }
+    findings
+}
+
+/// `cert-invalid`: `live/<name>/` is there but cannot be read.
+fn unreadable_lineage(
+    name: &str,
+    live: &Path,
+    error: &str,
+    serves: String,
+    command: &dyn Fn(&str) -> String,
+) -> Finding {
+    Finding::error(
+        format!("cert-invalid:{name}"),
+        format!("the certificate `{name}` cannot be read"),
+        format!("repair the links of `{}/`, or obtain it again: {}", live.display(), command("certs issue")),
+    )
+    .with_evidence([error.to_owned(), serves])
+}
+
+/// `cert-missing`: no `live/<name>/`.
+fn missing_lineage(name: &str, live: &Path, serves: String, command: &dyn Fn(&str) -> String) -> Finding {
+    Finding::error(
+        format!("cert-missing:{name}"),
+        format!("the certificate `{name}` is missing"),
+        format!("{} obtains it from the CA", command("certs issue")),
+    )
+    .with_evidence([format!("`{}/` does not exist", live.display()), serves])
+}
+
+/// `cert-expired`, `cert-expiring`, or (in date) `cert-renewal-failed` when the last renewal
+/// failed.
+fn expiry_finding(
+    name: &str,
+    lineage: &Lineage,
+    now: DateTime<Utc>,
+    timer: &TimerState,
+    command: &dyn Fn(&str) -> String,
+) -> Option<Finding> {
+    let cert = &lineage.cert;
+    let left = cert.not_after - now;
+    let last_error = last_error_line(lineage);
+    let renewed_by = (lineage.manager == Manager::Certbot)
+        .then(|| "renewed by certbot until `certs renew` takes it over".to_owned());
+    match Expiry::at(cert.not_after, now) {
+        Expiry::Expired => {
             let mut fix = format!("{} renews an expired certificate at once", command("certs renew"));
             if lineage.last_error.is_some() {
                 fix.push_str("; if it fails again, remove the cause of the last renewal error shown above first");
             }
-            findings.push(
+            let evidence = [
+                Some(format!("not after: {} (expired {} ago)", rfc3339(cert.not_after), duration(-left))),
+                Some(format!("serial: {}", cert.serial)),
+                Some(format!("names: {}", cert.names.join(", "))),
+                renewed_by,
+                last_error,
+            ];
+            Some(
                 Finding::error(
                     format!("cert-expired:{name}"),
                     format!("the certificate `{name}` expired {} ago", duration(-left)),
                     fix,
                 )
-                .with_evidence(
-                    [
-                        Some(format!("not after: {} (expired {} ago)", rfc3339(cert.not_after), duration(-left))),
-                        Some(format!("serial: {}", cert.serial)),
-                        Some(format!("names: {}", cert.names.join(", "))),
-                        renewed_by,
-                        last_error,
-                    ]
-                    .into_iter()
-                    .flatten(),
-                ),
-            );
-        } else if left < TimeDelta::days(EXPIRING_DAYS) {
-            findings.push(
+                .with_evidence(evidence.into_iter().flatten()),
+            )
+        }
+        Expiry::Expiring => {
+            let evidence = [
+                Some(format!("days left: {} (less than {EXPIRING_DAYS})", left.num_days())),
+                Some(format!("not after: {}", rfc3339(cert.not_after))),
+                Some(format!("serial: {}", cert.serial)),
+                Some(timer.summary()),
+                renewed_by,
+                last_error,
+            ];
+            Some(
                 Finding::warning(
                     format!("cert-expiring:{name}"),
                     format!("the certificate `{name}` expires in {}", duration(left)),
                     format!("{} renews it", command("certs renew")),
                 )
-                .with_evidence(
-                    [
-                        Some(format!("days left: {} (less than {EXPIRING_DAYS})", left.num_days())),
-                        Some(format!("not after: {}", rfc3339(cert.not_after))),
-                        Some(format!("serial: {}", cert.serial)),
-                        Some(timer.summary()),
-                        renewed_by,
-                        last_error,
-                    ]
-                    .into_iter()
-                    .flatten(),
+                .with_evidence(evidence.into_iter().flatten()),
+            )
+        }
+        Expiry::Valid => last_error.map(|last_error| {
+            Finding::warning(
+                format!("cert-renewal-failed:{name}"),
+                format!("the last renewal of the certificate `{name}` failed"),
+                format!(
+                    "remove the error's cause, then {} tries again ({} shows the result)",
+                    command("certs renew"),
+                    command("certs status")
                 ),
-            );
-        } else if let Some(last_error) = last_error {
-            findings.push(
-                Finding::warning(
-                    format!("cert-renewal-failed:{name}"),
-                    format!("the last renewal of the certificate `{name}` failed"),
-                    format!(
-                        "remove the error's cause, then {} tries again ({} shows the result)",
-                        command("certs renew"),
-                        command("certs status")
-                    ),
-                )
-                .with_evidence([
-                    last_error,
-                    format!("not after: {} (in {})", rfc3339(cert.not_after), duration(left)),
-                    format!("serial: {}", cert.serial),
-                ]),
-            );
-        }
-        let lacking: Vec<&str> =
-            domains.iter().filter(|domain| !cert.names.contains(domain)).map(String::as_str).collect();
-        if !lacking.is_empty() {
-            findings.push(
-                Finding::error(
-                    format!("cert-names:{name}"),
-                    format!("the certificate `{name}` does not name {}", backticked(&lacking)),
-                    format!(
-                        "{}: a certificate lacking a name deploy.toml serves is due at once (no `--force` needed)",
-                        command("certs renew")
-                    ),
-                )
-                .with_evidence([
-                    format!("names: {}", cert.names.join(", ")),
-                    serves,
-                    format!("missing: {}", lacking.join(", ")),
-                    format!("serial: {}", cert.serial),
-                ]),
-            );
-        }
+            )
+            .with_evidence([
+                last_error,
+                format!("not after: {} (in {})", rfc3339(cert.not_after), duration(left)),
+                format!("serial: {}", cert.serial),
+            ])
+        }),
     }
-    findings
+}
+
+/// `cert-names`: the certificate lacks a domain deploy.toml serves with it.
+fn names_finding(
+    name: &str,
+    lineage: &Lineage,
+    domains: &[String],
+    serves: String,
+    command: &dyn Fn(&str) -> String,
+) -> Option<Finding> {
+    let cert = &lineage.cert;
+    let lacking: Vec<&str> = domains.iter().filter(|domain| !cert.names.contains(domain)).map(String::as_str).collect();
+    if lacking.is_empty() {
+        return None;
+    }
+    Some(
+        Finding::error(
+            format!("cert-names:{name}"),
+            format!("the certificate `{name}` does not name {}", backticked(&lacking)),
+            format!(
+                "{}: a certificate lacking a name deploy.toml serves is due at once (no `--force` needed)",
+                command("certs renew")
+            ),
+        )
+        .with_evidence([
+            format!("names: {}", cert.names.join(", ")),
+            serves,
+            format!("missing: {}", lacking.join(", ")),
+            format!("serial: {}", cert.serial),
+        ]),
+    )
 }
 
 /// `last renewal error (2025-06-01T12:00:00Z): …`, when one is recorded.
@@ -339,71 +348,27 @@ fn last_error_line(lineage: &Lineage) -> Option<String> {
     })
 }
 
-/// Compares what nginx presents for each enabled site's domain with the lineage on disk.
+/// An enabled site's domain, with the lineage on disk that serves it.
+type ServedDomain<'a> = (&'a str, &'a Examined, &'a Lineage);
+
+/// Compares what nginx presents for each enabled site's domain with the lineage on disk: the edge
+/// answers, each domain's handshake shows the certificate on disk, and a root trusted here
+/// vouches for it.
 async fn served_findings(context: &Context<'_>, examined: &[Examined], now: DateTime<Utc>) -> Vec<Finding> {
     let edge = &context.stack.config.edge;
-    // Domains whose certificate is missing or unreadable are reported already.
-    let checked: Vec<(&str, &Examined, &Lineage)> = context
-        .stack
-        .sites()
-        .filter_map(|(_, site)| {
-            let examined = examined.iter().find(|examined| examined.domains.contains(&site.domain))?;
-            let lineage = examined.lineage.as_ref().ok()?.as_ref()?;
-            Some((site.domain.as_str(), examined, lineage))
-        })
-        .collect();
+    let checked = served_domains(context, examined);
     if checked.is_empty() {
         return Vec::new();
     }
     let address = SocketAddr::new(edge.upstream_host, edge.https_port);
-    let connected = tokio::time::timeout(context.timeout, tokio::net::TcpStream::connect(address)).await;
-    let unreachable = match connected {
-        Ok(Ok(_)) => None,
-        Ok(Err(error)) => Some(format!("connecting to {address} failed: {error}")),
-        Err(_) => Some(format!("connecting to {address} timed out after {}s", context.timeout.as_secs_f64())),
-    };
-    if let Some(reason) = unreachable {
-        let domains: Vec<&str> = checked.iter().map(|(domain, _, _)| *domain).collect();
-        return vec![Finding::error(
-            "edge-unreachable",
-            format!("nginx does not answer on {address}, the edge's HTTPS port"),
-            edge_start_fix(edge),
-        )
-        .with_evidence([reason, format!("not checked: {}", domains.join(", "))])];
+    if let Some(unreachable) = edge_unreachable(context, address, &checked).await {
+        return vec![unreachable];
     }
-
-    let handshakes = checked.iter().map(|(domain, _, _)| {
-        let domain = (*domain).to_owned();
-        async move {
-            let handshake = tokio::task::spawn_blocking(move || install::served(address, &domain));
-            match tokio::time::timeout(context.timeout, handshake).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err(format!("no answer within {}s", context.timeout.as_secs_f64())),
-            }
-        }
-    });
-    // What clients here trust: the system's roots and `edge.ca_bundle`, as `health` and `cors
-    // test` do. A bundle that cannot be read is the CORS check's finding.
-    let bundle = edge.ca_bundle.clone();
-    let roots = tokio::task::spawn_blocking(move || trust::root_store(bundle.as_deref()).map(Arc::new));
-    let (served, roots) = tokio::join!(futures_util::future::join_all(handshakes), roots);
-    // A host with no root at all (no ca-certificates, no bundle) cannot judge a chain.
-    let roots = roots.ok().and_then(Result::ok).filter(|roots| !roots.is_empty());
+    let (served, roots) = handshakes(context, address, &checked).await;
     // Per lineage: the domains whose certificate, the one on disk, no trusted root vouches for.
     let mut distrusted: Vec<(&Examined, &Lineage, Vec<Refused>)> = Vec::new();
-
-    let reload = format!("`{}`", edge.reload_command.join(" "));
     let mut findings = Vec::new();
-    for ((domain, examined, lineage), served) in checked.iter().zip(served) {
-        let on_disk = format!(
-            "on disk (`{}`): serial {}, not after {}",
-            lineage.live_dir.display(),
-            lineage.cert.serial,
-            validity(lineage.cert.not_after, now)
-        );
-        let probe = format!("TLS handshake with SNI `{domain}` through {address}, the chain not verified");
-        let fullchain = lineage.live_dir.join("fullchain.pem");
+    for (&(domain, examined, lineage), served) in checked.iter().zip(served) {
         match served {
             Ok(served) if served.info.serial.eq_ignore_ascii_case(&lineage.cert.serial) => {
                 let at = inside_validity(now, &served.info);
@@ -417,49 +382,126 @@ async fn served_findings(context: &Context<'_>, examined: &[Examined], now: Date
                     None => distrusted.push((examined, lineage, vec![(domain, reason, served)])),
                 }
             }
-            Ok(install::Served { info, .. }) => findings.push(
-                Finding::error(
-                    format!("cert-not-served:{domain}"),
-                    format!(
-                        "nginx serves `{domain}` with certificate serial `{}`, not the one on disk (`{}`)",
-                        info.serial, lineage.cert.serial
-                    ),
-                    format!(
-                        "reload nginx so it loads the certificate on disk: {reload}; if it still serves another \
-                         one, its site must point `ssl_certificate` at `{}`",
-                        fullchain.display()
-                    ),
-                )
-                .with_evidence([
-                    format!(
-                        "served: serial {}, not after {}, names {}",
-                        info.serial,
-                        validity(info.not_after, now),
-                        info.names.join(", ")
-                    ),
-                    on_disk,
-                    format!("lineage: `{}`", examined.name),
-                    probe,
-                ]),
-            ),
-            Err(error) => findings.push(
-                Finding::error(
-                    format!("cert-not-served:{domain}"),
-                    format!("nginx presents no certificate for `{domain}`: the TLS handshake failed"),
-                    format!(
-                        "reload nginx: {reload}; if it still fails, {} installs the site, which serves `{}`",
-                        context.command("deploy"),
-                        fullchain.display()
-                    ),
-                )
-                .with_evidence([format!("handshake: {error}"), on_disk, probe]),
-            ),
+            served => findings.push(not_served(context, address, (domain, examined, lineage), served, now)),
         }
     }
     findings.extend(
         distrusted.into_iter().map(|(examined, lineage, domains)| untrusted(context, examined, lineage, &domains)),
     );
     findings
+}
+
+/// The enabled sites' domains whose lineage could be read; a missing or unreadable one is
+/// reported already.
+fn served_domains<'a>(context: &'a Context<'_>, examined: &'a [Examined]) -> Vec<ServedDomain<'a>> {
+    context
+        .stack
+        .sites()
+        .filter_map(|(_, site)| {
+            let examined = examined.iter().find(|examined| examined.domains.contains(&site.domain))?;
+            let lineage = examined.lineage.as_ref().ok()?.as_ref()?;
+            Some((site.domain.as_str(), examined, lineage))
+        })
+        .collect()
+}
+
+/// `edge-unreachable` when nothing accepts a connection on the edge's HTTPS port in time.
+async fn edge_unreachable(context: &Context<'_>, address: SocketAddr, checked: &[ServedDomain<'_>]) -> Option<Finding> {
+    let connected = tokio::time::timeout(context.timeout, tokio::net::TcpStream::connect(address)).await;
+    let reason = match connected {
+        Ok(Ok(_)) => return None,
+        Ok(Err(error)) => format!("connecting to {address} failed: {error}"),
+        Err(_) => format!("connecting to {address} timed out after {}s", context.timeout.as_secs_f64()),
+    };
+    let domains: Vec<&str> = checked.iter().map(|(domain, _, _)| *domain).collect();
+    Some(
+        Finding::error(
+            "edge-unreachable",
+            format!("nginx does not answer on {address}, the edge's HTTPS port"),
+            edge_start_fix(&context.stack.config.edge),
+        )
+        .with_evidence([reason, format!("not checked: {}", domains.join(", "))]),
+    )
+}
+
+/// Each domain's TLS handshake through `address` (each within the context's timeout), and the
+/// roots clients here trust: the system's and `edge.ca_bundle`, as `health` and `cors test` do.
+/// No roots at all (no ca-certificates, no bundle, or a bundle that cannot be read, which is the
+/// CORS check's finding) is `None`: then no chain is judged.
+async fn handshakes(
+    context: &Context<'_>,
+    address: SocketAddr,
+    checked: &[ServedDomain<'_>],
+) -> (Vec<Result<install::Served, String>>, Option<Arc<rustls::RootCertStore>>) {
+    let handshakes = checked.iter().map(|(domain, _, _)| {
+        let domain = (*domain).to_owned();
+        async move {
+            let handshake = tokio::task::spawn_blocking(move || install::served(address, &domain));
+            match tokio::time::timeout(context.timeout, handshake).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!("no answer within {}s", context.timeout.as_secs_f64())),
+            }
+        }
+    });
+    let bundle = context.stack.config.edge.ca_bundle.clone();
+    let roots = tokio::task::spawn_blocking(move || trust::root_store(bundle.as_deref()).map(Arc::new));
+    let (served, roots) = tokio::join!(futures_util::future::join_all(handshakes), roots);
+    (served, roots.ok().and_then(Result::ok).filter(|roots| !roots.is_empty()))
+}
+
+/// `cert-not-served`: nginx serves another certificate than the one on disk, or none.
+fn not_served(
+    context: &Context<'_>,
+    address: SocketAddr,
+    (domain, examined, lineage): ServedDomain<'_>,
+    served: Result<install::Served, String>,
+    now: DateTime<Utc>,
+) -> Finding {
+    let reload = format!("`{}`", context.stack.config.edge.reload_command.join(" "));
+    let on_disk = format!(
+        "on disk (`{}`): serial {}, not after {}",
+        lineage.live_dir.display(),
+        lineage.cert.serial,
+        validity(lineage.cert.not_after, now)
+    );
+    let probe = format!("TLS handshake with SNI `{domain}` through {address}, the chain not verified");
+    let fullchain = lineage.live_dir.join("fullchain.pem");
+    match served {
+        Ok(install::Served { info, .. }) => Finding::error(
+            format!("cert-not-served:{domain}"),
+            format!(
+                "nginx serves `{domain}` with certificate serial `{}`, not the one on disk (`{}`)",
+                info.serial, lineage.cert.serial
+            ),
+            format!(
+                "reload nginx so it loads the certificate on disk: {reload}; if it still serves another one, its \
+                 site must point `ssl_certificate` at `{}`",
+                fullchain.display()
+            ),
+        )
+        .with_evidence([
+            format!(
+                "served: serial {}, not after {}, names {}",
+                info.serial,
+                validity(info.not_after, now),
+                info.names.join(", ")
+            ),
+            on_disk,
+            format!("lineage: `{}`", examined.name),
+            probe,
+        ]),
+        Err(error) => Finding::error(
+            format!("cert-not-served:{domain}"),
+            format!("nginx presents no certificate for `{domain}`: the TLS handshake failed"),
+            format!(
+                "reload nginx: {reload}; if it still fails, {} installs the site, which serves `{}`",
+                context.command("deploy"),
+                fullchain.display()
+            ),
+        )
+        .with_evidence([format!("handshake: {error}"), on_disk, probe]),
+    }
 }
 
 /// `now`, or the nearest instant inside the certificate's validity: the chain is judged there,
@@ -559,7 +601,7 @@ pub(crate) fn edge_start_fix(edge: &crate::config::Edge) -> String {
 /// for the unit file there, then for a crontab line that runs `certs renew`.
 async fn timer_state(context: &Context<'_>) -> TimerState {
     let folder = context.stack.config.acme.systemd_dir();
-    let systemd_runs = Path::new(SYSTEMD_RUNTIME_DIR).is_dir();
+    let systemd_runs = timer::systemd_runs();
     let systemd_folder = is_systemd_unit_dir(&folder);
     if systemd_runs && systemd_folder {
         let (enabled, active) = tokio::join!(systemctl(context, "is-enabled"), systemctl(context, "is-active"));
@@ -569,12 +611,7 @@ async fn timer_state(context: &Context<'_>) -> TimerState {
     let looked_up = unit.clone();
     let look = tokio::task::spawn_blocking(move || {
         let unit_exists = looked_up.is_file();
-        let cron = if unit_exists {
-            None
-        } else {
-            let folders: Vec<&Path> = CRONTAB_DIRS.iter().map(Path::new).collect();
-            cron_renewal(&[Path::new(CRONTAB_FILE)], &folders)
-        };
+        let cron = if unit_exists { None } else { timer::system_cron_renewal() };
         (unit_exists, cron)
     });
     // Looking takes no time on a sane host; one that does not answer is taken as having nothing.
@@ -583,35 +620,6 @@ async fn timer_state(context: &Context<'_>) -> TimerState {
         Ok(Err(_)) | Err(_) => (false, None),
     };
     TimerState::Files { unit, systemd_runs, systemd_folder, unit_exists, cron }
-}
-
-/// Whether systemd loads units from `folder`: one of the system unit search path's folders, the
-/// two compared canonicalised when they can be (`/lib` is often `/usr/lib`).
-fn is_systemd_unit_dir(folder: &Path) -> bool {
-    let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let folder = canonical(folder);
-    SYSTEMD_UNIT_DIRS.iter().any(|unit_dir| canonical(Path::new(unit_dir)) == folder)
-}
-
-/// The first crontab line that runs `certs renew` (not commented out) in `files` or in the files
-/// of `folders`, after the file it is in; unreadable files are skipped.
-fn cron_renewal(files: &[&Path], folders: &[&Path]) -> Option<String> {
-    let in_folders = folders.iter().flat_map(|folder| {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.is_file())
-            .collect();
-        entries.sort();
-        entries
-    });
-    files.iter().map(|file| file.to_path_buf()).chain(in_folders).find_map(|file| {
-        let text = std::fs::read_to_string(&file).ok()?;
-        let line = text.lines().map(str::trim).find(|line| !line.starts_with('#') && line.contains(CRON_RENEW))?;
-        Some(format!("`{}`: `{line}`", file.display()))
-    })
 }
 
 /// The crontab line that renews the certificates twice a day under cron's own `PATH` and working
@@ -1235,44 +1243,6 @@ mod tests {
         assert!(bare.fix.starts_with("without systemd, have cron run the renewal"), "{}", bare.fix);
 
         assert!(files_state(false, true, false, cron).summary().starts_with("renewal: cron runs `certs renew`"));
-    }
-
-    #[test]
-    fn systemd_unit_folders_are_known_through_links() {
-        assert!(is_systemd_unit_dir(Path::new("/etc/systemd/system")));
-        assert!(is_systemd_unit_dir(Path::new("/etc/systemd/system/")));
-        assert!(is_systemd_unit_dir(Path::new("/lib/systemd/system")));
-        assert!(is_systemd_unit_dir(Path::new(SYSTEMD_RUNTIME_DIR)));
-        let dir = tempfile::tempdir().unwrap();
-        assert!(!is_systemd_unit_dir(dir.path()));
-        assert!(!is_systemd_unit_dir(&dir.path().join(".masstock/local/systemd")));
-        if Path::new("/usr/lib/systemd/system").is_dir() {
-            let link = dir.path().join("units");
-            std::os::unix::fs::symlink("/usr/lib/systemd/system", &link).unwrap();
-            assert!(is_systemd_unit_dir(&link));
-        }
-    }
-
-    #[test]
-    fn a_crontab_line_counts_unless_commented_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let crontab = dir.path().join("crontab");
-        let cron_d = dir.path().join("cron.d");
-        let spool = dir.path().join("crontabs");
-        std::fs::create_dir(&cron_d).unwrap();
-        std::fs::write(&crontab, "SHELL=/bin/sh\n# 0 0 * * * root masstockctl certs renew\n").unwrap();
-        std::fs::write(cron_d.join("other"), "17 * * * * root run-parts /etc/cron.hourly\n").unwrap();
-        let folders = [cron_d.as_path(), spool.as_path()];
-        assert_eq!(cron_renewal(&[&crontab], &folders), None, "a comment, an absent folder");
-
-        std::fs::write(cron_d.join("masstock"), "  0 0,12 * * * root /usr/bin/masstockctl certs renew  \n").unwrap();
-        assert_eq!(
-            cron_renewal(&[&crontab, &dir.path().join("absent")], &folders),
-            Some(format!(
-                "`{}`: `0 0,12 * * * root /usr/bin/masstockctl certs renew`",
-                cron_d.join("masstock").display()
-            ))
-        );
     }
 
     #[test]

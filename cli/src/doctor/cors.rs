@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::{Context, Finding, Inspected};
-use crate::commands::cors::{self, Answer};
+use crate::cors::{self, Answer};
 use crate::health;
 
 /// The route the probe asks for: a GET that needs authentication (401, CORS headers all the same).
@@ -36,7 +36,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
     let exchange = async {
         match health::edge_client(&site.domain, edge_address, edge.ca_bundle.as_deref(), context.timeout) {
             Ok(client) => Ok(cors::exchange(&client, &url, origin).await),
-            Err(reason) => Err(reason),
+            Err(error) => Err(error.to_string()),
         }
     };
     let running_value = async {

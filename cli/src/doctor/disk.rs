@@ -32,8 +32,8 @@ use std::time::Duration;
 use bollard::Docker;
 use serde_json::Value;
 
-use super::certs::SYSTEMD_RUNTIME_DIR;
 use super::{Context, Finding, Severity};
+use crate::certs::timer;
 
 /// Below this share of free space or free inodes, the filesystem is in trouble now.
 const ERROR_PERCENT: u64 = 5;
@@ -124,7 +124,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
         }
     };
     let (engine, logs) = tokio::join!(engine, log_files(context, log_folders));
-    let systemd = Path::new(SYSTEMD_RUNTIME_DIR).is_dir();
+    let systemd = timer::systemd_runs();
     let journal_device = std::fs::metadata("/var/log").ok().map(|metadata| metadata.dev());
     troubled
         .into_iter()
@@ -395,8 +395,8 @@ async fn engine_usage(context: &Context<'_>) -> Vec<String> {
                 Ok(totals)
             }
         }
-        Ok(Err(error)) => Err(crate::docker::engine_message(&error)),
-        Err(_) => Err(format!("no answer within {}s", context.timeout.as_secs_f64())),
+        Ok(Err(error)) => Err(DiskUsageError::Engine(crate::docker::engine_message(&error))),
+        Err(_) => Err(DiskUsageError::Timeout(context.timeout)),
     };
     match totals {
         Ok(totals) => totals.iter().map(engine_line).collect(),
@@ -451,15 +451,35 @@ fn current_usage(usage: &bollard::models::SystemDataUsageResponse) -> Vec<Engine
     totals
 }
 
+/// Why the engine's disk usage could not be read.
+#[derive(Debug, thiserror::Error)]
+enum DiskUsageError {
+    /// The engine's own words (`crate::docker::engine_message`).
+    #[error("{0}")]
+    Engine(String),
+    #[error("no answer within {}s", .0.as_secs_f64())]
+    Timeout(Duration),
+    #[error("this engine's format is only read over a unix socket, not `{0}`")]
+    NotUnixSocket(String),
+    #[error("`{}`: {error}", .socket.display())]
+    Socket { socket: PathBuf, error: std::io::Error },
+    #[error("the engine's answer has no body")]
+    NoBody,
+    #[error("the engine answered `{0}`")]
+    Status(String),
+    #[error("unreadable answer: {error}")]
+    Unreadable { error: serde_json::Error },
+}
+
 /// `/system/df` in the engine's own format, over its unix socket (`DOCKER_HOST=unix://…` or the
 /// default socket): the format engines before API 1.52 answer in, which bollard no longer reads.
-async fn legacy_df(timeout: Duration) -> Result<Vec<EngineTotal>, String> {
+async fn legacy_df(timeout: Duration) -> Result<Vec<EngineTotal>, DiskUsageError> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let socket = match std::env::var("DOCKER_HOST") {
         Ok(host) => match host.strip_prefix("unix://") {
             Some(path) => PathBuf::from(path),
-            None => return Err(format!("this engine's format is only read over a unix socket, not `{host}`")),
+            None => return Err(DiskUsageError::NotUnixSocket(host)),
         },
         Err(_) => PathBuf::from("/var/run/docker.sock"),
     };
@@ -472,16 +492,16 @@ async fn legacy_df(timeout: Duration) -> Result<Vec<EngineTotal>, String> {
     };
     let response = match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(response)) => response,
-        Ok(Err(error)) => return Err(format!("`{}`: {error}", socket.display())),
-        Err(_) => return Err(format!("no answer within {}s", timeout.as_secs_f64())),
+        Ok(Err(error)) => return Err(DiskUsageError::Socket { socket, error }),
+        Err(_) => return Err(DiskUsageError::Timeout(timeout)),
     };
     let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("the engine's answer has no body")?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(DiskUsageError::NoBody)?;
     let status = head.lines().next().unwrap_or_default();
     if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("the engine answered `{status}`"));
+        return Err(DiskUsageError::Status(status.to_owned()));
     }
-    let document: Value = serde_json::from_str(body).map_err(|error| format!("unreadable answer: {error}"))?;
+    let document: Value = serde_json::from_str(body).map_err(|error| DiskUsageError::Unreadable { error })?;
     Ok(legacy_usage(&document))
 }
 

@@ -251,10 +251,20 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
         certs::examine(context),
         disk::examine(context),
     );
-    let secrets = crate::commands::health::secret_values(context.stack);
+    let secrets = health::secret_values(context.stack);
     let mut findings: Vec<Finding> =
         [services, cors, worker, certs, disk].into_iter().flatten().map(|finding| finding.scrubbed(&secrets)).collect();
     // Stable: within a severity, the groups' order (the troubleshooting guide's) is kept.
     findings.sort_by_key(|finding| finding.severity);
     findings
+}
+
+/// `text` cut to its first `chars` characters, with `…` when something was cut: evidence quotes
+/// logs and job errors, never whole.
+fn truncate(text: &str, chars: usize) -> String {
+    if text.chars().count() > chars {
+        format!("{}…", text.chars().take(chars).collect::<String>())
+    } else {
+        text.to_owned()
+    }
 }

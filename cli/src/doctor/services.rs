@@ -19,17 +19,16 @@
 //! - Secrets (`env-missing:<service>`), images (`image-missing:<service>`) and dependencies
 //!   (`dependency-down:<service>:<dependency>`) follow the rules of the module above.
 
-use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
+use bollard::models::{ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, HealthStatusEnum};
 use bollard::Docker;
 use futures_util::future::join_all;
 
-use super::{Context, Finding, Inspected, Severity};
-use crate::commands::health::resolve_secrets;
-use crate::commands::ports::{self, Claimant, PortRow};
+use super::{truncate, Context, Finding, Inspected, Severity};
 use crate::config::{DependencyCondition, Stack};
 use crate::deploy::wait::last_log_lines;
 use crate::docker::is_not_found;
 use crate::health::age_since;
+use crate::ports::{self, Claimant, PortRow};
 use crate::secrets;
 
 /// Log lines quoted with a container that is down or failing.
@@ -138,7 +137,7 @@ async fn database(context: &Context<'_>) -> Option<Finding> {
         Some((service, stack.environment_of(service).get("DATABASE_URL")?.clone()))
     })?;
     // A secret missing from the env file is `env-missing`.
-    let url = resolve_secrets(stack, &declared, "`DATABASE_URL`").ok()?;
+    let url = secrets::resolve_in(stack, &declared).ok()?;
     let reason = match tokio::time::timeout(context.timeout, crate::health::postgres(&url)).await {
         Ok(Ok(_)) => return None,
         Ok(Err(reason)) => reason,
@@ -365,7 +364,8 @@ fn port_taken(context: &Context<'_>, row: &PortRow) -> Finding {
     ])
 }
 
-/// What is wrong with one service's container, if anything.
+/// What is wrong with one service's container, if anything: how the container stands, then
+/// which of its dependencies explains its trouble.
 async fn container_findings(
     context: &Context<'_>,
     docker: &Docker,
@@ -374,183 +374,237 @@ async fn container_findings(
     standings: &[(&str, Standing, String)],
     port_rows: &[PortRow],
 ) -> Vec<Finding> {
-    let stack = context.stack;
-    let container = stack.container_name(service);
-    let standing = observed.standing();
+    let container = context.stack.container_name(service);
+    let dependents = dependents_of(context.stack, service);
     let mut findings = Vec::new();
-    let dependents = dependents_of(stack, service);
     // Whether this service is down, crashing or unhealthy: then a dependency may explain it.
     let mut troubled = false;
-
     match observed {
         Inspected::Missing => {
-            let mut finding = Finding::error(
-                format!("container-missing:{service}"),
-                format!("`{container}` does not exist"),
-                context.command(&format!("deploy {service}")),
-            );
-            if let Some(image) = missing_image(context, docker, service).await {
-                findings.push(image);
-            }
-            if stack.config.services[service].build.is_some() && !image_exists(context, docker, service).await {
-                finding
-                    .evidence
-                    .push(format!("its image `{}` is not built yet: deploy builds it", stack.image_reference(service)));
-            }
-            if !dependents.is_empty() {
-                finding.evidence.push(format!("needed by {}", dependents.join(", ")));
-            }
-            findings.push(finding);
+            findings.extend(missing_container(context, docker, service, &container, &dependents).await);
         }
-        Inspected::Unknown(reason) => findings.push(
-            Finding::error(
-                format!("container-unknown:{service}"),
-                format!("the engine cannot say how `{container}` is"),
-                "look at the engine's own log (`journalctl -u docker`, or dockerd's output)",
-            )
-            .with_evidence([reason.clone()]),
-        ),
+        Inspected::Unknown(reason) => findings.push(unknown_container(service, &container, reason)),
         Inspected::Found(inspected) => {
-            let state = inspected.state.clone().unwrap_or_default();
-            let restarts = inspected.restart_count.unwrap_or(0);
-            let mut evidence = Vec::new();
-            let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
-            // The engine resets the exit code to 0 at each start: it only means something once stopped.
-            let exit = state
-                .exit_code
-                .filter(|_| status != ContainerStateStatusEnum::RUNNING)
-                .map(|code| format!(", exit code {code}"))
-                .unwrap_or_default();
-            let since = state
-                .finished_at
-                .as_deref()
-                .and_then(age_since)
-                .filter(|_| status != ContainerStateStatusEnum::RUNNING)
-                .map(|age| format!(" {age} ago"))
-                .unwrap_or_default();
-            evidence.push(format!("state {status}{exit}{since}, {restarts} restart(s)"));
-            if status != ContainerStateStatusEnum::RUNNING && matches!(state.exit_code, Some(0 | 143)) {
-                evidence.push("it stopped when asked to (`docker stop`, a reboot): it did not crash".to_owned());
-            }
-            if state.oom_killed == Some(true) {
-                evidence.push("killed for lack of memory (OOMKilled)".to_owned());
-            }
-            if let Some(error) = state.error.as_deref().filter(|error| !error.is_empty()) {
-                evidence.push(format!("engine: {error}"));
-            }
-            if !dependents.is_empty() {
-                evidence.push(format!("needed by {}", dependents.join(", ")));
-            }
-            let own_port_taken = port_rows
-                .iter()
-                .find(|row| row.conflict.is_some() && service_of_port(stack, row.port).as_deref() == Some(service));
-            let restart = context.command(&format!("restart {service}"));
-            let logs = context.command(&format!("logs {service} --tail 100"));
-            let started = state.started_at.as_deref().and_then(crate::health::seconds_since);
-            let last_exit = state.finished_at.as_deref().and_then(crate::health::seconds_since);
-            let crashed = crashes(standing, restarts, started, last_exit);
-            let crashing = format!("{logs} shows why it exits; fix that cause, then {restart}");
-            let finding = match standing {
-                Standing::Down => Some(Finding::error(
-                    format!("container-down:{service}"),
-                    format!("`{container}` is not running ({status}{exit})"),
-                    match own_port_taken {
-                        Some(row) => {
-                            format!("free port {} first (finding `port-taken:{}`), then {restart}", row.port, row.port)
-                        }
-                        None => format!("{restart}; {logs} shows why it stopped"),
-                    },
-                )),
-                Standing::Restarting => Some(Finding::error(
-                    format!("container-restarting:{service}"),
-                    if restarts >= CRASH_LOOP_RESTARTS {
-                        format!("`{container}` keeps crashing: Docker has restarted it {restarts} times")
-                    } else {
-                        format!("`{container}` exited, and Docker is restarting it")
-                    },
-                    crashing,
-                )),
-                // Between two crashes, a crash-looping container is `running` (`starting` with a
-                // health check).
-                Standing::Up | Standing::Starting if crashed == Crashes::Looping => {
-                    let ago = last_exit.map(crate::ui::short_duration).unwrap_or_default();
-                    evidence.push(format!("its last exit was {ago} ago"));
-                    Some(Finding::error(
-                        format!("container-restarting:{service}"),
-                        format!("`{container}` keeps crashing: Docker has restarted it {restarts} times"),
-                        crashing,
-                    ))
-                }
-                Standing::Up | Standing::Starting if crashed == Crashes::Recovered => Some(Finding::warning(
-                    format!("container-restarting:{service}"),
-                    format!("`{container}` runs again, but has crashed {restarts} times"),
-                    format!("{logs} shows why it exited"),
-                )),
-                Standing::Unhealthy => {
-                    let health = state.health.clone().unwrap_or_default();
-                    evidence.push(format!("failing streak: {} health check(s)", health.failing_streak.unwrap_or(0)));
-                    for probe in health.log.unwrap_or_default().iter().rev().take(2) {
-                        let output = probe
-                            .output
-                            .as_deref()
-                            .unwrap_or_default()
-                            .split_whitespace()
-                            .collect::<Vec<_>>()
-                            .join(" ");
-                        evidence.push(format!(
-                            "health check exit {}: {}",
-                            probe.exit_code.unwrap_or(-1),
-                            truncate(&output, 200)
-                        ));
-                    }
-                    Some(Finding::error(
-                        format!("container-unhealthy:{service}"),
-                        format!("`{container}` runs but fails its health check"),
-                        format!("{logs} and the health check output above show why; then {restart}"),
-                    ))
-                }
-                Standing::Up | Standing::Starting | Standing::Missing | Standing::Unknown => None,
-            };
-            // A container that runs again after its crashes is a warning: nothing to blame.
-            troubled = finding.as_ref().is_some_and(|finding| finding.severity == Severity::Error);
-            if let Some(mut finding) = finding {
-                let lines = last_log_lines(docker, &container, LOG_LINES).await;
-                if !lines.is_empty() {
-                    evidence.push(format!("last {} log line(s):", lines.len()));
-                    evidence.extend(lines.iter().map(|line| format!("  {}", truncate(line, 300))));
-                }
-                finding.evidence = evidence;
-                findings.push(finding);
+            let found = Found { service, container: &container, inspected, standing: observed.standing() };
+            if let Some(finding) = found_container(context, &found, &dependents, port_rows) {
+                // A container that runs again after its crashes is a warning: nothing to blame.
+                troubled = finding.severity == Severity::Error;
+                findings.push(with_last_logs(docker, &container, finding).await);
             }
         }
     }
-
     // A dependency explains a service that is not up, or keeps crashing (a crash-looping container
     // is `running` or `starting` between its crashes). A missing container is deployed with its
     // dependencies, in order: nothing to add.
     if troubled {
-        for (dependency, condition) in &stack.config.services[service].depends_on {
-            let Some((_, dependency_standing, described)) = standings.iter().find(|(name, _, _)| name == dependency)
-            else {
-                continue;
+        findings.extend(dependency_findings(context, service, standings));
+    }
+    findings
+}
+
+/// `container-missing`, after the finding on its missing image if there is one.
+async fn missing_container(
+    context: &Context<'_>,
+    docker: &Docker,
+    service: &str,
+    container: &str,
+    dependents: &[String],
+) -> Vec<Finding> {
+    let stack = context.stack;
+    let mut findings = Vec::new();
+    let mut finding = Finding::error(
+        format!("container-missing:{service}"),
+        format!("`{container}` does not exist"),
+        context.command(&format!("deploy {service}")),
+    );
+    if let Some(image) = missing_image(context, docker, service).await {
+        findings.push(image);
+    }
+    if stack.config.services[service].build.is_some() && !image_exists(context, docker, service).await {
+        finding
+            .evidence
+            .push(format!("its image `{}` is not built yet: deploy builds it", stack.image_reference(service)));
+    }
+    if !dependents.is_empty() {
+        finding.evidence.push(format!("needed by {}", dependents.join(", ")));
+    }
+    findings.push(finding);
+    findings
+}
+
+/// `container-unknown`: the engine could not say.
+fn unknown_container(service: &str, container: &str, reason: &str) -> Finding {
+    Finding::error(
+        format!("container-unknown:{service}"),
+        format!("the engine cannot say how `{container}` is"),
+        "look at the engine's own log (`journalctl -u docker`, or dockerd's output)",
+    )
+    .with_evidence([reason.to_owned()])
+}
+
+/// A container the engine knows, and how it stands.
+struct Found<'a> {
+    service: &'a str,
+    container: &'a str,
+    inspected: &'a ContainerInspectResponse,
+    standing: Standing,
+}
+
+/// The finding on a container that exists, if it is down, crashing or unhealthy; its evidence
+/// starts with the container's state.
+fn found_container(
+    context: &Context<'_>,
+    found: &Found<'_>,
+    dependents: &[String],
+    port_rows: &[PortRow],
+) -> Option<Finding> {
+    let Found { service, container, inspected, standing } = *found;
+    let state = inspected.state.clone().unwrap_or_default();
+    let restarts = inspected.restart_count.unwrap_or(0);
+    let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
+    // The engine resets the exit code to 0 at each start: it only means something once stopped.
+    let exit = state
+        .exit_code
+        .filter(|_| status != ContainerStateStatusEnum::RUNNING)
+        .map(|code| format!(", exit code {code}"))
+        .unwrap_or_default();
+    let mut evidence = state_evidence(&state, status, &exit, restarts, dependents);
+    let own_port_taken = port_rows
+        .iter()
+        .find(|row| row.conflict.is_some() && service_of_port(context.stack, row.port).as_deref() == Some(service));
+    let restart = context.command(&format!("restart {service}"));
+    let logs = context.command(&format!("logs {service} --tail 100"));
+    let started = state.started_at.as_deref().and_then(crate::health::seconds_since);
+    let last_exit = state.finished_at.as_deref().and_then(crate::health::seconds_since);
+    let crashed = crashes(standing, restarts, started, last_exit);
+    let crashing = format!("{logs} shows why it exits; fix that cause, then {restart}");
+    let finding = match standing {
+        Standing::Down => Finding::error(
+            format!("container-down:{service}"),
+            format!("`{container}` is not running ({status}{exit})"),
+            match own_port_taken {
+                Some(row) => {
+                    format!("free port {} first (finding `port-taken:{}`), then {restart}", row.port, row.port)
+                }
+                None => format!("{restart}; {logs} shows why it stopped"),
+            },
+        ),
+        Standing::Restarting => Finding::error(
+            format!("container-restarting:{service}"),
+            if restarts >= CRASH_LOOP_RESTARTS {
+                format!("`{container}` keeps crashing: Docker has restarted it {restarts} times")
+            } else {
+                format!("`{container}` exited, and Docker is restarting it")
+            },
+            crashing,
+        ),
+        // Between two crashes, a crash-looping container is `running` (`starting` with a health
+        // check).
+        Standing::Up | Standing::Starting if crashed == Crashes::Looping => {
+            let ago = last_exit.map(crate::ui::short_duration).unwrap_or_default();
+            evidence.push(format!("its last exit was {ago} ago"));
+            Finding::error(
+                format!("container-restarting:{service}"),
+                format!("`{container}` keeps crashing: Docker has restarted it {restarts} times"),
+                crashing,
+            )
+        }
+        Standing::Up | Standing::Starting if crashed == Crashes::Recovered => Finding::warning(
+            format!("container-restarting:{service}"),
+            format!("`{container}` runs again, but has crashed {restarts} times"),
+            format!("{logs} shows why it exited"),
+        ),
+        Standing::Unhealthy => {
+            evidence.extend(health_check_evidence(&state));
+            Finding::error(
+                format!("container-unhealthy:{service}"),
+                format!("`{container}` runs but fails its health check"),
+                format!("{logs} and the health check output above show why; then {restart}"),
+            )
+        }
+        Standing::Up | Standing::Starting | Standing::Missing | Standing::Unknown => return None,
+    };
+    Some(finding.with_evidence(evidence))
+}
+
+/// How a container stands, as evidence: state, exit code and age, restarts, why it stopped, who
+/// needs it.
+fn state_evidence(
+    state: &ContainerState,
+    status: ContainerStateStatusEnum,
+    exit: &str,
+    restarts: i64,
+    dependents: &[String],
+) -> Vec<String> {
+    let mut evidence = Vec::new();
+    let since = state
+        .finished_at
+        .as_deref()
+        .and_then(age_since)
+        .filter(|_| status != ContainerStateStatusEnum::RUNNING)
+        .map(|age| format!(" {age} ago"))
+        .unwrap_or_default();
+    evidence.push(format!("state {status}{exit}{since}, {restarts} restart(s)"));
+    if status != ContainerStateStatusEnum::RUNNING && matches!(state.exit_code, Some(0 | 143)) {
+        evidence.push("it stopped when asked to (`docker stop`, a reboot): it did not crash".to_owned());
+    }
+    if state.oom_killed == Some(true) {
+        evidence.push("killed for lack of memory (OOMKilled)".to_owned());
+    }
+    if let Some(error) = state.error.as_deref().filter(|error| !error.is_empty()) {
+        evidence.push(format!("engine: {error}"));
+    }
+    if !dependents.is_empty() {
+        evidence.push(format!("needed by {}", dependents.join(", ")));
+    }
+    evidence
+}
+
+/// The failing streak and the last two probes' output of an unhealthy container.
+fn health_check_evidence(state: &ContainerState) -> Vec<String> {
+    let health = state.health.clone().unwrap_or_default();
+    let mut evidence = vec![format!("failing streak: {} health check(s)", health.failing_streak.unwrap_or(0))];
+    for probe in health.log.unwrap_or_default().iter().rev().take(2) {
+        let output = probe.output.as_deref().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+        evidence.push(format!("health check exit {}: {}", probe.exit_code.unwrap_or(-1), truncate(&output, 200)));
+    }
+    evidence
+}
+
+/// `finding` with the container's last log lines added to its evidence.
+async fn with_last_logs(docker: &Docker, container: &str, mut finding: Finding) -> Finding {
+    let lines = last_log_lines(docker, container, LOG_LINES).await;
+    if !lines.is_empty() {
+        finding.evidence.push(format!("last {} log line(s):", lines.len()));
+        finding.evidence.extend(lines.iter().map(|line| format!("  {}", truncate(line, 300))));
+    }
+    finding
+}
+
+/// `dependency-down` for each dependency of a troubled `service` that does not stand as its
+/// `depends_on` condition asks.
+fn dependency_findings(context: &Context<'_>, service: &str, standings: &[(&str, Standing, String)]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (dependency, condition) in &context.stack.config.services[service].depends_on {
+        let Some((_, dependency_standing, described)) = standings.iter().find(|(name, _, _)| name == dependency) else {
+            continue;
+        };
+        if !satisfies(*dependency_standing, *condition) {
+            let wanted = match condition {
+                DependencyCondition::Started => "running",
+                DependencyCondition::Healthy => "healthy",
             };
-            if !satisfies(*dependency_standing, *condition) {
-                let wanted = match condition {
-                    DependencyCondition::Started => "running",
-                    DependencyCondition::Healthy => "healthy",
-                };
-                findings.push(
-                    Finding::error(
-                        format!("dependency-down:{service}:{dependency}"),
-                        format!("`{service}` needs `{dependency}` {wanted}, and it is {described}"),
-                        format!(
-                            "bring `{dependency}` back first (its own finding says how), then {}",
-                            context.command(&format!("restart {service}"))
-                        ),
-                    )
-                    .with_evidence([format!("[services.{service}] depends_on = {{ {dependency} = \"{wanted}\" }}")]),
-                );
-            }
+            findings.push(
+                Finding::error(
+                    format!("dependency-down:{service}:{dependency}"),
+                    format!("`{service}` needs `{dependency}` {wanted}, and it is {described}"),
+                    format!(
+                        "bring `{dependency}` back first (its own finding says how), then {}",
+                        context.command(&format!("restart {service}"))
+                    ),
+                )
+                .with_evidence([format!("[services.{service}] depends_on = {{ {dependency} = \"{wanted}\" }}")]),
+            );
         }
     }
     findings
@@ -606,14 +660,6 @@ async fn image_exists(context: &Context<'_>, docker: &Docker, service: &str) -> 
         tokio::time::timeout(context.timeout, docker.inspect_image(&reference)).await,
         Ok(Err(error)) if is_not_found(&error)
     )
-}
-
-fn truncate(text: &str, chars: usize) -> String {
-    if text.chars().count() > chars {
-        format!("{}…", text.chars().take(chars).collect::<String>())
-    } else {
-        text.to_owned()
-    }
 }
 
 #[cfg(test)]

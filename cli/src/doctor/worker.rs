@@ -29,9 +29,9 @@ use std::collections::BTreeMap;
 
 use masstock_jobs::admin::{url_password, AdminError, Failure, Inspector, QueueSummary};
 
-use super::{Context, Finding, Inspected};
-use crate::commands::health::redis_password;
+use super::{truncate, Context, Finding, Inspected};
 use crate::docker;
+use crate::health::redis_password;
 use crate::health::{self, HEARTBEAT_MAX_AGE_S};
 use crate::ui::short_duration;
 
@@ -417,7 +417,11 @@ fn failure_findings(context: &Context<'_>, failures: &[Failure]) -> Vec<Finding>
                 ));
             }
             for job in jobs.iter().take(3) {
-                evidence.push(format!("job {}: {}", job.id, truncate(&job.reason, 240)));
+                evidence.push(format!(
+                    "job {}: {}",
+                    job.id,
+                    truncate(job.reason.lines().next().unwrap_or_default(), 240)
+                ));
             }
             if jobs.len() > 3 {
                 evidence.push(format!("… and {} more", jobs.len() - 3));
@@ -425,15 +429,6 @@ fn failure_findings(context: &Context<'_>, failures: &[Failure]) -> Vec<Finding>
             Finding::warning(format!("jobs-failed:{}", cause.id()), summary, fix).with_evidence(evidence)
         })
         .collect()
-}
-
-fn truncate(text: &str, chars: usize) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    if line.chars().count() > chars {
-        format!("{}…", line.chars().take(chars).collect::<String>())
-    } else {
-        line.to_owned()
-    }
 }
 
 #[cfg(test)]

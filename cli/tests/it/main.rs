@@ -6,6 +6,7 @@ mod completions;
 mod config_check;
 mod containers;
 mod help;
+mod layering;
 mod parser;
 mod queue;
 mod render;

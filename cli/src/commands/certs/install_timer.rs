@@ -1,5 +1,6 @@
 //! `masstockctl certs install-timer`: the systemd service and timer that run `certs renew`
-//! twice a day, rendered from the embedded templates.
+//! twice a day, rendered from the embedded templates (what the timer is, and where systemd looks
+//! for it, lives in `crate::certs::timer`).
 //!
 //! The templates are `templates/masstock-certs.{service,timer}.tera`, embedded as
 //! `render::TIMER_TEMPLATES` (apart from `TEMPLATES`, because they name the running binary and
@@ -14,13 +15,11 @@ use std::process::{Command, ExitCode};
 
 use serde_json::json;
 
+use crate::certs::timer::{SYSTEMD_RUNTIME_DIR, TIMER_UNIT};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
 use crate::render::render_certs_timer;
 use crate::ui::Ui;
-
-/// The timer's unit name.
-pub const TIMER_UNIT: &str = "masstock-certs.timer";
 
 /// Install a systemd timer that runs `certs renew` twice a day
 ///
@@ -109,7 +108,7 @@ fn systemctl(arguments: &[&str]) -> Result<(), CommandError> {
             // systemd not PID 1 (a container, a chroot): `--no-enable` is the way. Elsewhere
             // systemctl's own words say what to do (permissions, a unit it refuses).
             let no_systemd = stderr.contains("not been booted with systemd")
-                || !std::path::Path::new(crate::doctor::certs::SYSTEMD_RUNTIME_DIR).exists();
+                || !std::path::Path::new(SYSTEMD_RUNTIME_DIR).exists();
             Err(if no_systemd {
                 failure.with_hint(format!(
                     "the units are written; systemd does not run here, so `--no-enable` writes them without \

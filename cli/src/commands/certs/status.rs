@@ -15,13 +15,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::certs::due::{decide, Rule};
+use crate::certs::expiry::{error_chain, Expiry};
 use crate::certs::store::{self, Lineage};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
 use crate::ui::Ui;
-
-/// A certificate that expires sooner than this is a problem: exit 1.
-pub const EXPIRING_DAYS: i64 = 7;
 
 /// Show each certificate: names, issuer, serial, expiry, when renewal is due, the last error
 ///
@@ -86,11 +84,11 @@ pub fn cmd_certs_status(global: &GlobalArgs, ui: &Ui, _args: &StatusArgs) -> Res
             let standing = match (&lineage, &error) {
                 (_, Some(_)) => Standing::Invalid,
                 (None, None) => Standing::Missing,
-                (Some(lineage), None) if lineage.cert.not_after <= now => Standing::Expired,
-                (Some(lineage), None) if lineage.cert.not_after - now < chrono::TimeDelta::days(EXPIRING_DAYS) => {
-                    Standing::Expiring
-                }
-                (Some(_), None) => Standing::Ok,
+                (Some(lineage), None) => match Expiry::at(lineage.cert.not_after, now) {
+                    Expiry::Expired => Standing::Expired,
+                    Expiry::Expiring => Standing::Expiring,
+                    Expiry::Valid => Standing::Ok,
+                },
             };
             Row { name, configured_domains: configured_domains.unwrap_or_default(), lineage, error, standing }
         })
@@ -248,15 +246,4 @@ fn text_row(row: &Row, now: DateTime<Utc>, cert_dir: &std::path::Path) -> String
 
 fn stamp(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-/// `error`, then each of its causes, joined by `: `.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }

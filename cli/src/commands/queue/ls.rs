@@ -31,10 +31,13 @@ use std::process::ExitCode;
 
 use masstock_jobs::admin::{Inspector, QueueSummary};
 
-use crate::commands::queue::{admin_error, age, block_on, now_ms, table, target, TIMEOUT};
+use crate::commands::queue::{admin_error, block_on, target};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
+use crate::health::now_ms;
+use crate::queue_target::TIMEOUT;
 use crate::ui::Ui;
+use crate::ui::{short_duration as age, table};
 
 /// List the queues in Redis with their counts, oldest waiting job and workers
 ///

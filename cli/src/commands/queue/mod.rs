@@ -1,6 +1,6 @@
 //! `masstockctl queue ...`: inspect and repair the BullMQ queues in Redis.
 //!
-//! These commands talk to Redis only (see `redis_url.rs` for where they find it). `ls` and `show`
+//! These commands talk to Redis only (`crate::queue_target` says where they find it). `ls` and `show`
 //! read without writing. The repairs go through `masstock_jobs::admin`, which runs BullMQ's own
 //! scripts. The CLI is synchronous, so each command runs its Redis work on a small runtime of its
 //! own.
@@ -17,29 +17,20 @@
 pub mod clean;
 pub mod ls;
 pub mod pause;
-pub mod redis_url;
 pub mod resume;
 pub mod retry;
 pub mod show;
 
 use std::future::Future;
 use std::process::ExitCode;
-use std::time::Duration;
-
-pub(crate) use crate::health::now_ms;
 
 use masstock_jobs::admin::{Admin, AdminError};
 
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
-/// A short age: `42s`, `5m07s`, `3h12m`, `2d04h`.
-use crate::ui::short_duration as age;
-use crate::ui::table;
+use crate::queue_target::{self, QueueTargetError, RedisTarget, TIMEOUT};
+use crate::secrets::ResolveError;
 use crate::ui::Ui;
-use redis_url::RedisTarget;
-
-/// How long Redis gets to connect, and to answer each request or each batch of a long repair.
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Subcommand)]
 pub enum QueueCommand {
@@ -83,9 +74,45 @@ impl QueueSelection {
 
 /// Finds Redis and says where, with `-v`.
 fn target(global: &GlobalArgs, ui: &Ui) -> Result<RedisTarget, CommandError> {
-    let target = redis_url::resolve(global)?;
+    let target = crate::docker::block_on(queue_target::resolve(&global.config, &global.environment))?
+        .map_err(|error| target_error(error, &global.environment))?;
     ui.detail(format!("redis at `{}` ({})", target.shown, target.source));
     Ok(target)
+}
+
+/// A [`QueueTargetError`] as the operator sees it, with what to try.
+fn target_error(error: QueueTargetError, environment: &str) -> CommandError {
+    let generate_hint = || format!("run `masstockctl --env {environment} secrets generate`, or set `REDIS_URL`");
+    match error {
+        QueueTargetError::Config(error) => error.into(),
+        QueueTargetError::NoRedisUrl { .. } => {
+            CommandError::failure(error).with_hint("set `REDIS_URL`, e.g. `REDIS_URL=redis://:PASSWORD@127.0.0.1:6379`")
+        }
+        QueueTargetError::Unreachable { port, .. } => CommandError::failure(error).with_hint(format!(
+            "set `REDIS_URL` to the container's address, e.g. `REDIS_URL=redis://:PASSWORD@<container ip>:{port}`"
+        )),
+        QueueTargetError::EnvFile(error) => CommandError::failure(error),
+        QueueTargetError::Secret(ResolveError::Syntax(message)) => CommandError::usage(message),
+        QueueTargetError::Secret(ResolveError::NoEnvFile { path, names }) => CommandError::failure(format!(
+            "the env file `{}` does not exist, and `REDIS_URL` needs `{}` from it",
+            path.display(),
+            names.join("`, `")
+        ))
+        .with_hint(generate_hint()),
+        QueueTargetError::Secret(ResolveError::Unset { path, names }) => {
+            CommandError::failure(format!("`{}` is not set in `{}`", names[0], path.display()))
+                .with_hint(generate_hint())
+        }
+        QueueTargetError::Secret(ResolveError::BreaksUrl { path, name }) => CommandError::usage(format!(
+            "secret `{name}` in `{}` holds characters that break the `REDIS_URL` it is part of",
+            path.display()
+        ))
+        .with_hint("a secret inside a URL may only hold letters, digits and `-._~+=`")
+        .with_hint(format!(
+            "generate a URL-safe one: remove `{name}` from the env file, then `masstockctl --env {environment} \
+             secrets generate --force`"
+        )),
+    }
 }
 
 /// Runs `work` to completion on a single-threaded runtime.
@@ -167,15 +194,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ages_are_short() {
-        assert_eq!(age(0), "0s");
-        assert_eq!(age(59), "59s");
-        assert_eq!(age(307), "5m07s");
-        assert_eq!(age(7200), "2h00m");
-        assert_eq!(age(2 * 86_400 + 4 * 3600 + 59), "2d04h");
-    }
-
-    #[test]
     fn only_connection_errors_suspect_the_password() {
         let target = RedisTarget::new("redis://:pw@127.0.0.1:6379".into(), "`REDIS_URL`".into(), true);
         let hints = |error: AdminError| admin_error(error, &target).hints.join("\n");
@@ -190,11 +208,5 @@ mod tests {
             let text = hints(answered);
             assert!(!text.contains(password), "{text}");
         }
-    }
-
-    #[test]
-    fn tables_align() {
-        let rows = vec![vec!["a".to_owned(), "1".to_owned()], vec!["long".to_owned(), "100".to_owned()]];
-        assert_eq!(table(&["NAME", "N"], &[false, true], &rows), "NAME    N\na       1\nlong  100\n");
     }
 }

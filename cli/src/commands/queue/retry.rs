@@ -12,9 +12,10 @@
 
 use std::process::ExitCode;
 
-use crate::commands::queue::{now_ms, target, with_admin, QueueSelection};
+use crate::commands::queue::{target, with_admin, QueueSelection};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
+use crate::health::now_ms;
 use crate::ui::Ui;
 
 /// Run failed jobs again: one by id, or every failed job

@@ -5,9 +5,12 @@ use std::process::ExitCode;
 
 use masstock_jobs::admin::{AdminError, Inspector, JobDetails};
 
-use crate::commands::queue::{admin_error, age, block_on, now_ms, target, QueueSelection, TIMEOUT};
+use crate::commands::queue::{admin_error, block_on, target, QueueSelection};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
+use crate::health::now_ms;
+use crate::queue_target::TIMEOUT;
+use crate::ui::short_duration as age;
 use crate::ui::Ui;
 
 /// Show one job: state, data, options, attempts, progress, times, failure and result

@@ -1,11 +1,12 @@
-//! Where `masstockctl queue` finds Redis: `REDIS_URL` when set, otherwise the `REDIS_URL` that
+//! Where the queue's Redis is, seen from this host (what `masstockctl queue` talks to): `REDIS_URL` when set, otherwise the `REDIS_URL` that
 //! deploy.toml gives the worker (or the API), with its secrets taken from the env file.
 //!
 //! In deploy.toml that URL names the redis container (`redis://:${REDIS_PASSWORD}@redis:6379`),
 //! which only other containers can resolve. When the redis service publishes the port, the host
 //! reaches it on `edge.upstream_host` (where Docker publishes every port). Production publishes
 //! none: then the container's address on the project network, from the Engine API. The password
-//! is never shown: messages carry [`RedisTarget::shown`].
+//! is never shown: messages carry [`RedisTarget::shown`]. Errors are [`QueueTargetError`]; the
+//! command adds the hints.
 //!
 //! `REDIS_URL` from the environment wins. Otherwise the URL deploy.toml gives the worker (or else
 //! the API), with its `${NAME}` values from the env file. When the redis service publishes the
@@ -24,13 +25,16 @@
 //! the rule `config check` applies) is refused with exit 2, unprinted.
 
 use std::fmt;
+use std::path::Path;
+use std::time::Duration;
 
 use masstock_jobs::admin::redacted_url;
 
-use crate::commands::GlobalArgs;
-use crate::config::Stack;
-use crate::error::CommandError;
-use crate::secrets::{self, EnvFile};
+use crate::config::{ConfigError, Stack};
+use crate::secrets::{self, EnvFile, EnvFileError, ResolveError};
+
+/// How long Redis gets to connect, and to answer each request or each batch of a long repair.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The port Redis listens on when the URL does not say.
 const DEFAULT_PORT: u16 = 6379;
@@ -52,7 +56,8 @@ impl fmt::Debug for RedisTarget {
 }
 
 impl RedisTarget {
-    pub(super) fn new(url: String, source: String, from_environment: bool) -> Self {
+    #[must_use]
+    pub fn new(url: String, source: String, from_environment: bool) -> Self {
         Self { shown: redacted_url(&url), url, source, from_environment }
     }
 
@@ -63,23 +68,39 @@ impl RedisTarget {
     }
 }
 
-/// `REDIS_URL` from the environment, else from deploy.toml.
-pub fn resolve(global: &GlobalArgs) -> Result<RedisTarget, CommandError> {
+/// Why the queue's Redis cannot be found.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueTargetError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no service of environment `{environment}` declares `REDIS_URL`")]
+    NoRedisUrl { environment: String },
+    /// The URL names a container that publishes no port, and its address could not be learnt.
+    #[error(
+        "redis is not reachable from this host: `REDIS_URL` of service `{service}` points at the container \
+         `{host}:{port}`, which publishes no port, and its address is unknown: {reason}"
+    )]
+    Unreachable { service: String, host: String, port: u16, reason: String },
+    #[error(transparent)]
+    EnvFile(#[from] EnvFileError),
+    /// The URL's secrets cannot be taken from the env file (`path`).
+    #[error(transparent)]
+    Secret(#[from] ResolveError),
+}
+
+/// `REDIS_URL` from the environment, else from `config` (deploy.toml) for `environment`.
+pub async fn resolve(config: &Path, environment: &str) -> Result<RedisTarget, QueueTargetError> {
     if let Some(url) = std::env::var("REDIS_URL").ok().filter(|url| !url.is_empty()) {
         return Ok(RedisTarget::new(url, "`REDIS_URL` in the environment".to_owned(), true));
     }
     // Only the secrets in the URL are needed, so the rest of the env file is not checked.
-    let stack = global.load_stack_without_env_file()?;
-    from_stack(&stack)
+    let source = crate::config::read_source(config)?;
+    let stack = Stack::from_source_without_env_file(&source, environment)?;
+    from_stack(&stack).await
 }
 
 /// The host-side address of the Redis that deploy.toml gives its services.
-fn from_stack(stack: &Stack) -> Result<RedisTarget, CommandError> {
-    let environment = &stack.environment;
-    let no_redis_url = || {
-        CommandError::failure(format!("no service of environment `{environment}` declares `REDIS_URL`"))
-            .with_hint("set `REDIS_URL`, e.g. `REDIS_URL=redis://:PASSWORD@127.0.0.1:6379`")
-    };
+async fn from_stack(stack: &Stack) -> Result<RedisTarget, QueueTargetError> {
     // The worker consumes the queue, the API adds to it: either one names the queue's Redis.
     let mut services: Vec<(&str, &crate::config::Service)> = stack.services().collect();
     services.sort_by_key(|(name, _)| match *name {
@@ -90,7 +111,7 @@ fn from_stack(stack: &Stack) -> Result<RedisTarget, CommandError> {
     let (service, declared) = services
         .iter()
         .find_map(|(name, service)| service.env.get("REDIS_URL").map(|url| (*name, url.as_str())))
-        .ok_or_else(no_redis_url)?;
+        .ok_or_else(|| QueueTargetError::NoRedisUrl { environment: stack.environment.clone() })?;
 
     // The address is looked at before the secrets, so that an unreachable Redis is reported as
     // such even where the env file is missing.
@@ -111,24 +132,22 @@ fn from_stack(stack: &Stack) -> Result<RedisTarget, CommandError> {
     let Some(published) = redis.ports.iter().find(|published| published.container == port) else {
         // No published port (production's case): the container's address on the project network.
         let network = &stack.config.project.network;
-        let address = crate::docker::block_on(async {
-            let docker = crate::docker::connect().await.map_err(|error| error.chain().join(": "))?;
-            crate::docker::container_address(&docker, &container, network).await
-        })?;
+        let address = match crate::docker::connect().await {
+            Ok(docker) => crate::docker::container_address(&docker, &container, network).await,
+            Err(error) => Err(error.chain().join(": ")),
+        };
         return match address {
             Ok(address) => {
                 let url = resolve_secrets(stack, &parts.with_address(&address, port))?;
                 let source = format!("deploy.toml: `REDIS_URL` of service `{service}`, at container `{container}`'s address on `{network}`");
                 Ok(RedisTarget::new(url, source, false))
             }
-            Err(reason) => Err(CommandError::failure(format!(
-                "redis is not reachable from this host: `REDIS_URL` of service `{service}` points at the container \
-                 `{}:{port}`, which publishes no port, and its address is unknown: {reason}",
-                parts.host
-            ))
-            .with_hint(format!(
-                "set `REDIS_URL` to the container's address, e.g. `REDIS_URL=redis://:PASSWORD@<container ip>:{port}`"
-            ))),
+            Err(reason) => Err(QueueTargetError::Unreachable {
+                service: service.to_owned(),
+                host: parts.host.to_owned(),
+                port,
+                reason,
+            }),
         };
     };
     let host = stack.config.edge.upstream_host.to_string();
@@ -139,48 +158,13 @@ fn from_stack(stack: &Stack) -> Result<RedisTarget, CommandError> {
     Ok(RedisTarget::new(url, source, false))
 }
 
-/// `declared` with each `${NAME}` replaced by its value in the env file.
-fn resolve_secrets(stack: &Stack, declared: &str) -> Result<String, CommandError> {
-    let names = secrets::references_in(declared).map_err(CommandError::usage)?;
-    if names.is_empty() {
-        return Ok(secrets::substitute_references(declared, |_| String::new()));
-    }
+/// `declared` with each `${NAME}` replaced by its value in the env file, read only when
+/// `declared` refers to a secret.
+fn resolve_secrets(stack: &Stack, declared: &str) -> Result<String, QueueTargetError> {
     let path = &stack.config.project.env_file;
-    let environment = &stack.environment;
-    let generate_hint = format!("run `masstockctl --env {environment} secrets generate`, or set `REDIS_URL`");
-    let file = EnvFile::read(path).map_err(CommandError::failure)?.ok_or_else(|| {
-        CommandError::failure(format!(
-            "the env file `{}` does not exist, and `REDIS_URL` needs `{}` from it",
-            path.display(),
-            names.join("`, `")
-        ))
-        .with_hint(generate_hint.clone())
-    })?;
-    for name in &names {
-        if file.get(name).is_none_or(str::is_empty) {
-            return Err(
-                CommandError::failure(format!("`{name}` is not set in `{}`", path.display())).with_hint(generate_hint)
-            );
-        }
-    }
-    // A secret spliced into a URL must leave its shape alone: a `/`, `#`, `?` or `@` would end the
-    // password early and the rest would be read (and shown) as host or path. `config check`
-    // refuses the same secrets, with the same rule.
-    if secrets::map_references(declared, |_| String::new()).contains("://") {
-        let url_safe = |value: &str| value.chars().all(|c| c.is_ascii_alphanumeric() || "-._~+=".contains(c));
-        if let Some(name) = names.iter().find(|name| !url_safe(file.get(name).unwrap_or_default())) {
-            return Err(CommandError::usage(format!(
-                "secret `{name}` in `{}` holds characters that break the `REDIS_URL` it is part of",
-                path.display()
-            ))
-            .with_hint("a secret inside a URL may only hold letters, digits and `-._~+=`")
-            .with_hint(format!(
-                "generate a URL-safe one: remove `{name}` from the env file, then `masstockctl --env {environment} \
-                 secrets generate --force`"
-            )));
-        }
-    }
-    Ok(secrets::substitute_references(declared, |name| file.get(name).unwrap_or_default().to_owned()))
+    let refers_to_secrets = secrets::references_in(declared).is_ok_and(|names| !names.is_empty());
+    let file = if refers_to_secrets { EnvFile::read(path)? } else { None };
+    Ok(secrets::resolve(declared, file.as_ref(), path)?)
 }
 
 /// A URL cut around its host and port: `scheme://[userinfo@]host[:port][/rest]`.
