@@ -6,6 +6,7 @@ mod completions;
 mod config_check;
 mod containers;
 mod help;
+mod logs;
 mod parser;
 mod queue;
 mod render;
