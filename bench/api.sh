@@ -21,8 +21,7 @@
 #   BENCH_NO_BUILD=1   use the binaries already built
 set -euo pipefail
 
-BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$BENCH_DIR/.." && pwd)"
+source "$(dirname "$0")/lib.sh"
 RESULTS_DIR="$BENCH_DIR/results"
 HELLO_DIR="$BENCH_DIR/hello"
 
@@ -43,15 +42,9 @@ RATE_LIMIT_PREFIX="masstock-bench-$$:ratelimit"
 WORKFLOW_ID="0b6f2c1e-6a43-4c1f-9a57-2d1e5f0c7a10"
 EMAIL="bench-$$@example.com"
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-warn() { printf 'bench: WARNING: %s\n' "$*" >&2; }
-die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
-
-for tool in cargo wrk curl psql redis-cli python3; do
-  command -v "$tool" >/dev/null || die "\`$tool\` is not on PATH (script/bootstrap installs what is missing)"
-done
-psql "$PG_URL" -qAtc 'select 1' >/dev/null 2>&1 || die "PostgreSQL does not answer at ${PG_URL%%@*}@... (run script/bootstrap)"
-redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 || die "Redis does not answer at $REDIS_URL (run script/bootstrap)"
+require_tools cargo wrk curl psql redis-cli python3
+require_postgres "$PG_URL"
+require_redis "$REDIS_URL"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/masstock-bench.XXXXXX")"
 API_LOG="$WORK/api.log"
@@ -60,24 +53,6 @@ API_PID=""
 HELLO_PID=""
 WRK_PID=""
 DB_CREATED=""
-
-# stop <pid>: SIGTERM, then SIGKILL after 5 s.
-stop() {
-  local pid=$1 tries=0
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null && ((tries < 50)); do
-    sleep 0.1
-    tries=$((tries + 1))
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-# delete_keys <pattern>: every Redis key matching it.
-delete_keys() {
-  redis-cli -u "$REDIS_URL" --scan --pattern "$1" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
-}
 
 cleanup() {
   local status=$?
@@ -88,24 +63,9 @@ cleanup() {
   stop "$HELLO_PID"
   delete_keys "$QUEUE_PREFIX:*"
   delete_keys "$RATE_LIMIT_PREFIX:*"
-  if [[ -n $DB_CREATED ]]; then
-    psql "$PG_URL" -qAtc "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 ||
-      warn "could not drop database $DB_NAME; drop it by hand"
-  fi
-  if ((status != 0)); then
-    if [[ -s $API_LOG ]]; then
-      log "last lines of the API's log ($API_LOG):"
-      tail -n 20 "$API_LOG" >&2
-    fi
-    log "failed (exit $status); logs kept in $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$status"
+  finish "$status" "$API_LOG"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # free_port: a TCP port nobody listens on right now.
 free_port() {

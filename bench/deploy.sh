@@ -20,31 +20,19 @@
 # Settings: BENCH_RUNS (default 3); BENCH_CTL (default target/release/masstockctl).
 set -euo pipefail
 
-BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$BENCH_DIR/.." && pwd)"
+source "$(dirname "$0")/lib.sh"
 RUNS="${BENCH_RUNS:-3}"
-CTL="${BENCH_CTL:-$REPO/target/release/masstockctl}"
-cd "$REPO"
-[[ -x $CTL ]] || { echo "bench: $CTL is missing: run script/local-up first (or set BENCH_CTL)" >&2; exit 1; }
-[[ -f .env.local ]] || { echo "bench: .env.local is missing: run script/local-up first" >&2; exit 1; }
-ctl() { "$CTL" --env local -q "$@"; }
+local_ctl
+FIGURE_FORMAT='%-42s %7.2fs'
 
 rendered=$(mktemp -d)
 trap 'rm -rf "$rendered"' EXIT
 ctl render --out "$rendered" >/dev/null
 compose() { docker-compose -p masstock --env-file "$REPO/.env.local" -f "$rendered/docker-compose.yml" "$@"; }
 
-now() { date +%s.%N; }
-elapsed() { awk -v end="$(now)" -v start="$1" 'BEGIN { printf "%.3f", end - start }'; }
 # The same verdict for both: `masstockctl health` (containers running and passing their health
 # test, each service's HTTP check, Redis, PostgreSQL, the worker's heartbeat, the sites via nginx).
 all_healthy() { ctl health --timeout 2s >/dev/null 2>&1; }
-
-declare -A figures
-record() {
-  figures[$1]+="$2 "
-  printf 'bench:   %-42s %7.2fs\n' "$1" "$2" >&2
-}
 
 for run in $(seq 1 "$RUNS"); do
   echo "bench: run $run/$RUNS" >&2
@@ -68,13 +56,7 @@ mkdir -p "$BENCH_DIR/results"
 out="$BENCH_DIR/results/deploy-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
   echo "# bench/deploy.sh, $RUNS runs, $(nproc) cores, $(docker version --format 'engine {{.Server.Version}} API {{.Server.APIVersion}}'), $(docker-compose version --short)"
-  printf '%-42s %8s %8s %8s\n' figure min median max
-  for name in "masstockctl deploy, full, to healthy" "docker-compose up -d, until it returns" "docker-compose up -d, until all healthy" \
-    "masstockctl deploy, no change" "docker-compose up -d, no change"; do
-    read -r -a values <<<"${figures[$name]}"
-    sorted=$(printf '%s\n' "${values[@]}" | sort -g)
-    min=$(head -1 <<<"$sorted"); max=$(tail -1 <<<"$sorted"); median=$(sed -n "$(((${#values[@]} + 1) / 2))p" <<<"$sorted")
-    printf '%-42s %7.2fs %7.2fs %7.2fs\n' "$name" "$min" "$median" "$max"
-  done
+  summarize "masstockctl deploy, full, to healthy" "docker-compose up -d, until it returns" "docker-compose up -d, until all healthy" \
+    "masstockctl deploy, no change" "docker-compose up -d, no change"
 } | tee "$out"
 echo "bench: written to $out" >&2

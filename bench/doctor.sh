@@ -17,14 +17,9 @@
 # Settings: BENCH_RUNS (default 20); BENCH_CTL (default target/release/masstockctl).
 set -euo pipefail
 
-BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$BENCH_DIR/.." && pwd)"
+source "$(dirname "$0")/lib.sh"
 RUNS="${BENCH_RUNS:-20}"
-CTL="${BENCH_CTL:-$REPO/target/release/masstockctl}"
-cd "$REPO"
-[[ -x $CTL ]] || { echo "bench: $CTL is missing: run script/local-up first (or set BENCH_CTL)" >&2; exit 1; }
-[[ -f .env.local ]] || { echo "bench: .env.local is missing: run script/local-up first" >&2; exit 1; }
-ctl() { "$CTL" --env local -q "$@"; }
+local_ctl
 
 if ! findings=$(ctl doctor --json); then
   echo "bench: doctor finds problems on the local stack; fix them first:" >&2
@@ -49,13 +44,6 @@ manual() {
   du -h .masstock/local/nginx/logs | sort -h | tail -20
 }
 
-now() { date +%s.%N; }
-elapsed() { awk -v end="$(now)" -v start="$1" 'BEGIN { printf "%.3f", end - start }'; }
-declare -A figures
-record() {
-  figures[$1]+="$2 "
-  printf 'bench:   %-44s %7.3fs\n' "$1" "$2" >&2
-}
 
 for run in $(seq 1 "$RUNS"); do
   echo "bench: run $run/$RUNS" >&2
@@ -68,13 +56,6 @@ mkdir -p "$BENCH_DIR/results"
 out="$BENCH_DIR/results/doctor-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
   echo "# bench/doctor.sh, $RUNS runs, $(nproc) CPUs, $(git rev-parse --short HEAD)"
-  printf '%-44s %8s %8s %8s\n' figure min median max
-  for name in "masstockctl doctor (healthy stack)" "masstockctl health" "the reference's commands, one after another"; do
-    read -r -a values <<<"${figures[$name]}"
-    sorted=$(printf '%s\n' "${values[@]}" | sort -g)
-    min=$(head -n 1 <<<"$sorted"); max=$(tail -n 1 <<<"$sorted")
-    median=$(awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }' <<<"$sorted")
-    printf '%-44s %7.3fs %7.3fs %7.3fs\n' "$name" "$min" "$median" "$max"
-  done
+  summarize "masstockctl doctor (healthy stack)" "masstockctl health" "the reference's commands, one after another"
 } | tee "$out"
 echo "bench: written to $out" >&2

@@ -19,8 +19,7 @@
 #   BENCH_NO_BUILD=1   use target/release/masstockctl as it is
 set -euo pipefail
 
-BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$BENCH_DIR/.." && pwd)"
+source "$(dirname "$0")/lib.sh"
 JOBS="${BENCH_JOBS:-100000}"
 RUNS="${BENCH_RUNS:-5}"
 REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
@@ -28,14 +27,9 @@ PREFIX="bench-queue-$$"
 CTL="$REPO/target/release/masstockctl"
 PYTHON="$REPO/.venv/bin/python"
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
-
-for tool in cargo redis-cli; do
-  command -v "$tool" >/dev/null || die "\`$tool\` is not on PATH (run script/bootstrap)"
-done
+require_tools cargo redis-cli
 [[ -x $PYTHON ]] || die "no Python venv with bullmq at $PYTHON (run script/bootstrap)"
-redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 || die "Redis does not answer at $REDIS_URL (run script/bootstrap)"
+require_redis "$REDIS_URL"
 
 cleanup() {
   log "deleting the keys under $PREFIX:"

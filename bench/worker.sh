@@ -34,8 +34,7 @@
 #   BENCH_NO_BUILD=1     use the binaries already built
 set -euo pipefail
 
-BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$BENCH_DIR/.." && pwd)"
+source "$(dirname "$0")/lib.sh"
 RESULTS_DIR="$BENCH_DIR/results"
 NODE_DIR="$BENCH_DIR/node-bullmq"
 
@@ -57,13 +56,7 @@ PREFIX_BASE="bull-bench-worker-$$"
 # The Gemini rate limiter's log is outside the prefix (masstock_worker::rate_limit::key).
 RATE_LIMIT_BASE="masstock:gemini-requests:$PREFIX_BASE"
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-warn() { printf 'bench: WARNING: %s\n' "$*" >&2; }
-die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
-
-for tool in cargo curl node npm psql redis-cli python3; do
-  command -v "$tool" >/dev/null || die "\`$tool\` is not on PATH (script/bootstrap installs what is missing)"
-done
+require_tools cargo curl node npm psql redis-cli python3
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "BENCH_JOBS \`$JOBS\` is not a positive integer"
 [[ $REPEATS =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEATS \`$REPEATS\` is not a positive integer"
 for concurrency in $CONCURRENCIES; do
@@ -73,8 +66,8 @@ for target in $TARGETS; do
   [[ $target =~ ^(node|rust-noop|rust-worker)$ ]] || die "BENCH_TARGETS: unknown target \`$target\` (node, rust-noop, rust-worker)"
 done
 [[ -z $UPLOADS_PARENT || -d $UPLOADS_PARENT ]] || die "BENCH_UPLOADS_DIR \`$UPLOADS_PARENT\` is not a directory"
-psql "$PG_URL" -qAtc 'select 1' >/dev/null 2>&1 || die "PostgreSQL does not answer at ${PG_URL%%@*}@... (run script/bootstrap)"
-redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 || die "Redis does not answer at $REDIS_URL (run script/bootstrap)"
+require_postgres "$PG_URL"
+require_redis "$REDIS_URL"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/masstock-bench-worker.XXXXXX")"
 UPLOADS_PARENT="${UPLOADS_PARENT:-$WORK}"
@@ -84,24 +77,6 @@ WATCH_PID=""
 CONSUMER_PID=""
 DB_CREATED=""
 CURRENT_LOG=""
-
-# stop <pid> [seconds]: SIGTERM, then SIGKILL after 5 s (or the seconds given).
-stop() {
-  local pid=$1 tries=0 limit=$((${2:-5} * 10))
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null && ((tries < limit)); do
-    sleep 0.1
-    tries=$((tries + 1))
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-# delete_keys <pattern>: every Redis key matching it.
-delete_keys() {
-  redis-cli -u "$REDIS_URL" --scan --pattern "$1" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
-}
 
 cleanup() {
   local status=$?
@@ -113,24 +88,9 @@ cleanup() {
   delete_keys "$PREFIX_BASE-*"
   delete_keys "$RATE_LIMIT_BASE-*"
   rm -rf "$UPLOADS_PARENT"/masstock-bench-uploads-$$-*
-  if [[ -n $DB_CREATED ]]; then
-    psql "$PG_URL" -qAtc "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 ||
-      warn "could not drop database $DB_NAME; drop it by hand"
-  fi
-  if ((status != 0)); then
-    if [[ -n $CURRENT_LOG && -s $CURRENT_LOG ]]; then
-      log "last lines of $CURRENT_LOG:"
-      tail -n 20 "$CURRENT_LOG" >&2
-    fi
-    log "failed (exit $status); logs kept in $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$status"
+  finish "$status" "$CURRENT_LOG"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # sql <statement>: runs it on the benchmark's database; prints the rows, unaligned.
 sql() {

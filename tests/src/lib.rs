@@ -139,11 +139,11 @@ impl TestCertificates {
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         ca_params.distinguished_name.push(rcgen::DnType::CommonName, "masstockctl e2e test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("self-sign the CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("self-sign the CA");
         let key = rcgen::KeyPair::generate().expect("leaf key");
         let leaf = rcgen::CertificateParams::new(domains.to_vec())
             .expect("leaf parameters")
-            .signed_by(&key, &ca, &ca_key)
+            .signed_by(&key, &ca)
             .expect("sign the leaf");
         Self { ca_pem: ca.pem(), fullchain_pem: format!("{}{}", leaf.pem(), ca.pem()), key_pem: key.serialize_pem() }
     }

@@ -565,7 +565,7 @@ mod tests {
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         ca.distinguished_name.push(rcgen::DnType::CommonName, "Test Intermediate CA");
-        let ca = ca.self_signed(&ca_key).unwrap();
+        let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let mut leaf =
             rcgen::CertificateParams::new(names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>()).unwrap();
@@ -575,7 +575,7 @@ mod tests {
         let now = time::OffsetDateTime::now_utc();
         leaf.not_before = now - time::Duration::days(1);
         leaf.not_after = now + time::Duration::days(days);
-        let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        let leaf = leaf.signed_by(&key, &ca).unwrap();
         (key.serialize_pem(), leaf.pem(), ca.pem())
     }
 

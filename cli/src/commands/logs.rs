@@ -1,30 +1,34 @@
-//! `masstockctl logs`: a service's container output, its stdout on ours and its stderr on ours.
+//! `masstockctl logs`: services' container output, their stdout on ours and their stderr on ours;
+//! one service as it wrote it, several (or all) interleaved behind their names (`docker::logs`).
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptionsBuilder;
-use futures_util::StreamExt as _;
 
 use crate::commands::GlobalArgs;
 use crate::config::units;
 use crate::docker;
+use crate::docker::logs::{LogsError, Output, Source};
 use crate::error::CommandError;
 use crate::ui::Ui;
 
-/// Print a service's container output
+/// Print services' container output
 ///
 /// Reads `<project>_<service>` through the Docker Engine API. What the container wrote to stdout
 /// goes to stdout, what it wrote to stderr goes to stderr, so `2>/dev/null` keeps only one of
 /// them. `--json` does not apply: the lines are the services' own (JSON already in production).
+/// One service's output is printed as it is; with several services, or none named (every
+/// deployed service), the lines are interleaved as they come, each behind `<service> | `, as
+/// `docker compose logs` does.
 ///
-/// Example: `masstockctl logs api --since 10m --follow`
+/// Examples: `masstockctl logs api --since 10m --follow`, `masstockctl logs -f api worker`
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
-    /// The service, as deploy.toml names it (`api`, `worker`, …)
-    pub service: String,
+    /// The services, as deploy.toml names them (`api`, `worker`, …); none for every deployed one
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
     /// Keep printing as the container writes, until Ctrl-C or the container stops
     #[arg(short, long)]
     pub follow: bool,
@@ -49,15 +53,13 @@ fn parse_tail(text: &str) -> Result<String, String> {
 
 pub fn cmd_logs(global: &GlobalArgs, _ui: &Ui, args: &LogsArgs) -> Result<ExitCode, CommandError> {
     let stack = global.load_stack_without_env_file()?;
-    if !stack.services().any(|(name, _)| name == args.service) {
-        let declared: Vec<&str> = stack.services().map(|(name, _)| name).collect();
-        return Err(CommandError::usage(format!(
-            "no service `{}` in environment `{}`",
-            args.service, stack.environment
-        ))
-        .with_hint(format!("the services are: {}", declared.join(", "))));
+    let declared: Vec<&str> = stack.services().map(|(name, _)| name).collect();
+    if let Some(unknown) = args.services.iter().find(|service| !declared.contains(&service.as_str())) {
+        return Err(CommandError::usage(format!("no service `{unknown}` in environment `{}`", stack.environment))
+            .with_hint(format!("the services are: {}", declared.join(", "))));
     }
-    let container = stack.container_name(&args.service);
+    let named = !args.services.is_empty();
+    let services: Vec<&str> = if named { args.services.iter().map(String::as_str).collect() } else { declared };
     let since = match args.since {
         Some(duration) => {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
@@ -76,33 +78,39 @@ pub fn cmd_logs(global: &GlobalArgs, _ui: &Ui, args: &LogsArgs) -> Result<ExitCo
     docker::block_on(async {
         let docker = docker::connect().await?;
         // Ask first, so that a missing container is said plainly rather than as a stream error.
-        if let Err(error) = docker.inspect_container(&container, None).await {
-            return Err(if docker::is_not_found(&error) {
-                CommandError::failure(format!("no container `{container}`: service `{}` is not deployed", args.service))
-                    .with_hint(format!("`masstockctl --env {} deploy` creates it", stack.environment))
-            } else {
-                docker::api_error(format!("failed to inspect `{container}`"), &error)
-            });
-        }
-        let mut stream = docker.logs(&container, Some(options));
-        let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
-        while let Some(item) = stream.next().await {
-            let written = match item {
-                Ok(LogOutput::StdErr { message }) => stderr.write_all(&message).and_then(|()| stderr.flush()),
-                // A container with a terminal has one stream, which is its stdout.
-                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                    stdout.write_all(&message).and_then(|()| stdout.flush())
+        // Named services must all be deployed; with none named, the deployed ones are read.
+        let mut sources = Vec::new();
+        for service in &services {
+            let container = stack.container_name(service);
+            match docker.inspect_container(&container, None).await {
+                Ok(_) => sources.push(Source { service: (*service).to_owned(), container }),
+                Err(error) if docker::is_not_found(&error) && !named => {}
+                Err(error) if docker::is_not_found(&error) => {
+                    return Err(CommandError::failure(format!(
+                        "no container `{container}`: service `{service}` is not deployed"
+                    ))
+                    .with_hint(format!("`masstockctl --env {} deploy` creates it", stack.environment)));
                 }
-                Ok(LogOutput::StdIn { .. }) => Ok(()),
-                Err(error) => {
-                    return Err(docker::api_error(format!("failed to read the logs of `{container}`"), &error));
-                }
-            };
-            // A closed pipe (`| head`) ends the command quietly.
-            if written.is_err() {
-                break;
+                Err(error) => return Err(docker::api_error(format!("failed to inspect `{container}`"), &error)),
             }
         }
+        if sources.is_empty() {
+            return Err(CommandError::failure(format!(
+                "no service of environment `{}` is deployed",
+                stack.environment
+            ))
+            .with_hint(format!("`masstockctl --env {} deploy` creates them", stack.environment)));
+        }
+        let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+        // A closed pipe (`| head`) ends the command quietly: the sink's error stops the reading.
+        docker::logs::stream(&docker, &sources, &options, |output, bytes| match output {
+            Output::Stdout => stdout.write_all(bytes).and_then(|()| stdout.flush()),
+            Output::Stderr => stderr.write_all(bytes).and_then(|()| stderr.flush()),
+        })
+        .await
+        .map_err(|LogsError::Read { container, source }| {
+            docker::api_error(format!("failed to read the logs of `{container}`"), &source)
+        })?;
         Ok(ExitCode::SUCCESS)
     })?
 }

@@ -33,7 +33,12 @@ use crate::ui::Ui;
 /// Reads the stack from deploy.toml. Exit status: 0 success, 1 the operation failed or a check
 /// found a problem, 2 bad usage or invalid configuration.
 #[derive(Debug, Parser)]
-#[command(name = "masstockctl", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "masstockctl",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MASSTOCK_GIT_REVISION"), ")"),
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -45,10 +50,10 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// The stack's declaration
-    #[arg(long, global = true, value_name = "FILE", default_value = "deploy.toml")]
+    #[arg(long, global = true, value_name = "FILE", default_value = "deploy.toml", env = "MASSTOCK_CONFIG")]
     pub config: PathBuf,
     /// The environment section of deploy.toml to use
-    #[arg(long = "env", global = true, value_name = "NAME", default_value = DEFAULT_ENVIRONMENT)]
+    #[arg(long = "env", global = true, value_name = "NAME", default_value = DEFAULT_ENVIRONMENT, env = "MASSTOCK_ENV")]
     pub environment: String,
     /// Print one JSON document on stdout; talk and progress go to stderr
     #[arg(long, global = true)]

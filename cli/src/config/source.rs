@@ -10,7 +10,7 @@ use std::fmt::{self, Write as _};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use toml_edit::{ImDocument, Item};
+use toml_edit::{Document, Item};
 
 /// One step of a path into the configuration: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,13 +145,13 @@ impl Diagnostic {
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
-    document: Option<ImDocument<String>>,
+    document: Option<Document<String>>,
 }
 
 impl Source {
     #[must_use]
     pub fn new(path: &Path, text: String) -> Self {
-        let document = ImDocument::parse(text.clone()).ok();
+        let document = Document::parse(text.clone()).ok();
         Self { path: path.to_path_buf(), text, document }
     }
 

@@ -5,6 +5,7 @@
 //! `docker` CLI.
 
 pub mod image;
+pub mod logs;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -748,9 +748,9 @@ mod tests {
     }
 
     fn issue(names: &[&str], serial: u64, from_days: i64, to_days: i64) -> Issued {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca = ca_params("Doctor Test CA").self_signed(&ca_key).unwrap();
-        leaf_under(names, serial, from_days, to_days, &ca, &ca_key)
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params("Doctor Test CA"), rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        leaf_under(names, serial, from_days, to_days, &ca)
     }
 
     /// A CA's parameters, with `name` as its common name.
@@ -768,8 +768,7 @@ mod tests {
         serial: u64,
         from_days: i64,
         to_days: i64,
-        issuer: &rcgen::Certificate,
-        issuer_key: &rcgen::KeyPair,
+        issuer: &rcgen::CertifiedIssuer<'_, rcgen::KeyPair>,
     ) -> Issued {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut leaf =
@@ -778,7 +777,7 @@ mod tests {
         let now = time::OffsetDateTime::now_utc();
         leaf.not_before = now + time::Duration::days(from_days);
         leaf.not_after = now + time::Duration::days(to_days);
-        let leaf = leaf.signed_by(&key, issuer, issuer_key).unwrap();
+        let leaf = leaf.signed_by(&key, issuer).unwrap();
         Issued {
             key_pem: key.serialize_pem(),
             cert_pem: leaf.pem(),
@@ -1064,15 +1063,16 @@ mod tests {
     /// A root, an intermediate valid until `intermediate_to_days` from now, and a leaf for
     /// [`DOMAINS`] it signed: the root's PEM, and the leaf as stored (its chain the intermediate).
     fn three_levels(intermediate_to_days: i64) -> (String, Issued) {
-        let root_key = rcgen::KeyPair::generate().unwrap();
-        let root = ca_params("Doctor Test Root").self_signed(&root_key).unwrap();
+        let root =
+            rcgen::CertifiedIssuer::self_signed(ca_params("Doctor Test Root"), rcgen::KeyPair::generate().unwrap())
+                .unwrap();
         let intermediate_key = rcgen::KeyPair::generate().unwrap();
         let mut intermediate = ca_params("Doctor Test Intermediate");
         let now = time::OffsetDateTime::now_utc();
         intermediate.not_before = now - time::Duration::days(400);
         intermediate.not_after = now + time::Duration::days(intermediate_to_days);
-        let intermediate = intermediate.signed_by(&intermediate_key, &root, &root_key).unwrap();
-        (root.pem(), leaf_under(&DOMAINS, 0x44, -1, 80, &intermediate, &intermediate_key))
+        let intermediate = rcgen::CertifiedIssuer::signed_by(intermediate, intermediate_key, &root).unwrap();
+        (root.pem(), leaf_under(&DOMAINS, 0x44, -1, 80, &intermediate))
     }
 
     /// nginx pointed at cert.pem instead of fullchain.pem: the root is trusted, the intermediate

@@ -20,7 +20,7 @@ fn store(cert_dir: &Path, name: &str, names: &[&str], from_hours: i64, to_hours:
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca.distinguished_name.push(rcgen::DnType::CommonName, "Pebble Intermediate CA 5e7a1b");
-    let ca = ca.self_signed(&ca_key).unwrap();
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let mut leaf =
         rcgen::CertificateParams::new(names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>()).unwrap();
@@ -28,7 +28,7 @@ fn store(cert_dir: &Path, name: &str, names: &[&str], from_hours: i64, to_hours:
     let now = time::OffsetDateTime::now_utc();
     leaf.not_before = now + time::Duration::hours(from_hours);
     leaf.not_after = now + time::Duration::hours(to_hours);
-    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let leaf = leaf.signed_by(&key, &ca).unwrap();
     let (privkey, cert, chain) = (key.serialize_pem(), leaf.pem(), ca.pem());
     let fullchain = format!("{cert}{chain}");
     let new = NewVersion { privkey_pem: &privkey, cert_pem: &cert, chain_pem: &chain, fullchain_pem: &fullchain };

@@ -30,7 +30,7 @@ fn docker(runtime: &tokio::runtime::Runtime) -> Docker {
 }
 
 /// A project of the test's own: its image, its containers, and a deploy.toml naming it.
-struct Project {
+pub(crate) struct Project {
     name: String,
     image: String,
     runtime: tokio::runtime::Runtime,
@@ -41,7 +41,7 @@ struct Project {
 }
 
 impl Project {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let runtime = runtime();
         let docker = docker(&runtime);
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -138,7 +138,7 @@ impl Project {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let mut all = vec!["--env", "local"];
         all.extend_from_slice(args);
         self.sandbox.run(&all)
@@ -147,7 +147,7 @@ impl Project {
     /// The API runs `sh` that writes three lines, 200 ms apart so that their order is certain (the
     /// second on stderr), and sleeps, healthy;
     /// the worker exits with code 3 and is restarted twice; redis is never created.
-    fn with_api_and_crashing_worker(self) -> Self {
+    pub(crate) fn with_api_and_crashing_worker(self) -> Self {
         let healthcheck = HealthConfig {
             test: Some(vec!["CMD".to_owned(), "/bin/sh".to_owned(), "-c".to_owned(), "exit 0".to_owned()]),
             interval: Some(500_000_000),

@@ -7,6 +7,7 @@ mod config_check;
 mod containers;
 mod help;
 mod layering;
+mod logs;
 mod parser;
 mod queue;
 mod render;
