@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod admin;
 pub mod consumer;
+pub mod heartbeat;
 
 /// BullMQ's key prefix.
 pub const PREFIX: &str = "bull";
