@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use masstock_runtime::cli::HttpHealthcheck;
 use masstock_runtime::AppEnv;
 
 use crate::site::SiteSettings;
@@ -25,12 +26,6 @@ pub struct Cli {
 pub enum Command {
     /// Serve a folder (the default)
     Serve(ServeArgs),
-    /// Check that the server answers (the container's health check): exit 0 on a 2xx
-    Healthcheck {
-        /// What to GET
-        #[arg(long, default_value = "http://127.0.0.1:80/health")]
-        url: String,
-    },
 }
 
 /// Everything `serve` needs.
@@ -82,10 +77,10 @@ impl ServeArgs {
 
 #[must_use]
 pub fn main() -> ExitCode {
-    masstock_runtime::cli::main("serve", |cli: Cli| async move {
+    let healthcheck = HttpHealthcheck { service: "the server", default_url: "http://127.0.0.1:80/health" };
+    masstock_runtime::cli::main_with_healthcheck("serve", healthcheck, |cli: Cli| async move {
         match cli.command {
             Command::Serve(args) => serve(&args).await,
-            Command::Healthcheck { url } => masstock_runtime::healthcheck::command(&url).await,
         }
     })
 }
