@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::config::GeminiSettings;
 use crate::rate_limit::{AcquireError, RateLimiter};
+use crate::text::truncate;
 
 /// The longest delay a 429's `RetryInfo` is obeyed for; beyond it the prompt gives up at once (a
 /// transient failure: a later attempt of the job tries again).
@@ -24,6 +25,10 @@ const MAX_RETRY_INFO_DELAY: Duration = Duration::from_secs(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The largest answer read: an image a few megabytes large, base64-encoded, with room to spare.
 const MAX_RESPONSE_BYTES: usize = 40 * 1024 * 1024;
+/// What an answer without an image said, as shown in the error: 200 characters and `…`.
+const SHOWN_TEXT_CHARS: usize = 201;
+/// Google's error message, as shown in the error: 500 characters and `…`.
+const SHOWN_ERROR_CHARS: usize = 501;
 
 /// An image Gemini made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +250,7 @@ fn image_of(answer: &Value) -> Result<GeneratedImage, GeminiError> {
     Err(GeminiError::NoImage(if text.is_empty() {
         format!("no image part (finishReason {finish})")
     } else {
-        format!("no image part (finishReason {finish}); it said: {}", truncate(&text, 200))
+        format!("no image part (finishReason {finish}); it said: {}", truncate(&text, SHOWN_TEXT_CHARS))
     }))
 }
 
@@ -253,10 +258,10 @@ fn image_of(answer: &Value) -> Result<GeneratedImage, GeminiError> {
 fn error_of(answer: Option<&Value>, status: u16) -> (String, String) {
     let error = answer.and_then(|answer| answer.get("error"));
     let code = error.and_then(|error| error.get("status")).and_then(Value::as_str).unwrap_or("UNKNOWN").to_owned();
-    let message = error
-        .and_then(|error| error.get("message"))
-        .and_then(Value::as_str)
-        .map_or_else(|| format!("status {status} without Google's error body"), |message| truncate(message, 500));
+    let message = error.and_then(|error| error.get("message")).and_then(Value::as_str).map_or_else(
+        || format!("status {status} without Google's error body"),
+        |message| truncate(message, SHOWN_ERROR_CHARS),
+    );
     (code, message)
 }
 
@@ -321,13 +326,6 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String
             Ok(None) => return Ok(body),
             Err(error) => return Err(describe_transport_error(&error)),
         }
-    }
-}
-
-fn truncate(text: &str, limit: usize) -> String {
-    match text.char_indices().nth(limit) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
     }
 }
 

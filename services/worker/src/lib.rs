@@ -4,7 +4,7 @@
 //!
 //! `run` wires the parts together and owns shutdown; `process` holds the rules of an execution;
 //! `gemini` speaks Gemini's REST API; `rate_limit` and `heartbeat` keep their state in Redis;
-//! `reconcile` settles executions whose job ended outside processing.
+//! `reconcile` settles executions whose job ended outside processing; `text` cuts error texts.
 
 pub mod cli;
 pub mod config;
@@ -16,3 +16,4 @@ pub mod rate_limit;
 pub mod reconcile;
 pub mod run;
 pub mod storage;
+pub mod text;

@@ -443,11 +443,7 @@ fn prompt_index(index: usize) -> i32 {
 /// `text`, cut to what the schema stores.
 #[must_use]
 pub fn truncate(text: &str) -> String {
-    if text.chars().count() <= MAX_ERROR_CHARS {
-        text.to_owned()
-    } else {
-        text.chars().take(MAX_ERROR_CHARS - 1).chain(['…']).collect()
-    }
+    crate::text::truncate(text, MAX_ERROR_CHARS)
 }
 
 #[cfg(test)]
