@@ -6,7 +6,7 @@
 //! - any other 4xx fails the prompt at once, with Gemini's own message;
 //! - an answer without an image part is an error that says what came instead.
 //!
-//! Every request, retries included, first takes a slot from the shared [`RateLimiter`]. The API key
+//! Every request, retries included, first takes a slot from the shared [`GeminiQuota`]. The API key
 //! travels only in the `x-goog-api-key` header and is scrubbed from every error message.
 
 use std::time::Duration;
@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::config::GeminiSettings;
-use crate::rate_limit::{AcquireError, RateLimiter};
+use crate::gemini_quota::{GeminiQuota, QuotaError};
 use crate::text::truncate;
 
 /// The longest delay a 429's `RetryInfo` is obeyed for; beyond it the prompt gives up at once (a
@@ -49,9 +49,9 @@ pub enum GeminiError {
     /// Every attempt met a transient failure; a later run may succeed.
     #[error("gemini still failing after {attempts} attempt{}: {last}", if *attempts == 1 { "" } else { "s" })]
     GaveUp { attempts: u32, last: String },
-    /// The shared rate limiter (Redis) could not be asked: a failure of ours, not the prompt's.
+    /// The shared Gemini quota (Redis) could not be asked: a failure of ours, not the prompt's.
     #[error("the rate limiter is unavailable: {0}")]
-    RateLimiter(String),
+    Quota(String),
     /// The worker is stopping and the request was not sent.
     #[error("the worker is stopping")]
     Stopping,
@@ -68,7 +68,7 @@ impl GeminiError {
     /// prompt's: it must not count against the prompt.
     #[must_use]
     pub fn is_ours(&self) -> bool {
-        matches!(self, Self::RateLimiter(_) | Self::Stopping)
+        matches!(self, Self::Quota(_) | Self::Stopping)
     }
 }
 
@@ -127,14 +127,14 @@ impl GeminiClient {
         &self,
         prompt: &str,
         config: &Value,
-        limiter: &RateLimiter,
+        quota: &GeminiQuota,
     ) -> Result<GeneratedImage, GeminiError> {
         let body = request_body(prompt, config);
         let mut last = String::new();
         for attempt in 1..=self.settings.max_attempts {
-            limiter.acquire().await.map_err(|error| match error {
-                AcquireError::Stopping => GeminiError::Stopping,
-                AcquireError::Redis(error) => GeminiError::RateLimiter(error.to_string()),
+            quota.acquire().await.map_err(|error| match error {
+                QuotaError::Stopping => GeminiError::Stopping,
+                QuotaError::Redis(error) => GeminiError::Quota(error.to_string()),
             })?;
             let wait = match self.send(&body).await {
                 Attempt::Image(image) => return Ok(image),

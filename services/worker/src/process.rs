@@ -4,7 +4,7 @@
 //! - the execution is `processing` while a worker holds its job;
 //! - each prompt is sent through its workflow's `prompt_template` (`{prompt}` replaced), with the
 //!   workflow's `model_config` overridden by the execution's `config`;
-//! - prompts run one after the other, each behind the shared rate limiter; a prompt's failure is
+//! - prompts run one after the other, each behind the shared Gemini quota; a prompt's failure is
 //!   recorded in `execution_prompt_failures` and never fails the others;
 //! - a prompt with a stored result (or a permanent failure) is done: a job that runs again (a
 //!   retry, a stalled job taken over, a job handed back at shutdown) skips it, and a prompt is
@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::gemini::{GeminiClient, GeminiError};
-use crate::rate_limit::RateLimiter;
+use crate::gemini_quota::GeminiQuota;
 use crate::storage;
 
 /// The longest error stored for a prompt or an execution.
@@ -78,7 +78,7 @@ impl Stopping {
 pub struct Processor {
     pub database: PgPool,
     pub gemini: GeminiClient,
-    pub limiter: RateLimiter,
+    pub quota: GeminiQuota,
     pub uploads_dir: PathBuf,
     pub stopping: Stopping,
 }
@@ -193,7 +193,7 @@ impl Processor {
                     done.insert(index);
                 }
                 PromptOutcome::Failed(GeminiError::Stopping) => return Err(Interrupted::Stopping),
-                PromptOutcome::Failed(error @ GeminiError::RateLimiter(_)) => {
+                PromptOutcome::Failed(error @ GeminiError::Quota(_)) => {
                     return Err(Interrupted::Unavailable(error.to_string()));
                 }
                 PromptOutcome::Failed(error) if error.is_permanent() => {
@@ -239,7 +239,7 @@ impl Processor {
         if self.has_result(execution_id, index).await? {
             return Ok(PromptOutcome::AlreadyDone);
         }
-        let image = match self.gemini.generate_image(prompt, config, &self.limiter).await {
+        let image = match self.gemini.generate_image(prompt, config, &self.quota).await {
             Ok(image) => image,
             Err(error) if error.is_ours() => return Ok(PromptOutcome::Failed(error)),
             Err(error) => {

@@ -15,9 +15,9 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::gemini::GeminiClient;
+use crate::gemini_quota::{self, GeminiQuota};
 use crate::heartbeat::{self, Beat};
 use crate::process::{Processor, Stopping};
-use crate::rate_limit::{self, RateLimiter};
 
 /// How long connecting to Redis may take at start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,9 +52,9 @@ pub async fn serve(settings: Settings, shutdown: impl std::future::Future<Output
         .map_err(|error| redact(&error))?;
     let gemini = GeminiClient::new(settings.gemini.clone()).map_err(|error| error.to_string())?;
     let (request_stop, stop_requested) = watch::channel(false);
-    let limiter = RateLimiter::new(
+    let quota = GeminiQuota::new(
         redis.clone(),
-        rate_limit::key(&settings.queue_prefix),
+        gemini_quota::key(&settings.queue_prefix),
         settings.gemini.requests_per_minute,
         stop_requested.clone(),
     );
@@ -62,7 +62,7 @@ pub async fn serve(settings: Settings, shutdown: impl std::future::Future<Output
     let processor = Arc::new(Processor {
         database,
         gemini,
-        limiter,
+        quota,
         uploads_dir: settings.uploads_dir.clone(),
         stopping: Stopping { requested: stop_requested.clone(), deadline },
     });

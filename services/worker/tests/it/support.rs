@@ -84,7 +84,7 @@ impl Drop for Namespace {
         if let Ok(mut connection) =
             redis::Client::open(self.redis_url.as_str()).and_then(|client| client.get_connection())
         {
-            for pattern in [format!("{}:*", self.prefix), masstock_worker::rate_limit::key(&self.prefix)] {
+            for pattern in [format!("{}:*", self.prefix), masstock_worker::gemini_quota::key(&self.prefix)] {
                 let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut connection).unwrap_or_default();
                 if !keys.is_empty() {
                     let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut connection);
