@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use masstock_runtime::cli::HttpHealthcheck;
+use masstock_kit::cli::HttpHealthcheck;
 
 use crate::config::{check_url, DatabaseArgs, ServeArgs};
 
@@ -54,7 +54,7 @@ pub enum UserCommand {
 #[must_use]
 pub fn main() -> ExitCode {
     let healthcheck = HttpHealthcheck { service: "the API", default_url: "http://127.0.0.1:3000/health" };
-    masstock_runtime::cli::main_with_healthcheck("serve", healthcheck, |cli: Cli| run(cli.command))
+    masstock_kit::cli::main_with_healthcheck("serve", healthcheck, |cli: Cli| run(cli.command))
 }
 
 async fn run(command: Command) -> ExitCode {
@@ -75,7 +75,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    masstock_runtime::init_logs(settings.app_env, "info,sqlx=warn,tower_http=warn");
+    masstock_kit::init_logs(settings.app_env, "info,sqlx=warn,tower_http=warn");
     let (port, grace) = (settings.port, settings.shutdown_grace);
     let state = match crate::app::AppState::new(settings) {
         Ok(state) => state,
@@ -97,8 +97,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         let _ = sweeper_stopped.await;
     }));
     let served =
-        masstock_runtime::server::run(listener, crate::app::router(state), masstock_runtime::termination(), grace)
-            .await;
+        masstock_kit::server::run(listener, crate::app::router(state), masstock_kit::termination(), grace).await;
     let _ = stop_sweeper.send(());
     let _ = sweeper.await;
     match served {

@@ -17,7 +17,7 @@ pub const TTL: Duration = Duration::from_secs(30);
 /// This worker's heartbeat key on the workflow queue (the format is the queue crate's).
 #[must_use]
 pub fn key(prefix: &str, worker_id: &str) -> String {
-    masstock_jobs::heartbeat::key(prefix, masstock_jobs::QUEUE, worker_id)
+    masstock_queue::heartbeat::key(prefix, masstock_queue::QUEUE, worker_id)
 }
 
 /// One beat.

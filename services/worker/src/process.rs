@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use masstock_jobs::consumer::{JobFailure, ReceivedJob};
+use masstock_queue::consumer::{JobFailure, ReceivedJob};
 use masstock_schema::ExecutionStatus;
 use serde_json::{json, Value};
 use sqlx::PgPool;

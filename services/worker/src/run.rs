@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use masstock_jobs::consumer::{ConsumerOptions, WorkflowConsumer};
+use masstock_queue::consumer::{ConsumerOptions, WorkflowConsumer};
 use tokio::sync::watch;
 
 use crate::config::Settings;
@@ -25,8 +25,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_MARGIN: Duration = Duration::from_secs(10);
 
 pub async fn run(settings: Settings) -> ExitCode {
-    masstock_runtime::init_logs(settings.app_env, "info,sqlx=warn,bullmq=warn");
-    match serve(settings, masstock_runtime::termination()).await {
+    masstock_kit::init_logs(settings.app_env, "info,sqlx=warn,bullmq=warn");
+    match serve(settings, masstock_kit::termination()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the worker cannot run");

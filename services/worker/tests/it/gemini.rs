@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use masstock_fake_gemini::{FakeGemini, Settings};
-use masstock_runtime::Secret;
+use masstock_kit::Secret;
 use masstock_worker::config::GeminiSettings;
 use masstock_worker::gemini::{GeminiClient, GeminiError};
 use masstock_worker::gemini_quota::{self, GeminiQuota};

@@ -1,5 +1,7 @@
-//! What MasStock's services (the API, the worker, the web server) share at run time: secrets that
-//! never print, the deployment environment, logs, and the termination signal.
+//! The shared service kit: what MasStock's services (the API, the worker, the web server) share
+//! at run time. Secrets that never print, the deployment environment, logs and the termination
+//! signal here; the command line (`cli`, with the HTTP services' `healthcheck`), settings checks
+//! (`config`), the health check itself (`healthcheck`) and the HTTP server (`server`) in modules.
 
 pub mod cli;
 pub mod config;
