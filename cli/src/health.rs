@@ -274,7 +274,7 @@ pub async fn redis(url: &str, timeout: Duration) -> Result<String, String> {
 /// Some worker under `prefix:queue` wrote its heartbeat less than [`HEARTBEAT_MAX_AGE_S`] ago.
 pub async fn heartbeat(url: &str, prefix: &str, queue: &str, now_ms: u64, timeout: Duration) -> Result<String, String> {
     let mut inspector =
-        masstock_jobs::admin::Inspector::connect(url, timeout).await.map_err(|error| error.to_string())?;
+        masstock_queue::admin::Inspector::connect(url, timeout).await.map_err(|error| error.to_string())?;
     let queues = inspector.queues(prefix, now_ms).await.map_err(|error| error.to_string())?;
     let beats: Vec<_> = queues
         .into_iter()

@@ -203,8 +203,8 @@ pub async fn run_checks(stack: &Stack, timeout: Duration) -> Vec<Check> {
                         health::timed("worker heartbeat", timeout, secrets, async move {
                             health::heartbeat(
                                 &url,
-                                masstock_jobs::PREFIX,
-                                masstock_jobs::QUEUE,
+                                masstock_queue::PREFIX,
+                                masstock_queue::QUEUE,
                                 health::now_ms(),
                                 timeout,
                             )
@@ -314,7 +314,7 @@ pub fn redis_password(stack: &Stack, service: &str) -> Result<Option<String>, St
     for client in ["api", "worker"] {
         let Some(declared) = stack.environment_of(client).get("REDIS_URL").cloned() else { continue };
         let url = resolve_secrets(stack, &declared, &format!("`REDIS_URL` of service `{client}`"))?;
-        return Ok(masstock_jobs::admin::url_password(&url));
+        return Ok(masstock_queue::admin::url_password(&url));
     }
     Ok(None)
 }

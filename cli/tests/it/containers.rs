@@ -15,7 +15,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt as _;
-use masstock_e2e::free_port;
+use masstock_tests::free_port;
 use serde_json::Value;
 
 use crate::support::{shipped_config, Run, Sandbox};

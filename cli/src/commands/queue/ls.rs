@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use masstock_jobs::admin::{Inspector, QueueSummary};
+use masstock_queue::admin::{Inspector, QueueSummary};
 
 use crate::commands::queue::{admin_error, age, block_on, now_ms, table, target, TIMEOUT};
 use crate::commands::GlobalArgs;
@@ -31,7 +31,7 @@ use crate::ui::Ui;
 #[derive(Debug, clap::Args)]
 pub struct LsArgs {
     /// BullMQ's key prefix to look under
-    #[arg(long, value_name = "PREFIX", default_value = masstock_jobs::PREFIX)]
+    #[arg(long, value_name = "PREFIX", default_value = masstock_queue::PREFIX)]
     pub prefix: String,
 }
 

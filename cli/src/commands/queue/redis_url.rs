@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use masstock_jobs::admin::redacted_url;
+use masstock_queue::admin::redacted_url;
 
 use crate::commands::GlobalArgs;
 use crate::config::Stack;
