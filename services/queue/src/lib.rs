@@ -4,6 +4,11 @@
 //! Everything about the queue that both sides must agree on is here: the prefix, the queue and
 //! job names, the payload, the priorities and the job options. The `bullmq-official` crate stays
 //! behind this module, so the rest of the code does not depend on its API.
+//!
+//! Modules: `consumer` (the worker's side), `heartbeat` (where a worker's heartbeat key lives,
+//! for the worker that writes it and the inspector that reads it), and `admin`, for
+//! `masstockctl queue` and `doctor`: the read-only `Inspector`, the repairs (`Admin`) and the
+//! redaction of Redis URLs in messages.
 
 use std::future::IntoFuture as _;
 use std::time::Duration;
