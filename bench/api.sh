@@ -261,7 +261,7 @@ for row in rows:
 statuses = {}
 try:
     for line in open(os.path.join(work, "metrics.txt")):
-        match = re.match(r'http_requests_total\{method="GET",route="([^"]+)",status="(\d+)"\} (\d+)', line)
+        match = re.match(r'masstock_http_requests_total\{method="GET",route="([^"]+)",status="(\d+)"\} (\d+)', line)
         if match:
             statuses.setdefault(match.group(1), {})[match.group(2)] = int(match.group(3))
 except FileNotFoundError:

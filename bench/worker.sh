@@ -8,7 +8,7 @@
 # each concurrency:
 #   node         bench/node-bullmq/consumer.js: Node's bullmq 6.7.0 + ioredis, a processor that
 #                returns {} at once (the reference's stack, doing nothing)
-#   rust-noop    services/jobs/examples/noop_consumer.rs: masstock-jobs' WorkflowConsumer
+#   rust-noop    services/queue/examples/noop_consumer.rs: masstock-queue' WorkflowConsumer
 #                (bullmq-official underneath), a handler that returns {} at once
 #   rust-worker  masstock-worker (release) against a zero-latency fake Gemini: per job, one
 #                execution of one prompt, so PostgreSQL updates, an image written to a temporary
@@ -53,7 +53,7 @@ DB_NAME="masstock_bench_worker_$$"
 DATABASE_URL="${PG_URL%/*}/$DB_NAME"
 # Every run has its own prefix under this one: bull-bench-worker-<pid>-<target>-c<n>-r<n>.
 PREFIX_BASE="bull-bench-worker-$$"
-# The Gemini rate limiter's log is outside the prefix (masstock_worker::rate_limit::key).
+# The Gemini rate limiter's log is outside the prefix (masstock_worker::gemini_quota::key).
 RATE_LIMIT_BASE="masstock:gemini-requests:$PREFIX_BASE"
 
 require_tools cargo curl node npm psql redis-cli python3
@@ -130,8 +130,8 @@ if [[ ${BENCH_NO_BUILD:-} != 1 ]]; then
   log "building masstock-worker, fake-gemini and the noop_consumer example (release)"
   (cd "$REPO" && cargo build --release --quiet -p masstock-worker -p masstock-fake-gemini --bins) ||
     die "cargo build --release -p masstock-worker -p masstock-fake-gemini failed"
-  (cd "$REPO" && cargo build --release --quiet -p masstock-jobs --example noop_consumer) ||
-    die "cargo build --release -p masstock-jobs --example noop_consumer failed"
+  (cd "$REPO" && cargo build --release --quiet -p masstock-queue --example noop_consumer) ||
+    die "cargo build --release -p masstock-queue --example noop_consumer failed"
 fi
 for binary in "$WORKER_BIN" "$FAKE_GEMINI_BIN" "$NOOP_BIN"; do
   [[ -x $binary ]] || die "$binary is missing: run without BENCH_NO_BUILD=1"

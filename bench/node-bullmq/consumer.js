@@ -6,7 +6,7 @@
 // jobs have been completed, then prints one JSON line on stdout:
 // {"jobs": …, "seconds": …, "jobs_per_second": …, "cpu_seconds": …}, timed from the first job
 // taken to the last one moved to completed; cpu_seconds is the CPU time the process used over that
-// span (every thread, user and system). The same line as services/jobs/examples/noop_consumer.rs
+// span (every thread, user and system). The same line as services/queue/examples/noop_consumer.rs
 // prints. Lock duration and stalled interval are MasStock's (30 s each), like its worker's.
 'use strict';
 

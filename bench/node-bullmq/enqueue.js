@@ -1,4 +1,4 @@
-// Adds the benchmark's jobs to <prefix>:workflow-queue, as MasStock's API adds them (masstock-jobs' WorkflowQueue::add).
+// Adds the benchmark's jobs to <prefix>:workflow-queue, as MasStock's API adds them (masstock-queue' WorkflowQueue::add).
 //
 // Usage: node enqueue.js <redis-url> <prefix> <jobs> [<ids-file>]
 //

@@ -342,7 +342,7 @@ pub async fn redis(url: &str, timeout: Duration) -> Result<String, String> {
 /// Some worker under `prefix:queue` wrote its heartbeat less than [`HEARTBEAT_MAX_AGE_S`] ago.
 pub async fn heartbeat(url: &str, prefix: &str, queue: &str, now_ms: u64, timeout: Duration) -> Result<String, String> {
     let mut inspector =
-        masstock_jobs::admin::Inspector::connect(url, timeout).await.map_err(|error| error.to_string())?;
+        masstock_queue::admin::Inspector::connect(url, timeout).await.map_err(|error| error.to_string())?;
     let queues = inspector.queues(prefix, now_ms).await.map_err(|error| error.to_string())?;
     let beats: Vec<_> = queues
         .into_iter()
@@ -411,7 +411,7 @@ pub fn redis_password(stack: &Stack, service: &str) -> Result<Option<String>, Un
     for client in ["api", "worker"] {
         let Some(declared) = stack.environment_of(client).get("REDIS_URL").cloned() else { continue };
         let url = resolve_secrets(stack, &declared, &format!("`REDIS_URL` of service `{client}`"))?;
-        return Ok(masstock_jobs::admin::url_password(&url));
+        return Ok(masstock_queue::admin::url_password(&url));
     }
     Ok(None)
 }

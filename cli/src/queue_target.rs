@@ -28,7 +28,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use masstock_jobs::admin::redacted_url;
+use masstock_queue::admin::redacted_url;
 
 use crate::config::{ConfigError, Stack};
 use crate::secrets::{self, EnvFile, EnvFileError, ResolveError};

@@ -12,9 +12,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use masstock_e2e::webdriver::Browser;
-use masstock_e2e::workspace_root;
-use masstock_runtime::{AppEnv, Secret};
+use masstock_kit::{AppEnv, Secret};
+use masstock_tests::webdriver::Browser;
+use masstock_tests::workspace_root;
 use serde_json::json;
 
 use crate::sandbox::RenderedSandbox;
@@ -92,7 +92,7 @@ fn a_user_logs_in_runs_three_prompts_and_sees_three_images() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     // The services' constructors (lazy pools) expect to be inside the runtime.
     let _inside = runtime.enter();
-    let app_port = masstock_e2e::free_port();
+    let app_port = masstock_tests::free_port();
     // The app's origin includes the edge's port, which the sandbox chooses: CORS and the app's
     // content security policy are written for it.
     let sandbox = RenderedSandbox::with_overrides_for_edge("production", |https| {
@@ -150,7 +150,7 @@ fn a_user_logs_in_runs_three_prompts_and_sees_three_images() {
     let settings = api_args.settings().expect("valid API settings");
     let api_listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", sandbox.api_port))).unwrap();
     let state = masstock_api::app::AppState::new(settings).unwrap();
-    runtime.spawn(masstock_runtime::server::run(
+    runtime.spawn(masstock_kit::server::run(
         api_listener,
         masstock_api::app::router(state),
         until_stopped(),
@@ -165,7 +165,7 @@ fn a_user_logs_in_runs_three_prompts_and_sees_three_images() {
         app_url: Some(app_origin.clone()),
     };
     let app_listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", app_port))).unwrap();
-    runtime.spawn(masstock_runtime::server::run(
+    runtime.spawn(masstock_kit::server::run(
         app_listener,
         masstock_web::site::router(&site),
         until_stopped(),

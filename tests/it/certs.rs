@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use masstock_e2e::{require_tool, ChildGuard, Pebble};
+use masstock_tests::{require_tool, ChildGuard, Pebble};
 use masstockctl::certs::install::served_serial;
 use masstockctl::certs::lifecycle::{self, Action, Outcome, RenewOptions};
 use masstockctl::certs::store;
@@ -248,7 +248,7 @@ fn the_self_check_stops_before_the_ca_validates_anything() {
 /// A lineage certbot made, as certbot lays it out: `archive/<name>/<kind>1.pem`, relative `live/`
 /// links, `renewal/<name>.conf` without our marker.
 fn write_certbot_lineage(cert_dir: &Path, domains: &[String]) {
-    let certificates = masstock_e2e::TestCertificates::for_domains(domains);
+    let certificates = masstock_tests::TestCertificates::for_domains(domains);
     let archive = cert_dir.join("archive").join(LINEAGE);
     let live = cert_dir.join("live").join(LINEAGE);
     let _ = fs_err::remove_dir_all(&live);
@@ -308,7 +308,7 @@ fn the_commands_take_over_a_lineage_certbot_made() {
     let domains: Vec<String> = setup.stack.sites().map(|(_, site)| site.domain.clone()).collect();
     write_certbot_lineage(&cert_dir, &domains);
 
-    let masstockctl = masstock_e2e::workspace_binary("masstockctl", "masstockctl");
+    let masstockctl = masstock_tests::workspace_binary("masstockctl", "masstockctl");
     let run = |args: &[&str]| {
         let output = Command::new(&masstockctl)
             .arg("--config")

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use masstock_e2e::require_tool;
+use masstock_tests::require_tool;
 
 use crate::sandbox::RenderedSandbox;
 

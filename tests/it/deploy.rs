@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use masstock_e2e::{free_port, require_tool};
+use masstock_tests::{free_port, require_tool};
 use serde_json::{json, Value};
 
 use crate::stack::{

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use masstock_e2e::{free_port, workspace_binary};
+use masstock_tests::{free_port, workspace_binary};
 use serde_json::Value;
 
 use crate::sandbox::RenderedSandbox;
@@ -157,7 +157,7 @@ fn start_api_stand_in(port: u16, allowed: &'static [&'static str]) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let request = masstock_e2e::read_request_head(&mut stream);
+            let request = masstock_tests::read_request_head(&mut stream);
             let origin = request
                 .lines()
                 .find_map(|line| line.strip_prefix("Origin: ").or_else(|| line.strip_prefix("origin: ")))

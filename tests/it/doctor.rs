@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use masstock_e2e::{free_port, require_tool, Pebble, TestCertificates};
+use masstock_tests::{free_port, require_tool, Pebble, TestCertificates};
 use serde_json::{json, Value};
 
 use crate::stack::{add_user, inspect, log_in, start_execution, wait_execution, LocalStack, Project, Run};

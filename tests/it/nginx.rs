@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use masstock_e2e::{require_tool, ChildGuard};
+use masstock_tests::{require_tool, ChildGuard};
 
 use crate::sandbox::RenderedSandbox;
 
@@ -71,7 +71,7 @@ fn start_backend(port: u16) -> Backend {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             counter.fetch_add(1, Ordering::SeqCst);
-            *recorded.lock().unwrap() = masstock_e2e::read_request_head(&mut stream);
+            *recorded.lock().unwrap() = masstock_tests::read_request_head(&mut stream);
             let body = r#"{"status":"ok"}"#;
             let _ = write!(
                 stream,

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use masstock_e2e::{config_with_environment, free_port, require_tool, wait_for_port, ChildGuard, TestCertificates};
+use masstock_tests::{config_with_environment, free_port, require_tool, wait_for_port, ChildGuard, TestCertificates};
 use masstockctl::config::Stack;
 use masstockctl::render::render_stack;
 

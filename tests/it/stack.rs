@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use masstock_e2e::{free_port, require_tool, wait_for_port, workspace_binary, workspace_root, ChildGuard};
+use masstock_tests::{free_port, require_tool, wait_for_port, workspace_binary, workspace_root, ChildGuard};
 use serde_json::{json, Value};
 
 use crate::browser::Database;

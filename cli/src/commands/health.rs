@@ -241,7 +241,7 @@ async fn redis_checks<'a>(
             if has_worker {
                 checks.push(Box::pin(async move {
                     health::timed("worker heartbeat", timeout, secrets, async move {
-                        health::heartbeat(&url, masstock_jobs::PREFIX, masstock_jobs::QUEUE, health::now_ms(), timeout)
+                        health::heartbeat(&url, masstock_queue::PREFIX, masstock_queue::QUEUE, health::now_ms(), timeout)
                             .await
                     })
                     .await

@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use masstock_jobs::admin::{url_password, AdminError, Failure, Inspector, QueueSummary};
+use masstock_queue::admin::{url_password, AdminError, Failure, Inspector, QueueSummary};
 
 use super::{truncate, Context, Finding, Inspected};
 use crate::docker;
@@ -209,8 +209,8 @@ async fn queue_findings(context: &Context<'_>, mut inspector: Inspector) -> Vec<
     let since = context.now_ms.saturating_sub(FAILURES_WINDOW_MS);
     let mut failures_reader = inspector.clone();
     let (queues, failures) = tokio::join!(
-        inspector.queues(masstock_jobs::PREFIX, context.now_ms),
-        failures_reader.recent_failures(masstock_jobs::PREFIX, masstock_jobs::QUEUE, since, FAILURES_READ),
+        inspector.queues(masstock_queue::PREFIX, context.now_ms),
+        failures_reader.recent_failures(masstock_queue::PREFIX, masstock_queue::QUEUE, since, FAILURES_READ),
     );
     let read = queues.and_then(|queues| Ok((queues, failures?)));
     let (queues, failures) = match read {
@@ -228,7 +228,7 @@ async fn queue_findings(context: &Context<'_>, mut inspector: Inspector) -> Vec<
             .with_evidence([error.to_string()])];
         }
     };
-    let queue = queues.into_iter().find(|summary| summary.name == masstock_jobs::QUEUE);
+    let queue = queues.into_iter().find(|summary| summary.name == masstock_queue::QUEUE);
     let mut findings = queue.map(|queue| queue_state(context, &queue, worker.as_deref())).unwrap_or_default();
     findings.extend(failure_findings(context, &failures));
     findings

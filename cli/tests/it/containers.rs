@@ -15,6 +15,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt as _;
+use masstock_tests::free_port;
 use serde_json::Value;
 
 use crate::support::{shipped_config, Run, Sandbox};
@@ -208,10 +209,6 @@ fn append(context: &mut tar::Builder<Vec<u8>>, path: &Path, bytes: &[u8], mode: 
     header.set_mode(mode);
     header.set_cksum();
     context.append_data(&mut header, path, bytes).expect("add to the build context");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port()
 }
 
 fn json(run: &Run) -> Value {

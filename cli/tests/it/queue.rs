@@ -1,5 +1,5 @@
 //! `masstockctl queue`, against the bootstrap's Redis, on queues written by Python's `bullmq`
-//! and by our `masstock-jobs`. Each test works under a prefix of its own and deletes its keys
+//! and by our `masstock-queue`. Each test works under a prefix of its own and deletes its keys
 //! when it ends, failed or not.
 
 use std::collections::BTreeMap;
@@ -240,8 +240,8 @@ fn add_workflow_job(prefix: &Prefix, premium: bool) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let queue =
-            masstock_jobs::WorkflowQueue::connect(REDIS_URL, &prefix.name, Duration::from_secs(5)).await.unwrap();
-        let job = masstock_jobs::WorkflowJob {
+            masstock_queue::WorkflowQueue::connect(REDIS_URL, &prefix.name, Duration::from_secs(5)).await.unwrap();
+        let job = masstock_queue::WorkflowJob {
             execution_id: uuid::Uuid::new_v4(),
             prompts: vec!["a red fox".into()],
             config: json!({ "aspectRatio": "1:1" }),
@@ -257,7 +257,7 @@ fn ls_counts_jobs_finds_the_oldest_waiting_one_and_sees_workers() {
     // A failed job on a second queue, written by Python's worker.
     add_jobs(&prefix, &json!([{ "queue": "other-queue", "data": { "n": 1 }, "opts": { "jobId": "doomed" } }]));
     fail_jobs(&prefix, "other-queue", 1);
-    // On ours: a premium and a standard job from masstock-jobs, a plain and a delayed one from Python.
+    // On ours: a premium and a standard job from masstock-queue, a plain and a delayed one from Python.
     let premium = add_workflow_job(&prefix, true);
     let standard = add_workflow_job(&prefix, false);
     add_jobs(
@@ -484,7 +484,7 @@ fn show_prints_what_bullmq_keeps_about_a_job() {
     assert!(job["finished_age_s"].as_u64().unwrap() < 60);
     assert_eq!(job["returnvalue"], Value::Null);
 
-    // A job from masstock-jobs, waiting in its priority band.
+    // A job from masstock-queue, waiting in its priority band.
     let id = add_workflow_job(&prefix, true);
     let job = json_of(&queue(&sandbox, &["show", &id, "--prefix", &prefix.name, "--json"]));
     assert_eq!((job["state"].as_str(), job["priority"].as_u64()), (Some("prioritized"), Some(1)));
@@ -589,7 +589,7 @@ fn recent_failures_are_read_newest_first_with_their_reason() {
     let read = |since: u64, limit: usize| {
         runtime.block_on(async {
             let mut inspector =
-                masstock_jobs::admin::Inspector::connect(REDIS_URL, Duration::from_secs(5)).await.expect("connect");
+                masstock_queue::admin::Inspector::connect(REDIS_URL, Duration::from_secs(5)).await.expect("connect");
             inspector.recent_failures(&prefix.name, "workflow-queue", since, limit).await.expect("recent failures")
         })
     };

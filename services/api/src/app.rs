@@ -38,7 +38,7 @@ impl AppState {
     /// The workflow queue; `Unavailable("redis")` when Redis cannot be reached now. The lock is
     /// never held while connecting, and a failure is remembered for a few seconds, so requests
     /// do not queue up behind a Redis that hangs.
-    pub async fn queue(&self) -> Result<masstock_jobs::WorkflowQueue, ApiError> {
+    pub async fn queue(&self) -> Result<masstock_queue::WorkflowQueue, ApiError> {
         const REMEMBER_FAILURE: Duration = Duration::from_secs(5);
         {
             let slot = self.queue.lock().await;
@@ -50,7 +50,7 @@ impl AppState {
                 _ => {}
             }
         }
-        let connected = masstock_jobs::WorkflowQueue::connect(
+        let connected = masstock_queue::WorkflowQueue::connect(
             self.settings.redis_url.expose(),
             &self.settings.queue_prefix,
             QUEUE_TIMEOUT,
@@ -76,7 +76,7 @@ impl AppState {
 enum QueueSlot {
     #[default]
     Unconnected,
-    Connected(Box<masstock_jobs::WorkflowQueue>),
+    Connected(Box<masstock_queue::WorkflowQueue>),
     Failed(std::time::Instant),
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use masstock_kit::cli::HttpHealthcheck;
 
 use crate::config::{check_url, DatabaseArgs, ServeArgs};
 
@@ -29,12 +30,6 @@ pub enum Command {
     /// Manage users
     #[command(subcommand)]
     User(UserCommand),
-    /// Check that the API answers (the container's health check): exit 0 on a 2xx
-    Healthcheck {
-        /// What to GET
-        #[arg(long, default_value = "http://127.0.0.1:3000/health")]
-        url: String,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,14 +53,14 @@ pub enum UserCommand {
 
 #[must_use]
 pub fn main() -> ExitCode {
-    masstock_runtime::cli::main("serve", |cli: Cli| run(cli.command))
+    let healthcheck = HttpHealthcheck { service: "the API", default_url: "http://127.0.0.1:3000/health" };
+    masstock_kit::cli::main_with_healthcheck("serve", healthcheck, |cli: Cli| run(cli.command))
 }
 
 async fn run(command: Command) -> ExitCode {
     match command {
         Command::Serve(args) => serve(&args).await,
         Command::Migrate(args) => migrate(&args).await,
-        Command::Healthcheck { url } => masstock_runtime::healthcheck::command(&url).await,
         Command::User(UserCommand::Add { database, email, password_stdin: _, premium }) => {
             add_user(&database, &email, premium).await
         }
@@ -80,7 +75,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    masstock_runtime::init_logs(settings.app_env, "info,sqlx=warn,tower_http=warn");
+    masstock_kit::init_logs(settings.app_env, "info,sqlx=warn,tower_http=warn");
     let (port, grace) = (settings.port, settings.shutdown_grace);
     let state = match crate::app::AppState::new(settings) {
         Ok(state) => state,
@@ -102,8 +97,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         let _ = sweeper_stopped.await;
     }));
     let served =
-        masstock_runtime::server::run(listener, crate::app::router(state), masstock_runtime::termination(), grace)
-            .await;
+        masstock_kit::server::run(listener, crate::app::router(state), masstock_kit::termination(), grace).await;
     let _ = stop_sweeper.send(());
     let _ = sweeper.await;
     match served {

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use masstock_runtime::config::{check_url, problem, ConfigError};
-pub use masstock_runtime::{AppEnv, Secret};
+pub use masstock_kit::config::{check_url, problem, ConfigError};
+pub use masstock_kit::{AppEnv, Secret};
 
 /// Where the database is.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,7 +54,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RATE_LIMIT_PREFIX", default_value = "masstock:ratelimit", value_name = "PREFIX")]
     pub rate_limit_prefix: String,
     /// BullMQ's key prefix (tests give each run its own)
-    #[arg(long, env = "QUEUE_PREFIX", default_value = masstock_jobs::PREFIX, value_name = "PREFIX")]
+    #[arg(long, env = "QUEUE_PREFIX", default_value = masstock_queue::PREFIX, value_name = "PREFIX")]
     pub queue_prefix: String,
     /// How long in-flight requests may take to finish after SIGTERM, in seconds
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]

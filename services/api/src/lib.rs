@@ -1,7 +1,7 @@
 //! MasStock's HTTP API: the routes the app calls, behind the host nginx.
 //!
 //! [`app::router`] builds the whole service from an [`app::AppState`], so tests drive the same
-//! router production serves; [`masstock_runtime::server::run`] serves it until a shutdown future resolves.
+//! router production serves; [`masstock_kit::server::run`] serves it until a shutdown future resolves.
 //!
 //! # Modules
 //!

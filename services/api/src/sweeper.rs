@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use masstock_jobs::WorkflowJob;
+use masstock_queue::WorkflowJob;
 
 use crate::app::{AppState, QUEUE_TIMEOUT};
 

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use masstock_runtime::AppEnv;
+use masstock_kit::cli::HttpHealthcheck;
+use masstock_kit::AppEnv;
 
 use crate::site::SiteSettings;
 
@@ -25,12 +26,6 @@ pub struct Cli {
 pub enum Command {
     /// Serve a folder (the default)
     Serve(ServeArgs),
-    /// Check that the server answers (the container's health check): exit 0 on a 2xx
-    Healthcheck {
-        /// What to GET
-        #[arg(long, default_value = "http://127.0.0.1:80/health")]
-        url: String,
-    },
 }
 
 /// Everything `serve` needs.
@@ -82,10 +77,10 @@ impl ServeArgs {
 
 #[must_use]
 pub fn main() -> ExitCode {
-    masstock_runtime::cli::main("serve", |cli: Cli| async move {
+    let healthcheck = HttpHealthcheck { service: "the server", default_url: "http://127.0.0.1:80/health" };
+    masstock_kit::cli::main_with_healthcheck("serve", healthcheck, |cli: Cli| async move {
         match cli.command {
             Command::Serve(args) => serve(&args).await,
-            Command::Healthcheck { url } => masstock_runtime::healthcheck::command(&url).await,
         }
     })
 }
@@ -98,7 +93,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    masstock_runtime::init_logs(settings.environment, "info");
+    masstock_kit::init_logs(settings.environment, "info");
     let listener = match tokio::net::TcpListener::bind(("0.0.0.0", args.port)).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -109,7 +104,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
     tracing::info!(port = args.port, root = %settings.root.display(), "listening");
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
     let router = crate::site::router(&settings);
-    match masstock_runtime::server::run(listener, router, masstock_runtime::termination(), grace).await {
+    match masstock_kit::server::run(listener, router, masstock_kit::termination(), grace).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the server failed");

@@ -24,7 +24,7 @@ use axum::http::{header, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use masstock_runtime::AppEnv;
+use masstock_kit::AppEnv;
 use tower::ServiceExt as _;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;

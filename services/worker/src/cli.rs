@@ -32,7 +32,7 @@ pub enum Command {
 
 #[must_use]
 pub fn main() -> ExitCode {
-    masstock_runtime::cli::main("run", |cli: Cli| async move {
+    masstock_kit::cli::main("run", |cli: Cli| async move {
         match cli.command {
             Command::Run(args) => match args.settings() {
                 Ok(settings) => crate::run::run(settings).await,

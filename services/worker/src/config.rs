@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use masstock_runtime::config::{check_url, problem, ConfigError};
-use masstock_runtime::{AppEnv, Secret};
+use masstock_kit::config::{check_url, problem, ConfigError};
+use masstock_kit::{AppEnv, Secret};
 
 /// Google's endpoint; tests and the local environment point `GEMINI_BASE_URL` at the fake.
 pub const GOOGLE_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -24,7 +24,7 @@ pub struct QueueArgs {
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis_url: Secret,
     /// BullMQ's key prefix (tests give each run its own)
-    #[arg(long, env = "QUEUE_PREFIX", default_value = masstock_jobs::PREFIX, value_name = "PREFIX")]
+    #[arg(long, env = "QUEUE_PREFIX", default_value = masstock_queue::PREFIX, value_name = "PREFIX")]
     pub queue_prefix: String,
     /// This worker's name in heartbeats and in BullMQ's worker list [default: the host name,
     /// which in a container is the container's id]
@@ -97,10 +97,10 @@ pub struct RunArgs {
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
     /// How long a job's lock lasts without renewal (BullMQ's `lockDuration`), in seconds
-    #[arg(long, env = "QUEUE_LOCK_SECONDS", default_value_t = masstock_jobs::LOCK_DURATION.as_secs())]
+    #[arg(long, env = "QUEUE_LOCK_SECONDS", default_value_t = masstock_queue::LOCK_DURATION.as_secs())]
     pub lock_seconds: u64,
     /// How often stalled jobs are looked for (BullMQ's `stalledInterval`), in seconds
-    #[arg(long, env = "QUEUE_STALLED_INTERVAL_SECONDS", default_value_t = masstock_jobs::STALLED_INTERVAL.as_secs())]
+    #[arg(long, env = "QUEUE_STALLED_INTERVAL_SECONDS", default_value_t = masstock_queue::STALLED_INTERVAL.as_secs())]
     pub stalled_interval_seconds: u64,
     /// How often executions left unfinished by a job that failed or vanished are settled, in seconds
     #[arg(long, env = "RECONCILE_INTERVAL_SECONDS", default_value_t = 60)]

@@ -6,7 +6,7 @@
 //! - any other 4xx fails the prompt at once, with Gemini's own message;
 //! - an answer without an image part is an error that says what came instead.
 //!
-//! Every request, retries included, first takes a slot from the shared [`RateLimiter`]. The API key
+//! Every request, retries included, first takes a slot from the shared [`GeminiQuota`]. The API key
 //! travels only in the `x-goog-api-key` header and is scrubbed from every error message.
 //!
 //! In numbers: `retryDelay` is obeyed up to 5 min; the backoff doubles a base per attempt, capped
@@ -20,7 +20,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::config::GeminiSettings;
-use crate::rate_limit::{AcquireError, RateLimiter};
+use crate::gemini_quota::{GeminiQuota, QuotaError};
+use crate::text::truncate;
 
 /// The longest delay a 429's `RetryInfo` is obeyed for; beyond it the prompt gives up at once (a
 /// transient failure: a later attempt of the job tries again).
@@ -29,6 +30,10 @@ const MAX_RETRY_INFO_DELAY: Duration = Duration::from_secs(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The largest answer read: an image a few megabytes large, base64-encoded, with room to spare.
 const MAX_RESPONSE_BYTES: usize = 40 * 1024 * 1024;
+/// What an answer without an image said, as shown in the error: 200 characters and `…`.
+const SHOWN_TEXT_CHARS: usize = 201;
+/// Google's error message, as shown in the error: 500 characters and `…`.
+const SHOWN_ERROR_CHARS: usize = 501;
 
 /// An image Gemini made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +54,9 @@ pub enum GeminiError {
     /// Every attempt met a transient failure; a later run may succeed.
     #[error("gemini still failing after {attempts} attempt{}: {last}", if *attempts == 1 { "" } else { "s" })]
     GaveUp { attempts: u32, last: String },
-    /// The shared rate limiter (Redis) could not be asked: a failure of ours, not the prompt's.
+    /// The shared Gemini quota (Redis) could not be asked: a failure of ours, not the prompt's.
     #[error("the rate limiter is unavailable: {0}")]
-    RateLimiter(String),
+    Quota(String),
     /// The worker is stopping and the request was not sent.
     #[error("the worker is stopping")]
     Stopping,
@@ -68,7 +73,7 @@ impl GeminiError {
     /// prompt's: it must not count against the prompt.
     #[must_use]
     pub fn is_ours(&self) -> bool {
-        matches!(self, Self::RateLimiter(_) | Self::Stopping)
+        matches!(self, Self::Quota(_) | Self::Stopping)
     }
 }
 
@@ -127,14 +132,14 @@ impl GeminiClient {
         &self,
         prompt: &str,
         config: &Value,
-        limiter: &RateLimiter,
+        quota: &GeminiQuota,
     ) -> Result<GeneratedImage, GeminiError> {
         let body = request_body(prompt, config);
         let mut last = String::new();
         for attempt in 1..=self.settings.max_attempts {
-            limiter.acquire().await.map_err(|error| match error {
-                AcquireError::Stopping => GeminiError::Stopping,
-                AcquireError::Redis(error) => GeminiError::RateLimiter(error.to_string()),
+            quota.acquire().await.map_err(|error| match error {
+                QuotaError::Stopping => GeminiError::Stopping,
+                QuotaError::Redis(error) => GeminiError::Quota(error.to_string()),
             })?;
             let wait = match self.send(&body).await {
                 Attempt::Image(image) => return Ok(image),
@@ -250,7 +255,7 @@ fn image_of(answer: &Value) -> Result<GeneratedImage, GeminiError> {
     Err(GeminiError::NoImage(if text.is_empty() {
         format!("no image part (finishReason {finish})")
     } else {
-        format!("no image part (finishReason {finish}); it said: {}", truncate(&text, 200))
+        format!("no image part (finishReason {finish}); it said: {}", truncate(&text, SHOWN_TEXT_CHARS))
     }))
 }
 
@@ -258,10 +263,10 @@ fn image_of(answer: &Value) -> Result<GeneratedImage, GeminiError> {
 fn error_of(answer: Option<&Value>, status: u16) -> (String, String) {
     let error = answer.and_then(|answer| answer.get("error"));
     let code = error.and_then(|error| error.get("status")).and_then(Value::as_str).unwrap_or("UNKNOWN").to_owned();
-    let message = error
-        .and_then(|error| error.get("message"))
-        .and_then(Value::as_str)
-        .map_or_else(|| format!("status {status} without Google's error body"), |message| truncate(message, 500));
+    let message = error.and_then(|error| error.get("message")).and_then(Value::as_str).map_or_else(
+        || format!("status {status} without Google's error body"),
+        |message| truncate(message, SHOWN_ERROR_CHARS),
+    );
     (code, message)
 }
 
@@ -326,13 +331,6 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String
             Ok(None) => return Ok(body),
             Err(error) => return Err(describe_transport_error(&error)),
         }
-    }
-}
-
-fn truncate(text: &str, limit: usize) -> String {
-    match text.char_indices().nth(limit) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
     }
 }
 

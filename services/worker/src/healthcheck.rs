@@ -13,7 +13,7 @@ use crate::heartbeat;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("{0}")]
-    Config(#[from] masstock_runtime::config::ConfigError),
+    Config(#[from] masstock_kit::config::ConfigError),
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
     #[error("redis: {0}")]

@@ -1,8 +1,8 @@
 //! The worker's heartbeat: proof, kept in Redis, that this process is alive and taking jobs.
 //!
-//! `<prefix>:<queue>:heartbeat:<worker id>` holds `{"worker_id", "host", "pid", "concurrency",
-//! "active", "started_at_ms", "at_ms"}` and expires after [`TTL`]; it is written every
-//! [`INTERVAL`]. `masstock-worker healthcheck` reads it, and `masstockctl queue ls` lists it.
+//! `<prefix>:<queue>:heartbeat:<worker id>` (the queue crate's `heartbeat::key`) holds
+//! `{"worker_id", "host", "pid", "concurrency", "active", "started_at_ms", "at_ms"}` and expires
+//! after [`TTL`]; it is written every [`INTERVAL`]. `masstock-worker healthcheck` reads it, and `masstockctl queue ls` lists it.
 //!
 //! In numbers: the TTL is 30 s, a beat every 10 s, and the key is removed on a clean stop.
 
@@ -16,9 +16,10 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 /// How long a heartbeat lasts: three missed beats and the worker is presumed dead.
 pub const TTL: Duration = Duration::from_secs(30);
 
+/// This worker's heartbeat key on the workflow queue (the format is the queue crate's).
 #[must_use]
 pub fn key(prefix: &str, worker_id: &str) -> String {
-    format!("{prefix}:{}:heartbeat:{worker_id}", masstock_jobs::QUEUE)
+    masstock_queue::heartbeat::key(prefix, masstock_queue::QUEUE, worker_id)
 }
 
 /// One beat.

@@ -3,16 +3,17 @@
 //! and records the results in PostgreSQL.
 //!
 //! `run` wires the parts together and owns shutdown; `process` holds the rules of an execution;
-//! `gemini` speaks Gemini's REST API; `rate_limit` and `heartbeat` keep their state in Redis;
-//! `reconcile` settles executions whose job ended outside processing.
+//! `gemini` speaks Gemini's REST API; `gemini_quota` (the Gemini quota shared by every worker) and `heartbeat` keep their state in Redis;
+//! `reconcile` settles executions whose job ended outside processing; `text` cuts error texts.
 
 pub mod cli;
 pub mod config;
 pub mod gemini;
+pub mod gemini_quota;
 pub mod healthcheck;
 pub mod heartbeat;
 pub mod process;
-pub mod rate_limit;
 pub mod reconcile;
 pub mod run;
 pub mod storage;
+pub mod text;

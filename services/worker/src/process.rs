@@ -4,7 +4,7 @@
 //! - the execution is `processing` while a worker holds its job;
 //! - each prompt is sent through its workflow's `prompt_template` (`{prompt}` replaced), with the
 //!   workflow's `model_config` overridden by the execution's `config`;
-//! - prompts run one after the other, each behind the shared rate limiter; a prompt's failure is
+//! - prompts run one after the other, each behind the shared Gemini quota; a prompt's failure is
 //!   recorded in `execution_prompt_failures` and never fails the others;
 //! - a prompt with a stored result (or a permanent failure) is done: a job that runs again (a
 //!   retry, a stalled job taken over, a job handed back at shutdown) skips it, and a prompt is
@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use masstock_jobs::consumer::{JobFailure, ReceivedJob};
+use masstock_queue::consumer::{JobFailure, ReceivedJob};
 use masstock_schema::ExecutionStatus;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::gemini::{GeminiClient, GeminiError};
-use crate::rate_limit::RateLimiter;
+use crate::gemini_quota::GeminiQuota;
 use crate::storage;
 
 /// The longest error stored for a prompt or an execution.
@@ -89,7 +89,7 @@ impl Stopping {
 pub struct Processor {
     pub database: PgPool,
     pub gemini: GeminiClient,
-    pub limiter: RateLimiter,
+    pub quota: GeminiQuota,
     pub uploads_dir: PathBuf,
     pub stopping: Stopping,
 }
@@ -204,7 +204,7 @@ impl Processor {
                     done.insert(index);
                 }
                 PromptOutcome::Failed(GeminiError::Stopping) => return Err(Interrupted::Stopping),
-                PromptOutcome::Failed(error @ GeminiError::RateLimiter(_)) => {
+                PromptOutcome::Failed(error @ GeminiError::Quota(_)) => {
                     return Err(Interrupted::Unavailable(error.to_string()));
                 }
                 PromptOutcome::Failed(error) if error.is_permanent() => {
@@ -250,7 +250,7 @@ impl Processor {
         if self.has_result(execution_id, index).await? {
             return Ok(PromptOutcome::AlreadyDone);
         }
-        let image = match self.gemini.generate_image(prompt, config, &self.limiter).await {
+        let image = match self.gemini.generate_image(prompt, config, &self.quota).await {
             Ok(image) => image,
             Err(error) if error.is_ours() => return Ok(PromptOutcome::Failed(error)),
             Err(error) => {
@@ -454,11 +454,7 @@ fn prompt_index(index: usize) -> i32 {
 /// `text`, cut to what the schema stores.
 #[must_use]
 pub fn truncate(text: &str) -> String {
-    if text.chars().count() <= MAX_ERROR_CHARS {
-        text.to_owned()
-    } else {
-        text.chars().take(MAX_ERROR_CHARS - 1).chain(['…']).collect()
-    }
+    crate::text::truncate(text, MAX_ERROR_CHARS)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use masstock_jobs::admin::Inspector;
+use masstock_queue::admin::Inspector;
 use masstock_schema::ExecutionStatus;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -83,7 +83,7 @@ pub async fn settle(database: &PgPool, redis_url: &str, prefix: &str, age: Durat
     let mut settled = Settled::default();
     for (id, status) in stale {
         let job =
-            inspector.job(prefix, masstock_jobs::QUEUE, &id.to_string()).await.map_err(|error| error.to_string())?;
+            inspector.job(prefix, masstock_queue::QUEUE, &id.to_string()).await.map_err(|error| error.to_string())?;
         match job {
             Some(job) if job.state == "failed" => {
                 let reason = job.failed_reason.unwrap_or_default();

@@ -16,14 +16,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use masstock_jobs::consumer::{ConsumerOptions, WorkflowConsumer};
+use masstock_queue::consumer::{ConsumerOptions, WorkflowConsumer};
 use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::gemini::GeminiClient;
+use crate::gemini_quota::{self, GeminiQuota};
 use crate::heartbeat::{self, Beat};
 use crate::process::{Processor, Stopping};
-use crate::rate_limit::{self, RateLimiter};
 
 /// How long connecting to Redis may take at start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,8 +31,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_MARGIN: Duration = Duration::from_secs(10);
 
 pub async fn run(settings: Settings) -> ExitCode {
-    masstock_runtime::init_logs(settings.app_env, "info,sqlx=warn,bullmq=warn");
-    match serve(settings, masstock_runtime::termination()).await {
+    masstock_kit::init_logs(settings.app_env, "info,sqlx=warn,bullmq=warn");
+    match serve(settings, masstock_kit::termination()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the worker cannot run");
@@ -58,9 +58,9 @@ pub async fn serve(settings: Settings, shutdown: impl std::future::Future<Output
         .map_err(|error| redact(&error))?;
     let gemini = GeminiClient::new(settings.gemini.clone()).map_err(|error| error.to_string())?;
     let (request_stop, stop_requested) = watch::channel(false);
-    let limiter = RateLimiter::new(
+    let quota = GeminiQuota::new(
         redis.clone(),
-        rate_limit::key(&settings.queue_prefix),
+        gemini_quota::key(&settings.queue_prefix),
         settings.gemini.requests_per_minute,
         stop_requested.clone(),
     );
@@ -68,7 +68,7 @@ pub async fn serve(settings: Settings, shutdown: impl std::future::Future<Output
     let processor = Arc::new(Processor {
         database,
         gemini,
-        limiter,
+        quota,
         uploads_dir: settings.uploads_dir.clone(),
         stopping: Stopping { requested: stop_requested.clone(), deadline },
     });

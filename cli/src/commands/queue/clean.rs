@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use masstock_jobs::admin::FinishedState;
+use masstock_queue::admin::FinishedState;
 
 use crate::commands::queue::{target, with_admin, QueueSelection};
 use crate::commands::GlobalArgs;

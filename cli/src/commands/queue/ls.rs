@@ -29,7 +29,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use masstock_jobs::admin::{Inspector, QueueSummary};
+use masstock_queue::admin::{Inspector, QueueSummary};
 
 use crate::commands::queue::{admin_error, block_on, target};
 use crate::commands::GlobalArgs;
@@ -60,7 +60,7 @@ use crate::ui::{short_duration as age, table};
 #[derive(Debug, clap::Args)]
 pub struct LsArgs {
     /// BullMQ's key prefix to look under
-    #[arg(long, value_name = "PREFIX", default_value = masstock_jobs::PREFIX)]
+    #[arg(long, value_name = "PREFIX", default_value = masstock_queue::PREFIX)]
     pub prefix: String,
 }
 

@@ -1,7 +1,7 @@
 //! `masstockctl queue ...`: inspect and repair the BullMQ queues in Redis.
 //!
 //! These commands talk to Redis only (`crate::queue_target` says where they find it). `ls` and `show`
-//! read without writing. The repairs go through `masstock_jobs::admin`, which runs BullMQ's own
+//! read without writing. The repairs go through `masstock_queue::admin`, which runs BullMQ's own
 //! scripts. The CLI is synchronous, so each command runs its Redis work on a small runtime of its
 //! own.
 //!
@@ -24,7 +24,7 @@ pub mod show;
 use std::future::Future;
 use std::process::ExitCode;
 
-use masstock_jobs::admin::{Admin, AdminError};
+use masstock_queue::admin::{Admin, AdminError};
 
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
@@ -57,10 +57,10 @@ pub fn run(global: &GlobalArgs, ui: &Ui, command: &QueueCommand) -> Result<ExitC
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueueSelection {
     /// BullMQ's key prefix
-    #[arg(long, value_name = "PREFIX", default_value = masstock_jobs::PREFIX)]
+    #[arg(long, value_name = "PREFIX", default_value = masstock_queue::PREFIX)]
     pub prefix: String,
     /// The queue's name
-    #[arg(long, value_name = "NAME", default_value = masstock_jobs::QUEUE)]
+    #[arg(long, value_name = "NAME", default_value = masstock_queue::QUEUE)]
     pub queue: String,
 }
 

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use masstock_jobs::admin::{AdminError, Inspector, JobDetails};
+use masstock_queue::admin::{AdminError, Inspector, JobDetails};
 
 use crate::commands::queue::{admin_error, block_on, target, QueueSelection};
 use crate::commands::GlobalArgs;

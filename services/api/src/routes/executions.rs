@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use masstock_jobs::WorkflowJob;
+use masstock_queue::WorkflowJob;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;

@@ -102,13 +102,13 @@ async fn metrics_count_by_route_template_and_stay_inside() {
     client().get(format!("{}/no/such/route", api.url)).send().await.unwrap();
     let response = client().get(format!("{}/metrics", api.url)).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(response.headers()["content-type"], masstock_api::metrics::CONTENT_TYPE_OPENMETRICS);
     let text = response.text().await.unwrap();
-    assert!(text.contains(r#"http_requests_total{method="GET",route="/health",status="200"} 3"#), "{text}");
+    assert!(text.contains(r#"masstock_http_requests_total{method="GET",route="/health",status="200"} 3"#), "{text}");
     assert!(text.contains(r#"route="/api/v1/executions/{id}",status="401"} 1"#), "route templates, not ids: {text}");
-    assert!(text.contains(r#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#), "{text}");
-    assert!(text.contains("http_request_duration_seconds_bucket{"), "{text}");
-    assert!(text.contains("jobs_enqueued_total 0"), "{text}");
+    assert!(text.contains(r#"masstock_http_requests_total{method="GET",route="unmatched",status="404"} 1"#), "{text}");
+    assert!(text.contains("masstock_http_request_duration_seconds_bucket{"), "{text}");
+    assert!(text.contains("masstock_jobs_enqueued_total 0"), "{text}");
     // Through the edge (nginx adds X-Real-IP): not there.
     let forwarded =
         client().get(format!("{}/metrics", api.url)).header("x-real-ip", "203.0.113.5").send().await.unwrap();

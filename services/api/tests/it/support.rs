@@ -52,7 +52,7 @@ impl TestApi {
             let _ = stopped.await;
         };
         let server =
-            tokio::spawn(masstock_runtime::server::run(listener, masstock_api::app::router(state), shutdown, grace));
+            tokio::spawn(masstock_kit::server::run(listener, masstock_api::app::router(state), shutdown, grace));
         Self { url, queue_prefix, stop: Some(stop), server: Some(server) }
     }
 
@@ -86,7 +86,7 @@ pub fn delete_keys(prefix: &str) {
     }
 }
 
-pub use masstock_e2e::python;
+pub use masstock_tests::python;
 
 /// A TCP listener that accepts and never answers: a dependency that hangs.
 pub async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
@@ -105,7 +105,7 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
-pub use masstock_e2e::database_url_of as url_of;
+pub use masstock_tests::database_url_of as url_of;
 
 /// Settings for an API on the test database behind `pool`.
 pub fn serve_args_on(pool: &sqlx::PgPool) -> ServeArgs {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use masstock_runtime::AppEnv;
+use masstock_kit::AppEnv;
 use masstock_web::site::{router, SiteSettings};
 use reqwest::header;
 
@@ -56,7 +56,7 @@ async fn serve(root: &Path) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(masstock_runtime::server::run(
+    tokio::spawn(masstock_kit::server::run(
         listener,
         router(&settings),
         async move {

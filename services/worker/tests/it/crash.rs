@@ -199,7 +199,7 @@ async fn without_its_database_a_worker_hands_jobs_back_without_using_their_attem
     let gemini = FakeGemini::start(Settings::default().with_api_key(GEMINI_KEY)).unwrap();
     let uploads = tempfile::tempdir().unwrap();
     let setup = WorkerSetup::new(&pool, &namespace, &gemini.url(), uploads.path());
-    let unreachable = format!("postgres://masstock:masstock@127.0.0.1:{}/nothing", masstock_e2e::free_port());
+    let unreachable = format!("postgres://masstock:masstock@127.0.0.1:{}/nothing", masstock_tests::free_port());
     let mut cut_off = Worker::start(&setup.clone().with("DATABASE_URL", &unreachable), "cut-off");
 
     let id = enqueued(&pool, &namespace, &["patience"]).await;

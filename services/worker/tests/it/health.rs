@@ -53,7 +53,7 @@ fn a_wrong_password_or_no_redis_is_unhealthy_and_the_password_is_never_shown() {
     assert!(words.starts_with("unhealthy: redis: "), "{words}");
     assert!(!words.contains("not-the-password"), "{words}");
 
-    let nobody = format!("redis://:secret-password@127.0.0.1:{}", masstock_e2e::free_port());
+    let nobody = format!("redis://:secret-password@127.0.0.1:{}", masstock_tests::free_port());
     let (code, words) = healthcheck(&nobody, "bull", "w1");
     assert_eq!(code, Some(1));
     assert!(!words.contains("secret-password"), "{words}");
@@ -80,7 +80,7 @@ fn a_key_that_cannot_travel_in_a_header_is_refused_at_start_up_without_being_sho
 #[test]
 fn a_tls_redis_url_is_understood() {
     // Nothing listens there: the point is an error in words, not rustls's panic about its provider.
-    let redis_url = format!("rediss://:secret-password@127.0.0.1:{}", masstock_e2e::free_port());
+    let redis_url = format!("rediss://:secret-password@127.0.0.1:{}", masstock_tests::free_port());
     let output = Command::new(env!("CARGO_BIN_EXE_masstock-worker"))
         .arg("run")
         .env_clear()

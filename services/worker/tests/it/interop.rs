@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use masstock_fake_gemini::{FakeGemini, Settings};
-use masstock_jobs::{WorkflowJob, JOB_NAME, QUEUE};
+use masstock_queue::{WorkflowJob, JOB_NAME, QUEUE};
 use masstock_schema::MIGRATOR;
 use serde_json::{json, Value};
 
-use masstock_e2e::python;
+use masstock_tests::python;
 
 use crate::support::{execution, finished, Namespace, Worker, WorkerSetup, GEMINI_KEY, REDIS_URL};
 

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use masstock_e2e::{free_port, require_tool, wait_for_port, ChildGuard};
-use masstock_jobs::{WorkflowJob, WorkflowQueue};
+use masstock_queue::{WorkflowJob, WorkflowQueue};
+use masstock_tests::{free_port, require_tool, wait_for_port, ChildGuard};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ impl Namespace {
 
     /// A key of this test's queue (`<prefix>:workflow-queue:<suffix>`).
     pub fn key(&self, suffix: &str) -> String {
-        format!("{}:{}:{suffix}", self.prefix, masstock_jobs::QUEUE)
+        format!("{}:{}:{suffix}", self.prefix, masstock_queue::QUEUE)
     }
 
     pub async fn queue(&self) -> WorkflowQueue {
@@ -84,7 +84,7 @@ impl Drop for Namespace {
         if let Ok(mut connection) =
             redis::Client::open(self.redis_url.as_str()).and_then(|client| client.get_connection())
         {
-            for pattern in [format!("{}:*", self.prefix), masstock_worker::rate_limit::key(&self.prefix)] {
+            for pattern in [format!("{}:*", self.prefix), masstock_worker::gemini_quota::key(&self.prefix)] {
                 let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut connection).unwrap_or_default();
                 if !keys.is_empty() {
                     let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut connection);
@@ -191,7 +191,7 @@ impl WorkerSetup {
     /// with short retries so that tests stay quick.
     pub fn new(pool: &sqlx::PgPool, namespace: &Namespace, gemini_url: &str, uploads: &Path) -> Self {
         let env = [
-            ("DATABASE_URL", masstock_e2e::database_url_of(pool)),
+            ("DATABASE_URL", masstock_tests::database_url_of(pool)),
             ("REDIS_URL", namespace.redis_url.clone()),
             ("QUEUE_PREFIX", namespace.prefix.clone()),
             ("GEMINI_API_KEY", GEMINI_KEY.to_owned()),

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use masstock_jobs::consumer::{ConsumerOptions, WorkflowConsumer};
+use masstock_queue::consumer::{ConsumerOptions, WorkflowConsumer};
 use tokio::sync::Notify;
 
 /// How long connecting may take.

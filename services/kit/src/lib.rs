@@ -1,5 +1,7 @@
-//! What MasStock's services (the API, the worker, the web server) share at run time: secrets that
-//! never print, the deployment environment, logs, and the termination signal.
+//! The shared service kit: what MasStock's services (the API, the worker, the web server) share
+//! at run time. Secrets that never print, the deployment environment, logs and the termination
+//! signal here; the command line (`cli`, with the HTTP services' `healthcheck`), settings checks
+//! (`config`), the health check itself (`healthcheck`) and the HTTP server (`server`) in modules.
 //!
 //! Written once here so the services cannot drift apart:
 //!
@@ -7,7 +9,8 @@
 //! - `AppEnv`, and `init_logs`: JSON lines in production, colour only on a terminal and never with
 //!   `NO_COLOR`.
 //! - `termination()`: SIGTERM or Ctrl-C.
-//! - `cli::parse`: a default command, and a missing setting reported as its environment variable.
+//! - `cli::parse`: a default command, and a missing setting reported as its environment variable;
+//!   `cli::main_with_healthcheck` adds the HTTP services' `healthcheck` subcommand, declared once.
 //! - `config::{ConfigError, check_url}`: errors that name the variable and never echo a URL, which
 //!   may hold a password.
 //! - `server::run(listener, router, shutdown, grace)`: shutdown is an argument, so tests pass their

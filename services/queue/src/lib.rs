@@ -20,7 +20,10 @@
 //!   in an unbounded channel; the consumer drains it (logging errors and stalls), or a long-running
 //!   worker would grow without end. After a Redis error it fetches again after 2 s, not the
 //!   crate's 15 s.
-//! - `admin` is `masstockctl queue`'s side: `Inspector` only reads, with pipelined commands, and
+//! - `heartbeat`: where a worker's heartbeat key lives, for the worker that writes it and the
+//!   inspector that reads it.
+//! - `admin` is `masstockctl queue`'s (and `doctor`'s) side, split into `inspect`, `decode`,
+//!   `repair` and `redact` (the redaction of Redis URLs in messages): `Inspector` only reads, with pipelined commands, and
 //!   never constructs a `bullmq::Queue` (`queues(prefix, now)`, `job(prefix, queue, id)`);
 //!   `Admin` wraps `bullmq::Queue` for the repairs (`Job.retry`, `clean`, `pause`, `resume`), so
 //!   they run BullMQ's own Lua scripts, and refuses a queue that has no key at all, so a mistyped
@@ -60,6 +63,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod admin;
 pub mod consumer;
+pub mod heartbeat;
 
 /// BullMQ's key prefix.
 pub const PREFIX: &str = "bull";

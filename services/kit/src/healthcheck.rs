@@ -1,6 +1,9 @@
 //! `healthcheck --url URL` of our HTTP services (`masstock-api`, `masstock-web`): the container's
 //! health check. Images have no shell and no wget, so the binary checks itself: one HTTP/1.0 GET,
 //! healthy on a 2xx answer.
+//!
+//! The subcommand itself (its `--url` and the dispatch) is declared once, in
+//! [`crate::cli::main_with_healthcheck`]: each service gives only its default URL.
 
 use std::time::Duration;
 

@@ -1,11 +1,12 @@
-//! The Gemini rate limit, shared by every worker process on the same Redis.
+//! The Gemini quota: requests per minute to Gemini, shared by every worker process on the same
+//! Redis ([`GeminiQuota`]: a worker takes a slot before each request, or waits for one).
 //!
 //! A sliding-window log: a sorted set holds the send time of each request of the last window,
 //! and one Lua script (atomic on the server, timed by the server's clock, so that workers on
 //! hosts whose clocks disagree still agree) either records a new request or answers how long
 //! until the oldest one leaves the window.
 //!
-//! `RateLimiter` keeps the log in `masstock:gemini-requests:<prefix>`: per queue prefix, not per
+//! `GeminiQuota` keeps the log in `masstock:gemini-requests:<prefix>`: per queue prefix, not per
 //! queue, because Gemini's quota belongs to the API key, which every queue of a deployment shares.
 //! Members are random, so a restarted worker (same host name, pid 1) adds entries instead of
 //! overwriting its previous life's. A wait for a slot ends when the worker is asked to stop: a
@@ -47,7 +48,7 @@ pub fn key(prefix: &str) -> String {
 
 /// Why no slot was taken.
 #[derive(Debug, thiserror::Error)]
-pub enum AcquireError {
+pub enum QuotaError {
     #[error("{0}")]
     Redis(#[from] redis::RedisError),
     /// The worker is stopping: a request not sent yet is better not sent at all.
@@ -56,7 +57,7 @@ pub enum AcquireError {
 }
 
 /// Takes a slot before each request to Gemini.
-pub struct RateLimiter {
+pub struct GeminiQuota {
     redis: ConnectionManager,
     script: redis::Script,
     key: String,
@@ -64,13 +65,13 @@ pub struct RateLimiter {
     stopping: watch::Receiver<bool>,
 }
 
-impl std::fmt::Debug for RateLimiter {
+impl std::fmt::Debug for GeminiQuota {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter").field("key", &self.key).field("limit", &self.limit).finish_non_exhaustive()
+        f.debug_struct("GeminiQuota").field("key", &self.key).field("limit", &self.limit).finish_non_exhaustive()
     }
 }
 
-impl RateLimiter {
+impl GeminiQuota {
     /// At most `requests_per_minute` (at least 1) requests in any window, across every process
     /// using `key`. A wait for a slot ends early when `stopping` turns true.
     #[must_use]
@@ -84,7 +85,7 @@ impl RateLimiter {
     }
 
     /// Waits until a request may be sent, and counts it.
-    pub async fn acquire(&self) -> Result<(), AcquireError> {
+    pub async fn acquire(&self) -> Result<(), QuotaError> {
         // Unique across processes and restarts: a restarted worker with the same name and pid
         // must not overwrite the entries of its previous life, which still count.
         let member = uuid::Uuid::new_v4().simple().to_string();
@@ -109,7 +110,7 @@ impl RateLimiter {
             let mut stopping = self.stopping.clone();
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
-                Ok(_) = stopping.wait_for(|stopping| *stopping) => return Err(AcquireError::Stopping),
+                Ok(_) = stopping.wait_for(|stopping| *stopping) => return Err(QuotaError::Stopping),
             }
         }
     }
