@@ -241,8 +241,14 @@ async fn redis_checks<'a>(
             if has_worker {
                 checks.push(Box::pin(async move {
                     health::timed("worker heartbeat", timeout, secrets, async move {
-                        health::heartbeat(&url, masstock_queue::PREFIX, masstock_queue::QUEUE, health::now_ms(), timeout)
-                            .await
+                        health::heartbeat(
+                            &url,
+                            masstock_queue::PREFIX,
+                            masstock_queue::QUEUE,
+                            health::now_ms(),
+                            timeout,
+                        )
+                        .await
                     })
                     .await
                 }));
