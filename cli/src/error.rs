@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use crate::config::{ConfigError, Diagnostic};
+use crate::deploy::lock::LockError;
+use crate::runtime::RuntimeError;
 
 /// Whose move it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,5 +71,18 @@ impl From<ConfigError> for CommandError {
             read @ ConfigError::Read { .. } => Self::usage(read)
                 .with_hint("pass `--config FILE`, or run masstockctl from the folder that holds deploy.toml"),
         }
+    }
+}
+
+impl From<LockError> for CommandError {
+    fn from(error: LockError) -> Self {
+        let hints = error.hints();
+        Self { hints, ..Self::failure(error) }
+    }
+}
+
+impl From<RuntimeError> for CommandError {
+    fn from(error: RuntimeError) -> Self {
+        Self::failure(error)
     }
 }

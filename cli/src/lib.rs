@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod error;
 pub mod health;
 pub mod render;
+pub mod runtime;
 pub mod secrets;
 pub mod ui;
 

@@ -186,9 +186,10 @@ fn check_selection(only: &[String], known: &[(String, Vec<String>)]) -> Result<(
 pub fn issue(stack: &Stack, ui: &Ui, only: &[String]) -> Result<Vec<Outcome>, CommandError> {
     let plan = planned(stack);
     check_selection(only, &plan.iter().map(|p| (p.lineage.clone(), p.names.clone())).collect::<Vec<_>>())?;
-    let _lock = crate::deploy::lock::DeployLock::acquire_named(stack, "certs", "certs issue")?;
+    let _lock =
+        crate::deploy::lock::DeployLock::acquire_named(stack, crate::deploy::lock::LockName::Certs, "certs issue")?;
     let settings = settings(stack, false)?;
-    crate::docker::block_on(async {
+    crate::runtime::block_on(async {
         let mut client = match AcmeClient::connect(settings).await {
             Ok(client) => client,
             Err(error) => return Err(acme_command_error(&error, "failed to reach the ACME CA")),
@@ -217,10 +218,10 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
         }
     }
     let command = if options.dry_run { "certs renew --dry-run" } else { "certs renew" };
-    let _lock = crate::deploy::lock::DeployLock::acquire_named(stack, "certs", command)?;
+    let _lock = crate::deploy::lock::DeployLock::acquire_named(stack, crate::deploy::lock::LockName::Certs, command)?;
     let settings = settings(stack, options.dry_run)?;
     let now = Utc::now();
-    crate::docker::block_on(async {
+    Ok(crate::runtime::block_on(async {
         let mut outcomes = Vec::new();
         let mut client = AcmeClient::connect(settings).await;
         for wanted in plan.iter().filter(|p| selected(&options.only, &p.lineage, &p.names)) {
@@ -302,7 +303,7 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
             report_account(ui, client);
         }
         outcomes
-    })
+    })?)
 }
 
 fn report_account(ui: &Ui, client: &AcmeClient) {

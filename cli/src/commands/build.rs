@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use crate::commands::GlobalArgs;
 use crate::config::closest;
+use crate::docker::connect;
 use crate::docker::image::{prepare_images, short_id, BuildOptions};
-use crate::docker::{block_on, connect};
 use crate::error::CommandError;
+use crate::runtime::block_on;
 use crate::ui::Ui;
 
 /// Build the images of the services (all that deploy.toml builds, by default)

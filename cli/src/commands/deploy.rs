@@ -52,7 +52,7 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
     check_services(&stack, &args.services)?;
     let _lock = if args.plan { None } else { Some(DeployLock::acquire(&stack, "deploy")?) };
     let started = Instant::now();
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         let images = if args.no_build {
             engine::local_images(&docker, &stack, &args.services).await?

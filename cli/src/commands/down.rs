@@ -30,7 +30,7 @@ pub fn cmd_down(global: &GlobalArgs, ui: &Ui, args: &DownArgs) -> Result<ExitCod
     let stack = global.load_stack_without_env_file()?;
     let _lock = DeployLock::acquire(&stack, "down")?;
     let project = &stack.config.project;
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         let mut containers = docker::project_containers(&docker, &project.name).await?;
         // Dependents first: reverse start order, then whatever deploy.toml no longer declares.

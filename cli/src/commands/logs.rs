@@ -73,7 +73,7 @@ pub fn cmd_logs(global: &GlobalArgs, _ui: &Ui, args: &LogsArgs) -> Result<ExitCo
         .since(since)
         .timestamps(args.timestamps)
         .build();
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         // Ask first, so that a missing container is said plainly rather than as a stream error.
         if let Err(error) = docker.inspect_container(&container, None).await {

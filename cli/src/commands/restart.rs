@@ -38,7 +38,7 @@ pub fn cmd_restart(global: &GlobalArgs, ui: &Ui, args: &RestartArgs) -> Result<E
     let container = stack.container_name(&args.service);
     let grace = service.stop_grace_period.map_or(10, |grace| i32::try_from(grace.as_secs()).unwrap_or(i32::MAX));
     let started = Instant::now();
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         let options = RestartContainerOptionsBuilder::default().t(grace).build();
         docker.restart_container(&container, Some(options)).await.map_err(|error| {

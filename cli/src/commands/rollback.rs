@@ -36,7 +36,7 @@ pub fn cmd_rollback(global: &GlobalArgs, ui: &Ui, args: &RollbackArgs) -> Result
     check_services(&stack, &args.services)?;
     let _lock = DeployLock::acquire(&stack, "rollback")?;
     let started = Instant::now();
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         let containers = docker::project_containers(&docker, &stack.config.project.name).await?;
         let mut images = BTreeMap::new();

@@ -73,7 +73,7 @@ pub struct PublishedPort {
 
 pub fn cmd_status(global: &GlobalArgs, ui: &Ui, _args: &StatusArgs) -> Result<ExitCode, CommandError> {
     let stack = global.load_stack_without_env_file()?;
-    let rows = docker::block_on(async {
+    let rows = crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         collect(&docker, &stack).await
     })??;

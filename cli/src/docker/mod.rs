@@ -7,7 +7,6 @@
 pub mod image;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use bollard::models::ContainerSummary;
@@ -68,19 +67,8 @@ pub async fn connect() -> Result<Docker, CommandError> {
     Ok(docker)
 }
 
-/// Runs async Engine API work from a synchronous command.
-pub fn block_on<T>(work: impl Future<Output = T>) -> Result<T, CommandError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|error| CommandError::failure(format!("failed to start the async runtime: {error}")))?;
-    let output = runtime.block_on(work);
-    // Whatever is still running was given up on by `work` (a `spawn_blocking` past its timeout,
-    // such as `statvfs` on a hung network mount): dropping the runtime would wait for it.
-    runtime.shutdown_background();
-    Ok(output)
-}
+/// Kept for the callers not moved to `crate::runtime::block_on` yet.
+pub use crate::runtime::block_on;
 
 /// An Engine API error, said with what we were doing.
 pub fn api_error(doing: impl std::fmt::Display, error: &bollard::errors::Error) -> CommandError {
