@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::config::{ConfigError, Diagnostic};
 use crate::deploy::lock::LockError;
+use crate::deploy::rollout::UnknownService;
 use crate::runtime::RuntimeError;
 
 /// Whose move it is.
@@ -84,5 +85,12 @@ impl From<LockError> for CommandError {
 impl From<RuntimeError> for CommandError {
     fn from(error: RuntimeError) -> Self {
         Self::failure(error)
+    }
+}
+
+impl From<UnknownService> for CommandError {
+    fn from(error: UnknownService) -> Self {
+        let hint = error.hint();
+        Self::usage(error).with_hint(hint)
     }
 }

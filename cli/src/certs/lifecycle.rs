@@ -15,7 +15,7 @@ use crate::certs::store::{self, CertInfo, Lineage, NewVersion, RenewalConf};
 use crate::certs::{due, install};
 use crate::config::{CertificateLayout, Stack};
 use crate::error::CommandError;
-use crate::ui::Ui;
+use crate::report::Reporter;
 
 /// The key type written to the renewal configuration (certbot's `key_type`).
 const KEY_TYPE: &str = "ecdsa";
@@ -183,7 +183,7 @@ fn check_selection(only: &[String], known: &[(String, Vec<String>)]) -> Result<(
 
 /// `certs issue`: a new certificate for each planned certificate (or those named), whether due
 /// or not.
-pub fn issue(stack: &Stack, ui: &Ui, only: &[String]) -> Result<Vec<Outcome>, CommandError> {
+pub fn issue(stack: &Stack, reporter: &dyn Reporter, only: &[String]) -> Result<Vec<Outcome>, CommandError> {
     let plan = planned(stack);
     check_selection(only, &plan.iter().map(|p| (p.lineage.clone(), p.names.clone())).collect::<Vec<_>>())?;
     let _lock =
@@ -197,9 +197,9 @@ pub fn issue(stack: &Stack, ui: &Ui, only: &[String]) -> Result<Vec<Outcome>, Co
         let mut outcomes = Vec::new();
         for wanted in plan.iter().filter(|p| selected(only, &p.lineage, &p.names)) {
             let existing = read_existing(stack, &wanted.lineage);
-            outcomes.push(renew_one(stack, ui, &mut client, wanted, existing.as_ref(), None, false).await);
+            outcomes.push(renew_one(stack, reporter, &mut client, wanted, existing.as_ref(), None, false).await);
         }
-        report_account(ui, &client);
+        report_account(reporter, &client);
         Ok(outcomes)
     })?
 }
@@ -208,13 +208,13 @@ pub fn issue(stack: &Stack, ui: &Ui, only: &[String]) -> Result<Vec<Outcome>, Co
 /// it, else the one-third rule, or at once when deploy.toml serves names it lacks. A lineage
 /// certbot made under a declared name is taken over; lineages deploy.toml does not declare (other
 /// sites of the host) are left to whoever manages them.
-pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outcome>, CommandError> {
+pub fn renew(stack: &Stack, reporter: &dyn Reporter, options: &RenewOptions) -> Result<Vec<Outcome>, CommandError> {
     let cert_dir = &stack.config.acme.cert_dir;
     let plan = planned(stack);
     check_selection(&options.only, &plan.iter().map(|p| (p.lineage.clone(), p.names.clone())).collect::<Vec<_>>())?;
     for other in store::lineage_names(cert_dir).unwrap_or_default() {
         if !plan.iter().any(|p| p.lineage == other) {
-            ui.detail(format!("`{other}` is not declared in deploy.toml: left to whoever manages it"));
+            reporter.detail(&format!("`{other}` is not declared in deploy.toml: left to whoever manages it"));
         }
     }
     let command = if options.dry_run { "certs renew --dry-run" } else { "certs renew" };
@@ -248,7 +248,7 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
             let ari = match &client {
                 Ok(client) if !options.dry_run && !options.force && lacking.is_empty() => {
                     client.renewal_info(&lineage.cert).await.unwrap_or_else(|error| {
-                        ui.info(format!(
+                        reporter.step(&format!(
                             "`{}`: no renewal information from the CA ({error}); using the one-third rule",
                             lineage.name
                         ));
@@ -276,7 +276,7 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
                 outcome.serial = Some(lineage.cert.serial.clone());
                 outcome.not_after = Some(lineage.cert.not_after);
                 outcome.due = Some(format!("{due_text} (due at {})", decision.at.format("%Y-%m-%d %H:%M UTC")));
-                ui.info(format!("`{}` is not due: {}", lineage.name, decision.reason));
+                reporter.step(&format!("`{}` is not due: {}", lineage.name, decision.reason));
                 outcomes.push(outcome);
                 continue;
             }
@@ -295,22 +295,23 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
             };
             // `replaces` only goes with ARI (RFC 9773 §5).
             let replaces = ari.as_ref().map(|_| &lineage.cert);
-            let mut outcome = renew_one(stack, ui, connected, wanted, Some(&lineage), replaces, options.dry_run).await;
+            let mut outcome =
+                renew_one(stack, reporter, connected, wanted, Some(&lineage), replaces, options.dry_run).await;
             outcome.due = Some(due_text);
             outcomes.push(outcome);
         }
         if let Ok(client) = &client {
-            report_account(ui, client);
+            report_account(reporter, client);
         }
         outcomes
     })?)
 }
 
-fn report_account(ui: &Ui, client: &AcmeClient) {
+fn report_account(reporter: &dyn Reporter, client: &AcmeClient) {
     if client.registered_again {
-        ui.info(format!("the CA no longer knew the ACME account; registered again as {}", client.account_id()));
+        reporter.step(&format!("the CA no longer knew the ACME account; registered again as {}", client.account_id()));
     } else if client.registered {
-        ui.detail(format!("registered the ACME account {}", client.account_id()));
+        reporter.detail(&format!("registered the ACME account {}", client.account_id()));
     }
 }
 
@@ -325,7 +326,7 @@ fn record(stack: &Stack, lineage: &str, error: Option<&str>) {
 /// One ACME order, the new version stored and (unless `dry_run`) installed with verification.
 async fn renew_one(
     stack: &Stack,
-    ui: &Ui,
+    reporter: &dyn Reporter,
     client: &mut AcmeClient,
     wanted: &Planned,
     existing: Option<&Lineage>,
@@ -335,7 +336,7 @@ async fn renew_one(
     let started = Instant::now();
     let mut outcome =
         Outcome::new(&wanted.lineage, &wanted.names, if dry_run { Action::Rehearsed } else { Action::Issued });
-    ui.info(format!("`{}`: ordering a certificate for {}", wanted.lineage, wanted.names.join(", ")));
+    reporter.step(&format!("`{}`: ordering a certificate for {}", wanted.lineage, wanted.names.join(", ")));
     let result = issue_and_install(stack, client, wanted, existing, replaces, dry_run).await;
     outcome.seconds = started.elapsed().as_secs_f64();
     match result {

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use bollard::query_parameters::RestartContainerOptionsBuilder;
 
-use crate::commands::deploy::check_services;
 use crate::commands::GlobalArgs;
 use crate::config::Duration;
 use crate::deploy::lock::DeployLock;
+use crate::deploy::rollout::check_services;
 use crate::deploy::spec::readiness_of;
 use crate::deploy::wait;
 use crate::docker;

@@ -28,7 +28,7 @@ use crate::deploy::wait::{self, Unready};
 use crate::deploy::{edge, Action, Existing, Plan, Step};
 use crate::docker::{self, labels};
 use crate::error::CommandError;
-use crate::ui::Ui;
+use crate::report::Reporter;
 
 /// How long nginx's old workers get to finish the requests they hold after a reload, before the
 /// container they talk to is stopped. Each container also drains on SIGTERM.
@@ -80,7 +80,13 @@ impl Outcome {
 
 /// Applies `plan`. Stops at the first service that fails, which is put back as it was; the
 /// services after it are not touched.
-pub async fn apply(docker: &Docker, stack: &Stack, plan: &Plan, options: &ApplyOptions, ui: &Ui) -> Outcome {
+pub async fn apply(
+    docker: &Docker,
+    stack: &Stack,
+    plan: &Plan,
+    options: &ApplyOptions,
+    reporter: &dyn Reporter,
+) -> Outcome {
     let mut outcome = Outcome::default();
     if let Err(error) = prepare(docker, stack, plan).await {
         outcome.failed = true;
@@ -90,7 +96,7 @@ pub async fn apply(docker: &Docker, stack: &Stack, plan: &Plan, options: &ApplyO
     if plan.site_changed {
         match edge::install_site(stack, &plan.site) {
             Ok(change) => {
-                ui.info(format!("edge: nginx site {}", change.as_str()));
+                reporter.step(&format!("edge: nginx site {}", change.as_str()));
                 outcome.edge = Some(change.as_str().to_owned());
             }
             Err(error) => {
@@ -112,14 +118,14 @@ pub async fn apply(docker: &Docker, stack: &Stack, plan: &Plan, options: &ApplyO
             }
         }
         let started = Instant::now();
-        ui.info(format!("{}: {}…", step.service, describe(step)));
-        let result = apply_step(docker, stack, step, options, ui).await;
+        reporter.step(&format!("{}: {}…", step.service, describe(step)));
+        let result = apply_step(docker, stack, step, options, reporter).await;
         let seconds = started.elapsed().as_secs_f64();
         let ok = result.is_ok();
         let (detail, unready) = match result {
             Ok(detail) => {
                 let shown = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
-                ui.info(format!("{}: {} done in {seconds:.1}s{shown}", step.service, step.action.name()));
+                reporter.step(&format!("{}: {} done in {seconds:.1}s{shown}", step.service, step.action.name()));
                 (detail, None)
             }
             Err(StepError::Unready { unready, detail }) => (detail, Some(*unready)),
@@ -184,10 +190,10 @@ async fn apply_step(
     stack: &Stack,
     step: &Step,
     options: &ApplyOptions,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<String, StepError> {
     if let (Action::Create | Action::Recreate(_), Some(spec)) = (&step.action, &step.spec) {
-        run_release_command(docker, stack, spec, options.ready_timeout, ui).await?;
+        run_release_command(docker, stack, spec, options.ready_timeout, reporter).await?;
     }
     match (&step.action, &step.spec, &step.existing) {
         (Action::Remove, _, Some(existing)) => {
@@ -200,14 +206,14 @@ async fn apply_step(
                 .start_container(&existing.name, None)
                 .await
                 .map_err(|error| docker::api_error(format!("failed to start {}", existing.name), &error))?;
-            ready_or_explain(docker, &existing.name, spec, options)
+            ready_or_explain(docker, &existing.name, spec, options, reporter)
                 .await
                 .map_err(|unready| StepError::Unready { unready, detail: "it was left as it is".to_owned() })?;
             Ok(String::new())
         }
         (Action::Create, Some(spec), _) => {
             create_and_start(docker, stack, spec, Role::Primary, None).await?;
-            if let Err(unready) = ready_or_explain(docker, &spec.container, spec, options).await {
+            if let Err(unready) = ready_or_explain(docker, &spec.container, spec, options, reporter).await {
                 remove(docker, &spec.container).await?;
                 return Err(StepError::Unready { unready, detail: "the new container was removed".to_owned() });
             }
@@ -216,9 +222,9 @@ async fn apply_step(
         (Action::Recreate(_), Some(spec), Some(existing)) => {
             let start_first = spec.rollout == Rollout::StartFirst && existing.running;
             if start_first {
-                start_first_replace(docker, stack, spec, existing, options, ui).await
+                start_first_replace(docker, stack, spec, existing, options, reporter).await
             } else {
-                stop_first_replace(docker, stack, spec, existing, options).await
+                stop_first_replace(docker, stack, spec, existing, options, reporter).await
             }
         }
         _ => Ok(String::new()),
@@ -232,7 +238,7 @@ async fn run_release_command(
     stack: &Stack,
     spec: &ServiceSpec,
     timeout: Duration,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<(), CommandError> {
     let command = &stack.config.services[&spec.service].release_command;
     if command.is_empty() {
@@ -245,7 +251,7 @@ async fn run_release_command(
         .create_container(Some(options), spec.one_off_body(stack, command))
         .await
         .map_err(|error| docker::api_error(format!("failed to create {name}"), &error))?;
-    ui.info(format!("{}: release command `{}`…", spec.service, command.join(" ")));
+    reporter.step(&format!("{}: release command `{}`…", spec.service, command.join(" ")));
     let result = async {
         docker
             .start_container(&name, None)
@@ -291,13 +297,13 @@ pub async fn start_first_replace(
     spec: &ServiceSpec,
     existing: &Existing,
     options: &ApplyOptions,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<String, StepError> {
     let standby = spec.container_name(Role::Standby);
     remove(docker, &standby).await?;
     let previous_image = Some(existing.image_id.as_str());
     create_and_start(docker, stack, spec, Role::Standby, previous_image).await?;
-    if let Err(unready) = ready_or_explain(docker, &standby, spec, options).await {
+    if let Err(unready) = ready_or_explain(docker, &standby, spec, options, reporter).await {
         remove(docker, &standby).await?;
         return Err(StepError::Unready {
             unready,
@@ -305,13 +311,13 @@ pub async fn start_first_replace(
         });
     }
     let port = standby_port(docker, stack, spec, &standby).await?;
-    ui.detail(format!("{}: standby ready on port {port}; switching nginx to it", spec.service));
+    reporter.detail(&format!("{}: standby ready on port {port}; switching nginx to it", spec.service));
     switch_upstream(stack, &BTreeMap::from([(spec.service.clone(), port)]))?;
     tokio::time::sleep(DRAIN).await;
     stop(docker, &existing.name, spec.stop_timeout).await?;
     remove(docker, &existing.name).await?;
     create_and_start(docker, stack, spec, Role::Primary, previous_image).await?;
-    if let Err(unready) = ready_or_explain(docker, &spec.container, spec, options).await {
+    if let Err(unready) = ready_or_explain(docker, &spec.container, spec, options, reporter).await {
         remove(docker, &spec.container).await?;
         return Err(StepError::Unready {
             unready,
@@ -332,6 +338,7 @@ async fn stop_first_replace(
     spec: &ServiceSpec,
     existing: &Existing,
     options: &ApplyOptions,
+    reporter: &dyn Reporter,
 ) -> Result<String, StepError> {
     let aside = format!("{}_replaced", spec.container);
     remove(docker, &aside).await?;
@@ -340,7 +347,7 @@ async fn stop_first_replace(
     let previous_image = Some(existing.image_id.as_str());
     let created = create_and_start(docker, stack, spec, Role::Primary, previous_image).await;
     let unready = match created {
-        Ok(()) => match ready_or_explain(docker, &spec.container, spec, options).await {
+        Ok(()) => match ready_or_explain(docker, &spec.container, spec, options, reporter).await {
             Ok(()) => {
                 remove(docker, &aside).await?;
                 return Ok(format!("the old container had {}s to stop", spec.stop_timeout));
@@ -469,13 +476,18 @@ async fn dependencies_ready(
     Ok(())
 }
 
+/// Waits until `container` is ready, the reporter showing the wait (a spinner on a terminal).
 async fn ready_or_explain(
     docker: &Docker,
     container: &str,
     spec: &ServiceSpec,
     options: &ApplyOptions,
+    reporter: &dyn Reporter,
 ) -> Result<(), Box<Unready>> {
-    wait::until_ready(docker, container, &spec.readiness(), options.ready_timeout).await
+    let waiting = reporter.waiting(container);
+    let ready = wait::until_ready(docker, container, &spec.readiness(), options.ready_timeout).await;
+    waiting.finish();
+    ready
 }
 
 /// Creates and starts a container of `spec` in `role`.

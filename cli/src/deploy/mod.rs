@@ -1,10 +1,12 @@
 //! `deploy`'s engine: the plan (what each service needs, from the configuration hashes stored in
 //! its container's labels) and its application (health-gated, start-first where traffic must not
-//! stop). `rollback`, `restart` and `down` reuse its pieces.
+//! stop). `rollback`, `restart` and `down` reuse its pieces; `rollout` is the flow `deploy` and
+//! `rollback` share.
 
 pub mod apply;
 pub mod edge;
 pub mod lock;
+pub mod rollout;
 pub mod spec;
 pub mod wait;
 

@@ -4,7 +4,7 @@
 //! deploy changes anything.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead as _, BufReader, IsTerminal as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -13,14 +13,13 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt as _;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::{api_error, engine_message, is_not_found, labels};
 use crate::config::{Service, Stack};
 use crate::error::CommandError;
-use crate::ui::Ui;
+use crate::report::Reporter;
 
 /// The user our services run as in their images, and the owner of their writable folders.
 pub const SERVICE_UID: u32 = 10001;
@@ -69,7 +68,7 @@ pub async fn prepare_images(
     stack: &Stack,
     services: &[String],
     options: &BuildOptions,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<BTreeMap<String, ResolvedImage>, CommandError> {
     let names: Vec<String> = if services.is_empty() {
         stack.services().map(|(name, _)| name.to_owned()).collect()
@@ -87,7 +86,7 @@ pub async fn prepare_images(
 
     let mut resolved = BTreeMap::new();
     for (name, service) in selected.iter().filter(|(_, service)| service.build.is_none()) {
-        let image = third_party_image(docker, name, &service.image, ui).await?;
+        let image = third_party_image(docker, name, &service.image, reporter).await?;
         resolved.insert((*name).to_owned(), image);
     }
 
@@ -126,7 +125,7 @@ pub async fn prepare_images(
                 ))
                 .with_hint("run masstockctl from the workspace, or pass `--binaries DIR` with prebuilt binaries")
             })?;
-            cargo_build(workspace, &options.cargo_profile, &wanted, ui)?
+            cargo_build(workspace, &options.cargo_profile, &wanted, reporter)?
         };
         let revision = git_revision(workspace.as_deref().unwrap_or(deploy_folder));
         for (name, service, binary) in binary_services {
@@ -144,7 +143,7 @@ pub async fn prepare_images(
             if let Some(revision) = &revision {
                 build_labels.insert(labels::REVISION.to_owned(), revision.label());
             }
-            let image = build_or_reuse(docker, name, &context, &digest, &tags, build_labels, ui).await?;
+            let image = build_or_reuse(docker, name, &context, &digest, &tags, build_labels, reporter).await?;
             resolved.insert(name.to_owned(), image);
         }
     }
@@ -157,7 +156,8 @@ pub async fn prepare_images(
             (labels::INPUTS_DIGEST.to_owned(), digest.clone()),
             (labels::HOST_PACKAGES.to_owned(), context.versions.clone()),
         ]);
-        let image = build_or_reuse(docker, name, &context.context, &digest, &[reference], build_labels, ui).await?;
+        let image =
+            build_or_reuse(docker, name, &context.context, &digest, &[reference], build_labels, reporter).await?;
         resolved.insert(name.to_owned(), image);
     }
     Ok(resolved)
@@ -171,7 +171,7 @@ async fn third_party_image(
     docker: &Docker,
     service: &str,
     reference: &str,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<ResolvedImage, CommandError> {
     let resolved = |inspect: bollard::models::ImageInspect| ResolvedImage {
         service: service.to_owned(),
@@ -189,8 +189,8 @@ async fn third_party_image(
         Err(error) if is_not_found(&error) => {}
         Err(error) => return Err(api_error(format!("failed to inspect image `{reference}`"), &error)),
     }
-    ui.info(format!("{service}: pulling `{reference}`"));
-    let progress = Progress::new(ui, &format!("pulling {reference}"), true);
+    reporter.step(&format!("{service}: pulling `{reference}`"));
+    let progress = reporter.transfer(&format!("pulling {reference}"), true);
     let options = CreateImageOptionsBuilder::default().from_image(reference).build();
     let mut stream = docker.create_image(Some(options), None, None);
     let mut layers: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -243,15 +243,15 @@ async fn build_or_reuse(
     digest: &str,
     tags: &[String],
     build_labels: HashMap<String, String>,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<ResolvedImage, CommandError> {
     let existing = image_with_digest(docker, digest).await?;
     let (id, built) = if let Some(id) = existing {
-        ui.info(format!("{service}: inputs unchanged, reusing {}", short_id(&id)));
+        reporter.step(&format!("{service}: inputs unchanged, reusing {}", short_id(&id)));
         (id, false)
     } else {
-        ui.info(format!("{service}: building `{}` ({} MB of context)", tags[0], context.size() / 1_000_000));
-        (build(docker, service, context, &tags[0], build_labels, ui).await?, true)
+        reporter.step(&format!("{service}: building `{}` ({} MB of context)", tags[0], context.size() / 1_000_000));
+        (build(docker, service, context, &tags[0], build_labels, reporter).await?, true)
     };
     for tag in tags {
         let (repository, tag_name) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
@@ -291,7 +291,7 @@ async fn build(
     context: &Context,
     tag: &str,
     build_labels: HashMap<String, String>,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<String, CommandError> {
     let tar =
         context.tar().map_err(|error| CommandError::failure(format!("failed to write the build context: {error}")))?;
@@ -302,7 +302,7 @@ async fn build(
         .forcerm(true)
         .labels(&build_labels)
         .build();
-    let progress = Progress::new(ui, &format!("building {tag}"), false);
+    let progress = reporter.transfer(&format!("building {tag}"), false);
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
     let mut id = None;
     let mut last_lines: Vec<String> = Vec::new();
@@ -321,7 +321,7 @@ async fn build(
         if let Some(line) = info.stream.as_deref().map(str::trim).filter(|line| !line.is_empty()) {
             if line.starts_with("Step ") {
                 progress.message(line);
-                ui.detail(format!("{service}: {line}"));
+                reporter.detail(&format!("{service}: {line}"));
             }
             last_lines.push(line.to_owned());
             if last_lines.len() > 5 {
@@ -355,47 +355,6 @@ fn stream_error(error: &bollard::errors::Error) -> String {
     match error {
         bollard::errors::Error::DockerStreamError { error } => error.clone(),
         other => engine_message(other),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Progress
-// ---------------------------------------------------------------------------------------------
-
-/// A spinner or a byte bar on a terminal; nothing otherwise (the caller says what it does in
-/// plain lines).
-struct Progress(Option<ProgressBar>);
-
-impl Progress {
-    fn new(ui: &Ui, message: &str, with_bytes: bool) -> Self {
-        if !ui.progress || ui.verbosity < 0 || !std::io::stderr().is_terminal() {
-            return Self(None);
-        }
-        let bar = ProgressBar::new_spinner();
-        let template = if with_bytes { "{spinner} {msg} {bytes}/{total_bytes}" } else { "{spinner} {msg}" };
-        bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner()));
-        bar.set_message(message.to_owned());
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        Self(Some(bar))
-    }
-
-    fn message(&self, message: &str) {
-        if let Some(bar) = &self.0 {
-            bar.set_message(message.to_owned());
-        }
-    }
-
-    fn bytes(&self, current: u64, total: u64) {
-        if let Some(bar) = &self.0 {
-            bar.set_length(total);
-            bar.set_position(current);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
     }
 }
 
@@ -786,7 +745,7 @@ fn cargo_build(
     workspace: &Path,
     profile: &str,
     wanted: &BTreeSet<&str>,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<BTreeMap<String, PathBuf>, CommandError> {
     let packages = packages_of_binaries(workspace, wanted)?;
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -800,10 +759,10 @@ fn cargo_build(
     for binary in wanted {
         command.args(["-p", &packages[*binary], "--bin", binary]);
     }
-    if ui.verbosity < 0 {
+    if reporter.quiet() {
         command.arg("--quiet");
     }
-    ui.info(format!(
+    reporter.step(&format!(
         "building {} with cargo (profile `{profile}`)",
         wanted.iter().map(|binary| format!("`{binary}`")).collect::<Vec<_>>().join(", ")
     ));
