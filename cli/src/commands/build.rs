@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use crate::commands::{GlobalArgs, ImageArgs};
 use crate::config::closest;
+use crate::docker::build::{prepare_images, short_id};
 use crate::docker::connect;
-use crate::docker::image::{prepare_images, short_id};
 use crate::error::CommandError;
 use crate::progress::Terminal;
 use crate::runtime::block_on;

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Stack, DEFAULT_ENVIRONMENT};
-use crate::docker::image::BuildOptions;
+use crate::docker::build::BuildOptions;
 use crate::error::CommandError;
 use crate::ui::Ui;
 

@@ -13,7 +13,7 @@ use crate::deploy::apply::{self, ApplyOptions, Outcome};
 use crate::deploy::spec::ImageChoice;
 use crate::deploy::wait::Unready;
 use crate::deploy::Plan;
-use crate::docker::image::{prepare_images, BuildOptions};
+use crate::docker::build::{prepare_images, BuildOptions};
 use crate::error::CommandError;
 use crate::report::Reporter;
 

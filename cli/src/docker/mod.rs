@@ -4,7 +4,7 @@
 //! Only masstockctl talks to Docker, and only through this module and its callers: never the
 //! `docker` CLI.
 
-pub mod image;
+pub mod build;
 
 use std::collections::HashMap;
 use std::time::Duration;
