@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::config::{ConfigError, Diagnostic};
+use crate::deploy::edge::EdgeError;
 use crate::deploy::lock::LockError;
 use crate::deploy::rollout::UnknownService;
 use crate::runtime::RuntimeError;
@@ -52,14 +53,20 @@ impl CommandError {
     /// The error and its causes, outermost first.
     #[must_use]
     pub fn chain(&self) -> Vec<String> {
-        let mut chain = vec![self.error.to_string()];
-        let mut source = self.error.source();
-        while let Some(cause) = source {
-            chain.push(cause.to_string());
-            source = cause.source();
-        }
-        chain
+        chain(&*self.error)
     }
+}
+
+/// An error and its causes, outermost first.
+#[must_use]
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut chain = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push(cause.to_string());
+        source = cause.source();
+    }
+    chain
 }
 
 impl From<ConfigError> for CommandError {
@@ -92,5 +99,16 @@ impl From<UnknownService> for CommandError {
     fn from(error: UnknownService) -> Self {
         let hint = error.hint();
         Self::usage(error).with_hint(hint)
+    }
+}
+
+impl From<EdgeError> for CommandError {
+    fn from(error: EdgeError) -> Self {
+        let hint = error.hint();
+        let failure = Self::failure(error);
+        match hint {
+            Some(hint) => failure.with_hint(hint),
+            None => failure,
+        }
     }
 }

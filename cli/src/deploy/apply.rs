@@ -101,7 +101,7 @@ pub async fn apply(
             }
             Err(error) => {
                 outcome.failed = true;
-                outcome.edge = Some(format!("failed: {}", error.chain().join(": ")));
+                outcome.edge = Some(format!("failed: {}", crate::error::chain(&error).join(": ")));
                 return outcome;
             }
         }
