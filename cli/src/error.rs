@@ -6,6 +6,7 @@ use crate::config::{ConfigError, Diagnostic};
 use crate::deploy::edge::EdgeError;
 use crate::deploy::lock::LockError;
 use crate::deploy::rollout::UnknownService;
+use crate::docker::DockerError;
 use crate::runtime::RuntimeError;
 
 /// Whose move it is.
@@ -104,6 +105,17 @@ impl From<UnknownService> for CommandError {
 
 impl From<EdgeError> for CommandError {
     fn from(error: EdgeError) -> Self {
+        let hint = error.hint();
+        let failure = Self::failure(error);
+        match hint {
+            Some(hint) => failure.with_hint(hint),
+            None => failure,
+        }
+    }
+}
+
+impl From<DockerError> for CommandError {
+    fn from(error: DockerError) -> Self {
         let hint = error.hint();
         let failure = Self::failure(error);
         match hint {

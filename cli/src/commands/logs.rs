@@ -81,7 +81,7 @@ pub fn cmd_logs(global: &GlobalArgs, _ui: &Ui, args: &LogsArgs) -> Result<ExitCo
                 CommandError::failure(format!("no container `{container}`: service `{}` is not deployed", args.service))
                     .with_hint(format!("`masstockctl --env {} deploy` creates it", stack.environment))
             } else {
-                docker::api_error(format!("failed to inspect `{container}`"), &error)
+                docker::api_error(format!("failed to inspect `{container}`"), &error).into()
             });
         }
         let mut stream = docker.logs(&container, Some(options));
@@ -95,7 +95,7 @@ pub fn cmd_logs(global: &GlobalArgs, _ui: &Ui, args: &LogsArgs) -> Result<ExitCo
                 }
                 Ok(LogOutput::StdIn { .. }) => Ok(()),
                 Err(error) => {
-                    return Err(docker::api_error(format!("failed to read the logs of `{container}`"), &error));
+                    return Err(docker::api_error(format!("failed to read the logs of `{container}`"), &error).into());
                 }
             };
             // A closed pipe (`| head`) ends the command quietly.

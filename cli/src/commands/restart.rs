@@ -42,7 +42,7 @@ pub fn cmd_restart(global: &GlobalArgs, ui: &Ui, args: &RestartArgs) -> Result<E
         let docker = docker::connect().await?;
         let options = RestartContainerOptionsBuilder::default().t(grace).build();
         docker.restart_container(&container, Some(options)).await.map_err(|error| {
-            let failure = docker::api_error(format!("failed to restart {container}"), &error);
+            let failure = CommandError::from(docker::api_error(format!("failed to restart {container}"), &error));
             if docker::is_not_found(&error) {
                 failure.with_hint("`masstockctl deploy` creates it")
             } else {

@@ -57,8 +57,11 @@ pub fn cmd_rollback(global: &GlobalArgs, ui: &Ui, args: &RollbackArgs) -> Result
                     .with_hint("a container records the image it replaced once a deploy has changed its image"));
             };
             let image = docker.inspect_image(&previous).await.map_err(|error| {
-                docker::api_error(format!("the previous image of `{name}` ({previous}) is gone"), &error)
-                    .with_hint("it was removed from the engine (docker image prune?); deploy a revision instead")
+                CommandError::from(docker::api_error(
+                    format!("the previous image of `{name}` ({previous}) is gone"),
+                    &error,
+                ))
+                .with_hint("it was removed from the engine (docker image prune?); deploy a revision instead")
             })?;
             let reference = image
                 .repo_tags

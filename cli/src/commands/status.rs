@@ -147,7 +147,7 @@ async fn describe(
     let inspected = match docker.inspect_container(&id, None).await {
         Ok(inspected) => inspected,
         Err(error) if docker::is_not_found(&error) => ContainerInspectResponse::default(),
-        Err(error) => return Err(docker::api_error(format!("failed to inspect `{name}`"), &error)),
+        Err(error) => return Err(docker::api_error(format!("failed to inspect `{name}`"), &error).into()),
     };
     let state = inspected.state.clone().unwrap_or_default();
     let status = state.status.map_or_else(

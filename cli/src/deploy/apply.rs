@@ -185,6 +185,18 @@ impl From<CommandError> for StepError {
     }
 }
 
+impl From<docker::DockerError> for StepError {
+    fn from(error: docker::DockerError) -> Self {
+        Self::Command(error.into())
+    }
+}
+
+impl From<edge::EdgeError> for StepError {
+    fn from(error: edge::EdgeError) -> Self {
+        Self::Command(error.into())
+    }
+}
+
 async fn apply_step(
     docker: &Docker,
     stack: &Stack,
@@ -506,14 +518,14 @@ pub async fn create_and_start(
         .map_err(|error| docker::api_error(format!("failed to create {name}"), &error))?;
     if let Err(error) = docker.start_container(&name, None).await {
         let _ = remove(docker, &name).await;
-        return Err(docker::api_error(format!("failed to start {name}"), &error)
+        return Err(CommandError::from(docker::api_error(format!("failed to start {name}"), &error))
             .with_hint("a port already taken shows as `address already in use`: `masstockctl ports` tells by whom"));
     }
     Ok(())
 }
 
 /// Stops a container, giving it `grace_secs` after SIGTERM.
-pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), CommandError> {
+pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), docker::DockerError> {
     let options = StopContainerOptionsBuilder::default().t(i32::try_from(grace_secs).unwrap_or(i32::MAX)).build();
     match docker.stop_container(name, Some(options)).await {
         // 304: already stopped.
@@ -524,7 +536,7 @@ pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), Co
 }
 
 /// Removes a container (stopping it hard if it still runs) and its anonymous volumes.
-pub async fn remove(docker: &Docker, name: &str) -> Result<(), CommandError> {
+pub async fn remove(docker: &Docker, name: &str) -> Result<(), docker::DockerError> {
     let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
     match docker.remove_container(name, Some(options)).await {
         Ok(()) => Ok(()),
@@ -533,7 +545,7 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<(), CommandError> {
     }
 }
 
-async fn rename(docker: &Docker, from: &str, to: &str) -> Result<(), CommandError> {
+async fn rename(docker: &Docker, from: &str, to: &str) -> Result<(), docker::DockerError> {
     let options = RenameContainerOptionsBuilder::default().name(to).build();
     docker
         .rename_container(from, options)

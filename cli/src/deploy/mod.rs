@@ -161,14 +161,16 @@ impl Plan {
         {
             Ok(_) => false,
             Err(error) if docker::is_not_found(&error) => true,
-            Err(error) => return Err(docker::api_error("failed to inspect the project's network", &error)),
+            Err(error) => return Err(docker::api_error("failed to inspect the project's network", &error).into()),
         };
         let mut volumes_missing = Vec::new();
         for volume in used_volumes(stack, services) {
             match docker.inspect_volume(&volume).await {
                 Ok(_) => {}
                 Err(error) if docker::is_not_found(&error) => volumes_missing.push(volume),
-                Err(error) => return Err(docker::api_error(format!("failed to inspect volume `{volume}`"), &error)),
+                Err(error) => {
+                    return Err(docker::api_error(format!("failed to inspect volume `{volume}`"), &error).into())
+                }
             }
         }
         let site = crate::render::render_edge_site(stack, &BTreeMap::new()).map_err(CommandError::failure)?;
@@ -266,7 +268,7 @@ pub async fn local_images(
                 CommandError::failure(format!("image `{reference}` of service `{name}` is not on this Docker host"))
                     .with_hint("build it with `masstockctl build`, or deploy without `--no-build`")
             } else {
-                docker::api_error(format!("failed to inspect image `{reference}`"), &error)
+                docker::api_error(format!("failed to inspect image `{reference}`"), &error).into()
             }
         })?;
         images.insert(name.to_owned(), ImageChoice { reference, id: image.id.unwrap_or_default() });

@@ -193,7 +193,7 @@ async fn third_party_image(
     match docker.inspect_image(reference).await {
         Ok(inspect) => return Ok(resolved(inspect)),
         Err(error) if is_not_found(&error) => {}
-        Err(error) => return Err(api_error(format!("failed to inspect image `{reference}`"), &error)),
+        Err(error) => return Err(api_error(format!("failed to inspect image `{reference}`"), &error).into()),
     }
     reporter.step(&format!("{service}: pulling `{reference}`"));
     let progress = reporter.transfer(&format!("pulling {reference}"), true);
@@ -345,7 +345,7 @@ async fn build(
             .inspect_image(tag)
             .await
             .map(|inspect| inspect.id.unwrap_or_default())
-            .map_err(|error| api_error(format!("the engine built `{tag}` but does not show it"), &error)),
+            .map_err(|error| api_error(format!("the engine built `{tag}` but does not show it"), &error).into()),
     }
 }
 
