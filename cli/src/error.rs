@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::certs::lifecycle::CertsError;
 use crate::config::{ConfigError, Diagnostic};
 use crate::deploy::edge::EdgeError;
 use crate::deploy::lock::LockError;
@@ -122,5 +123,13 @@ impl From<DockerError> for CommandError {
             Some(hint) => failure.with_hint(hint),
             None => failure,
         }
+    }
+}
+
+impl From<CertsError> for CommandError {
+    fn from(error: CertsError) -> Self {
+        let hints = error.hints();
+        let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
+        Self { hints, ..command_error }
     }
 }
