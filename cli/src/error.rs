@@ -7,6 +7,7 @@ use crate::config::{ConfigError, Diagnostic};
 use crate::deploy::edge::EdgeError;
 use crate::deploy::lock::LockError;
 use crate::deploy::rollout::UnknownService;
+use crate::docker::build::ImageError;
 use crate::docker::DockerError;
 use crate::runtime::RuntimeError;
 
@@ -128,6 +129,14 @@ impl From<DockerError> for CommandError {
 
 impl From<CertsError> for CommandError {
     fn from(error: CertsError) -> Self {
+        let hints = error.hints();
+        let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
+        Self { hints, ..command_error }
+    }
+}
+
+impl From<ImageError> for CommandError {
+    fn from(error: ImageError) -> Self {
         let hints = error.hints();
         let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
         Self { hints, ..command_error }

@@ -13,8 +13,7 @@ use crate::deploy::apply::{self, ApplyOptions, Outcome};
 use crate::deploy::spec::ImageChoice;
 use crate::deploy::wait::Unready;
 use crate::deploy::Plan;
-use crate::docker::build::{prepare_images, BuildOptions};
-use crate::error::CommandError;
+use crate::docker::build::{prepare_images, BuildOptions, ImageError};
 use crate::report::Reporter;
 
 /// A service named on the command line that the environment does not declare (or disables).
@@ -55,7 +54,7 @@ pub async fn images_for(
     services: &[String],
     build: &BuildOptions,
     reporter: &dyn Reporter,
-) -> Result<BTreeMap<String, ImageChoice>, CommandError> {
+) -> Result<BTreeMap<String, ImageChoice>, ImageError> {
     let prepared = prepare_images(docker, stack, services, build, reporter).await?;
     Ok(prepared
         .into_iter()

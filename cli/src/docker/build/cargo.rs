@@ -6,7 +6,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::error::CommandError;
+use super::ImageError;
 use crate::report::Reporter;
 
 /// The folder of deploy.toml, or of the current folder, or one of their ancestors, whose
@@ -28,7 +28,7 @@ pub(super) fn workspace_root(deploy_folder: &Path) -> Option<PathBuf> {
 pub(super) fn prebuilt_binaries(
     folder: &Path,
     wanted: &BTreeSet<&str>,
-) -> Result<BTreeMap<String, PathBuf>, CommandError> {
+) -> Result<BTreeMap<String, PathBuf>, ImageError> {
     wanted
         .iter()
         .map(|binary| {
@@ -36,9 +36,7 @@ pub(super) fn prebuilt_binaries(
             if path.is_file() {
                 Ok(((*binary).to_owned(), path))
             } else {
-                Err(CommandError::usage(format!("`{}` has no binary `{binary}`", folder.display())).with_hint(
-                    "build it with `cargo build --release`, or leave out `--binaries` to let masstockctl build it",
-                ))
+                Err(ImageError::NoPrebuiltBinary { folder: folder.to_path_buf(), binary: (*binary).to_owned() })
             }
         })
         .collect()
@@ -51,7 +49,7 @@ pub(super) fn cargo_build(
     profile: &str,
     wanted: &BTreeSet<&str>,
     reporter: &dyn Reporter,
-) -> Result<BTreeMap<String, PathBuf>, CommandError> {
+) -> Result<BTreeMap<String, PathBuf>, ImageError> {
     let packages = packages_of_binaries(workspace, wanted)?;
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(workspace).args([
@@ -71,9 +69,7 @@ pub(super) fn cargo_build(
         "building {} with cargo (profile `{profile}`)",
         wanted.iter().map(|binary| format!("`{binary}`")).collect::<Vec<_>>().join(", ")
     ));
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().map_err(|error| {
-        CommandError::failure(format!("failed to run cargo: {error}")).with_hint("install Rust (rustup.rs)")
-    })?;
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().map_err(ImageError::CargoNotRun)?;
     let mut executables = BTreeMap::new();
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -87,30 +83,28 @@ pub(super) fn cargo_build(
             }
         }
     }
-    let status = child.wait().map_err(|error| CommandError::failure(format!("failed to wait for cargo: {error}")))?;
+    let status = child.wait().map_err(ImageError::CargoNotWaited)?;
     if !status.success() {
-        return Err(CommandError::failure(format!("`cargo build --profile {profile}` failed ({status})"))
-            .with_hint("cargo's messages are above"));
+        return Err(ImageError::CargoFailed { profile: profile.to_owned(), status });
     }
     for binary in wanted {
         if !executables.contains_key(*binary) {
-            return Err(CommandError::failure(format!("cargo did not say where it put `{binary}`")));
+            return Err(ImageError::CargoLostBinary((*binary).to_owned()));
         }
     }
     Ok(executables)
 }
 
 /// The package of each binary, from `cargo metadata --no-deps`.
-fn packages_of_binaries(workspace: &Path, wanted: &BTreeSet<&str>) -> Result<BTreeMap<String, String>, CommandError> {
+fn packages_of_binaries(workspace: &Path, wanted: &BTreeSet<&str>) -> Result<BTreeMap<String, String>, ImageError> {
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(workspace)
         .args(["metadata", "--no-deps", "--format-version", "1"])
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|error| CommandError::failure(format!("failed to run `cargo metadata`: {error}")))?;
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|error| {
-        CommandError::failure(format!("`cargo metadata` in `{}` failed: {error}", workspace.display()))
-    })?;
+        .map_err(ImageError::MetadataNotRun)?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|error| ImageError::MetadataUnreadable { workspace: workspace.to_path_buf(), error })?;
     let mut packages = BTreeMap::new();
     for package in metadata["packages"].as_array().into_iter().flatten() {
         for target in package["targets"].as_array().into_iter().flatten() {
@@ -123,11 +117,7 @@ fn packages_of_binaries(workspace: &Path, wanted: &BTreeSet<&str>) -> Result<BTr
     }
     for binary in wanted {
         if !packages.contains_key(*binary) {
-            return Err(CommandError::usage(format!(
-                "no package of the workspace `{}` has a binary `{binary}`",
-                workspace.display()
-            ))
-            .with_hint("`build.binary` in deploy.toml names a `[[bin]]` of the workspace"));
+            return Err(ImageError::NoSuchBinary { workspace: workspace.to_path_buf(), binary: (*binary).to_owned() });
         }
     }
     Ok(packages)

@@ -8,8 +8,7 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{REDIS_UID, SERVICE_UID};
-use crate::error::CommandError;
+use super::{ImageError, REDIS_UID, SERVICE_UID};
 
 /// What goes into an image: a Dockerfile, `rootfs/` copied as root and `owned/` copied as the
 /// image's user. Written as a tar with fixed owners and times, so the same inputs give the same
@@ -36,8 +35,8 @@ impl Context {
     }
 
     /// Copies a host file (following symlinks) to `path` in the image.
-    fn host_file(&mut self, host: &Path, path: &Path, mode: u32) -> Result<(), CommandError> {
-        let contents = fs_err::read(host).map_err(CommandError::failure)?;
+    fn host_file(&mut self, host: &Path, path: &Path, mode: u32) -> Result<(), ImageError> {
+        let contents = fs_err::read(host).map_err(ImageError::Io)?;
         self.file(path, contents, mode);
         Ok(())
     }
@@ -60,7 +59,7 @@ impl Context {
 
     /// A host executable with every shared library `ldd` says it loads, at the paths it loads them
     /// from (the dynamic loader included).
-    fn executable_with_libraries(&mut self, host: &Path, path: &Path) -> Result<(), CommandError> {
+    fn executable_with_libraries(&mut self, host: &Path, path: &Path) -> Result<(), ImageError> {
         self.host_file(host, path, 0o755)?;
         for library in shared_libraries(host)? {
             if !self.rootfs.contains_key(&relative(&library)) {
@@ -72,17 +71,14 @@ impl Context {
 
     /// `/etc/passwd` and `/etc/group` with root and one unprivileged user, and the host's CA
     /// bundle (for TLS to PostgreSQL, Gemini, …).
-    fn base_files(&mut self, user: &str, uid: u32, home: &str) -> Result<(), CommandError> {
+    fn base_files(&mut self, user: &str, uid: u32, home: &str) -> Result<(), ImageError> {
         let passwd = format!("root:x:0:0:root:/root:/sbin/nologin\n{user}:x:{uid}:{uid}:{user}:{home}:/sbin/nologin\n");
         let group = format!("root:x:0:\n{user}:x:{uid}:\n");
         self.file(Path::new("/etc/passwd"), passwd.into_bytes(), 0o644);
         self.file(Path::new("/etc/group"), group.into_bytes(), 0o644);
         let bundle = Path::new(CA_BUNDLE);
         if !bundle.is_file() {
-            return Err(CommandError::failure(format!(
-                "the host has no CA bundle at `{CA_BUNDLE}` to put in the images"
-            ))
-            .with_hint("install it: `apt-get install ca-certificates`"));
+            return Err(ImageError::NoCaBundle(CA_BUNDLE));
         }
         self.host_file(bundle, bundle, 0o644)?;
         self.rootfs.insert(PathBuf::from("tmp"), Entry::Directory { mode: 0o1777 });
@@ -184,7 +180,7 @@ fn add_parents(entries: &mut BTreeMap<PathBuf, Entry>, path: &Path) {
 /// The image of a workspace binary: the binary in /usr/local/bin with its libraries, the CA
 /// bundle, a non-root user, `/app/uploads` and `/app/logs` it owns, and the assets under
 /// `/srv/www`. No shell: nothing runs in it but the binary.
-pub(super) fn binary_context(binary: &str, host_binary: &Path, assets: Option<&Path>) -> Result<Context, CommandError> {
+pub(super) fn binary_context(binary: &str, host_binary: &Path, assets: Option<&Path>) -> Result<Context, ImageError> {
     let mut context = Context::default();
     context.base_files("masstock", SERVICE_UID, "/app")?;
     context.executable_with_libraries(host_binary, &Path::new("/usr/local/bin").join(binary))?;
@@ -206,10 +202,8 @@ pub(super) fn binary_context(binary: &str, host_binary: &Path, assets: Option<&P
 }
 
 /// Every file under `folder`, in a stable order, copied under `target`.
-fn add_assets(context: &mut Context, folder: &Path, target: &Path) -> Result<(), CommandError> {
-    let entries = fs_err::read_dir(folder).map_err(|error| {
-        CommandError::failure(error).with_hint("`build.assets` names a folder relative to deploy.toml")
-    })?;
+fn add_assets(context: &mut Context, folder: &Path, target: &Path) -> Result<(), ImageError> {
+    let entries = fs_err::read_dir(folder).map_err(ImageError::Assets)?;
     let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|entry| entry.path()).collect();
     paths.sort();
     for path in paths {
@@ -236,13 +230,8 @@ pub(super) struct PackageContext {
 /// the installed packages built from the same source that it depends on (redis-server brings
 /// redis-tools, so redis-cli), with their libraries, plus `/bin/sh` and `grep` for the shell
 /// commands deploy.toml runs (`sh -c "exec redis-server …"`, `redis-cli … | grep -q PONG`).
-pub(super) fn host_package_context(package: &str) -> Result<PackageContext, CommandError> {
-    let missing = || {
-        CommandError::failure(format!(
-            "the Debian package `{package}` is not installed on this host, so its image cannot be built"
-        ))
-        .with_hint(format!("install it: `apt-get install {package}`"))
-    };
+pub(super) fn host_package_context(package: &str) -> Result<PackageContext, ImageError> {
+    let missing = || ImageError::PackageMissing(package.to_owned());
     let status =
         dpkg_query(package, "${db:Status-Status}\t${source:Package}\t${Version}\t${Depends}").ok_or_else(missing)?;
     let mut fields = status.split('\t');
@@ -272,7 +261,7 @@ pub(super) fn host_package_context(package: &str) -> Result<PackageContext, Comm
         let output = Command::new("dpkg")
             .args(["-L", name])
             .output()
-            .map_err(|error| CommandError::failure(format!("failed to run `dpkg -L {name}`: {error}")))?;
+            .map_err(|error| ImageError::DpkgNotRun { package: name.clone(), error })?;
         for line in String::from_utf8_lossy(&output.stdout).lines() {
             let path = Path::new(line);
             let in_bin = path.parent().is_some_and(|parent| {
@@ -281,9 +270,9 @@ pub(super) fn host_package_context(package: &str) -> Result<PackageContext, Comm
             if !in_bin {
                 continue;
             }
-            let metadata = fs_err::symlink_metadata(path).map_err(CommandError::failure)?;
+            let metadata = fs_err::symlink_metadata(path).map_err(ImageError::Io)?;
             if metadata.file_type().is_symlink() {
-                let target = fs_err::read_link(path).map_err(CommandError::failure)?;
+                let target = fs_err::read_link(path).map_err(ImageError::Io)?;
                 context.symlink(path, &target);
             } else if metadata.is_file() {
                 context.executable_with_libraries(path, path)?;
@@ -313,21 +302,21 @@ fn dpkg_query(package: &str, format: &str) -> Option<String> {
 }
 
 /// A tool of the host, found where Debian puts it.
-fn host_tool(name: &str) -> Result<PathBuf, CommandError> {
+fn host_tool(name: &str) -> Result<PathBuf, ImageError> {
     ["/usr/bin", "/bin"]
         .iter()
         .map(|folder| Path::new(folder).join(name))
         .find(|path| path.is_file())
-        .ok_or_else(|| CommandError::failure(format!("the host has no `{name}` to put in the image")))
+        .ok_or_else(|| ImageError::NoHostTool(name.to_owned()))
 }
 
 /// The shared libraries `ldd` says `binary` loads, the dynamic loader included; none for a static
 /// binary.
-fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, CommandError> {
+fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, ImageError> {
     let output = Command::new("ldd")
         .arg(binary)
         .output()
-        .map_err(|error| CommandError::failure(format!("failed to run `ldd {}`: {error}", binary.display())))?;
+        .map_err(|error| ImageError::LddNotRun { binary: binary.to_path_buf(), error })?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         // `not a dynamic executable`: nothing to copy.
@@ -336,10 +325,7 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, CommandError> {
     let mut libraries = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.contains("=> not found") {
-            return Err(CommandError::failure(format!(
-                "`{}` needs a library this host does not have: {line}",
-                binary.display()
-            )));
+            return Err(ImageError::MissingLibrary { binary: binary.to_path_buf(), line: line.to_owned() });
         }
         let path = match line.split_once("=>") {
             Some((_, right)) => right.split_whitespace().next(),

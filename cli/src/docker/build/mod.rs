@@ -20,12 +20,105 @@ use bollard::Docker;
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use super::{api_error, engine_message, is_not_found, labels};
+use super::{api_error, engine_message, is_not_found, labels, DockerError};
 use crate::config::{Service, Stack};
-use crate::error::CommandError;
 use crate::report::Reporter;
 use cargo::{cargo_build, git_revision, prebuilt_binaries, revision_tag, workspace_root};
 use context::{binary_context, host_package_context, Context};
+
+/// Why the images are not ready. Nothing of the stack has changed when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("no enabled service `{service}` in `{environment}`")]
+    UnknownService { service: String, environment: String },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("image `{reference}` of service `{service}` is not on this host and cannot be pulled: {message}")]
+    NotPullable { service: String, reference: String, message: String },
+    /// `last_lines`: what the engine printed last, the build's own explanation.
+    #[error("building `{tag}` for service `{service}` failed: {message}")]
+    BuildFailed { service: String, tag: String, message: String, last_lines: Vec<String> },
+    #[error("failed to write the build context: {0}")]
+    ContextNotWritten(std::io::Error),
+    #[error("no cargo workspace holds `{}` or the current folder, so the binaries cannot be built", deploy_toml.display())]
+    NoWorkspace { deploy_toml: PathBuf },
+    #[error("`{}` has no binary `{binary}`", folder.display())]
+    NoPrebuiltBinary { folder: PathBuf, binary: String },
+    #[error("failed to run cargo: {0}")]
+    CargoNotRun(std::io::Error),
+    #[error("failed to wait for cargo: {0}")]
+    CargoNotWaited(std::io::Error),
+    #[error("`cargo build --profile {profile}` failed ({status})")]
+    CargoFailed { profile: String, status: std::process::ExitStatus },
+    #[error("cargo did not say where it put `{0}`")]
+    CargoLostBinary(String),
+    #[error("failed to run `cargo metadata`: {0}")]
+    MetadataNotRun(std::io::Error),
+    #[error("`cargo metadata` in `{}` failed: {error}", workspace.display())]
+    MetadataUnreadable { workspace: PathBuf, error: serde_json::Error },
+    #[error("no package of the workspace `{}` has a binary `{binary}`", workspace.display())]
+    NoSuchBinary { workspace: PathBuf, binary: String },
+    /// A host file (`fs_err` names it).
+    #[error(transparent)]
+    Io(std::io::Error),
+    /// The `build.assets` folder (`fs_err` names it).
+    #[error(transparent)]
+    Assets(std::io::Error),
+    #[error("the host has no CA bundle at `{0}` to put in the images")]
+    NoCaBundle(&'static str),
+    #[error("the Debian package `{0}` is not installed on this host, so its image cannot be built")]
+    PackageMissing(String),
+    #[error("failed to run `dpkg -L {package}`: {error}")]
+    DpkgNotRun { package: String, error: std::io::Error },
+    #[error("the host has no `{0}` to put in the image")]
+    NoHostTool(String),
+    #[error("failed to run `ldd {}`: {error}", binary.display())]
+    LddNotRun { binary: PathBuf, error: std::io::Error },
+    #[error("`{}` needs a library this host does not have: {line}", binary.display())]
+    MissingLibrary { binary: PathBuf, line: String },
+}
+
+impl ImageError {
+    /// Whether deploy.toml or the command line is at fault (exit 2) rather than the build.
+    #[must_use]
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::UnknownService { .. } | Self::NoPrebuiltBinary { .. } | Self::NoSuchBinary { .. })
+    }
+
+    /// What the operator can do about it.
+    #[must_use]
+    pub fn hints(&self) -> Vec<String> {
+        let hint = match self {
+            Self::Docker(error) => error.hint().map(str::to_owned),
+            Self::NotPullable { service, reference, .. } => {
+                return vec![
+                    format!("load it on this host: `docker save {reference} > image.tar` where it exists, then `docker load -i image.tar` here"),
+                    format!("or point `services.{service}.image` in deploy.toml at an image built here (`build = {{ binary = … }}` or `{{ host_package = … }}`)"),
+                ];
+            }
+            Self::BuildFailed { last_lines, .. } => {
+                (!last_lines.is_empty()).then(|| format!("the engine said last: {}", last_lines.join(" | ")))
+            }
+            Self::NoWorkspace { .. } => {
+                Some("run masstockctl from the workspace, or pass `--binaries DIR` with prebuilt binaries".to_owned())
+            }
+            Self::NoPrebuiltBinary { .. } => Some(
+                "build it with `cargo build --release`, or leave out `--binaries` to let masstockctl build it"
+                    .to_owned(),
+            ),
+            Self::CargoNotRun(_) => Some("install Rust (rustup.rs)".to_owned()),
+            Self::CargoFailed { .. } => Some("cargo's messages are above".to_owned()),
+            Self::NoSuchBinary { .. } => {
+                Some("`build.binary` in deploy.toml names a `[[bin]]` of the workspace".to_owned())
+            }
+            Self::Assets(_) => Some("`build.assets` names a folder relative to deploy.toml".to_owned()),
+            Self::NoCaBundle(_) => Some("install it: `apt-get install ca-certificates`".to_owned()),
+            Self::PackageMissing(package) => Some(format!("install it: `apt-get install {package}`")),
+            _ => None,
+        };
+        hint.into_iter().collect()
+    }
+}
 
 /// The user our services run as in their images, and the owner of their writable folders.
 pub const SERVICE_UID: u32 = 10001;
@@ -75,7 +168,7 @@ pub async fn prepare_images(
     services: &[String],
     options: &BuildOptions,
     reporter: &dyn Reporter,
-) -> Result<BTreeMap<String, ResolvedImage>, CommandError> {
+) -> Result<BTreeMap<String, ResolvedImage>, ImageError> {
     let names: Vec<String> = if services.is_empty() {
         stack.services().map(|(name, _)| name.to_owned()).collect()
     } else {
@@ -83,10 +176,9 @@ pub async fn prepare_images(
     };
     let mut selected: Vec<(&str, &Service)> = Vec::new();
     for name in &names {
-        let service =
-            stack.config.services.get(name).filter(|service| service.enabled).ok_or_else(|| {
-                CommandError::usage(format!("no enabled service `{name}` in `{}`", stack.environment))
-            })?;
+        let service = stack.config.services.get(name).filter(|service| service.enabled).ok_or_else(|| {
+            ImageError::UnknownService { service: name.clone(), environment: stack.environment.clone() }
+        })?;
         selected.push((name, service));
     }
 
@@ -124,13 +216,8 @@ pub async fn prepare_images(
         let binaries = if let Some(folder) = &options.binaries_dir {
             prebuilt_binaries(folder, &wanted)?
         } else {
-            let workspace = workspace.as_deref().ok_or_else(|| {
-                CommandError::failure(format!(
-                    "no cargo workspace holds `{}` or the current folder, so the binaries cannot be built",
-                    stack.path.display()
-                ))
-                .with_hint("run masstockctl from the workspace, or pass `--binaries DIR` with prebuilt binaries")
-            })?;
+            let workspace =
+                workspace.as_deref().ok_or_else(|| ImageError::NoWorkspace { deploy_toml: stack.path.clone() })?;
             cargo_build(workspace, &options.cargo_profile, &wanted, reporter)?
         };
         let revision = git_revision(workspace.as_deref().unwrap_or(deploy_folder));
@@ -178,7 +265,7 @@ async fn third_party_image(
     service: &str,
     reference: &str,
     reporter: &dyn Reporter,
-) -> Result<ResolvedImage, CommandError> {
+) -> Result<ResolvedImage, ImageError> {
     let resolved = |inspect: bollard::models::ImageInspect| ResolvedImage {
         service: service.to_owned(),
         reference: reference.to_owned(),
@@ -227,14 +314,10 @@ async fn third_party_image(
         None => docker.inspect_image(reference).await.map_err(|error| error.to_string()),
         Some(message) => Err(message),
     };
-    inspect.map(resolved).map_err(|message| {
-        CommandError::failure(format!("image `{reference}` of service `{service}` is not on this host and cannot be pulled: {message}"))
-            .with_hint(format!(
-                "load it on this host: `docker save {reference} > image.tar` where it exists, then `docker load -i image.tar` here"
-            ))
-            .with_hint(format!(
-                "or point `services.{service}.image` in deploy.toml at an image built here (`build = {{ binary = … }}` or `{{ host_package = … }}`)"
-            ))
+    inspect.map(resolved).map_err(|message| ImageError::NotPullable {
+        service: service.to_owned(),
+        reference: reference.to_owned(),
+        message,
     })
 }
 
@@ -250,7 +333,7 @@ async fn build_or_reuse(
     tags: &[String],
     build_labels: HashMap<String, String>,
     reporter: &dyn Reporter,
-) -> Result<ResolvedImage, CommandError> {
+) -> Result<ResolvedImage, ImageError> {
     let existing = image_with_digest(docker, digest).await?;
     let (id, built) = if let Some(id) = existing {
         reporter.step(&format!("{service}: inputs unchanged, reusing {}", short_id(&id)));
@@ -284,7 +367,7 @@ async fn build_or_reuse(
 }
 
 /// The id of an image already built from these inputs, if any.
-async fn image_with_digest(docker: &Docker, digest: &str) -> Result<Option<String>, CommandError> {
+async fn image_with_digest(docker: &Docker, digest: &str) -> Result<Option<String>, ImageError> {
     let filters = HashMap::from([("label".to_owned(), vec![format!("{}={digest}", labels::INPUTS_DIGEST)])]);
     let options = ListImagesOptionsBuilder::default().filters(&filters).build();
     let images = docker.list_images(Some(options)).await.map_err(|error| api_error("failed to list images", &error))?;
@@ -298,9 +381,8 @@ async fn build(
     tag: &str,
     build_labels: HashMap<String, String>,
     reporter: &dyn Reporter,
-) -> Result<String, CommandError> {
-    let tar =
-        context.tar().map_err(|error| CommandError::failure(format!("failed to write the build context: {error}")))?;
+) -> Result<String, ImageError> {
+    let tar = context.tar().map_err(ImageError::ContextNotWritten)?;
     let options = BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .t(tag)
@@ -349,12 +431,13 @@ async fn build(
     }
 }
 
-fn build_failure(service: &str, tag: &str, message: &str, last_lines: &[String]) -> CommandError {
-    let mut error = CommandError::failure(format!("building `{tag}` for service `{service}` failed: {message}"));
-    if !last_lines.is_empty() {
-        error = error.with_hint(format!("the engine said last: {}", last_lines.join(" | ")));
+fn build_failure(service: &str, tag: &str, message: &str, last_lines: &[String]) -> ImageError {
+    ImageError::BuildFailed {
+        service: service.to_owned(),
+        tag: tag.to_owned(),
+        message: message.to_owned(),
+        last_lines: last_lines.to_vec(),
     }
-    error
 }
 
 fn stream_error(error: &bollard::errors::Error) -> String {
