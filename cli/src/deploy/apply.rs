@@ -26,8 +26,9 @@ use crate::config::{DependencyCondition, Rollout, Stack};
 use crate::deploy::spec::{project_labels, Role, ServiceSpec};
 use crate::deploy::wait::{self, Unready};
 use crate::deploy::{edge, Action, Existing, Plan, Step};
+use crate::docker::DockerError;
 use crate::docker::{self, labels};
-use crate::error::CommandError;
+use crate::render::RenderError;
 use crate::report::Reporter;
 
 /// How long nginx's old workers get to finish the requests they hold after a reload, before the
@@ -129,7 +130,7 @@ pub async fn apply(
                 (detail, None)
             }
             Err(StepError::Unready { unready, detail }) => (detail, Some(*unready)),
-            Err(StepError::Command(error)) => (error.chain().join(": "), None),
+            Err(StepError::Failed(error)) => (crate::error::chain(&error).join(": "), None),
         };
         outcome.services.push(ServiceOutcome {
             service: step.service.clone(),
@@ -157,13 +158,13 @@ fn describe(step: &Step) -> String {
     }
 }
 
-fn failed_outcome(service: &str, action: &str, seconds: f64, error: &CommandError) -> ServiceOutcome {
+fn failed_outcome(service: &str, action: &str, seconds: f64, error: &ApplyError) -> ServiceOutcome {
     ServiceOutcome {
         service: service.to_owned(),
         action: action.to_owned(),
         ok: false,
         seconds,
-        detail: error.chain().join(": "),
+        detail: crate::error::chain(error).join(": "),
         unready: None,
     }
 }
@@ -176,24 +177,50 @@ pub enum StepError {
         unready: Box<Unready>,
         detail: String,
     },
-    Command(CommandError),
+    Failed(ApplyError),
 }
 
-impl From<CommandError> for StepError {
-    fn from(error: CommandError) -> Self {
-        Self::Command(error)
+impl<E: Into<ApplyError>> From<E> for StepError {
+    fn from(error: E) -> Self {
+        Self::Failed(error.into())
     }
 }
 
-impl From<docker::DockerError> for StepError {
-    fn from(error: docker::DockerError) -> Self {
-        Self::Command(error.into())
-    }
+/// Why a step could not be carried out (a container that is not ready is `StepError::Unready`).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// The new container could not start; a taken port is the usual reason.
+    #[error(transparent)]
+    NotStarted(DockerError),
+    #[error(transparent)]
+    Edge(#[from] edge::EdgeError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{standby} has no host port for {port}/tcp")]
+    NoStandbyPort { standby: String, port: u16 },
+    /// `reason`: it exited non-zero, did not finish in time, could not start.
+    #[error(
+        "the release command `{command}` of `{service}` {reason}; the running container was left as it is:\n    {logs}"
+    )]
+    ReleaseFailed { command: String, service: String, reason: String, logs: String },
+    #[error("`{service}` needs `{dependency}` {condition}, which it is not:\n{evidence}")]
+    DependencyNotReady { service: String, dependency: String, condition: &'static str, evidence: String },
 }
 
-impl From<edge::EdgeError> for StepError {
-    fn from(error: edge::EdgeError) -> Self {
-        Self::Command(error.into())
+impl ApplyError {
+    /// What the operator can do about it.
+    #[must_use]
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::NotStarted(_) => {
+                Some("a port already taken shows as `address already in use`: `masstockctl ports` tells by whom")
+            }
+            Self::Edge(error) => error.hint(),
+            Self::Docker(error) => error.hint(),
+            _ => None,
+        }
     }
 }
 
@@ -251,7 +278,7 @@ async fn run_release_command(
     spec: &ServiceSpec,
     timeout: Duration,
     reporter: &dyn Reporter,
-) -> Result<(), CommandError> {
+) -> Result<(), ApplyError> {
     let command = &stack.config.services[&spec.service].release_command;
     if command.is_empty() {
         return Ok(());
@@ -290,12 +317,12 @@ async fn run_release_command(
         Ok(()) => Ok(()),
         Err(reason) => {
             let logs = wait::last_log_lines(docker, &name, 20).await;
-            Err(CommandError::failure(format!(
-                "the release command `{}` of `{}` {reason}; the running container was left as it is:\n    {}",
-                command.join(" "),
-                spec.service,
-                logs.join("\n    ")
-            )))
+            Err(ApplyError::ReleaseFailed {
+                command: command.join(" "),
+                service: spec.service.clone(),
+                reason,
+                logs: logs.join("\n    "),
+            })
         }
     };
     remove(docker, &name).await?;
@@ -385,7 +412,7 @@ async fn restore(
     aside: &str,
     original: &str,
     was_running: bool,
-) -> Result<(), CommandError> {
+) -> Result<(), ApplyError> {
     remove(docker, failed).await?;
     rename(docker, aside, original).await?;
     if was_running {
@@ -398,14 +425,14 @@ async fn restore(
 }
 
 /// Points the edge's upstreams for some services at other ports (or back, with none).
-fn switch_upstream(stack: &Stack, overrides: &BTreeMap<String, u16>) -> Result<(), CommandError> {
-    let site = crate::render::render_edge_site(stack, overrides).map_err(CommandError::failure)?;
+fn switch_upstream(stack: &Stack, overrides: &BTreeMap<String, u16>) -> Result<(), ApplyError> {
+    let site = crate::render::render_edge_site(stack, overrides)?;
     edge::install_site(stack, &site)?;
     Ok(())
 }
 
 /// The host port a standby got for the container port the edge sends traffic to.
-async fn standby_port(docker: &Docker, stack: &Stack, spec: &ServiceSpec, standby: &str) -> Result<u16, CommandError> {
+async fn standby_port(docker: &Docker, stack: &Stack, spec: &ServiceSpec, standby: &str) -> Result<u16, ApplyError> {
     let service = &stack.config.services[&spec.service];
     let container_port = stack
         .sites()
@@ -422,11 +449,11 @@ async fn standby_port(docker: &Docker, stack: &Stack, spec: &ServiceSpec, standb
         .and_then(|settings| settings.ports)
         .and_then(|ports| ports.get(&format!("{container_port}/tcp")).cloned().flatten())
         .and_then(|bindings| bindings.into_iter().find_map(|binding| binding.host_port?.parse().ok()))
-        .ok_or_else(|| CommandError::failure(format!("{standby} has no host port for {container_port}/tcp")))
+        .ok_or_else(|| ApplyError::NoStandbyPort { standby: standby.to_owned(), port: container_port })
 }
 
 /// Creates the project's network and volumes when missing.
-async fn prepare(docker: &Docker, stack: &Stack, plan: &Plan) -> Result<(), CommandError> {
+async fn prepare(docker: &Docker, stack: &Stack, plan: &Plan) -> Result<(), ApplyError> {
     let project = &stack.config.project;
     if plan.network_missing {
         let mut network_labels = project_labels(stack, "");
@@ -467,7 +494,7 @@ async fn dependencies_ready(
     stack: &Stack,
     service: &str,
     timeout: Duration,
-) -> Result<(), CommandError> {
+) -> Result<(), ApplyError> {
     for (dependency, condition) in &stack.config.services[service].depends_on {
         let container = stack.container_name(dependency);
         let readiness = match condition {
@@ -479,10 +506,12 @@ async fn dependencies_ready(
                 DependencyCondition::Started => "started",
                 DependencyCondition::Healthy => "healthy",
             };
-            CommandError::failure(format!(
-                "`{service}` needs `{dependency}` {condition}, which it is not:\n{}",
-                unready.to_text()
-            ))
+            ApplyError::DependencyNotReady {
+                service: service.to_owned(),
+                dependency: dependency.clone(),
+                condition,
+                evidence: unready.to_text(),
+            }
         })?;
     }
     Ok(())
@@ -509,7 +538,7 @@ pub async fn create_and_start(
     spec: &ServiceSpec,
     role: Role,
     previous_image: Option<&str>,
-) -> Result<(), CommandError> {
+) -> Result<(), ApplyError> {
     let name = spec.container_name(role);
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
     docker
@@ -518,14 +547,13 @@ pub async fn create_and_start(
         .map_err(|error| docker::api_error(format!("failed to create {name}"), &error))?;
     if let Err(error) = docker.start_container(&name, None).await {
         let _ = remove(docker, &name).await;
-        return Err(CommandError::from(docker::api_error(format!("failed to start {name}"), &error))
-            .with_hint("a port already taken shows as `address already in use`: `masstockctl ports` tells by whom"));
+        return Err(ApplyError::NotStarted(docker::api_error(format!("failed to start {name}"), &error)));
     }
     Ok(())
 }
 
 /// Stops a container, giving it `grace_secs` after SIGTERM.
-pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), docker::DockerError> {
+pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), DockerError> {
     let options = StopContainerOptionsBuilder::default().t(i32::try_from(grace_secs).unwrap_or(i32::MAX)).build();
     match docker.stop_container(name, Some(options)).await {
         // 304: already stopped.
@@ -536,7 +564,7 @@ pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), do
 }
 
 /// Removes a container (stopping it hard if it still runs) and its anonymous volumes.
-pub async fn remove(docker: &Docker, name: &str) -> Result<(), docker::DockerError> {
+pub async fn remove(docker: &Docker, name: &str) -> Result<(), DockerError> {
     let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
     match docker.remove_container(name, Some(options)).await {
         Ok(()) => Ok(()),
@@ -545,7 +573,7 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<(), docker::DockerErr
     }
 }
 
-async fn rename(docker: &Docker, from: &str, to: &str) -> Result<(), docker::DockerError> {
+async fn rename(docker: &Docker, from: &str, to: &str) -> Result<(), DockerError> {
     let options = RenameContainerOptionsBuilder::default().name(to).build();
     docker
         .rename_container(from, options)
