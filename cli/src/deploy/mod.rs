@@ -17,6 +17,7 @@ use bollard::Docker;
 use serde_json::{json, Value};
 
 use crate::config::Stack;
+use crate::docker::build::ImageError;
 use crate::docker::{self, labels};
 use crate::error::CommandError;
 use spec::{Hashes, ImageChoice, ServiceSpec};
@@ -256,7 +257,7 @@ pub async fn local_images(
     docker: &Docker,
     stack: &Stack,
     services: &[String],
-) -> Result<BTreeMap<String, ImageChoice>, CommandError> {
+) -> Result<BTreeMap<String, ImageChoice>, ImageError> {
     let mut images = BTreeMap::new();
     for (name, _) in stack.services() {
         if !services.is_empty() && !services.iter().any(|selected| selected == name) {
@@ -265,8 +266,7 @@ pub async fn local_images(
         let reference = stack.image_reference(name);
         let image = docker.inspect_image(&reference).await.map_err(|error| {
             if docker::is_not_found(&error) {
-                CommandError::failure(format!("image `{reference}` of service `{name}` is not on this Docker host"))
-                    .with_hint("build it with `masstockctl build`, or deploy without `--no-build`")
+                ImageError::NotTagged { service: name.to_owned(), reference: reference.clone() }
             } else {
                 docker::api_error(format!("failed to inspect image `{reference}`"), &error).into()
             }

@@ -33,6 +33,9 @@ pub enum ImageError {
     UnknownService { service: String, environment: String },
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// `deploy --no-build` found no image under the service's reference.
+    #[error("image `{reference}` of service `{service}` is not on this Docker host")]
+    NotTagged { service: String, reference: String },
     #[error("image `{reference}` of service `{service}` is not on this host and cannot be pulled: {message}")]
     NotPullable { service: String, reference: String, message: String },
     /// `last_lines`: what the engine printed last, the build's own explanation.
@@ -98,6 +101,9 @@ impl ImageError {
             }
             Self::BuildFailed { last_lines, .. } => {
                 (!last_lines.is_empty()).then(|| format!("the engine said last: {}", last_lines.join(" | ")))
+            }
+            Self::NotTagged { .. } => {
+                Some("build it with `masstockctl build`, or deploy without `--no-build`".to_owned())
             }
             Self::NoWorkspace { .. } => {
                 Some("run masstockctl from the workspace, or pass `--binaries DIR` with prebuilt binaries".to_owned())
