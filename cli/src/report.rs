@@ -56,3 +56,42 @@ impl Reporter for Silent {
         Box::new(Unwatched)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reporter that keeps what it is told, as a monitor would.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl Reporter for Recorder {
+        fn step(&self, message: &str) {
+            self.0.lock().unwrap().push(format!("step {message}"));
+        }
+
+        fn detail(&self, message: &str) {
+            self.0.lock().unwrap().push(format!("detail {message}"));
+        }
+
+        fn transfer(&self, message: &str, _bytes: bool) -> Box<dyn Activity + '_> {
+            self.0.lock().unwrap().push(format!("transfer {message}"));
+            Box::new(Unwatched)
+        }
+
+        fn waiting(&self, subject: &str) -> Box<dyn Activity + '_> {
+            self.0.lock().unwrap().push(format!("waiting {subject}"));
+            Box::new(Unwatched)
+        }
+    }
+
+    #[test]
+    fn library_work_reaches_any_reporter_and_silent_is_quiet_only_when_asked() {
+        let recorder = Recorder::default();
+        let reporter: &dyn Reporter = &recorder;
+        reporter.step("api: create…");
+        reporter.waiting("masstock-api-1").finish();
+        assert_eq!(*recorder.0.lock().unwrap(), ["step api: create…", "waiting masstock-api-1"]);
+        assert!(!Silent.quiet(), "a silent reporter still lets tools talk: it only shows nothing itself");
+    }
+}

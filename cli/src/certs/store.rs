@@ -584,7 +584,10 @@ mod tests {
         assert_eq!(info.serial, "abcdef0123");
         assert_eq!(info.issuer, "CN=Test Intermediate CA");
         assert_eq!((info.not_after - info.not_before).num_days(), 91);
-        assert!(info.ari_id.is_some(), "{info:?}");
+        // RFC 9773: the DER serial (a leading zero byte keeps 0xab positive), base64url.
+        let ari_id = info.ari_id.expect("the leaf has an authority key identifier");
+        assert_eq!(ari_id.serial, "AKvN7wEj");
+        assert!(!ari_id.authority_key_identifier.is_empty());
         assert!(parse_certificate(&key).unwrap_err().to_string().contains("no `-----BEGIN CERTIFICATE-----`"));
     }
 

@@ -126,3 +126,60 @@ impl Rollout {
         stack.sites().map(|(_, site)| format!("  https://{}{suffix}/  ({})", site.domain, site.service)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn stack() -> Stack {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
+        Stack::load(&path, "production").expect("the shipped deploy.toml is valid")
+    }
+
+    #[test]
+    fn an_undeclared_service_is_named_with_the_declared_ones() {
+        let stack = stack();
+        check_services(&stack, &["api".to_owned()]).expect("api is declared");
+        let error = check_services(&stack, &["api".to_owned(), "apy".to_owned()]).unwrap_err();
+        assert_eq!(error.to_string(), "no enabled service `apy` in environment `production`");
+        assert!(error.hint().starts_with("the services are: ") && error.hint().contains("api"), "{}", error.hint());
+    }
+
+    #[test]
+    fn a_failed_rollout_says_what_failed_and_a_good_one_where_it_answers() {
+        let stack = stack();
+        let failed = Rollout {
+            outcome: Outcome {
+                services: vec![apply::ServiceOutcome {
+                    service: "api".into(),
+                    action: "create".into(),
+                    ok: false,
+                    seconds: 1.0,
+                    detail: "failed to start".into(),
+                    unready: None,
+                }],
+                edge: Some("failed: nginx -t".into()),
+                failed: true,
+            },
+            seconds: 2.31,
+        };
+        assert_eq!(
+            failed.failures(),
+            [
+                "api: create failed: failed to start\n",
+                "edge: failed: nginx -t",
+                "deploy failed after 2.3s; the services not listed above were left as they were.",
+            ]
+        );
+        let done = Rollout { outcome: Outcome::default(), seconds: 3.0 };
+        assert!(done.failures().is_empty());
+        assert_eq!(done.done(&stack), "Deployed environment `production` in 3.0s.");
+        assert!(
+            Rollout::sites(&stack).iter().all(|site| site.starts_with("  https://")),
+            "{:?}",
+            Rollout::sites(&stack)
+        );
+    }
+}
