@@ -6,6 +6,15 @@ use std::process::Command;
 
 use crate::config::Stack;
 
+/// An `[edge]` command (`nginx -t`, the reload) that failed, with what it printed.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeCommandError {
+    #[error("`{command}` could not run: {error}")]
+    NotRun { command: String, error: std::io::Error },
+    #[error("`{command}` exited with {status}: {printed}")]
+    Failed { command: String, status: std::process::ExitStatus, printed: String },
+}
+
 /// Why the site was not installed, or nginx not reloaded.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -19,11 +28,11 @@ pub enum EdgeError {
     Link { path: PathBuf, error: std::io::Error },
     /// `nginx -t` failed; `restored` says what became of the previous site.
     #[error("nginx refused the new site `{}`, {restored}, nginx was not reloaded:\n{failure}", site.display())]
-    Refused { site: PathBuf, restored: &'static str, failure: String },
+    Refused { site: PathBuf, restored: &'static str, failure: EdgeCommandError },
     #[error("nginx could not be reloaded ({reload}) nor started: {start}")]
-    NotStarted { reload: String, start: String },
+    NotStarted { reload: EdgeCommandError, start: EdgeCommandError },
     #[error("failed to reload nginx: {0}")]
-    NotReloaded(String),
+    NotReloaded(EdgeCommandError),
 }
 
 impl EdgeError {
@@ -122,7 +131,7 @@ fn enable(stack: &Stack) -> Result<bool, EdgeError> {
 
 /// Runs an `[edge]` command from deploy.toml's folder (its relative paths are relative to it);
 /// the error holds what it printed. `certs` runs `test_command` through it too.
-pub(crate) fn run(stack: &Stack, command: &[String]) -> Result<(), String> {
+pub(crate) fn run(stack: &Stack, command: &[String]) -> Result<(), EdgeCommandError> {
     let Some((program, arguments)) = command.split_first() else { return Ok(()) };
     let folder = stack
         .path
@@ -133,13 +142,17 @@ pub(crate) fn run(stack: &Stack, command: &[String]) -> Result<(), String> {
         .args(arguments)
         .current_dir(&folder)
         .output()
-        .map_err(|error| format!("`{}` could not run: {error}", command.join(" ")))?;
+        .map_err(|error| EdgeCommandError::NotRun { command: command.join(" "), error })?;
     if output.status.success() {
         return Ok(());
     }
     let printed = String::from_utf8_lossy(&output.stderr);
     let printed = if printed.trim().is_empty() { String::from_utf8_lossy(&output.stdout) } else { printed };
-    Err(format!("`{}` exited with {}: {}", command.join(" "), output.status, printed.trim()))
+    Err(EdgeCommandError::Failed {
+        command: command.join(" "),
+        status: output.status,
+        printed: printed.trim().to_owned(),
+    })
 }
 
 fn write_atomically(path: &Path, contents: &str) -> Result<(), EdgeError> {
