@@ -2,7 +2,14 @@
 
 use std::process::ExitCode;
 
+use crate::certs::lifecycle::CertsError;
 use crate::config::{ConfigError, Diagnostic};
+use crate::deploy::edge::EdgeError;
+use crate::deploy::lock::LockError;
+use crate::deploy::rollout::UnknownService;
+use crate::docker::build::ImageError;
+use crate::docker::DockerError;
+use crate::runtime::RuntimeError;
 
 /// Whose move it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +56,20 @@ impl CommandError {
     /// The error and its causes, outermost first.
     #[must_use]
     pub fn chain(&self) -> Vec<String> {
-        let mut chain = vec![self.error.to_string()];
-        let mut source = self.error.source();
-        while let Some(cause) = source {
-            chain.push(cause.to_string());
-            source = cause.source();
-        }
-        chain
+        chain(&*self.error)
     }
+}
+
+/// An error and its causes, outermost first.
+#[must_use]
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut chain = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push(cause.to_string());
+        source = cause.source();
+    }
+    chain
 }
 
 impl From<ConfigError> for CommandError {
@@ -69,5 +82,63 @@ impl From<ConfigError> for CommandError {
             read @ ConfigError::Read { .. } => Self::usage(read)
                 .with_hint("pass `--config FILE`, or run masstockctl from the folder that holds deploy.toml"),
         }
+    }
+}
+
+impl From<LockError> for CommandError {
+    fn from(error: LockError) -> Self {
+        let hints = error.hints();
+        Self { hints, ..Self::failure(error) }
+    }
+}
+
+impl From<RuntimeError> for CommandError {
+    fn from(error: RuntimeError) -> Self {
+        Self::failure(error)
+    }
+}
+
+impl From<UnknownService> for CommandError {
+    fn from(error: UnknownService) -> Self {
+        let hint = error.hint();
+        Self::usage(error).with_hint(hint)
+    }
+}
+
+impl From<EdgeError> for CommandError {
+    fn from(error: EdgeError) -> Self {
+        let hint = error.hint();
+        let failure = Self::failure(error);
+        match hint {
+            Some(hint) => failure.with_hint(hint),
+            None => failure,
+        }
+    }
+}
+
+impl From<DockerError> for CommandError {
+    fn from(error: DockerError) -> Self {
+        let hint = error.hint();
+        let failure = Self::failure(error);
+        match hint {
+            Some(hint) => failure.with_hint(hint),
+            None => failure,
+        }
+    }
+}
+
+impl From<CertsError> for CommandError {
+    fn from(error: CertsError) -> Self {
+        let hints = error.hints();
+        let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
+        Self { hints, ..command_error }
+    }
+}
+
+impl From<ImageError> for CommandError {
+    fn from(error: ImageError) -> Self {
+        let hints = error.hints();
+        let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
+        Self { hints, ..command_error }
     }
 }

@@ -12,8 +12,11 @@ pub mod doctor;
 pub mod error;
 pub mod health;
 pub mod ports;
+pub mod progress;
 pub mod queue_target;
 pub mod render;
+pub mod report;
+pub mod runtime;
 pub mod secrets;
 pub mod ui;
 

@@ -17,11 +17,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, CertificateIdentifier, ChallengeType,
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeHandle, ChallengeType,
     Error as AcmeApiError, ExternalAccountKey, HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, Problem,
     RetryPolicy,
 };
-use rustls_pki_types::Der;
 
 use crate::certs::due::AriWindow;
 use crate::certs::store::CertInfo;
@@ -282,8 +281,8 @@ impl AcmeClient {
     /// The CA's suggested renewal window for `cert` (ARI, RFC 9773); `None` when the CA does not
     /// offer ARI or the certificate lacks the identifiers it needs.
     pub async fn renewal_info(&self, cert: &CertInfo) -> Result<Option<AriWindow>, AcmeError> {
-        let Some(identifier) = certificate_identifier(cert) else { return Ok(None) };
-        match retrying!(self.account.renewal_info(&identifier)) {
+        let Some(identifier) = &cert.ari_id else { return Ok(None) };
+        match retrying!(self.account.renewal_info(identifier)) {
             Ok((info, _)) => Ok(Some(AriWindow {
                 start: to_chrono(info.suggested_window.start),
                 end: to_chrono(info.suggested_window.end),
@@ -330,7 +329,7 @@ impl AcmeClient {
             }
         };
         let identifiers: Vec<Identifier> = names.iter().map(|name| Identifier::Dns(name.clone())).collect();
-        let replaced = replaces.and_then(certificate_identifier);
+        let replaced = replaces.and_then(|cert| cert.ari_id.clone());
         let mut new_order = NewOrder::new(&identifiers);
         if let Some(replaced) = &replaced {
             new_order = new_order.replaces(replaced.clone());
@@ -354,43 +353,31 @@ impl AcmeClient {
         // the CA is asked to validate any of them.
         // (name, token, key authorization) of each pending challenge.
         let mut challenges: Vec<(String, String, String)> = Vec::new();
-        // A walk restarts on a transient error, a bounded number of times: a CA in trouble is not
-        // hammered, and the timer's run ends.
-        let mut walks = 0;
-        'walk: loop {
-            challenges.clear();
-            let mut authorizations = order.authorizations();
-            while let Some(authorization) = authorizations.next().await {
-                let mut authorization = match authorization {
-                    Ok(authorization) => authorization,
-                    Err(error) if retries_for(&error).is_some_and(|retries| walks < retries) => {
-                        walks += 1;
-                        tokio::time::sleep(backoff(&error, walks)).await;
-                        continue 'walk;
-                    }
-                    Err(error) => return Err(fail("failed to fetch an authorization", &error)),
-                };
-                match authorization.status {
-                    AuthorizationStatus::Pending => {}
-                    AuthorizationStatus::Valid => continue,
-                    status => {
-                        return Err(Attempt::Failed(AcmeError::Acme {
-                            what: format!("the authorization for `{}` is {status:?}", authorization.identifier()),
-                            detail: "the CA will not validate it again; retry later".into(),
-                        }))
-                    }
-                }
-                let name = authorization.identifier().to_string();
-                let Some(challenge) = authorization.challenge(ChallengeType::Http01) else {
+        walk_authorizations(&mut order, &fail, async |authorization| {
+            match authorization.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => return Ok(()),
+                status => {
                     return Err(Attempt::Failed(AcmeError::Acme {
-                        what: format!("no HTTP-01 challenge for `{name}`"),
-                        detail: "the CA offers other challenge types only".into(),
-                    }));
-                };
-                challenges.push((name, challenge.token.clone(), challenge.key_authorization().as_str().to_owned()));
+                        what: format!("the authorization for `{}` is {status:?}", authorization.name),
+                        detail: "the CA will not validate it again; retry later".into(),
+                    }))
+                }
             }
-            break;
-        }
+            let Some(challenge) = authorization.http01 else {
+                return Err(Attempt::Failed(AcmeError::Acme {
+                    what: format!("no HTTP-01 challenge for `{}`", authorization.name),
+                    detail: "the CA offers other challenge types only".into(),
+                }));
+            };
+            // A walk that restarted visits the same authorizations again.
+            if !challenges.iter().any(|(_, token, _)| *token == challenge.token) {
+                let key_authorization = challenge.key_authorization().as_str().to_owned();
+                challenges.push((authorization.name, challenge.token.clone(), key_authorization));
+            }
+            Ok(())
+        })
+        .await?;
         let _tokens = TokenFiles::write(&http01.webroot, &challenges).map_err(Attempt::Failed)?;
         for (name, token, key_authorization) in &challenges {
             self_check(http01, name, token, key_authorization).await.map_err(Attempt::Failed)?;
@@ -399,28 +386,16 @@ impl AcmeClient {
         // Second pass: the CA may validate now.
         let pending: HashSet<&str> = challenges.iter().map(|(_, token, _)| token.as_str()).collect();
         let mut ready: HashSet<String> = HashSet::new();
-        let mut walks = 0;
-        'ready: loop {
-            let mut authorizations = order.authorizations();
-            while let Some(authorization) = authorizations.next().await {
-                let mut authorization = match authorization {
-                    Ok(authorization) => authorization,
-                    Err(error) if retries_for(&error).is_some_and(|retries| walks < retries) => {
-                        walks += 1;
-                        tokio::time::sleep(backoff(&error, walks)).await;
-                        continue 'ready;
-                    }
-                    Err(error) => return Err(fail("failed to fetch an authorization", &error)),
-                };
-                let Some(mut challenge) = authorization.challenge(ChallengeType::Http01) else { continue };
-                if !pending.contains(challenge.token.as_str()) || ready.contains(&challenge.token) {
-                    continue;
-                }
-                retrying!(challenge.set_ready()).map_err(|error| fail("failed to start the validation", &error))?;
-                ready.insert(challenge.token.clone());
+        walk_authorizations(&mut order, &fail, async |authorization| {
+            let Some(mut challenge) = authorization.http01 else { return Ok(()) };
+            if !pending.contains(challenge.token.as_str()) || ready.contains(&challenge.token) {
+                return Ok(());
             }
-            break;
-        }
+            retrying!(challenge.set_ready()).map_err(|error| fail("failed to start the validation", &error))?;
+            ready.insert(challenge.token.clone());
+            Ok(())
+        })
+        .await?;
 
         let policy =
             RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(Duration::from_secs(90));
@@ -444,6 +419,45 @@ impl AcmeClient {
             chain_pem,
         })
     }
+}
+
+/// Visits every authorization of `order`. A fetch that fails transiently restarts the walk, a
+/// bounded number of times: a CA in trouble is not hammered, and the timer's run ends. `visit`
+/// may therefore see an authorization more than once.
+async fn walk_authorizations(
+    order: &mut instant_acme::Order,
+    fail: &impl Fn(&str, &AcmeApiError) -> Attempt,
+    mut visit: impl AsyncFnMut(Authorization<'_>) -> Result<(), Attempt>,
+) -> Result<(), Attempt> {
+    let mut walks = 0;
+    'walk: loop {
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = match authorization {
+                Ok(authorization) => authorization,
+                Err(error) if retries_for(&error).is_some_and(|retries| walks < retries) => {
+                    walks += 1;
+                    tokio::time::sleep(backoff(&error, walks)).await;
+                    continue 'walk;
+                }
+                Err(error) => return Err(fail("failed to fetch an authorization", &error)),
+            };
+            let status = authorization.status;
+            let name = authorization.identifier().to_string();
+            let http01 = authorization.challenge(ChallengeType::Http01);
+            visit(Authorization { status, name, http01 }).await?;
+        }
+        return Ok(());
+    }
+}
+
+/// What a walk shows of one authorization.
+struct Authorization<'a> {
+    status: AuthorizationStatus,
+    /// The identifier it authorizes.
+    name: String,
+    /// Its HTTP-01 challenge, when the CA offers one.
+    http01: Option<ChallengeHandle<'a>>,
 }
 
 /// What one attempt at issuing came to.
@@ -612,34 +626,6 @@ pub fn split_chain(fullchain: &str) -> Result<(String, String), AcmeError> {
     Ok((format!("{leaf}\n"), chain))
 }
 
-/// The ARI identifier of `cert`: its AKI key identifier and DER serial.
-fn certificate_identifier(cert: &CertInfo) -> Option<CertificateIdentifier<'static>> {
-    let aki = cert.authority_key_id.as_ref()?;
-    let serial = serial_der_content(&cert.serial)?;
-    Some(CertificateIdentifier::new(Der::from_slice(aki), Der::from_slice(&serial)).into_owned())
-}
-
-/// The content octets of the DER INTEGER of a serial written in hex (`0a:1b…` or `0a1b…`).
-fn serial_der_content(serial: &str) -> Option<Vec<u8>> {
-    let digits: String = serial.chars().filter(char::is_ascii_hexdigit).collect();
-    if digits.is_empty() || serial.chars().any(|c| !(c.is_ascii_hexdigit() || c == ':')) {
-        return None;
-    }
-    let digits = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits };
-    let mut bytes: Vec<u8> = (0..digits.len())
-        .step_by(2)
-        .map(|index| u8::from_str_radix(&digits[index..index + 2], 16))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    while bytes.len() > 1 && bytes[0] == 0 {
-        bytes.remove(0);
-    }
-    if bytes[0] & 0x80 != 0 {
-        bytes.insert(0, 0);
-    }
-    Some(bytes)
-}
-
 fn to_chrono(time: time::OffsetDateTime) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(time.unix_timestamp(), time.nanosecond()).unwrap_or_default()
 }
@@ -701,15 +687,6 @@ mod tests {
         assert_eq!(cert, format!("{}\n", block(1)));
         assert_eq!(chain, format!("{}\n{}\n", block(2), block(3)));
         assert!(split_chain("nothing").is_err());
-    }
-
-    #[test]
-    fn serials_become_der_integer_contents() {
-        assert_eq!(serial_der_content("0a:1b").unwrap(), vec![0x0a, 0x1b]);
-        assert_eq!(serial_der_content("00ff").unwrap(), vec![0x00, 0xff], "a high bit keeps its zero byte");
-        assert_eq!(serial_der_content("ff").unwrap(), vec![0x00, 0xff]);
-        assert_eq!(serial_der_content("000102").unwrap(), vec![0x01, 0x02]);
-        assert!(serial_der_content("not hex").is_none());
     }
 
     #[test]

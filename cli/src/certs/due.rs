@@ -205,7 +205,7 @@ mod tests {
             issuer: "C=US, O=Let's Encrypt, CN=E5".into(),
             not_before: time(not_before),
             not_after: time(not_after),
-            authority_key_id: None,
+            ari_id: None,
         }
     }
 

@@ -54,7 +54,7 @@ pub fn verify_install(
         Some(version) => match store::switch_to(cert_dir, lineage, version) {
             Err(error) => format!("and going back to version {version} failed too: {error}"),
             // The previous version was serving before: no test, straight back to it.
-            Ok(()) => match edge::reload(stack).map_err(|error| error.chain().join(": ")) {
+            Ok(()) => match edge::reload(stack).map_err(|error| crate::error::chain(&error).join(": ")) {
                 Ok(()) => format!("`{lineage}` is back on version {version} and nginx was reloaded on it"),
                 Err(error) => format!("`{lineage}` is back on version {version}, but reloading nginx failed: {error}"),
             },
@@ -67,7 +67,7 @@ fn test_reload_and_check(stack: &Stack, names: &[String], serial: &str) -> Resul
     let edge_config = &stack.config.edge;
     edge::run(stack, &edge_config.test_command)
         .map_err(|error| format!("nginx refused the new certificate: {error}"))?;
-    edge::reload(stack).map_err(|error| error.chain().join(": "))?;
+    edge::reload(stack).map_err(|error| crate::error::chain(&error).join(": "))?;
     let address = SocketAddr::new(edge_config.upstream_host, edge_config.https_port);
     for name in names {
         let deadline = Instant::now() + SERVED_WITHIN;

@@ -72,8 +72,69 @@ use crate::certs::acme::{AcmeClient, AcmeError, AcmeSettings, Http01, Issued};
 use crate::certs::store::{self, CertInfo, Lineage, NewVersion, RenewalConf};
 use crate::certs::{due, install};
 use crate::config::{CertificateLayout, Stack};
-use crate::error::CommandError;
-use crate::ui::Ui;
+use crate::deploy::lock::{DeployLock, LockError, LockName};
+use crate::report::Reporter;
+use crate::runtime::RuntimeError;
+
+/// Why `certs issue` or `certs renew` did not get to order anything. A failure of one
+/// certificate is not an error: it is that certificate's `Outcome`.
+#[derive(Debug, thiserror::Error)]
+pub enum CertsError {
+    #[error("`--dry-run` needs `[acme] staging_directory`, the CA to rehearse against")]
+    NoStagingDirectory,
+    #[error("`[acme] eab_hmac_key` must be a `${{NAME}}` reference to the env file")]
+    EabNotAReference,
+    #[error("secret `{name}` (the EAB HMAC key) is not in `{env_file}`")]
+    EabMissing { name: String, env_file: String },
+    #[error("secret `{name}` is not base64url, as EAB keys are: {error}")]
+    EabNotBase64 { name: String, error: base64::DecodeError },
+    /// A name on the command line matches no certificate; `known` are the lineages.
+    #[error("no certificate named `{wanted}`")]
+    UnknownCertificate { wanted: String, known: Vec<String> },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("failed to reach the ACME CA: {0}")]
+    Unreachable(AcmeError),
+}
+
+impl CertsError {
+    /// Whether deploy.toml or the command line is at fault (exit 2) rather than the operation.
+    #[must_use]
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::NoStagingDirectory
+                | Self::EabNotAReference
+                | Self::EabMissing { .. }
+                | Self::EabNotBase64 { .. }
+                | Self::UnknownCertificate { .. }
+        )
+    }
+
+    /// What the operator can do about it.
+    #[must_use]
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            Self::NoStagingDirectory => {
+                vec!["Let's Encrypt's is `https://acme-staging-v02.api.letsencrypt.org/directory`".to_owned()]
+            }
+            Self::UnknownCertificate { known, .. } => {
+                vec![format!("known: {}", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+            }
+            Self::Lock(error) => error.hints(),
+            Self::Unreachable(error) => error.hint().into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The error and its causes, outermost first.
+    #[must_use]
+    pub fn chain(&self) -> Vec<String> {
+        crate::error::chain(self)
+    }
+}
 
 /// The key type written to the renewal configuration (certbot's `key_type`).
 const KEY_TYPE: &str = "ecdsa";
@@ -177,13 +238,10 @@ pub struct RenewOptions {
 }
 
 /// The ACME settings for the live CA, or the staging one for a dry run.
-fn settings(stack: &Stack, dry_run: bool) -> Result<AcmeSettings, CommandError> {
+fn settings(stack: &Stack, dry_run: bool) -> Result<AcmeSettings, CertsError> {
     let acme = &stack.config.acme;
     let directory = if dry_run {
-        acme.staging_directory.clone().ok_or_else(|| {
-            CommandError::usage("`--dry-run` needs `[acme] staging_directory`, the CA to rehearse against")
-                .with_hint("Let's Encrypt's is `https://acme-staging-v02.api.letsencrypt.org/directory`")
-        })?
+        acme.staging_directory.clone().ok_or(CertsError::NoStagingDirectory)?
     } else {
         acme.directory.clone()
     };
@@ -198,9 +256,8 @@ fn settings(stack: &Stack, dry_run: bool) -> Result<AcmeSettings, CommandError> 
 }
 
 /// The raw EAB HMAC key: the env-file secret `reference` names, base64url-decoded.
-fn eab_key(stack: &Stack, reference: &str) -> Result<Vec<u8>, CommandError> {
-    let name = crate::config::eab_key_reference(reference)
-        .ok_or_else(|| CommandError::usage("`[acme] eab_hmac_key` must be a `${NAME}` reference to the env file"))?;
+fn eab_key(stack: &Stack, reference: &str) -> Result<Vec<u8>, CertsError> {
+    let name = crate::config::eab_key_reference(reference).ok_or(CertsError::EabNotAReference)?;
     let env_file = stack.config.project.env_file.display().to_string();
     let value = stack
         .secrets
@@ -208,11 +265,11 @@ fn eab_key(stack: &Stack, reference: &str) -> Result<Vec<u8>, CommandError> {
         .as_ref()
         .and_then(|file| file.get(&name))
         .filter(|value| !value.is_empty())
-        .ok_or_else(|| CommandError::usage(format!("secret `{name}` (the EAB HMAC key) is not in `{env_file}`")))?;
+        .ok_or_else(|| CertsError::EabMissing { name: name.clone(), env_file })?;
     let trimmed = value.trim().trim_end_matches('=');
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(trimmed)
-        .map_err(|error| CommandError::usage(format!("secret `{name}` is not base64url, as EAB keys are: {error}")))
+        .map_err(|error| CertsError::EabNotBase64 { name, error })
 }
 
 fn http01(stack: &Stack) -> Http01 {
@@ -228,12 +285,11 @@ fn selected(only: &[String], lineage: &str, names: &[String]) -> bool {
 }
 
 /// Refuses names that match no certificate, so a typo does not pass for "nothing to do".
-fn check_selection(only: &[String], known: &[(String, Vec<String>)]) -> Result<(), CommandError> {
+fn check_selection(only: &[String], known: &[(String, Vec<String>)]) -> Result<(), CertsError> {
     for wanted in only {
         if !known.iter().any(|(lineage, names)| lineage == wanted || names.contains(wanted)) {
-            let known: Vec<&str> = known.iter().map(|(lineage, _)| lineage.as_str()).collect();
-            return Err(CommandError::usage(format!("no certificate named `{wanted}`"))
-                .with_hint(format!("known: {}", if known.is_empty() { "none".to_owned() } else { known.join(", ") })));
+            let known = known.iter().map(|(lineage, _)| lineage.clone()).collect();
+            return Err(CertsError::UnknownCertificate { wanted: wanted.clone(), known });
         }
     }
     Ok(())
@@ -241,22 +297,22 @@ fn check_selection(only: &[String], known: &[(String, Vec<String>)]) -> Result<(
 
 /// `certs issue`: a new certificate for each planned certificate (or those named), whether due
 /// or not.
-pub fn issue(stack: &Stack, ui: &Ui, only: &[String]) -> Result<Vec<Outcome>, CommandError> {
+pub fn issue(stack: &Stack, reporter: &dyn Reporter, only: &[String]) -> Result<Vec<Outcome>, CertsError> {
     let plan = planned(stack);
     check_selection(only, &plan.iter().map(|p| (p.lineage.clone(), p.names.clone())).collect::<Vec<_>>())?;
-    let _lock = crate::deploy::lock::DeployLock::acquire_named(stack, "certs", "certs issue")?;
+    let _lock = DeployLock::acquire_named(stack, LockName::Certs, "certs issue")?;
     let settings = settings(stack, false)?;
-    crate::docker::block_on(async {
+    crate::runtime::block_on(async {
         let mut client = match AcmeClient::connect(settings).await {
             Ok(client) => client,
-            Err(error) => return Err(acme_command_error(&error, "failed to reach the ACME CA")),
+            Err(error) => return Err(CertsError::Unreachable(error)),
         };
         let mut outcomes = Vec::new();
         for wanted in plan.iter().filter(|p| selected(only, &p.lineage, &p.names)) {
             let existing = read_existing(stack, &wanted.lineage);
-            outcomes.push(renew_one(stack, ui, &mut client, wanted, existing.as_ref(), None, false).await);
+            outcomes.push(renew_one(stack, reporter, &mut client, wanted, existing.as_ref(), None, false).await);
         }
-        report_account(ui, &client);
+        report_account(reporter, &client);
         Ok(outcomes)
     })?
 }
@@ -265,20 +321,20 @@ pub fn issue(stack: &Stack, ui: &Ui, only: &[String]) -> Result<Vec<Outcome>, Co
 /// it, else the one-third rule, or at once when deploy.toml serves names it lacks. A lineage
 /// certbot made under a declared name is taken over; lineages deploy.toml does not declare (other
 /// sites of the host) are left to whoever manages them.
-pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outcome>, CommandError> {
+pub fn renew(stack: &Stack, reporter: &dyn Reporter, options: &RenewOptions) -> Result<Vec<Outcome>, CertsError> {
     let cert_dir = &stack.config.acme.cert_dir;
     let plan = planned(stack);
     check_selection(&options.only, &plan.iter().map(|p| (p.lineage.clone(), p.names.clone())).collect::<Vec<_>>())?;
     for other in store::lineage_names(cert_dir).unwrap_or_default() {
         if !plan.iter().any(|p| p.lineage == other) {
-            ui.detail(format!("`{other}` is not declared in deploy.toml: left to whoever manages it"));
+            reporter.detail(&format!("`{other}` is not declared in deploy.toml: left to whoever manages it"));
         }
     }
     let command = if options.dry_run { "certs renew --dry-run" } else { "certs renew" };
-    let _lock = crate::deploy::lock::DeployLock::acquire_named(stack, "certs", command)?;
+    let _lock = DeployLock::acquire_named(stack, LockName::Certs, command)?;
     let settings = settings(stack, options.dry_run)?;
     let now = Utc::now();
-    crate::docker::block_on(async {
+    Ok(crate::runtime::block_on(async {
         let mut outcomes = Vec::new();
         let mut client = AcmeClient::connect(settings).await;
         for wanted in plan.iter().filter(|p| selected(&options.only, &p.lineage, &p.names)) {
@@ -305,7 +361,7 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
             let ari = match &client {
                 Ok(client) if !options.dry_run && !options.force && lacking.is_empty() => {
                     client.renewal_info(&lineage.cert).await.unwrap_or_else(|error| {
-                        ui.info(format!(
+                        reporter.step(&format!(
                             "`{}`: no renewal information from the CA ({error}); using the one-third rule",
                             lineage.name
                         ));
@@ -333,7 +389,7 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
                 outcome.serial = Some(lineage.cert.serial.clone());
                 outcome.not_after = Some(lineage.cert.not_after);
                 outcome.due = Some(format!("{due_text} (due at {})", decision.at.format("%Y-%m-%d %H:%M UTC")));
-                ui.info(format!("`{}` is not due: {}", lineage.name, decision.reason));
+                reporter.step(&format!("`{}` is not due: {}", lineage.name, decision.reason));
                 outcomes.push(outcome);
                 continue;
             }
@@ -352,22 +408,23 @@ pub fn renew(stack: &Stack, ui: &Ui, options: &RenewOptions) -> Result<Vec<Outco
             };
             // `replaces` only goes with ARI (RFC 9773 §5).
             let replaces = ari.as_ref().map(|_| &lineage.cert);
-            let mut outcome = renew_one(stack, ui, connected, wanted, Some(&lineage), replaces, options.dry_run).await;
+            let mut outcome =
+                renew_one(stack, reporter, connected, wanted, Some(&lineage), replaces, options.dry_run).await;
             outcome.due = Some(due_text);
             outcomes.push(outcome);
         }
         if let Ok(client) = &client {
-            report_account(ui, client);
+            report_account(reporter, client);
         }
         outcomes
-    })
+    })?)
 }
 
-fn report_account(ui: &Ui, client: &AcmeClient) {
+fn report_account(reporter: &dyn Reporter, client: &AcmeClient) {
     if client.registered_again {
-        ui.info(format!("the CA no longer knew the ACME account; registered again as {}", client.account_id()));
+        reporter.step(&format!("the CA no longer knew the ACME account; registered again as {}", client.account_id()));
     } else if client.registered {
-        ui.detail(format!("registered the ACME account {}", client.account_id()));
+        reporter.detail(&format!("registered the ACME account {}", client.account_id()));
     }
 }
 
@@ -382,7 +439,7 @@ fn record(stack: &Stack, lineage: &str, error: Option<&str>) {
 /// One ACME order, the new version stored and (unless `dry_run`) installed with verification.
 async fn renew_one(
     stack: &Stack,
-    ui: &Ui,
+    reporter: &dyn Reporter,
     client: &mut AcmeClient,
     wanted: &Planned,
     existing: Option<&Lineage>,
@@ -392,7 +449,7 @@ async fn renew_one(
     let started = Instant::now();
     let mut outcome =
         Outcome::new(&wanted.lineage, &wanted.names, if dry_run { Action::Rehearsed } else { Action::Issued });
-    ui.info(format!("`{}`: ordering a certificate for {}", wanted.lineage, wanted.names.join(", ")));
+    reporter.step(&format!("`{}`: ordering a certificate for {}", wanted.lineage, wanted.names.join(", ")));
     let result = issue_and_install(stack, client, wanted, existing, replaces, dry_run).await;
     outcome.seconds = started.elapsed().as_secs_f64();
     match result {
@@ -483,14 +540,6 @@ fn client_directory(stack: &Stack, dry_run: bool) -> String {
         acme.staging_directory.clone().unwrap_or_default()
     } else {
         acme.directory.clone()
-    }
-}
-
-fn acme_command_error(error: &AcmeError, what: &str) -> CommandError {
-    let command_error = CommandError::failure(format!("{what}: {error}"));
-    match error.hint() {
-        Some(hint) => command_error.with_hint(hint),
-        None => command_error,
     }
 }
 

@@ -38,6 +38,8 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use instant_acme::CertificateIdentifier;
+use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 /// The four files of a version, in the order the live symlinks are switched. `privkey` and `cert`
@@ -90,8 +92,9 @@ pub struct CertInfo {
     pub issuer: String,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
-    /// The key identifier of the authority key identifier extension (ARI's certificate id needs it).
-    pub authority_key_id: Option<Vec<u8>>,
+    /// Its ACME renewal information id (RFC 9773 §4.1, instant-acme's own), `None` when it has
+    /// no authority key identifier to build one from.
+    pub ari_id: Option<CertificateIdentifier<'static>>,
 }
 
 /// Parses the first certificate of a PEM text (other blocks, such as a key, are skipped).
@@ -102,20 +105,13 @@ pub fn parse_certificate(pem: &str) -> Result<CertInfo, StoreError> {
         .ok_or_else(|| StoreError::Certificate("no `-----BEGIN CERTIFICATE-----` block".into()))?;
     let certificate = block.parse_x509().map_err(|error| StoreError::Certificate(error.to_string()))?;
     let mut names = Vec::new();
-    let mut authority_key_id = None;
     for extension in certificate.extensions() {
-        match extension.parsed_extension() {
-            ParsedExtension::SubjectAlternativeName(san) => {
-                for name in &san.general_names {
-                    if let GeneralName::DNSName(name) = name {
-                        names.push((*name).to_owned());
-                    }
+        if let ParsedExtension::SubjectAlternativeName(san) = extension.parsed_extension() {
+            for name in &san.general_names {
+                if let GeneralName::DNSName(name) = name {
+                    names.push((*name).to_owned());
                 }
             }
-            ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
-            }
-            _ => {}
         }
     }
     if names.is_empty() {
@@ -131,7 +127,9 @@ pub fn parse_certificate(pem: &str) -> Result<CertInfo, StoreError> {
         issuer: certificate.issuer().to_string(),
         not_before: time(certificate.validity().not_before)?,
         not_after: time(certificate.validity().not_after)?,
-        authority_key_id,
+        ari_id: CertificateIdentifier::try_from(&CertificateDer::from(block.contents.as_slice()))
+            .ok()
+            .map(CertificateIdentifier::into_owned),
     })
 }
 
@@ -596,7 +594,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_names_serial_issuer_validity_and_authority_key_id() {
+    fn parses_names_serial_issuer_validity_and_ari_id() {
         let (key, cert, chain) = issue(&["masstock.fr", "app.masstock.fr"], 0x00ab_cdef_0123, 90);
         // The first certificate of a PEM counts, whatever comes before or after it.
         let info = parse_certificate(&format!("{key}{cert}{chain}")).unwrap();
@@ -604,7 +602,10 @@ mod tests {
         assert_eq!(info.serial, "abcdef0123");
         assert_eq!(info.issuer, "CN=Test Intermediate CA");
         assert_eq!((info.not_after - info.not_before).num_days(), 91);
-        assert!(info.authority_key_id.as_ref().is_some_and(|id| !id.is_empty()), "{info:?}");
+        // RFC 9773: the DER serial (a leading zero byte keeps 0xab positive), base64url.
+        let ari_id = info.ari_id.expect("the leaf has an authority key identifier");
+        assert_eq!(ari_id.serial, "AKvN7wEj");
+        assert!(!ari_id.authority_key_identifier.is_empty());
         assert!(parse_certificate(&key).unwrap_err().to_string().contains("no `-----BEGIN CERTIFICATE-----`"));
     }
 

@@ -1,14 +1,15 @@
 //! `masstockctl build`: build the images of the services deploy.toml builds, or reuse them when
 //! their inputs have not changed.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::commands::GlobalArgs;
+use crate::commands::{GlobalArgs, ImageArgs};
 use crate::config::closest;
-use crate::docker::image::{prepare_images, short_id, BuildOptions};
-use crate::docker::{block_on, connect};
+use crate::docker::build::{prepare_images, short_id};
+use crate::docker::connect;
 use crate::error::CommandError;
+use crate::progress::Terminal;
+use crate::runtime::block_on;
 use crate::ui::Ui;
 
 /// Build the images of the services (all that deploy.toml builds, by default)
@@ -27,24 +28,6 @@ pub struct BuildArgs {
     pub services: Vec<String>,
     #[command(flatten)]
     pub build: ImageArgs,
-}
-
-/// How our images' binaries are obtained (`build` and `deploy` take these).
-#[derive(Debug, Clone, clap::Args)]
-pub struct ImageArgs {
-    /// The cargo profile to build the binaries with
-    #[arg(long, value_name = "PROFILE", default_value = "release")]
-    pub cargo_profile: String,
-    /// Take prebuilt binaries from this folder instead of running cargo
-    #[arg(long = "binaries", value_name = "DIR")]
-    pub binaries_dir: Option<PathBuf>,
-}
-
-impl ImageArgs {
-    #[must_use]
-    pub fn options(&self) -> BuildOptions {
-        BuildOptions { cargo_profile: self.cargo_profile.clone(), binaries_dir: self.binaries_dir.clone() }
-    }
 }
 
 pub fn cmd_build(global: &GlobalArgs, ui: &Ui, args: &BuildArgs) -> Result<ExitCode, CommandError> {
@@ -78,7 +61,7 @@ pub fn cmd_build(global: &GlobalArgs, ui: &Ui, args: &BuildArgs) -> Result<ExitC
     let options = args.build.options();
     let images = block_on(async {
         let docker = connect().await?;
-        prepare_images(&docker, &stack, &services, &options, ui).await
+        prepare_images(&docker, &stack, &services, &options, &Terminal::new(ui)).await
     })??;
     if ui.json {
         ui.json_document(&serde_json::json!({

@@ -86,7 +86,7 @@ pub fn cmd_cors_test(global: &GlobalArgs, ui: &Ui, args: &TestArgs) -> Result<Ex
     let client = health::edge_client(&site.domain, edge_address, edge.ca_bundle.as_deref(), REQUEST_TIMEOUT)
         .map_err(CommandError::failure)?;
     let container = stack.container_name(&site.service);
-    let ((preflight, request), container_env) = docker::block_on(async {
+    let ((preflight, request), container_env) = crate::runtime::block_on(async {
         tokio::join!(exchange(&client, &url, &origin), async {
             let docker = docker::connect().await.map_err(|error| {
                 format!("the API container's `CORS_ORIGIN` is not compared: {}", error.chain().join(": "))

@@ -1,22 +1,19 @@
 //! `masstockctl deploy`: from deploy.toml to a running, healthy stack, changing only what differs.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bollard::Docker;
 use serde_json::json;
 
-use crate::commands::build::ImageArgs;
-use crate::commands::GlobalArgs;
-use crate::config::{Duration, Stack};
-use crate::deploy::apply::{self, ApplyOptions, Outcome};
+use crate::commands::{GlobalArgs, ImageArgs};
+use crate::config::Duration;
+use crate::deploy::apply::Outcome;
 use crate::deploy::lock::DeployLock;
-use crate::deploy::spec::ImageChoice;
+use crate::deploy::rollout::{check_services, images_for, roll_out};
 use crate::deploy::{self as engine, Plan};
 use crate::docker;
-use crate::docker::image::prepare_images;
 use crate::error::CommandError;
+use crate::progress::{print_rollout, Terminal};
 use crate::ui::Ui;
 
 /// Deploy the stack: images, plan, then a health-gated rollout of what changed
@@ -52,12 +49,13 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
     check_services(&stack, &args.services)?;
     let _lock = if args.plan { None } else { Some(DeployLock::acquire(&stack, "deploy")?) };
     let started = Instant::now();
-    docker::block_on(async {
+    let reporter = Terminal::new(ui);
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         let images = if args.no_build {
             engine::local_images(&docker, &stack, &args.services).await?
         } else {
-            images_for(&docker, &stack, &args.services, &args.build, ui).await?
+            images_for(&docker, &stack, &args.services, &args.build.options(), &reporter).await?
         };
         let plan = Plan::compute(&docker, &stack, &images, &args.services).await?;
         // An nginx of ours (`start_command`) that is down (after a reboot, say) is started even
@@ -75,82 +73,10 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
             }
             return Ok(ExitCode::SUCCESS);
         }
-        Ok(apply_and_report(&docker, &stack, &plan, args.timeout, ui, started).await)
+        if !ui.json {
+            ui.data(&plan.to_text());
+        }
+        let rollout = roll_out(&docker, &stack, &plan, args.timeout.0, &reporter, started).await;
+        Ok(print_rollout(ui, &stack, &plan, &rollout))
     })?
-}
-
-/// Prints the plan, applies it and reports: what `deploy` and `rollback` end with.
-pub async fn apply_and_report(
-    docker: &Docker,
-    stack: &Stack,
-    plan: &Plan,
-    timeout: Duration,
-    ui: &Ui,
-    started: Instant,
-) -> ExitCode {
-    if !ui.json {
-        ui.data(&plan.to_text());
-    }
-    let options = ApplyOptions { ready_timeout: timeout.0 };
-    let outcome = apply::apply(docker, stack, plan, &options, ui).await;
-    report(stack, ui, plan, &outcome, started)
-}
-
-/// Rejects service names deploy.toml does not declare (or disables).
-pub fn check_services(stack: &Stack, services: &[String]) -> Result<(), CommandError> {
-    let declared: Vec<&str> = stack.services().map(|(name, _)| name).collect();
-    for service in services {
-        if !declared.contains(&service.as_str()) {
-            return Err(CommandError::usage(format!(
-                "no enabled service `{service}` in environment `{}`",
-                stack.environment
-            ))
-            .with_hint(format!("the services are: {}", declared.join(", "))));
-        }
-    }
-    Ok(())
-}
-
-/// The images to deploy: ours built (or reused when their inputs did not change), third-party
-/// ones pulled when absent. Fails before anything of the stack changes.
-pub async fn images_for(
-    docker: &Docker,
-    stack: &Stack,
-    services: &[String],
-    build: &ImageArgs,
-    ui: &Ui,
-) -> Result<BTreeMap<String, ImageChoice>, CommandError> {
-    let prepared = prepare_images(docker, stack, services, &build.options(), ui).await?;
-    Ok(prepared
-        .into_iter()
-        .map(|(service, image)| (service, ImageChoice { reference: image.reference, id: image.id }))
-        .collect())
-}
-
-/// Prints what happened and returns the exit status: 0 when every step succeeded, else 1.
-fn report(stack: &Stack, ui: &Ui, plan: &Plan, outcome: &Outcome, started: Instant) -> ExitCode {
-    let seconds = started.elapsed().as_secs_f64();
-    if ui.json {
-        ui.json_document(&json!({ "plan": plan.to_json(), "outcome": outcome.to_json(), "seconds": (seconds * 10.0).round() / 10.0 }));
-    }
-    for failed in outcome.services.iter().filter(|service| !service.ok) {
-        let evidence = failed.unready.as_ref().map(crate::deploy::wait::Unready::to_text).unwrap_or_default();
-        ui.failure(format!("{}: {} failed: {}\n{evidence}", failed.service, failed.action, failed.detail));
-    }
-    if let Some(edge) = outcome.edge.as_deref().filter(|edge| edge.starts_with("failed")) {
-        ui.failure(format!("edge: {edge}"));
-    }
-    if outcome.failed {
-        ui.failure(format!("deploy failed after {seconds:.1}s; the services not listed above were left as they were."));
-        return ExitCode::from(1);
-    }
-    ui.info(format!("Deployed environment `{}` in {seconds:.1}s.", stack.environment));
-    if !ui.json {
-        let edge = &stack.config.edge;
-        let suffix = if edge.https_port == 443 { String::new() } else { format!(":{}", edge.https_port) };
-        for (_, site) in stack.sites() {
-            ui.info(format!("  https://{}{suffix}/  ({})", site.domain, site.service));
-        }
-    }
-    ExitCode::SUCCESS
 }

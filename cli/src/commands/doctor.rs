@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use crate::commands::GlobalArgs;
 use crate::config::{units, DEFAULT_ENVIRONMENT};
-use crate::docker;
 use crate::doctor::{self, Context, Finding, Severity};
 use crate::error::CommandError;
 use crate::secrets::EnvFile;
@@ -64,7 +63,7 @@ pub fn cmd_doctor(global: &GlobalArgs, ui: &Ui, args: &DoctorArgs) -> Result<Exi
         return Err(CommandError::usage("`--timeout` must be longer than zero"));
     }
     let started = Instant::now();
-    let findings = docker::block_on(async {
+    let findings = crate::runtime::block_on(async {
         let mut context = Context::new(&stack, args.timeout.0, invocation(global)).await;
         context.env_file_error = env_file_error;
         Box::pin(doctor::examine(&context)).await

@@ -30,7 +30,7 @@ pub fn cmd_down(global: &GlobalArgs, ui: &Ui, args: &DownArgs) -> Result<ExitCod
     let stack = global.load_stack_without_env_file()?;
     let _lock = DeployLock::acquire(&stack, "down")?;
     let project = &stack.config.project;
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         let mut containers = docker::project_containers(&docker, &project.name).await?;
         // Dependents first: reverse start order, then whatever deploy.toml no longer declares.
@@ -55,7 +55,7 @@ pub fn cmd_down(global: &GlobalArgs, ui: &Ui, args: &DownArgs) -> Result<ExitCod
             Ok(()) => true,
             Err(error) if docker::is_not_found(&error) => false,
             Err(error) => {
-                return Err(docker::api_error(format!("failed to remove network `{}`", project.network), &error))
+                return Err(docker::api_error(format!("failed to remove network `{}`", project.network), &error).into())
             }
         };
         let mut volumes = Vec::new();
@@ -64,7 +64,9 @@ pub fn cmd_down(global: &GlobalArgs, ui: &Ui, args: &DownArgs) -> Result<ExitCod
                 match docker.remove_volume(&volume, Some(RemoveVolumeOptionsBuilder::default().build())).await {
                     Ok(()) => volumes.push(volume),
                     Err(error) if docker::is_not_found(&error) => {}
-                    Err(error) => return Err(docker::api_error(format!("failed to remove volume `{volume}`"), &error)),
+                    Err(error) => {
+                        return Err(docker::api_error(format!("failed to remove volume `{volume}`"), &error).into())
+                    }
                 }
             }
         }
@@ -85,6 +87,6 @@ pub fn cmd_down(global: &GlobalArgs, ui: &Ui, args: &DownArgs) -> Result<ExitCod
                 }
             ));
         }
-        Ok(ExitCode::SUCCESS)
+        Ok::<_, CommandError>(ExitCode::SUCCESS)
     })?
 }

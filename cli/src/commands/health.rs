@@ -69,7 +69,7 @@ pub fn cmd_health(global: &GlobalArgs, ui: &Ui, args: &HealthArgs) -> Result<Exi
     if args.watch == Some(0) {
         return Err(CommandError::usage("`--watch` takes a number of seconds above zero"));
     }
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         loop {
             let checks = run_checks(&stack, timeout).await;
             let healthy = checks.iter().all(|check| check.ok);
@@ -166,7 +166,7 @@ fn failed_now<'a>(name: impl Into<String>, reason: impl Into<String>) -> Pending
 /// `container <service>` for every enabled service.
 fn container_checks<'a>(
     stack: &Stack,
-    docker: Result<&Docker, &CommandError>,
+    docker: Result<&Docker, &docker::DockerError>,
     timeout: Duration,
     secrets: &'a [String],
 ) -> Vec<PendingCheck<'a>> {

@@ -75,7 +75,7 @@ pub fn cmd_logs(global: &GlobalArgs, _ui: &Ui, args: &LogsArgs) -> Result<ExitCo
         .since(since)
         .timestamps(args.timestamps)
         .build();
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         // Ask first, so that a missing container is said plainly rather than as a stream error.
         // Named services must all be deployed; with none named, the deployed ones are read.
@@ -91,7 +91,7 @@ pub fn cmd_logs(global: &GlobalArgs, _ui: &Ui, args: &LogsArgs) -> Result<ExitCo
                     ))
                     .with_hint(format!("`masstockctl --env {} deploy` creates it", stack.environment)));
                 }
-                Err(error) => return Err(docker::api_error(format!("failed to inspect `{container}`"), &error)),
+                Err(error) => return Err(docker::api_error(format!("failed to inspect `{container}`"), &error).into()),
             }
         }
         if sources.is_empty() {

@@ -25,6 +25,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Stack, DEFAULT_ENVIRONMENT};
+use crate::docker::build::BuildOptions;
 use crate::error::CommandError;
 use crate::ui::Ui;
 
@@ -148,5 +149,23 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
         Command::Ports(args) => ports::cmd_ports(&cli.global, ui, args),
         Command::Certs(command) => certs::run(&cli.global, ui, command),
         Command::Completions(args) => completions::cmd_completions(ui, args),
+    }
+}
+
+/// How our images' binaries are obtained (`build` and `deploy` take these).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageArgs {
+    /// The cargo profile to build the binaries with
+    #[arg(long, value_name = "PROFILE", default_value = "release")]
+    pub cargo_profile: String,
+    /// Take prebuilt binaries from this folder instead of running cargo
+    #[arg(long = "binaries", value_name = "DIR")]
+    pub binaries_dir: Option<PathBuf>,
+}
+
+impl ImageArgs {
+    #[must_use]
+    pub fn options(&self) -> BuildOptions {
+        BuildOptions { cargo_profile: self.cargo_profile.clone(), binaries_dir: self.binaries_dir.clone() }
     }
 }

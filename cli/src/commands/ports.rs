@@ -35,7 +35,7 @@ pub struct PortsArgs {}
 
 pub fn cmd_ports(global: &GlobalArgs, ui: &Ui, _args: &PortsArgs) -> Result<ExitCode, CommandError> {
     let stack = global.load_stack_without_env_file()?;
-    let publications = docker::block_on(async {
+    let publications = crate::runtime::block_on(async {
         let docker = docker::connect().await.map_err(|error| error.chain().join(": "))?;
         running_publications(&docker).await
     })?;

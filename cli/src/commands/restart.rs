@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use bollard::query_parameters::RestartContainerOptionsBuilder;
 
-use crate::commands::deploy::check_services;
 use crate::commands::GlobalArgs;
 use crate::config::Duration;
 use crate::deploy::lock::DeployLock;
+use crate::deploy::rollout::check_services;
 use crate::deploy::spec::readiness_of;
 use crate::deploy::wait;
 use crate::docker;
@@ -38,11 +38,11 @@ pub fn cmd_restart(global: &GlobalArgs, ui: &Ui, args: &RestartArgs) -> Result<E
     let container = stack.container_name(&args.service);
     let grace = service.stop_grace_period.map_or(10, |grace| i32::try_from(grace.as_secs()).unwrap_or(i32::MAX));
     let started = Instant::now();
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         let options = RestartContainerOptionsBuilder::default().t(grace).build();
         docker.restart_container(&container, Some(options)).await.map_err(|error| {
-            let failure = docker::api_error(format!("failed to restart {container}"), &error);
+            let failure = CommandError::from(docker::api_error(format!("failed to restart {container}"), &error));
             if docker::is_not_found(&error) {
                 failure.with_hint("`masstockctl deploy` creates it")
             } else {

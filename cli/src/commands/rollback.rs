@@ -4,14 +4,15 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::commands::deploy::{apply_and_report, check_services};
 use crate::commands::GlobalArgs;
 use crate::config::Duration;
 use crate::deploy::lock::DeployLock;
+use crate::deploy::rollout::{check_services, roll_out};
 use crate::deploy::spec::ImageChoice;
 use crate::deploy::{previous_image, Existing, Plan};
 use crate::docker;
 use crate::error::CommandError;
+use crate::progress::{print_rollout, Terminal};
 use crate::ui::Ui;
 
 /// Return services to the image they ran before their last deploy
@@ -36,7 +37,7 @@ pub fn cmd_rollback(global: &GlobalArgs, ui: &Ui, args: &RollbackArgs) -> Result
     check_services(&stack, &args.services)?;
     let _lock = DeployLock::acquire(&stack, "rollback")?;
     let started = Instant::now();
-    docker::block_on(async {
+    crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         let containers = docker::project_containers(&docker, &stack.config.project.name).await?;
         let mut images = BTreeMap::new();
@@ -56,8 +57,11 @@ pub fn cmd_rollback(global: &GlobalArgs, ui: &Ui, args: &RollbackArgs) -> Result
                     .with_hint("a container records the image it replaced once a deploy has changed its image"));
             };
             let image = docker.inspect_image(&previous).await.map_err(|error| {
-                docker::api_error(format!("the previous image of `{name}` ({previous}) is gone"), &error)
-                    .with_hint("it was removed from the engine (docker image prune?); deploy a revision instead")
+                CommandError::from(docker::api_error(
+                    format!("the previous image of `{name}` ({previous}) is gone"),
+                    &error,
+                ))
+                .with_hint("it was removed from the engine (docker image prune?); deploy a revision instead")
             })?;
             let reference = image
                 .repo_tags
@@ -72,6 +76,10 @@ pub fn cmd_rollback(global: &GlobalArgs, ui: &Ui, args: &RollbackArgs) -> Result
         }
         let services: Vec<String> = images.keys().cloned().collect();
         let plan = Plan::compute(&docker, &stack, &images, &services).await?;
-        Ok(apply_and_report(&docker, &stack, &plan, args.timeout, ui, started).await)
+        if !ui.json {
+            ui.data(&plan.to_text());
+        }
+        let rollout = roll_out(&docker, &stack, &plan, args.timeout.0, &Terminal::new(ui), started).await;
+        Ok(print_rollout(ui, &stack, &plan, &rollout))
     })?
 }

@@ -73,7 +73,7 @@ pub struct PublishedPort {
 
 pub fn cmd_status(global: &GlobalArgs, ui: &Ui, _args: &StatusArgs) -> Result<ExitCode, CommandError> {
     let stack = global.load_stack_without_env_file()?;
-    let rows = docker::block_on(async {
+    let rows = crate::runtime::block_on(async {
         let docker = docker::connect().await?;
         collect(&docker, &stack).await
     })??;
@@ -147,7 +147,7 @@ async fn describe(
     let inspected = match docker.inspect_container(&id, None).await {
         Ok(inspected) => inspected,
         Err(error) if docker::is_not_found(&error) => ContainerInspectResponse::default(),
-        Err(error) => return Err(docker::api_error(format!("failed to inspect `{name}`"), &error)),
+        Err(error) => return Err(docker::api_error(format!("failed to inspect `{name}`"), &error).into()),
     };
     let state = inspected.state.clone().unwrap_or_default();
     let status = state.status.map_or_else(

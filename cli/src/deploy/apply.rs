@@ -26,9 +26,10 @@ use crate::config::{DependencyCondition, Rollout, Stack};
 use crate::deploy::spec::{project_labels, Role, ServiceSpec};
 use crate::deploy::wait::{self, Unready};
 use crate::deploy::{edge, Action, Existing, Plan, Step};
+use crate::docker::DockerError;
 use crate::docker::{self, labels};
-use crate::error::CommandError;
-use crate::ui::Ui;
+use crate::render::RenderError;
+use crate::report::Reporter;
 
 /// How long nginx's old workers get to finish the requests they hold after a reload, before the
 /// container they talk to is stopped. Each container also drains on SIGTERM.
@@ -80,7 +81,13 @@ impl Outcome {
 
 /// Applies `plan`. Stops at the first service that fails, which is put back as it was; the
 /// services after it are not touched.
-pub async fn apply(docker: &Docker, stack: &Stack, plan: &Plan, options: &ApplyOptions, ui: &Ui) -> Outcome {
+pub async fn apply(
+    docker: &Docker,
+    stack: &Stack,
+    plan: &Plan,
+    options: &ApplyOptions,
+    reporter: &dyn Reporter,
+) -> Outcome {
     let mut outcome = Outcome::default();
     if let Err(error) = prepare(docker, stack, plan).await {
         outcome.failed = true;
@@ -90,12 +97,12 @@ pub async fn apply(docker: &Docker, stack: &Stack, plan: &Plan, options: &ApplyO
     if plan.site_changed {
         match edge::install_site(stack, &plan.site) {
             Ok(change) => {
-                ui.info(format!("edge: nginx site {}", change.as_str()));
+                reporter.step(&format!("edge: nginx site {}", change.as_str()));
                 outcome.edge = Some(change.as_str().to_owned());
             }
             Err(error) => {
                 outcome.failed = true;
-                outcome.edge = Some(format!("failed: {}", error.chain().join(": ")));
+                outcome.edge = Some(format!("failed: {}", crate::error::chain(&error).join(": ")));
                 return outcome;
             }
         }
@@ -112,18 +119,18 @@ pub async fn apply(docker: &Docker, stack: &Stack, plan: &Plan, options: &ApplyO
             }
         }
         let started = Instant::now();
-        ui.info(format!("{}: {}…", step.service, describe(step)));
-        let result = apply_step(docker, stack, step, options, ui).await;
+        reporter.step(&format!("{}: {}…", step.service, describe(step)));
+        let result = apply_step(docker, stack, step, options, reporter).await;
         let seconds = started.elapsed().as_secs_f64();
         let ok = result.is_ok();
         let (detail, unready) = match result {
             Ok(detail) => {
                 let shown = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
-                ui.info(format!("{}: {} done in {seconds:.1}s{shown}", step.service, step.action.name()));
+                reporter.step(&format!("{}: {} done in {seconds:.1}s{shown}", step.service, step.action.name()));
                 (detail, None)
             }
             Err(StepError::Unready { unready, detail }) => (detail, Some(*unready)),
-            Err(StepError::Command(error)) => (error.chain().join(": "), None),
+            Err(StepError::Failed(error)) => (crate::error::chain(&error).join(": "), None),
         };
         outcome.services.push(ServiceOutcome {
             service: step.service.clone(),
@@ -151,13 +158,13 @@ fn describe(step: &Step) -> String {
     }
 }
 
-fn failed_outcome(service: &str, action: &str, seconds: f64, error: &CommandError) -> ServiceOutcome {
+fn failed_outcome(service: &str, action: &str, seconds: f64, error: &ApplyError) -> ServiceOutcome {
     ServiceOutcome {
         service: service.to_owned(),
         action: action.to_owned(),
         ok: false,
         seconds,
-        detail: error.chain().join(": "),
+        detail: crate::error::chain(error).join(": "),
         unready: None,
     }
 }
@@ -170,12 +177,50 @@ pub enum StepError {
         unready: Box<Unready>,
         detail: String,
     },
-    Command(CommandError),
+    Failed(ApplyError),
 }
 
-impl From<CommandError> for StepError {
-    fn from(error: CommandError) -> Self {
-        Self::Command(error)
+impl<E: Into<ApplyError>> From<E> for StepError {
+    fn from(error: E) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+/// Why a step could not be carried out (a container that is not ready is `StepError::Unready`).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// The new container could not start; a taken port is the usual reason.
+    #[error(transparent)]
+    NotStarted(DockerError),
+    #[error(transparent)]
+    Edge(#[from] edge::EdgeError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{standby} has no host port for {port}/tcp")]
+    NoStandbyPort { standby: String, port: u16 },
+    /// `reason`: it exited non-zero, did not finish in time, could not start.
+    #[error(
+        "the release command `{command}` of `{service}` {reason}; the running container was left as it is:\n    {logs}"
+    )]
+    ReleaseFailed { command: String, service: String, reason: String, logs: String },
+    #[error("`{service}` needs `{dependency}` {condition}, which it is not:\n{evidence}")]
+    DependencyNotReady { service: String, dependency: String, condition: &'static str, evidence: String },
+}
+
+impl ApplyError {
+    /// What the operator can do about it.
+    #[must_use]
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::NotStarted(_) => {
+                Some("a port already taken shows as `address already in use`: `masstockctl ports` tells by whom")
+            }
+            Self::Edge(error) => error.hint(),
+            Self::Docker(error) => error.hint(),
+            _ => None,
+        }
     }
 }
 
@@ -184,10 +229,10 @@ async fn apply_step(
     stack: &Stack,
     step: &Step,
     options: &ApplyOptions,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<String, StepError> {
     if let (Action::Create | Action::Recreate(_), Some(spec)) = (&step.action, &step.spec) {
-        run_release_command(docker, stack, spec, options.ready_timeout, ui).await?;
+        run_release_command(docker, stack, spec, options.ready_timeout, reporter).await?;
     }
     match (&step.action, &step.spec, &step.existing) {
         (Action::Remove, _, Some(existing)) => {
@@ -200,14 +245,14 @@ async fn apply_step(
                 .start_container(&existing.name, None)
                 .await
                 .map_err(|error| docker::api_error(format!("failed to start {}", existing.name), &error))?;
-            ready_or_explain(docker, &existing.name, spec, options)
+            ready_or_explain(docker, &existing.name, spec, options, reporter)
                 .await
                 .map_err(|unready| StepError::Unready { unready, detail: "it was left as it is".to_owned() })?;
             Ok(String::new())
         }
         (Action::Create, Some(spec), _) => {
             create_and_start(docker, stack, spec, Role::Primary, None).await?;
-            if let Err(unready) = ready_or_explain(docker, &spec.container, spec, options).await {
+            if let Err(unready) = ready_or_explain(docker, &spec.container, spec, options, reporter).await {
                 remove(docker, &spec.container).await?;
                 return Err(StepError::Unready { unready, detail: "the new container was removed".to_owned() });
             }
@@ -216,9 +261,9 @@ async fn apply_step(
         (Action::Recreate(_), Some(spec), Some(existing)) => {
             let start_first = spec.rollout == Rollout::StartFirst && existing.running;
             if start_first {
-                start_first_replace(docker, stack, spec, existing, options, ui).await
+                start_first_replace(docker, stack, spec, existing, options, reporter).await
             } else {
-                stop_first_replace(docker, stack, spec, existing, options).await
+                stop_first_replace(docker, stack, spec, existing, options, reporter).await
             }
         }
         _ => Ok(String::new()),
@@ -232,8 +277,8 @@ async fn run_release_command(
     stack: &Stack,
     spec: &ServiceSpec,
     timeout: Duration,
-    ui: &Ui,
-) -> Result<(), CommandError> {
+    reporter: &dyn Reporter,
+) -> Result<(), ApplyError> {
     let command = &stack.config.services[&spec.service].release_command;
     if command.is_empty() {
         return Ok(());
@@ -245,7 +290,7 @@ async fn run_release_command(
         .create_container(Some(options), spec.one_off_body(stack, command))
         .await
         .map_err(|error| docker::api_error(format!("failed to create {name}"), &error))?;
-    ui.info(format!("{}: release command `{}`…", spec.service, command.join(" ")));
+    reporter.step(&format!("{}: release command `{}`…", spec.service, command.join(" ")));
     let result = async {
         docker
             .start_container(&name, None)
@@ -272,12 +317,12 @@ async fn run_release_command(
         Ok(()) => Ok(()),
         Err(reason) => {
             let logs = wait::last_log_lines(docker, &name, 20).await;
-            Err(CommandError::failure(format!(
-                "the release command `{}` of `{}` {reason}; the running container was left as it is:\n    {}",
-                command.join(" "),
-                spec.service,
-                logs.join("\n    ")
-            )))
+            Err(ApplyError::ReleaseFailed {
+                command: command.join(" "),
+                service: spec.service.clone(),
+                reason,
+                logs: logs.join("\n    "),
+            })
         }
     };
     remove(docker, &name).await?;
@@ -291,13 +336,13 @@ pub async fn start_first_replace(
     spec: &ServiceSpec,
     existing: &Existing,
     options: &ApplyOptions,
-    ui: &Ui,
+    reporter: &dyn Reporter,
 ) -> Result<String, StepError> {
     let standby = spec.container_name(Role::Standby);
     remove(docker, &standby).await?;
     let previous_image = Some(existing.image_id.as_str());
     create_and_start(docker, stack, spec, Role::Standby, previous_image).await?;
-    if let Err(unready) = ready_or_explain(docker, &standby, spec, options).await {
+    if let Err(unready) = ready_or_explain(docker, &standby, spec, options, reporter).await {
         remove(docker, &standby).await?;
         return Err(StepError::Unready {
             unready,
@@ -305,13 +350,13 @@ pub async fn start_first_replace(
         });
     }
     let port = standby_port(docker, stack, spec, &standby).await?;
-    ui.detail(format!("{}: standby ready on port {port}; switching nginx to it", spec.service));
+    reporter.detail(&format!("{}: standby ready on port {port}; switching nginx to it", spec.service));
     switch_upstream(stack, &BTreeMap::from([(spec.service.clone(), port)]))?;
     tokio::time::sleep(DRAIN).await;
     stop(docker, &existing.name, spec.stop_timeout).await?;
     remove(docker, &existing.name).await?;
     create_and_start(docker, stack, spec, Role::Primary, previous_image).await?;
-    if let Err(unready) = ready_or_explain(docker, &spec.container, spec, options).await {
+    if let Err(unready) = ready_or_explain(docker, &spec.container, spec, options, reporter).await {
         remove(docker, &spec.container).await?;
         return Err(StepError::Unready {
             unready,
@@ -332,6 +377,7 @@ async fn stop_first_replace(
     spec: &ServiceSpec,
     existing: &Existing,
     options: &ApplyOptions,
+    reporter: &dyn Reporter,
 ) -> Result<String, StepError> {
     let aside = format!("{}_replaced", spec.container);
     remove(docker, &aside).await?;
@@ -340,7 +386,7 @@ async fn stop_first_replace(
     let previous_image = Some(existing.image_id.as_str());
     let created = create_and_start(docker, stack, spec, Role::Primary, previous_image).await;
     let unready = match created {
-        Ok(()) => match ready_or_explain(docker, &spec.container, spec, options).await {
+        Ok(()) => match ready_or_explain(docker, &spec.container, spec, options, reporter).await {
             Ok(()) => {
                 remove(docker, &aside).await?;
                 return Ok(format!("the old container had {}s to stop", spec.stop_timeout));
@@ -366,7 +412,7 @@ async fn restore(
     aside: &str,
     original: &str,
     was_running: bool,
-) -> Result<(), CommandError> {
+) -> Result<(), ApplyError> {
     remove(docker, failed).await?;
     rename(docker, aside, original).await?;
     if was_running {
@@ -379,14 +425,14 @@ async fn restore(
 }
 
 /// Points the edge's upstreams for some services at other ports (or back, with none).
-fn switch_upstream(stack: &Stack, overrides: &BTreeMap<String, u16>) -> Result<(), CommandError> {
-    let site = crate::render::render_edge_site(stack, overrides).map_err(CommandError::failure)?;
+fn switch_upstream(stack: &Stack, overrides: &BTreeMap<String, u16>) -> Result<(), ApplyError> {
+    let site = crate::render::render_edge_site(stack, overrides)?;
     edge::install_site(stack, &site)?;
     Ok(())
 }
 
 /// The host port a standby got for the container port the edge sends traffic to.
-async fn standby_port(docker: &Docker, stack: &Stack, spec: &ServiceSpec, standby: &str) -> Result<u16, CommandError> {
+async fn standby_port(docker: &Docker, stack: &Stack, spec: &ServiceSpec, standby: &str) -> Result<u16, ApplyError> {
     let service = &stack.config.services[&spec.service];
     let container_port = stack
         .sites()
@@ -403,11 +449,11 @@ async fn standby_port(docker: &Docker, stack: &Stack, spec: &ServiceSpec, standb
         .and_then(|settings| settings.ports)
         .and_then(|ports| ports.get(&format!("{container_port}/tcp")).cloned().flatten())
         .and_then(|bindings| bindings.into_iter().find_map(|binding| binding.host_port?.parse().ok()))
-        .ok_or_else(|| CommandError::failure(format!("{standby} has no host port for {container_port}/tcp")))
+        .ok_or_else(|| ApplyError::NoStandbyPort { standby: standby.to_owned(), port: container_port })
 }
 
 /// Creates the project's network and volumes when missing.
-async fn prepare(docker: &Docker, stack: &Stack, plan: &Plan) -> Result<(), CommandError> {
+async fn prepare(docker: &Docker, stack: &Stack, plan: &Plan) -> Result<(), ApplyError> {
     let project = &stack.config.project;
     if plan.network_missing {
         let mut network_labels = project_labels(stack, "");
@@ -448,7 +494,7 @@ async fn dependencies_ready(
     stack: &Stack,
     service: &str,
     timeout: Duration,
-) -> Result<(), CommandError> {
+) -> Result<(), ApplyError> {
     for (dependency, condition) in &stack.config.services[service].depends_on {
         let container = stack.container_name(dependency);
         let readiness = match condition {
@@ -460,22 +506,29 @@ async fn dependencies_ready(
                 DependencyCondition::Started => "started",
                 DependencyCondition::Healthy => "healthy",
             };
-            CommandError::failure(format!(
-                "`{service}` needs `{dependency}` {condition}, which it is not:\n{}",
-                unready.to_text()
-            ))
+            ApplyError::DependencyNotReady {
+                service: service.to_owned(),
+                dependency: dependency.clone(),
+                condition,
+                evidence: unready.to_text(),
+            }
         })?;
     }
     Ok(())
 }
 
+/// Waits until `container` is ready, the reporter showing the wait (a spinner on a terminal).
 async fn ready_or_explain(
     docker: &Docker,
     container: &str,
     spec: &ServiceSpec,
     options: &ApplyOptions,
+    reporter: &dyn Reporter,
 ) -> Result<(), Box<Unready>> {
-    wait::until_ready(docker, container, &spec.readiness(), options.ready_timeout).await
+    let waiting = reporter.waiting(container);
+    let ready = wait::until_ready(docker, container, &spec.readiness(), options.ready_timeout).await;
+    waiting.finish();
+    ready
 }
 
 /// Creates and starts a container of `spec` in `role`.
@@ -485,7 +538,7 @@ pub async fn create_and_start(
     spec: &ServiceSpec,
     role: Role,
     previous_image: Option<&str>,
-) -> Result<(), CommandError> {
+) -> Result<(), ApplyError> {
     let name = spec.container_name(role);
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
     docker
@@ -494,14 +547,13 @@ pub async fn create_and_start(
         .map_err(|error| docker::api_error(format!("failed to create {name}"), &error))?;
     if let Err(error) = docker.start_container(&name, None).await {
         let _ = remove(docker, &name).await;
-        return Err(docker::api_error(format!("failed to start {name}"), &error)
-            .with_hint("a port already taken shows as `address already in use`: `masstockctl ports` tells by whom"));
+        return Err(ApplyError::NotStarted(docker::api_error(format!("failed to start {name}"), &error)));
     }
     Ok(())
 }
 
 /// Stops a container, giving it `grace_secs` after SIGTERM.
-pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), CommandError> {
+pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), DockerError> {
     let options = StopContainerOptionsBuilder::default().t(i32::try_from(grace_secs).unwrap_or(i32::MAX)).build();
     match docker.stop_container(name, Some(options)).await {
         // 304: already stopped.
@@ -512,7 +564,7 @@ pub async fn stop(docker: &Docker, name: &str, grace_secs: i64) -> Result<(), Co
 }
 
 /// Removes a container (stopping it hard if it still runs) and its anonymous volumes.
-pub async fn remove(docker: &Docker, name: &str) -> Result<(), CommandError> {
+pub async fn remove(docker: &Docker, name: &str) -> Result<(), DockerError> {
     let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
     match docker.remove_container(name, Some(options)).await {
         Ok(()) => Ok(()),
@@ -521,7 +573,7 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<(), CommandError> {
     }
 }
 
-async fn rename(docker: &Docker, from: &str, to: &str) -> Result<(), CommandError> {
+async fn rename(docker: &Docker, from: &str, to: &str) -> Result<(), DockerError> {
     let options = RenameContainerOptionsBuilder::default().name(to).build();
     docker
         .rename_container(from, options)

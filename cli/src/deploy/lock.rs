@@ -4,6 +4,10 @@
 //! what. It is removed when the command ends, failed or not. A command that was killed leaves it
 //! behind on purpose, as Kamal does: the stack may be half-changed, and an operator should look
 //! before the next deploy. `masstockctl lock release` removes it.
+//!
+//! Each lock (`LockName`) states what happens to one whose holder died (`WhenStale`): the deploy
+//! lock refuses until an operator releases it; the certificates' lock, taken by an unattended
+//! timer, is taken over.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,7 +16,96 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Stack;
-use crate::error::CommandError;
+
+/// Which lock: each guards its own files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockName {
+    /// The stack's containers and edge site: deploy, rollback, restart, down.
+    Deploy,
+    /// The certificate store: certs issue and renew.
+    Certs,
+}
+
+/// What to do with a lock whose holder is known to be dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenStale {
+    /// Refuse, as for a live holder: the stack may be half-changed and wants an operator's eyes.
+    Refuse,
+    /// Remove it and take the lock: the work is safe to run again.
+    TakeOver,
+}
+
+impl LockName {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Certs => "certs",
+        }
+    }
+
+    /// `certs renew` runs unattended from a timer: a lock left by a run that was killed (reboot,
+    /// OOM) would stop every renewal until the certificate expires. Its holder is gone, and a
+    /// renewal is safe to run again, so the lock is taken over. A deploy lock stays: a half-done
+    /// deploy wants an operator's eyes.
+    #[must_use]
+    pub fn when_stale(self) -> WhenStale {
+        match self {
+            Self::Deploy => WhenStale::Refuse,
+            Self::Certs => WhenStale::TakeOver,
+        }
+    }
+}
+
+impl std::fmt::Display for LockName {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// Why a lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(transparent)]
+    Folder(std::io::Error),
+    #[error("failed to write the {lock} lock `{}`: {error}", path.display())]
+    Write { lock: LockName, path: PathBuf, error: std::io::Error },
+    #[error("failed to create the {lock} lock `{}`: {error}", path.display())]
+    Create { lock: LockName, path: PathBuf, error: std::io::Error },
+    #[error("another command holds the {lock} lock: {holder}")]
+    Held { lock: LockName, path: PathBuf, environment: String, holder: String },
+    #[error("the {lock} lock `{}` exists but cannot be read", path.display())]
+    Unreadable { lock: LockName, path: PathBuf, environment: String },
+    /// Taking a dead holder's lock over failed; `stale` describes the holder that was removed.
+    #[error("{error}")]
+    AfterStaleRemoved { stale: String, error: Box<LockError> },
+}
+
+impl LockError {
+    /// What the operator can do, as `hint:` lines.
+    #[must_use]
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            Self::Held { lock, path, environment, .. } | Self::Unreadable { lock, path, environment } => {
+                vec![match lock {
+                    LockName::Deploy => format!(
+                        "wait for it to finish; if it crashed, check `masstockctl --env {environment} status`, then `masstockctl --env {environment} lock release`"
+                    ),
+                    LockName::Certs => format!(
+                        "wait for it to finish; if it crashed, check `masstockctl --env {environment} certs status`, then remove `{}`",
+                        path.display()
+                    ),
+                }]
+            }
+            Self::AfterStaleRemoved { stale, error } => {
+                let mut hints = error.hints();
+                hints.push(format!("a stale lock of {stale} was removed first"));
+                hints
+            }
+            Self::Folder(_) | Self::Write { .. } | Self::Create { .. } => Vec::new(),
+        }
+    }
+}
 
 /// Who holds the lock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,57 +163,41 @@ pub struct DeployLock {
 
 impl DeployLock {
     /// Takes the lock for `command`, or says who holds it.
-    pub fn acquire(stack: &Stack, command: &str) -> Result<Self, CommandError> {
-        Self::acquire_named(stack, "deploy", command)
+    pub fn acquire(stack: &Stack, command: &str) -> Result<Self, LockError> {
+        Self::acquire_named(stack, LockName::Deploy, command)
     }
 
-    /// Takes the lock called `lock` (`deploy`, `certs`: each guards its own files) for `command`.
-    pub fn acquire_named(stack: &Stack, lock: &str, command: &str) -> Result<Self, CommandError> {
+    /// Takes the lock called `lock` for `command`.
+    pub fn acquire_named(stack: &Stack, lock: LockName, command: &str) -> Result<Self, LockError> {
         let path = named_lock_path(stack, lock);
         let parent = path.parent().unwrap_or(Path::new("."));
-        fs_err::create_dir_all(parent).map_err(CommandError::failure)?;
+        fs_err::create_dir_all(parent).map_err(LockError::Folder)?;
         let holder = Holder::current(command);
         match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut file) => {
                 let text = serde_json::to_string_pretty(&holder).unwrap_or_default();
-                file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|error| {
+                if let Err(error) = file.write_all(text.as_bytes()).and_then(|()| file.sync_all()) {
                     let _ = std::fs::remove_file(&path);
-                    CommandError::failure(format!("failed to write the {lock} lock `{}`: {error}", path.display()))
-                })?;
+                    return Err(LockError::Write { lock, path, error });
+                }
                 Ok(Self { path })
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                // `certs renew` runs unattended from a timer: a lock left by a run that was killed
-                // (reboot, OOM) would stop every renewal until the certificate expires. Its holder
-                // is gone, and a renewal is safe to run again, so the lock is taken over. A deploy
-                // lock stays: a half-done deploy wants an operator's eyes.
-                if lock != "deploy" {
+                if lock.when_stale() == WhenStale::TakeOver {
                     if let Some(dead) = read_holder(&path).filter(|holder| holder.is_alive() == Some(false)) {
                         let _ = std::fs::remove_file(&path);
-                        let mut taken = Self::acquire_named(stack, lock, command);
-                        if let Err(error) = &mut taken {
-                            error.hints.push(format!("a stale lock of {} was removed first", dead.describe()));
-                        }
-                        return taken;
+                        return Self::acquire_named(stack, lock, command).map_err(|error| {
+                            LockError::AfterStaleRemoved { stale: dead.describe(), error: Box::new(error) }
+                        });
                     }
                 }
-                let message = match read_holder(&path) {
-                    Some(holder) => format!("another command holds the {lock} lock: {}", holder.describe()),
-                    None => format!("the {lock} lock `{}` exists but cannot be read", path.display()),
-                };
-                let hint = if lock == "deploy" {
-                    format!(
-                        "wait for it to finish; if it crashed, check `masstockctl --env {} status`, then `masstockctl --env {} lock release`",
-                        stack.environment, stack.environment
-                    )
-                } else {
-                    format!("wait for it to finish; if it crashed, check `masstockctl --env {} certs status`, then remove `{}`", stack.environment, path.display())
-                };
-                Err(CommandError::failure(message).with_hint(hint))
+                let environment = stack.environment.clone();
+                Err(match read_holder(&path) {
+                    Some(holder) => LockError::Held { lock, path, environment, holder: holder.describe() },
+                    None => LockError::Unreadable { lock, path, environment },
+                })
             }
-            Err(error) => {
-                Err(CommandError::failure(format!("failed to create the {lock} lock `{}`: {error}", path.display())))
-            }
+            Err(error) => Err(LockError::Create { lock, path, error }),
         }
     }
 }
@@ -134,12 +211,12 @@ impl Drop for DeployLock {
 /// Where the deploy lock of `stack` lives.
 #[must_use]
 pub fn lock_path(stack: &Stack) -> PathBuf {
-    named_lock_path(stack, "deploy")
+    named_lock_path(stack, LockName::Deploy)
 }
 
 /// Where the lock called `lock` lives: `<state_dir>/<project>.<lock>.lock`.
 #[must_use]
-pub fn named_lock_path(stack: &Stack, lock: &str) -> PathBuf {
+pub fn named_lock_path(stack: &Stack, lock: LockName) -> PathBuf {
     stack.config.project.state_dir.join(format!("{}.{lock}.lock", stack.config.project.name))
 }
 
@@ -193,10 +270,10 @@ mod tests {
         let stack = stack_in(&folder.path().join("state"));
         let held = DeployLock::acquire(&stack, "deploy").unwrap();
         let error = DeployLock::acquire(&stack, "rollback").unwrap_err();
-        let message = error.chain().join(" ");
+        let message = error.to_string();
         assert!(message.contains(&format!("pid {}, still running", std::process::id())), "{message}");
         assert!(message.contains("for `deploy`"), "{message}");
-        assert!(error.hints.iter().any(|hint| hint.contains("lock release")), "{:?}", error.hints);
+        assert!(error.hints().iter().any(|hint| hint.contains("lock release")), "{:?}", error.hints());
         drop(held);
         assert!(!lock_path(&stack).exists(), "dropping the lock releases it");
         DeployLock::acquire(&stack, "rollback").unwrap();
@@ -214,16 +291,16 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let stack = stack_in(&folder.path().join("state"));
         let dead = Holder { pid: u32::MAX, ..Holder::current("certs renew") };
-        for lock in ["deploy", "certs"] {
+        for lock in [LockName::Deploy, LockName::Certs] {
             let path = named_lock_path(&stack, lock);
             fs_err::create_dir_all(path.parent().unwrap()).unwrap();
             fs_err::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
         }
-        let refused = DeployLock::acquire_named(&stack, "deploy", "deploy").unwrap_err();
-        assert!(refused.chain().join(" ").contains("no longer running"), "{:?}", refused.chain());
-        let taken =
-            DeployLock::acquire_named(&stack, "certs", "certs renew").expect("a dead renewal's lock is taken over");
-        let holder = read_holder(&named_lock_path(&stack, "certs")).unwrap();
+        let refused = DeployLock::acquire_named(&stack, LockName::Deploy, "deploy").unwrap_err();
+        assert!(refused.to_string().contains("no longer running"), "{refused}");
+        let taken = DeployLock::acquire_named(&stack, LockName::Certs, "certs renew")
+            .expect("a dead renewal's lock is taken over");
+        let holder = read_holder(&named_lock_path(&stack, LockName::Certs)).unwrap();
         assert_eq!(holder.pid, std::process::id());
         drop(taken);
     }

@@ -1,6 +1,7 @@
 //! `deploy`'s engine: the plan (what each service needs, from the configuration hashes stored in
 //! its container's labels) and its application (health-gated, start-first where traffic must not
-//! stop). `rollback`, `restart` and `down` reuse its pieces.
+//! stop). `rollback`, `restart` and `down` reuse its pieces; `rollout` is the flow `deploy` and
+//! `rollback` share.
 //!
 //! Kamal and Dokku are the models: a health-gated cutover, a rollback to a kept image, a lock, and a
 //! failure that says why. `docker compose up` is the baseline: the same objects, so compose tools
@@ -112,6 +113,7 @@
 pub mod apply;
 pub mod edge;
 pub mod lock;
+pub mod rollout;
 pub mod spec;
 pub mod wait;
 
@@ -122,6 +124,7 @@ use bollard::Docker;
 use serde_json::{json, Value};
 
 use crate::config::Stack;
+use crate::docker::build::ImageError;
 use crate::docker::{self, labels};
 use crate::error::CommandError;
 use spec::{Hashes, ImageChoice, ServiceSpec};
@@ -266,14 +269,16 @@ impl Plan {
         {
             Ok(_) => false,
             Err(error) if docker::is_not_found(&error) => true,
-            Err(error) => return Err(docker::api_error("failed to inspect the project's network", &error)),
+            Err(error) => return Err(docker::api_error("failed to inspect the project's network", &error).into()),
         };
         let mut volumes_missing = Vec::new();
         for volume in used_volumes(stack, services) {
             match docker.inspect_volume(&volume).await {
                 Ok(_) => {}
                 Err(error) if docker::is_not_found(&error) => volumes_missing.push(volume),
-                Err(error) => return Err(docker::api_error(format!("failed to inspect volume `{volume}`"), &error)),
+                Err(error) => {
+                    return Err(docker::api_error(format!("failed to inspect volume `{volume}`"), &error).into())
+                }
             }
         }
         let site = crate::render::render_edge_site(stack, &BTreeMap::new()).map_err(CommandError::failure)?;
@@ -359,7 +364,7 @@ pub async fn local_images(
     docker: &Docker,
     stack: &Stack,
     services: &[String],
-) -> Result<BTreeMap<String, ImageChoice>, CommandError> {
+) -> Result<BTreeMap<String, ImageChoice>, ImageError> {
     let mut images = BTreeMap::new();
     for (name, _) in stack.services() {
         if !services.is_empty() && !services.iter().any(|selected| selected == name) {
@@ -368,10 +373,9 @@ pub async fn local_images(
         let reference = stack.image_reference(name);
         let image = docker.inspect_image(&reference).await.map_err(|error| {
             if docker::is_not_found(&error) {
-                CommandError::failure(format!("image `{reference}` of service `{name}` is not on this Docker host"))
-                    .with_hint("build it with `masstockctl build`, or deploy without `--no-build`")
+                ImageError::NotTagged { service: name.to_owned(), reference: reference.clone() }
             } else {
-                docker::api_error(format!("failed to inspect image `{reference}`"), &error)
+                docker::api_error(format!("failed to inspect image `{reference}`"), &error).into()
             }
         })?;
         images.insert(name.to_owned(), ImageChoice { reference, id: image.id.unwrap_or_default() });

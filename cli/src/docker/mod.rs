@@ -4,18 +4,44 @@
 //! Only masstockctl talks to Docker, and only through this module and its callers: never the
 //! `docker` CLI.
 
-pub mod image;
+pub mod build;
 pub mod logs;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::Docker;
 
-use crate::error::CommandError;
+/// What went wrong talking to the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("cannot reach the Docker engine at {socket}: {error}")]
+    Unreachable { socket: String, error: bollard::errors::Error },
+    /// A request failed: `doing` says what we were doing, `message` is the engine's word.
+    #[error("{doing}: {message}")]
+    Api { doing: String, message: String },
+}
+
+impl DockerError {
+    /// What the operator can do about it.
+    #[must_use]
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Unreachable { .. } => Some(
+                "start it (`systemctl start docker`, or `dockerd &` on a machine without systemd; script/bootstrap does it here), or set DOCKER_HOST",
+            ),
+            Self::Api { .. } => None,
+        }
+    }
+
+    /// The error and its causes, outermost first: for callers that fold it into a finding.
+    #[must_use]
+    pub fn chain(&self) -> Vec<String> {
+        crate::error::chain(self)
+    }
+}
 
 /// Labels every object we create carries. The `com.docker.compose.*` ones make
 /// `docker-compose -p <project> ps` (1.29 and v2) list the stack as its own.
@@ -56,11 +82,10 @@ pub const COMPOSE_VERSION: &str = "1.29.2";
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 
 /// Connects to the engine (`DOCKER_HOST`, else the local socket) and agrees on an API version.
-pub async fn connect() -> Result<Docker, CommandError> {
+pub async fn connect() -> Result<Docker, DockerError> {
     let unreachable = |error: bollard::errors::Error| {
         let socket = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
-        CommandError::failure(format!("cannot reach the Docker engine at {socket}: {error}"))
-            .with_hint("start it (`systemctl start docker`, or `dockerd &` on a machine without systemd; script/bootstrap does it here), or set DOCKER_HOST")
+        DockerError::Unreachable { socket, error }
     };
     let docker =
         Docker::connect_with_defaults().map_err(unreachable)?.with_timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS));
@@ -69,23 +94,9 @@ pub async fn connect() -> Result<Docker, CommandError> {
     Ok(docker)
 }
 
-/// Runs async Engine API work from a synchronous command.
-pub fn block_on<T>(work: impl Future<Output = T>) -> Result<T, CommandError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|error| CommandError::failure(format!("failed to start the async runtime: {error}")))?;
-    let output = runtime.block_on(work);
-    // Whatever is still running was given up on by `work` (a `spawn_blocking` past its timeout,
-    // such as `statvfs` on a hung network mount): dropping the runtime would wait for it.
-    runtime.shutdown_background();
-    Ok(output)
-}
-
 /// An Engine API error, said with what we were doing.
-pub fn api_error(doing: impl std::fmt::Display, error: &bollard::errors::Error) -> CommandError {
-    CommandError::failure(format!("{doing}: {}", engine_message(error)))
+pub fn api_error(doing: impl std::fmt::Display, error: &bollard::errors::Error) -> DockerError {
+    DockerError::Api { doing: doing.to_string(), message: engine_message(error) }
 }
 
 /// The engine's own message when it gave one (`No such container: …`), else bollard's.
@@ -106,7 +117,7 @@ pub fn is_not_found(error: &bollard::errors::Error) -> bool {
 }
 
 /// Every container of the project, running or not, with its labels.
-pub async fn project_containers(docker: &Docker, project: &str) -> Result<Vec<ContainerSummary>, CommandError> {
+pub async fn project_containers(docker: &Docker, project: &str) -> Result<Vec<ContainerSummary>, DockerError> {
     let filters = HashMap::from([("label".to_owned(), vec![format!("{}={project}", labels::PROJECT)])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     docker

@@ -21,7 +21,7 @@
 //!   named log (never of a compressed or rotated one), and the disk group says so.
 //! - **A hung check cannot hang doctor.** Each request has `--timeout`; blocking work (`statvfs`, a
 //!   TLS handshake, reading the store) runs on `spawn_blocking` under the same timeout, and
-//!   `docker::block_on` shuts its runtime down without waiting for what was given up on (a
+//!   `runtime::block_on` shuts its runtime down without waiting for what was given up on (a
 //!   `statvfs` on a dead NFS mount never returns).
 //! - **Secrets never show.** Every string of every finding (its id too) goes through the scrub.
 //!   Checks that compare secrets (the Redis password a client container runs with against

@@ -5,12 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-/// Cross-command imports another helper's branch removes (the deploy-and-report flow moves below
-/// `commands/`). Each is `(file, the command module it names)`; an entry that no longer holds
-/// fails the test, so the list shrinks to nothing as the branches are merged.
-const KNOWN_UNTIL_MERGED: &[(&str, &str)] =
-    &[("commands/deploy.rs", "build"), ("commands/restart.rs", "deploy"), ("commands/rollback.rs", "deploy")];
-
 /// What `commands/mod.rs` defines for every command: the command line itself.
 const COMMAND_LINE: &[&str] = &["GlobalArgs", "Cli"];
 
@@ -18,25 +12,14 @@ const COMMAND_LINE: &[&str] = &["GlobalArgs", "Cli"];
 fn commands_are_the_top_floor() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut violations = Vec::new();
-    let mut known_seen = Vec::new();
     for file in rust_files(&root) {
         let relative = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
         let text = code_of(&std::fs::read_to_string(&file).unwrap());
-        for (named, what) in violations_in(&root, &relative, &text) {
-            if KNOWN_UNTIL_MERGED.contains(&(relative.as_str(), named.as_str())) {
-                known_seen.push((relative.clone(), named));
-            } else {
-                violations.push(format!("{relative}: {what}"));
-            }
+        for (_, what) in violations_in(&root, &relative, &text) {
+            violations.push(format!("{relative}: {what}"));
         }
     }
     assert!(violations.is_empty(), "layering broken:\n{}", violations.join("\n"));
-    for (file, named) in KNOWN_UNTIL_MERGED {
-        assert!(
-            known_seen.iter().any(|(seen_file, seen)| seen_file == file && seen == named),
-            "`{file}` no longer names `commands::{named}`: remove it from KNOWN_UNTIL_MERGED"
-        );
-    }
 }
 
 #[test]

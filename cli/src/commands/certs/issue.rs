@@ -23,6 +23,6 @@ pub struct IssueArgs {
 
 pub fn cmd_issue(global: &GlobalArgs, ui: &Ui, args: &IssueArgs) -> Result<ExitCode, CommandError> {
     let stack = global.load_stack(ui)?;
-    let outcomes = lifecycle::issue(&stack, ui, &args.names)?;
+    let outcomes = lifecycle::issue(&stack, &crate::progress::Terminal::new(ui), &args.names)?;
     Ok(super::report(ui, &outcomes))
 }

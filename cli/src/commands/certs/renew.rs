@@ -30,7 +30,7 @@ pub struct RenewArgs {
 pub fn cmd_renew(global: &GlobalArgs, ui: &Ui, args: &RenewArgs) -> Result<ExitCode, CommandError> {
     let stack = global.load_stack(ui)?;
     let options = RenewOptions { force: args.force, dry_run: args.dry_run, only: args.names.clone() };
-    let outcomes = lifecycle::renew(&stack, ui, &options)?;
+    let outcomes = lifecycle::renew(&stack, &crate::progress::Terminal::new(ui), &options)?;
     if outcomes.is_empty() {
         ui.info("no certificate to renew");
     }

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 
 use masstock_queue::admin::{Inspector, QueueSummary};
 
-use crate::commands::queue::{admin_error, block_on, target};
+use crate::commands::queue::{admin_error, target};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
 use crate::health::now_ms;
@@ -66,7 +66,7 @@ pub struct LsArgs {
 
 pub fn cmd_queue_ls(global: &GlobalArgs, ui: &Ui, args: &LsArgs) -> Result<ExitCode, CommandError> {
     let target = target(global, ui)?;
-    let queues = block_on(async {
+    let queues = crate::runtime::block_on(async {
         let mut inspector = Inspector::connect(target.url(), TIMEOUT).await?;
         inspector.queues(&args.prefix, now_ms()).await
     })?

@@ -21,7 +21,6 @@ pub mod resume;
 pub mod retry;
 pub mod show;
 
-use std::future::Future;
 use std::process::ExitCode;
 
 use masstock_queue::admin::{Admin, AdminError};
@@ -74,7 +73,7 @@ impl QueueSelection {
 
 /// Finds Redis and says where, with `-v`.
 fn target(global: &GlobalArgs, ui: &Ui) -> Result<RedisTarget, CommandError> {
-    let target = crate::docker::block_on(queue_target::resolve(&global.config, &global.environment))?
+    let target = crate::runtime::block_on(queue_target::resolve(&global.config, &global.environment))?
         .map_err(|error| target_error(error, &global.environment))?;
     ui.detail(format!("redis at `{}` ({})", target.shown, target.source));
     Ok(target)
@@ -115,21 +114,12 @@ fn target_error(error: QueueTargetError, environment: &str) -> CommandError {
     }
 }
 
-/// Runs `work` to completion on a single-threaded runtime.
-fn block_on<T>(work: impl Future<Output = T>) -> Result<T, CommandError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| CommandError::failure(format!("failed to start the async runtime: {error}")))?;
-    Ok(runtime.block_on(work))
-}
-
 /// Opens the selected queue for a repair, runs `operation` on it, and closes it.
 fn with_admin<T, F>(target: &RedisTarget, selection: &QueueSelection, operation: F) -> Result<T, CommandError>
 where
     F: AsyncFnOnce(&mut Admin) -> Result<T, AdminError>,
 {
-    block_on(async {
+    crate::runtime::block_on(async {
         let mut admin = Admin::open(target.url(), &selection.prefix, &selection.queue, TIMEOUT).await?;
         let outcome = operation(&mut admin).await;
         admin.close().await;

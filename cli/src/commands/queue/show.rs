@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use masstock_queue::admin::{AdminError, Inspector, JobDetails};
 
-use crate::commands::queue::{admin_error, block_on, target, QueueSelection};
+use crate::commands::queue::{admin_error, target, QueueSelection};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
 use crate::health::now_ms;
@@ -35,7 +35,7 @@ pub struct ShowArgs {
 pub fn cmd_queue_show(global: &GlobalArgs, ui: &Ui, args: &ShowArgs) -> Result<ExitCode, CommandError> {
     let target = target(global, ui)?;
     let selection = &args.selection;
-    let job = block_on(async {
+    let job = crate::runtime::block_on(async {
         let mut inspector = Inspector::connect(target.url(), TIMEOUT).await?;
         inspector.job(&selection.prefix, &selection.queue, &args.id).await
     })?
