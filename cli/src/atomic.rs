@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` with exactly `mode`, whatever the umask. A symlink is written through to its target, and an
 /// existing file keeps its owner. The folder must exist.
+#[allow(clippy::disallowed_methods)] // Every caller names `path` in its own error; fs_err's would name it twice.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let target = match std::fs::symlink_metadata(path) {
         Ok(metadata) if metadata.file_type().is_symlink() => std::fs::canonicalize(path)?,

@@ -314,9 +314,9 @@ pub fn socket_holders(proc: &Path, wanted: &[u64]) -> HashMap<u64, Process> {
     pids.sort_unstable();
     for pid in pids {
         let folder = proc.join(pid.to_string());
-        let Ok(descriptors) = std::fs::read_dir(folder.join("fd")) else { continue };
+        let Ok(descriptors) = fs_err::read_dir(folder.join("fd")) else { continue };
         for descriptor in descriptors.filter_map(Result::ok) {
-            let Ok(target) = std::fs::read_link(descriptor.path()) else { continue };
+            let Ok(target) = fs_err::read_link(descriptor.path()) else { continue };
             let Some(inode) = target
                 .to_str()
                 .and_then(|target| target.strip_prefix("socket:["))
@@ -326,7 +326,7 @@ pub fn socket_holders(proc: &Path, wanted: &[u64]) -> HashMap<u64, Process> {
                 continue;
             };
             if wanted.contains(&inode) && !holders.contains_key(&inode) {
-                let name = std::fs::read_to_string(folder.join("comm")).unwrap_or_default().trim().to_owned();
+                let name = fs_err::read_to_string(folder.join("comm")).unwrap_or_default().trim().to_owned();
                 holders.insert(inode, Process { pid, name });
             }
         }

@@ -214,6 +214,7 @@ pub enum EnvFileError {
 
 impl EnvFile {
     /// Reads `path`; `Ok(None)` when it does not exist.
+    #[allow(clippy::disallowed_methods)] // `EnvFileError::Read` names the path; fs_err's would name it twice.
     pub fn read(path: &Path) -> Result<Option<Self>, EnvFileError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,

@@ -262,7 +262,7 @@ fn write_certbot_lineage(cert_dir: &Path, domains: &[String]) {
         ("privkey", certificates.key_pem.as_str()),
     ] {
         fs_err::write(archive.join(format!("{kind}1.pem")), pem).unwrap();
-        std::os::unix::fs::symlink(
+        fs_err::os::unix::fs::symlink(
             Path::new("../../archive").join(LINEAGE).join(format!("{kind}1.pem")),
             live.join(format!("{kind}.pem")),
         )

@@ -243,7 +243,7 @@ fn deploy_serves_redeploys_rolls_back_and_takes_down_the_stack() {
     let mut gone = Command::new("true").spawn().unwrap();
     let dead_pid = gone.id();
     gone.wait().unwrap();
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+    let hostname = fs_err::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
     let lock = project.sandbox.path(&format!("state/{}.deploy.lock", project.name));
     let holder = json!({ "user": "crashed-operator", "host": hostname, "pid": dead_pid, "command": "deploy", "since": "2026-01-02T03:04:05Z" });
     fs_err::create_dir_all(lock.parent().unwrap()).unwrap();

@@ -221,7 +221,7 @@ impl Drop for Cleanup {
                 .unwrap_or_default()
         };
         // A lock left by the test itself must not stop `down`.
-        let _ = std::fs::remove_file(self.root.join(format!("state/{}.deploy.lock", self.project)));
+        let _ = fs_err::remove_file(self.root.join(format!("state/{}.deploy.lock", self.project)));
         let _ = Command::new(&self.ctl)
             .arg("--config")
             .arg(&self.config)
@@ -243,7 +243,7 @@ impl Drop for Cleanup {
         if !images.is_empty() {
             docker(&[["image", "rm", "-f"].as_slice(), images.as_slice()].concat());
         }
-        if let Ok(pid) = std::fs::read_to_string(self.root.join("nginx.pid")) {
+        if let Ok(pid) = fs_err::read_to_string(self.root.join("nginx.pid")) {
             let _ = Command::new("kill").args(["-QUIT", pid.trim()]).status();
         }
     }

@@ -243,7 +243,7 @@ impl AcmeClient {
         let last_retry_after = Arc::default();
         let path = account_path(&settings.accounts_dir, &settings.directory);
         let mut registered = false;
-        let account = match std::fs::read_to_string(&path) {
+        let account = match fs_err::read_to_string(&path) {
             Ok(json) => {
                 let credentials: AccountCredentials = serde_json::from_str(&json).map_err(|error| {
                     AcmeError::Other(format!("`{}` is not an ACME account: {error}", path.display()))
@@ -530,7 +530,7 @@ impl TokenFiles {
         fs_err::create_dir_all(&folder).map_err(|error| AcmeError::Other(error.to_string()))?;
         // nginx's workers run as another user: whatever the umask, they must read their way in.
         for dir in [webroot.join(".well-known"), folder.clone()] {
-            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            fs_err::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .map_err(AcmeError::io("open up the challenge folder", &dir))?;
         }
         let mut files = Self { paths: Vec::new() };
@@ -551,7 +551,7 @@ impl TokenFiles {
 impl Drop for TokenFiles {
     fn drop(&mut self) {
         for path in &self.paths {
-            let _ = std::fs::remove_file(path);
+            let _ = fs_err::remove_file(path);
         }
     }
 }

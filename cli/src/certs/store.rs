@@ -32,6 +32,10 @@
 //!
 //! The store never writes outside `cert_dir`, and every error names the path it is about.
 
+// Every I/O error here is a `StoreError` that names the action and the path (`io`); fs_err's
+// would name the path a second time.
+#![allow(clippy::disallowed_methods)]
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};

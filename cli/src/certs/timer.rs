@@ -81,7 +81,7 @@ mod tests {
         assert!(!is_systemd_unit_dir(&dir.path().join(".masstock/local/systemd")));
         if Path::new("/usr/lib/systemd/system").is_dir() {
             let link = dir.path().join("units");
-            std::os::unix::fs::symlink("/usr/lib/systemd/system", &link).unwrap();
+            fs_err::os::unix::fs::symlink("/usr/lib/systemd/system", &link).unwrap();
             assert!(is_systemd_unit_dir(&link));
         }
     }

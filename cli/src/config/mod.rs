@@ -621,6 +621,7 @@ impl Stack {
 }
 
 /// Reads deploy.toml. Bytes that are not UTF-8 make an invalid file, located like any other.
+#[allow(clippy::disallowed_methods)] // `ConfigError::Read` names the path; fs_err's would name it twice.
 pub fn read_source(path: &Path) -> Result<Source, ConfigError> {
     let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     source_from_bytes(path, bytes)

@@ -168,6 +168,7 @@ impl DeployLock {
     }
 
     /// Takes the lock called `lock` for `command`.
+    #[allow(clippy::disallowed_methods)] // `LockError` names the lock's path; fs_err's would name it twice.
     pub fn acquire_named(stack: &Stack, lock: LockName, command: &str) -> Result<Self, LockError> {
         let path = named_lock_path(stack, lock);
         let parent = path.parent().unwrap_or(Path::new("."));
@@ -177,7 +178,7 @@ impl DeployLock {
             Ok(mut file) => {
                 let text = serde_json::to_string_pretty(&holder).unwrap_or_default();
                 if let Err(error) = file.write_all(text.as_bytes()).and_then(|()| file.sync_all()) {
-                    let _ = std::fs::remove_file(&path);
+                    let _ = fs_err::remove_file(&path);
                     return Err(LockError::Write { lock, path, error });
                 }
                 Ok(Self { path })
@@ -185,7 +186,7 @@ impl DeployLock {
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 if lock.when_stale() == WhenStale::TakeOver {
                     if let Some(dead) = read_holder(&path).filter(|holder| holder.is_alive() == Some(false)) {
-                        let _ = std::fs::remove_file(&path);
+                        let _ = fs_err::remove_file(&path);
                         return Self::acquire_named(stack, lock, command).map_err(|error| {
                             LockError::AfterStaleRemoved { stale: dead.describe(), error: Box::new(error) }
                         });
@@ -204,7 +205,7 @@ impl DeployLock {
 
 impl Drop for DeployLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = fs_err::remove_file(&self.path);
     }
 }
 
@@ -223,7 +224,7 @@ pub fn named_lock_path(stack: &Stack, lock: LockName) -> PathBuf {
 /// The current holder, if the lock is held.
 #[must_use]
 pub fn read_holder(path: &Path) -> Option<Holder> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    serde_json::from_slice(&fs_err::read(path).ok()?).ok()
 }
 
 /// Who runs this: the user behind `sudo`, else the login name, else the name of our uid.
@@ -233,11 +234,11 @@ fn user_name() -> String {
             return name;
         }
     }
-    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+    let uid = fs_err::read_to_string("/proc/self/status").ok().and_then(|status| {
         status.lines().find_map(|line| line.strip_prefix("Uid:")?.split_whitespace().next().map(str::to_owned))
     });
     let Some(uid) = uid else { return "unknown".to_owned() };
-    std::fs::read_to_string("/etc/passwd")
+    fs_err::read_to_string("/etc/passwd")
         .ok()
         .and_then(|passwd| {
             passwd.lines().find_map(|line| {
@@ -249,7 +250,7 @@ fn user_name() -> String {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    fs_err::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "localhost".to_owned(), |name| name.trim().to_owned())
 }
 

@@ -282,7 +282,7 @@ impl Plan {
             }
         }
         let site = crate::render::render_edge_site(stack, &BTreeMap::new()).map_err(CommandError::failure)?;
-        let site_changed = std::fs::read_to_string(&stack.config.edge.site_file).ok().as_deref() != Some(site.as_str());
+        let site_changed = fs_err::read_to_string(&stack.config.edge.site_file).ok().as_deref() != Some(site.as_str());
         Ok(Self { environment: stack.environment.clone(), steps, network_missing, volumes_missing, site, site_changed })
     }
 

@@ -627,7 +627,7 @@ async fn timer_state(context: &Context<'_>) -> TimerState {
 fn cron_line(context: &Context<'_>) -> String {
     let stack = context.stack;
     let masstockctl = std::env::current_exe().map_or_else(|_| "masstockctl".to_owned(), |path| shell_word(&path));
-    let config = std::fs::canonicalize(&stack.path).unwrap_or_else(|_| crate::config::absolute(&stack.path));
+    let config = fs_err::canonicalize(&stack.path).unwrap_or_else(|_| crate::config::absolute(&stack.path));
     let environment = if stack.environment == crate::config::DEFAULT_ENVIRONMENT {
         String::new()
     } else {
@@ -911,7 +911,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cert_dir = dir.path();
         store_lineage(cert_dir, "broken.fr", &issue(&["broken.fr"], 1, -1, 80));
-        std::fs::write(cert_dir.join("archive/broken.fr/cert1.pem"), "garbage").unwrap();
+        fs_err::write(cert_dir.join("archive/broken.fr/cert1.pem"), "garbage").unwrap();
         let examined = read_store(cert_dir, configured(&[("broken.fr", &["broken.fr"])]));
         let findings = lineage_findings(&examined, cert_dir, Utc::now(), &TIMER_OK, &command);
         assert_eq!(ids(&findings), [("cert-invalid:broken.fr".to_owned(), Severity::Error)]);
@@ -989,8 +989,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let issued = issue(&DOMAINS, 0x42, -1, 80);
         store_lineage(dir.path(), "masstock.fr", &issued);
-        std::fs::create_dir_all(dir.path().join("systemd")).unwrap();
-        std::fs::write(dir.path().join("systemd").join(TIMER_UNIT), "[Timer]\n").unwrap();
+        fs_err::create_dir_all(dir.path().join("systemd")).unwrap();
+        fs_err::write(dir.path().join("systemd").join(TIMER_UNIT), "[Timer]\n").unwrap();
         let mut stack = stack(dir.path(), tls_server(&issued));
         stack.config.edge.ca_bundle = Some(trusting(dir.path(), &issued.chain_pem));
         assert_eq!(stack.certificate_lineages(), configured(&[("masstock.fr", &DOMAINS)]), "the fixture's premise");
@@ -1024,7 +1024,7 @@ mod tests {
     /// `edge.ca_bundle` in `dir`, holding `roots_pem`.
     fn trusting(dir: &Path, roots_pem: &str) -> PathBuf {
         let bundle = dir.join("roots.pem");
-        std::fs::write(&bundle, roots_pem).unwrap();
+        fs_err::write(&bundle, roots_pem).unwrap();
         bundle
     }
 
@@ -1249,7 +1249,7 @@ mod tests {
     fn the_cron_line_names_absolute_paths_and_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let mut stack = stack(dir.path(), 443);
-        let config = std::fs::canonicalize(&stack.path).unwrap();
+        let config = fs_err::canonicalize(&stack.path).unwrap();
         let masstockctl = std::env::current_exe().unwrap();
         let line = cron_line(&context(&stack));
         assert_eq!(

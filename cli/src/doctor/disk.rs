@@ -125,7 +125,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
     };
     let (engine, logs) = tokio::join!(engine, log_files(context, log_folders));
     let systemd = timer::systemd_runs();
-    let journal_device = std::fs::metadata("/var/log").ok().map(|metadata| metadata.dev());
+    let journal_device = fs_err::metadata("/var/log").ok().map(|metadata| metadata.dev());
     troubled
         .into_iter()
         .map(|(filesystem, severity)| {
@@ -221,7 +221,7 @@ fn group_by_device(measured: Vec<(u64, Usage, Watched)>) -> Vec<Filesystem> {
 fn mount_point(path: &Path, device: u64) -> PathBuf {
     let Ok(mut mount) = fs_err::canonicalize(path) else { return path.to_path_buf() };
     while let Some(parent) = mount.parent() {
-        match std::fs::metadata(parent) {
+        match fs_err::metadata(parent) {
             Ok(metadata) if metadata.dev() == device => mount = parent.to_path_buf(),
             _ => break,
         }
@@ -579,7 +579,7 @@ async fn log_files(context: &Context<'_>, roots: Vec<PathBuf>) -> Vec<LogFile> {
     let walked = tokio::task::spawn_blocking(move || {
         let mut files = walk(&roots.iter().map(PathBuf::as_path).collect::<Vec<_>>(), WALK_DEPTH, WALK_ENTRIES);
         for path in container_logs {
-            if let Ok(metadata) = std::fs::metadata(&path) {
+            if let Ok(metadata) = fs_err::metadata(&path) {
                 if metadata.is_file() && !files.iter().any(|file| file.path == path) {
                     files.push(LogFile { size: metadata.len(), device: metadata.dev(), path });
                 }
@@ -616,7 +616,7 @@ fn walk(roots: &[&Path], max_depth: usize, max_entries: usize) -> Vec<LogFile> {
     let mut seen = 0;
     let mut pending: Vec<(PathBuf, usize)> = roots.iter().map(|root| (root.to_path_buf(), 1)).collect();
     while let Some((folder, depth)) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        let Ok(entries) = fs_err::read_dir(&folder) else { continue };
         for entry in entries.flatten() {
             if seen >= max_entries {
                 return files;
@@ -719,8 +719,8 @@ mod tests {
     fn folders_are_measured_on_their_filesystem_and_missing_ones_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let (logs, volume) = (dir.path().join("logs"), dir.path().join("volume"));
-        std::fs::create_dir(&logs).unwrap();
-        std::fs::create_dir(&volume).unwrap();
+        fs_err::create_dir(&logs).unwrap();
+        fs_err::create_dir(&volume).unwrap();
         let filesystems = measure_all(vec![
             Watched { what: "nginx's logs (`edge.log_dir`)", path: logs.clone() },
             Watched { what: "the proc filesystem", path: PathBuf::from("/proc") },
@@ -731,7 +731,7 @@ mod tests {
         let temporary = &filesystems[0];
         assert_eq!(temporary.watched.iter().map(|watched| &watched.path).collect::<Vec<_>>(), [&logs, &volume]);
         assert!(temporary.usage.size > 0 && temporary.usage.available <= temporary.usage.size, "{temporary:#?}");
-        let canonical = std::fs::canonicalize(&logs).unwrap();
+        let canonical = fs_err::canonicalize(&logs).unwrap();
         assert!(canonical.starts_with(&temporary.mount_point), "{temporary:#?}");
         assert_eq!(filesystems[1].mount_point, Path::new("/proc"));
         assert_eq!(assess(&filesystems[1].usage), None, "procfs has no size");
@@ -743,8 +743,8 @@ mod tests {
         let root = dir.path();
         let write = |path: &str, size: usize| {
             let path = root.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, vec![b'x'; size]).unwrap();
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(&path, vec![b'x'; size]).unwrap();
         };
         write("access.log", 700);
         write("error.log", 300);
@@ -753,10 +753,10 @@ mod tests {
         write("api/old/older/app.log.2", 5000); // depth 4: beyond the walk
         write("small.log", 10);
         write("empty.log", 0);
-        std::os::unix::fs::symlink("/etc/passwd", root.join("link.log")).unwrap();
+        fs_err::os::unix::fs::symlink("/etc/passwd", root.join("link.log")).unwrap();
 
         let files = walk(&[root], WALK_DEPTH, WALK_ENTRIES);
-        let device = std::fs::metadata(root).unwrap().dev();
+        let device = fs_err::metadata(root).unwrap().dev();
         let top = largest(&files, device, 3);
         assert_eq!(
             top.iter()

@@ -67,7 +67,7 @@ impl Scratch {
     /// The shipped deploy.toml with our repositories, absolute asset folders, and n8n's image
     /// replaced by one that exists nowhere.
     fn write_config(&self) -> PathBuf {
-        let shipped = std::fs::read_to_string(workspace_root().join("deploy.toml")).expect("read deploy.toml");
+        let shipped = fs_err::read_to_string(workspace_root().join("deploy.toml")).expect("read deploy.toml");
         for expected in ["image = \"masstock/", "assets = \"services/web/", "n8nio/n8n:1.70.3"] {
             assert!(shipped.contains(expected), "the shipped deploy.toml no longer contains {expected:?}");
         }
@@ -76,7 +76,7 @@ impl Scratch {
             .replace("assets = \"services/web/", &format!("assets = \"{}/services/web/", workspace_root().display()))
             .replace("n8nio/n8n:1.70.3", &format!("{}/absent:1", self.prefix));
         let path = self.dir.path().join("deploy.toml");
-        std::fs::write(&path, text).expect("write deploy.toml");
+        fs_err::write(&path, text).expect("write deploy.toml");
         path
     }
 
@@ -304,7 +304,7 @@ fn built_images_run_minimal_and_are_reused_when_nothing_changed() {
     let redis_command =
         ["sh", "-c", "exec redis-server --appendonly yes --appendfsync everysec --requirepass \"$REDIS_PASSWORD\""];
     let health = "redis-cli --no-auth-warning -a \"$REDIS_PASSWORD\" ping | grep -q PONG";
-    let shipped = std::fs::read_to_string(workspace_root().join("deploy.toml")).unwrap();
+    let shipped = fs_err::read_to_string(workspace_root().join("deploy.toml")).unwrap();
     assert!(shipped.contains(&serde_json::to_string(health).unwrap()), "deploy.toml's redis health check changed");
     let redis = scratch.create(
         "redis",

@@ -139,7 +139,7 @@ fn install_timer_prints_its_units() {
 fn install_timer_writes_the_units_and_says_systemctl_is_missing() {
     let sandbox = sandbox();
     let empty_path = sandbox.path("no-tools");
-    std::fs::create_dir(&empty_path).unwrap();
+    fs_err::create_dir(&empty_path).unwrap();
     let run = sandbox.run_with_env(
         &["--env", "local", "certs", "install-timer"],
         &[("NO_COLOR", "1"), ("PATH", empty_path.to_str().unwrap())],
@@ -147,14 +147,14 @@ fn install_timer_writes_the_units_and_says_systemctl_is_missing() {
     assert_eq!(run.status, 1, "{}", run.transcript());
     assert!(run.stderr.contains("`systemctl` was not found: this host does not run systemd"), "{}", run.stderr);
     // The local environment's own `acme.systemd_dir`.
-    let service = std::fs::read_to_string(sandbox.path(".masstock/local/systemd/masstock-certs.service")).unwrap();
+    let service = fs_err::read_to_string(sandbox.path(".masstock/local/systemd/masstock-certs.service")).unwrap();
     let exec_start = format!(
         "ExecStart={} --config {} --env local certs renew\n",
         env!("CARGO_BIN_EXE_masstockctl"),
         sandbox.path("deploy.toml").display()
     );
     assert!(service.contains(&exec_start), "{service}");
-    let timer = std::fs::read_to_string(sandbox.path(".masstock/local/systemd/masstock-certs.timer")).unwrap();
+    let timer = fs_err::read_to_string(sandbox.path(".masstock/local/systemd/masstock-certs.timer")).unwrap();
     assert!(timer.contains("OnCalendar=*-*-* 00,12:00:00\nRandomizedDelaySec=1h\nPersistent=true\n"), "{timer}");
 }
 
@@ -163,7 +163,7 @@ fn install_timer_writes_the_units_and_says_systemctl_is_missing() {
 fn install_timer_no_enable_writes_the_units_only() {
     let sandbox = sandbox();
     let empty_path = sandbox.path("no-tools");
-    std::fs::create_dir(&empty_path).unwrap();
+    fs_err::create_dir(&empty_path).unwrap();
     let run = sandbox.run_with_env(
         &["certs", "install-timer", "--no-enable"],
         &[("NO_COLOR", "1"), ("PATH", empty_path.to_str().unwrap())],
@@ -183,14 +183,14 @@ fn install_timer_says_what_to_do_when_systemctl_fails() {
 
     let sandbox = sandbox();
     let tools = sandbox.path("tools");
-    std::fs::create_dir(&tools).unwrap();
+    fs_err::create_dir(&tools).unwrap();
     let systemctl = tools.join("systemctl");
-    std::fs::write(
+    fs_err::write(
         &systemctl,
         "#!/bin/sh\necho \"System has not been booted with systemd as init system (PID 1). Can't operate.\" >&2\nexit 1\n",
     )
     .unwrap();
-    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
     let run = sandbox.run_with_env(
         &["certs", "install-timer"],
         &[("NO_COLOR", "1"), ("PATH", &format!("{}:/usr/bin:/bin", tools.display()))],

@@ -116,7 +116,7 @@ fn unknown_environment_lists_the_declared_ones() {
 #[test]
 fn a_secret_missing_from_an_existing_env_file_is_an_error() {
     let sandbox = Sandbox::new();
-    std::fs::write(sandbox.path(".env.local"), "JWT_SECRET=x\nREDIS_PASSWORD=y\nDATABASE_URL=\n").unwrap();
+    fs_err::write(sandbox.path(".env.local"), "JWT_SECRET=x\nREDIS_PASSWORD=y\nDATABASE_URL=\n").unwrap();
     let run = sandbox.run(&["--env", "local", "config", "check"]);
     assert_eq!(run.status, 2, "{}", run.transcript());
     insta::assert_snapshot!(run.transcript());
@@ -162,7 +162,7 @@ fn quiet_silences_warnings_and_colour_follows_no_color() {
 fn a_secret_that_breaks_its_url_is_an_error() {
     let sandbox = Sandbox::new();
     // What the reference's `randomBytes(32).toString('base64')` gives half the time.
-    std::fs::write(
+    fs_err::write(
         sandbox.path(".env.local"),
         "JWT_SECRET=x\nREDIS_PASSWORD=ab/cd+ef==\nDATABASE_URL=postgres://u:p@h/db\nGEMINI_API_KEY=k\n",
     )
@@ -180,7 +180,7 @@ fn bytes_that_are_not_utf8_are_located() {
     let position = bytes.iter().position(|byte| *byte == b'\n').unwrap() + 1;
     bytes.insert(position + 2, 0xff);
     let sandbox = Sandbox::new();
-    std::fs::write(sandbox.path("deploy.toml"), bytes).unwrap();
+    fs_err::write(sandbox.path("deploy.toml"), bytes).unwrap();
     let run = sandbox.run(&["config", "check"]);
     assert_eq!(run.status, 2, "{}", run.transcript());
     assert!(run.stderr.contains("the file is not valid UTF-8"), "{}", run.stderr);

@@ -77,7 +77,7 @@ impl Project {
         let dockerfile = b"FROM scratch\nCOPY rootfs/ /\n";
         append(&mut context, Path::new("Dockerfile"), dockerfile, 0o644);
         for file in files {
-            let bytes = std::fs::read(&file).unwrap_or_else(|error| panic!("read {}: {error}", file.display()));
+            let bytes = fs_err::read(&file).unwrap_or_else(|error| panic!("read {}: {error}", file.display()));
             append(&mut context, &Path::new("rootfs").join(file.strip_prefix("/").unwrap()), &bytes, 0o755);
         }
         let context = context.into_inner().expect("the build context");

@@ -14,7 +14,7 @@ fn commands_are_the_top_floor() {
     let mut violations = Vec::new();
     for file in rust_files(&root) {
         let relative = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
-        let text = code_of(&std::fs::read_to_string(&file).unwrap());
+        let text = code_of(&fs_err::read_to_string(&file).unwrap());
         for (_, what) in violations_in(&root, &relative, &text) {
             violations.push(format!("{relative}: {what}"));
         }
@@ -92,7 +92,7 @@ fn violations_in(root: &Path, relative: &str, code: &str) -> Vec<(String, String
 
 /// The command modules in `folder`: its `.rs` files but `mod.rs`, and its sub-folders.
 fn command_modules(folder: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+    let Ok(entries) = fs_err::read_dir(folder) else { return Vec::new() };
     entries
         .flatten()
         .filter_map(|entry| {
@@ -178,7 +178,7 @@ fn code_of(text: &str) -> String {
 
 fn rust_files(folder: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(folder).unwrap().flatten() {
+    for entry in fs_err::read_dir(folder).unwrap().flatten() {
         let path = entry.path();
         if path.is_dir() {
             files.extend(rust_files(&path));

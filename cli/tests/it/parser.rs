@@ -40,7 +40,7 @@ fn check(text: String) {
 }
 
 fn shipped() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml")).unwrap()
+    fs_err::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml")).unwrap()
 }
 
 proptest! {

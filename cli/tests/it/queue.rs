@@ -741,7 +741,7 @@ fn redis_is_found_through_deploy_toml_and_the_env_file() {
     assert_eq!(run.status, 1, "{}", run.transcript());
     insta::assert_snapshot!("deploy_toml_without_env_file", run.transcript());
 
-    std::fs::write(sandbox.path(".env.local"), format!("REDIS_PASSWORD={password}\n")).unwrap();
+    fs_err::write(sandbox.path(".env.local"), format!("REDIS_PASSWORD={password}\n")).unwrap();
     let url = format!("redis://:{password}@127.0.0.1:{}", server.port);
     let mut connection = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
     let _: () = connection.hset("found-it:workflow-queue:meta", "opts.maxLenEvents", 10_000).unwrap();
@@ -764,10 +764,10 @@ fn redis_is_found_through_deploy_toml_and_the_env_file() {
 #[test]
 fn a_redis_the_host_cannot_reach_is_explained() {
     let sandbox = Sandbox::new();
-    std::fs::write(sandbox.path(".env.production"), "REDIS_PASSWORD=secret-value-1234\n").unwrap();
+    fs_err::write(sandbox.path(".env.production"), "REDIS_PASSWORD=secret-value-1234\n").unwrap();
     // A project no engine runs, whatever this machine deployed (the local stack is `masstock` too).
-    let config = std::fs::read_to_string(sandbox.path("deploy.toml")).unwrap();
-    std::fs::write(sandbox.path("deploy.toml"), config.replacen("name = \"masstock\"", "name = \"nowhere\"", 1))
+    let config = fs_err::read_to_string(sandbox.path("deploy.toml")).unwrap();
+    fs_err::write(sandbox.path("deploy.toml"), config.replacen("name = \"masstock\"", "name = \"nowhere\"", 1))
         .unwrap();
     let run = sandbox.run(&["queue", "ls"]);
     assert_eq!(run.status, 1);
@@ -816,7 +816,7 @@ fn passwords_never_reach_the_output() {
 fn a_secret_that_breaks_the_url_is_refused_unprinted() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let sandbox = local_sandbox_publishing(port);
-    std::fs::write(sandbox.path(".env.local"), "REDIS_PASSWORD=ab#cdSECRET\n").unwrap();
+    fs_err::write(sandbox.path(".env.local"), "REDIS_PASSWORD=ab#cdSECRET\n").unwrap();
     for json in [false, true] {
         let mut args = vec!["--env", "local", "-v", "queue", "ls"];
         if json {

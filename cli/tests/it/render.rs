@@ -8,8 +8,8 @@ fn render_json_lists_files_with_their_digests() {
     let run = sandbox.run(&["--json", "render", "--out", "out"]);
     assert_eq!(run.status, 0, "{}", run.transcript());
     insta::assert_snapshot!(run.stdout);
-    let site = std::fs::read_to_string(sandbox.path("out/nginx/masstock.conf")).unwrap();
-    let compose = std::fs::read_to_string(sandbox.path("out/docker-compose.yml")).unwrap();
+    let site = fs_err::read_to_string(sandbox.path("out/nginx/masstock.conf")).unwrap();
+    let compose = fs_err::read_to_string(sandbox.path("out/docker-compose.yml")).unwrap();
     insta::assert_snapshot!("production_nginx_site", site);
     insta::assert_snapshot!("production_compose", compose);
 }
@@ -21,8 +21,8 @@ fn same_input_same_bytes() {
     let second = sandbox.run(&["--env", "local", "render", "--out", "b"]);
     assert_eq!(first.status, 0, "{}", first.transcript());
     for file in ["nginx/masstock.conf", "docker-compose.yml"] {
-        let a = std::fs::read(sandbox.path(&format!("a/{file}"))).unwrap();
-        let b = std::fs::read(sandbox.path(&format!("b/{file}"))).unwrap();
+        let a = fs_err::read(sandbox.path(&format!("a/{file}"))).unwrap();
+        let b = fs_err::read(sandbox.path(&format!("b/{file}"))).unwrap();
         assert_eq!(a, b, "{file} differs between two renders");
     }
     let digests = |run: &crate::support::Run| {
@@ -48,13 +48,13 @@ fn no_secret_value_reaches_a_rendered_file() {
     let run = sandbox.run(&["--env", "local", "render", "--out", "out"]);
     assert_eq!(run.status, 0, "{}", run.transcript());
     for file in ["out/nginx/masstock.conf", "out/docker-compose.yml"] {
-        let text = std::fs::read_to_string(sandbox.path(file)).unwrap();
+        let text = fs_err::read_to_string(sandbox.path(file)).unwrap();
         for value in &values {
             assert!(!text.contains(value.as_str()), "{file} holds a secret value");
         }
         assert!(!run.stdout.contains(value_prefix(&values[0])) && !run.stderr.contains(value_prefix(&values[0])));
     }
-    let compose = std::fs::read_to_string(sandbox.path("out/docker-compose.yml")).unwrap();
+    let compose = fs_err::read_to_string(sandbox.path("out/docker-compose.yml")).unwrap();
     assert!(
         compose.contains(
             "\"REDIS_URL\": \"redis://:${REDIS_PASSWORD:?REDIS_PASSWORD must be set in the env file passed with --env-file}@redis:6379\""

@@ -14,8 +14,8 @@ fn generates_strong_values_and_placeholders_with_mode_0600() {
     let run = sandbox.run(&["--env", "local", "secrets", "generate"]);
     assert_eq!(run.status, 0, "{}", run.transcript());
     let path = sandbox.path(".env.local");
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(fs_err::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = fs_err::read_to_string(&path).unwrap();
     let jwt = env_value(&text, "JWT_SECRET").unwrap();
     assert_eq!(jwt.len(), 128, "64 bytes, hex");
     assert!(jwt.bytes().all(|byte| byte.is_ascii_hexdigit()));
@@ -36,18 +36,18 @@ fn generates_strong_values_and_placeholders_with_mode_0600() {
 fn refuses_to_overwrite_and_keeps_values_with_force() {
     let sandbox = Sandbox::new();
     let path = sandbox.path(".env.local");
-    std::fs::write(&path, "# mine\nJWT_SECRET=keep-me\nGEMINI_API_KEY=AIza-test\n").unwrap();
+    fs_err::write(&path, "# mine\nJWT_SECRET=keep-me\nGEMINI_API_KEY=AIza-test\n").unwrap();
     let refused = sandbox.run(&["--env", "local", "secrets", "generate"]);
     assert_eq!(refused.status, 1, "{}", refused.transcript());
     assert!(refused.stderr.contains("already exists") && refused.stderr.contains("--force"), "{}", refused.stderr);
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "# mine\nJWT_SECRET=keep-me\nGEMINI_API_KEY=AIza-test\n");
+    assert_eq!(fs_err::read_to_string(&path).unwrap(), "# mine\nJWT_SECRET=keep-me\nGEMINI_API_KEY=AIza-test\n");
 
     let forced = sandbox.run(&["--env", "local", "secrets", "generate", "--force"]);
     assert_eq!(forced.status, 0, "{}", forced.transcript());
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = fs_err::read_to_string(&path).unwrap();
     assert!(text.starts_with("# mine\nJWT_SECRET=keep-me\nGEMINI_API_KEY=AIza-test\n"), "{text}");
     assert_eq!(env_value(&text, "REDIS_PASSWORD").unwrap().len(), 44);
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs_err::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn show_prints_values_on_stdout() {
     let sandbox = Sandbox::new();
     let run = sandbox.run(&["--env", "local", "secrets", "generate", "--out", "custom.env", "--show"]);
     assert_eq!(run.status, 0, "{}", run.transcript());
-    let text = std::fs::read_to_string(sandbox.path("custom.env")).unwrap();
+    let text = fs_err::read_to_string(sandbox.path("custom.env")).unwrap();
     let jwt = env_value(&text, "JWT_SECRET").unwrap();
     assert!(run.stdout.contains(&format!("JWT_SECRET={jwt}")));
 }
@@ -63,19 +63,19 @@ fn show_prints_values_on_stdout() {
 #[test]
 fn a_symlinked_env_file_is_written_through_to_its_target() {
     let sandbox = Sandbox::new();
-    std::fs::create_dir(sandbox.path("secure")).unwrap();
-    std::fs::write(sandbox.path("secure/real.env"), "JWT_SECRET=keep-me\n").unwrap();
-    std::os::unix::fs::symlink("secure/real.env", sandbox.path("link.env")).unwrap();
+    fs_err::create_dir(sandbox.path("secure")).unwrap();
+    fs_err::write(sandbox.path("secure/real.env"), "JWT_SECRET=keep-me\n").unwrap();
+    fs_err::os::unix::fs::symlink("secure/real.env", sandbox.path("link.env")).unwrap();
     let run = sandbox.run(&["--env", "local", "secrets", "generate", "--out", "link.env", "--force"]);
     assert_eq!(run.status, 0, "{}", run.transcript());
     assert!(
-        std::fs::symlink_metadata(sandbox.path("link.env")).unwrap().file_type().is_symlink(),
+        fs_err::symlink_metadata(sandbox.path("link.env")).unwrap().file_type().is_symlink(),
         "the link stays a link"
     );
-    let text = std::fs::read_to_string(sandbox.path("secure/real.env")).unwrap();
+    let text = fs_err::read_to_string(sandbox.path("secure/real.env")).unwrap();
     assert!(text.starts_with("JWT_SECRET=keep-me\n") && env_value(&text, "REDIS_PASSWORD").is_some(), "{text}");
-    assert_eq!(std::fs::metadata(sandbox.path("secure/real.env")).unwrap().permissions().mode() & 0o777, 0o600);
-    let leftovers: Vec<_> = std::fs::read_dir(sandbox.path("secure"))
+    assert_eq!(fs_err::metadata(sandbox.path("secure/real.env")).unwrap().permissions().mode() & 0o777, 0o600);
+    let leftovers: Vec<_> = fs_err::read_dir(sandbox.path("secure"))
         .unwrap()
         .filter_map(Result::ok)
         .filter(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"))
@@ -88,6 +88,6 @@ fn new_folders_for_the_env_file_are_private() {
     let sandbox = Sandbox::new();
     let run = sandbox.run(&["--env", "local", "secrets", "generate", "--out", "new/folder/x.env"]);
     assert_eq!(run.status, 0, "{}", run.transcript());
-    assert_eq!(std::fs::metadata(sandbox.path("new/folder")).unwrap().permissions().mode() & 0o777, 0o700);
-    assert_eq!(std::fs::metadata(sandbox.path("new/folder/x.env")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs_err::metadata(sandbox.path("new/folder")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(fs_err::metadata(sandbox.path("new/folder/x.env")).unwrap().permissions().mode() & 0o777, 0o600);
 }

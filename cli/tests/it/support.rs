@@ -5,7 +5,7 @@ use std::process::Command;
 
 /// The shipped deploy.toml.
 pub fn shipped_config() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml")).expect("read deploy.toml")
+    fs_err::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml")).expect("read deploy.toml")
 }
 
 fn hermetic(config: &str) -> String {
@@ -49,7 +49,7 @@ impl Sandbox {
 
     pub fn with_config(text: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
-        std::fs::write(dir.path().join("deploy.toml"), text).expect("write deploy.toml");
+        fs_err::write(dir.path().join("deploy.toml"), text).expect("write deploy.toml");
         Self { dir }
     }
 

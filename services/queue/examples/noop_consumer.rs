@@ -108,7 +108,7 @@ async fn run(arguments: &Arguments) -> Result<(), String> {
 /// `/proc/self/stat`, in the kernel's fixed unit for user space (`USER_HZ`, 100 per second).
 fn cpu_seconds() -> Option<f64> {
     const USER_HZ: f64 = 100.0;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = fs_err::read_to_string("/proc/self/stat").ok()?;
     // The command name, in parentheses, may hold spaces: count the fields after it.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
     let user: u64 = fields.next()?.parse().ok()?;

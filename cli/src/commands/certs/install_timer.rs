@@ -64,8 +64,7 @@ pub fn cmd_certs_install_timer(
     }
 
     let dir = stack.config.acme.systemd_dir();
-    std::fs::create_dir_all(&dir)
-        .map_err(|error| CommandError::failure(format!("failed to create `{}`: {error}", dir.display())))?;
+    fs_err::create_dir_all(&dir).map_err(CommandError::failure)?;
     let mut written = Vec::new();
     for unit in &units {
         let path = dir.join(&unit.path);

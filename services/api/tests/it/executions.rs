@@ -207,9 +207,9 @@ async fn result_images_are_served_with_their_type_to_their_owner(pool: sqlx::PgP
     user(&pool, "bob@example.com", false).await;
     let execution = insert_execution(&pool, ana, "a cat").await;
     let uploads = tempfile::tempdir().unwrap();
-    std::fs::create_dir(uploads.path().join(execution.to_string())).unwrap();
+    fs_err::create_dir(uploads.path().join(execution.to_string())).unwrap();
     let png = b"\x89PNG\r\n\x1a\nnot really an image".to_vec();
-    std::fs::write(uploads.path().join(format!("{execution}/0.png")), &png).unwrap();
+    fs_err::write(uploads.path().join(format!("{execution}/0.png")), &png).unwrap();
     sqlx::query("insert into execution_results (execution_id, prompt_index, content_type, storage_location, size_bytes) values ($1, 0, 'image/png', $2, $3)")
         .bind(execution)
         .bind(format!("{execution}/0.png"))

@@ -18,8 +18,8 @@ fn site() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let write = |path: &str, bytes: &[u8]| {
         let path = root.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, bytes).unwrap();
     };
     write("index.html", INDEX.as_bytes());
     write("app.3f9a1c2b.js", "export const answer = 42;\n".repeat(200).as_bytes());
@@ -212,7 +212,7 @@ async fn precompressed_files_are_preferred_and_the_rest_is_compressed_on_the_fly
     assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
 
     let js = format!("{}/app.3f9a1c2b.js", server.url);
-    let original = std::fs::read(root.path().join("app.3f9a1c2b.js")).unwrap();
+    let original = fs_err::read(root.path().join("app.3f9a1c2b.js")).unwrap();
     let compressed = client().get(&js).header(header::ACCEPT_ENCODING, "gzip").send().await.unwrap();
     assert_eq!(compressed.headers()[header::CONTENT_ENCODING], "gzip");
     assert!(compressed.headers()[header::VARY].to_str().unwrap().contains("accept-encoding"));
@@ -237,7 +237,7 @@ fn raw_get(address: std::net::SocketAddr, path: &str) -> (String, String) {
 async fn nothing_outside_the_root_is_ever_served() {
     let root = site();
     // A secret next to the root, where `..` would lead.
-    std::fs::write(root.path().parent().unwrap().join("masstock-web-secret.txt"), "outside-the-root").ok();
+    fs_err::write(root.path().parent().unwrap().join("masstock-web-secret.txt"), "outside-the-root").ok();
     let server = serve(root.path()).await;
     let attempts = [
         "/../masstock-web-secret.txt",
@@ -261,7 +261,7 @@ async fn nothing_outside_the_root_is_ever_served() {
         );
         assert!(status.starts_with("HTTP/1.1 "), "{attempt}: {status}");
     }
-    let _ = std::fs::remove_file(root.path().parent().unwrap().join("masstock-web-secret.txt"));
+    let _ = fs_err::remove_file(root.path().parent().unwrap().join("masstock-web-secret.txt"));
 }
 
 /// The binary, as a container runs it.
@@ -285,7 +285,7 @@ fn the_binary_serves_checks_its_health_logs_and_stops_cleanly() {
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !healthcheck().success() {
-        assert!(std::time::Instant::now() < deadline, "not healthy: {}", std::fs::read_to_string(log.path()).unwrap());
+        assert!(std::time::Instant::now() < deadline, "not healthy: {}", fs_err::read_to_string(log.path()).unwrap());
         std::thread::sleep(Duration::from_millis(100));
     }
     let (status, _) = raw_get(([127, 0, 0, 1], port).into(), "/executions/1");
@@ -294,7 +294,7 @@ fn the_binary_serves_checks_its_health_logs_and_stops_cleanly() {
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0));
     assert!(!healthcheck().success(), "a stopped server is not healthy");
-    let logs = std::fs::read_to_string(log.path()).unwrap();
+    let logs = fs_err::read_to_string(log.path()).unwrap();
     assert!(logs.contains("path=/executions/1") && logs.contains("status=200"), "{logs}");
 }
 
