@@ -9,9 +9,12 @@
 # For each revision, in order: a detached git worktree of it in a temporary folder, with its own
 # empty target dir (CARGO_TARGET_DIR inside the folder, so nothing is reused from another build;
 # the registry's downloaded sources are shared, so the network is not measured); counts the
-# `name = ` lines of its Cargo.lock; times `cargo build --release --locked -p masstockctl`;
-# removes the worktree. Prints one line per revision:
-#   <revision> <short hash>  packages <n>  release build <seconds>s
+# `name = ` lines of its Cargo.lock and the crates masstockctl's build compiles (`cargo tree`,
+# normal and build dependencies, each package and feature set once); times `cargo build
+# --release --locked -p masstockctl`, on the wall clock and in CPU time (user + system of every
+# process, which another load on the machine disturbs far less than the wall clock); removes the
+# worktree. Prints one line per revision:
+#   <revision> <short hash>  packages <n>  crates <n>  release build <wall>s wall, <cpu>s CPU
 # and appends them to bench/results/build-<time>.txt. On exit, success or not, it removes the
 # worktrees it made.
 #
@@ -48,15 +51,19 @@ for revision in "$@"; do
   tree="$WORK/tree-$hash"
   git -C "$REPO" worktree add --detach --quiet "$tree" "$hash"
   packages=$(grep -c '^name = ' "$tree/Cargo.lock")
+  crates=$(cd "$tree" && cargo tree --offline --locked -p masstockctl -e normal,build --prefix none -f '{p} {f}' | sort -u | wc -l)
   if [[ ${BENCH_DRY_RUN:-} == 1 ]]; then
-    printf '%s %s  packages %d  release build skipped (BENCH_DRY_RUN)\n' "$revision" "$hash" "$packages"
+    printf '%s %s  packages %d  crates %d  release build skipped (BENCH_DRY_RUN)\n' "$revision" "$hash" "$packages" "$crates"
   else
     log "building masstockctl (release) at $revision ($hash) in $tree"
-    start=$(now)
-    (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --locked --quiet -p masstockctl) ||
-      die "the release build of $revision failed"
-    seconds=$(elapsed "$start")
-    printf '%s %s  packages %d  release build %.1fs\n' "$revision" "$hash" "$packages" "$seconds" | tee -a "$out"
+    # bash's `time` reports the wall clock and the CPU time of the command and its children.
+    TIMEFORMAT='%R %U %S'
+    { time (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --locked --quiet -p masstockctl) \
+      2>"$WORK/build.err"; } 2>"$WORK/time" || die "the release build of $revision failed: $(tail -5 "$WORK/build.err")"
+    read -r wall user system <"$WORK/time"
+    cpu=$(awk -v user="$user" -v system="$system" 'BEGIN { printf "%.1f", user + system }')
+    printf '%s %s  packages %d  crates %d  release build %.1fs wall, %ss CPU\n' \
+      "$revision" "$hash" "$packages" "$crates" "$wall" "$cpu" | tee -a "$out"
   fi
   git -C "$REPO" worktree remove --force "$tree"
 done

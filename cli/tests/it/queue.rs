@@ -842,12 +842,3 @@ fn tls_urls_fail_without_panicking() {
     });
 }
 
-#[test]
-fn help_texts() {
-    let sandbox = Sandbox::new();
-    for command in ["ls", "show", "retry", "clean", "pause", "resume"] {
-        let run = sandbox.run(&["queue", command, "--help"]);
-        assert_eq!(run.status, 0, "{}", run.transcript());
-        insta::assert_snapshot!(format!("help_{command}"), run.stdout);
-    }
-}
