@@ -85,6 +85,13 @@ impl From<ConfigError> for CommandError {
     }
 }
 
+impl From<crate::certs::timer::TimerError> for CommandError {
+    fn from(error: crate::certs::timer::TimerError) -> Self {
+        let hints = error.hints();
+        Self { hints, ..Self::failure(error) }
+    }
+}
+
 impl From<LockError> for CommandError {
     fn from(error: LockError) -> Self {
         let hints = error.hints();

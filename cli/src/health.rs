@@ -399,7 +399,7 @@ pub struct UnresolvedSecret {
 
 /// `declared`, the value of `what`, with its secrets from `stack`'s env file.
 pub fn resolve_secrets(stack: &Stack, declared: &str, what: &str) -> Result<String, UnresolvedSecret> {
-    secrets::resolve_in(stack, declared).map_err(|error| UnresolvedSecret { what: what.to_owned(), error })
+    secrets::splice_in(stack, declared).map_err(|error| UnresolvedSecret { what: what.to_owned(), error })
 }
 
 /// The redis service's `REDIS_PASSWORD`, else the password in the API's (or worker's) `REDIS_URL`.

@@ -138,6 +138,22 @@ pub enum ResolveError {
 /// `declared` with each `${NAME}` replaced by its value in `env_file` (read from `path`, `None`
 /// when it does not exist), and `$$` made `$`: the value a container receives.
 pub fn resolve(declared: &str, env_file: Option<&EnvFile>, path: &Path) -> Result<String, ResolveError> {
+    resolve_with(declared, env_file, path, UrlRule::Enforce)
+}
+
+/// Whether [`resolve_with`] refuses a secret that would break the URL it is spliced into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlRule {
+    Enforce,
+    Skip,
+}
+
+fn resolve_with(
+    declared: &str,
+    env_file: Option<&EnvFile>,
+    path: &Path,
+    url_rule: UrlRule,
+) -> Result<String, ResolveError> {
     let names = references_in(declared).map_err(ResolveError::Syntax)?;
     if !names.is_empty() {
         let Some(file) = env_file else {
@@ -148,7 +164,8 @@ pub fn resolve(declared: &str, env_file: Option<&EnvFile>, path: &Path) -> Resul
         if !unset.is_empty() {
             return Err(ResolveError::Unset { path: path.to_path_buf(), names: unset });
         }
-        if let Some(name) = names.iter().find(|name| breaks_url(declared, file.get(name).unwrap_or_default())) {
+        let breaking = names.iter().find(|name| breaks_url(declared, file.get(name).unwrap_or_default()));
+        if let (UrlRule::Enforce, Some(name)) = (url_rule, breaking) {
             return Err(ResolveError::BreaksUrl { path: path.to_path_buf(), name: name.clone() });
         }
     }
@@ -158,6 +175,13 @@ pub fn resolve(declared: &str, env_file: Option<&EnvFile>, path: &Path) -> Resul
 /// `declared` resolved against `stack`'s env file, as [`resolve`] does.
 pub fn resolve_in(stack: &Stack, declared: &str) -> Result<String, ResolveError> {
     resolve(declared, stack.secrets.env_file.as_ref(), &stack.config.project.env_file)
+}
+
+/// `declared` with `stack`'s secrets spliced in as the containers get them, a secret that breaks
+/// its URL included: for `health` and `doctor`, which judge what runs (a URL broken so is then
+/// a failed connection, shown as such) and read a stack that may not have been validated.
+pub fn splice_in(stack: &Stack, declared: &str) -> Result<String, ResolveError> {
+    resolve_with(declared, stack.secrets.env_file.as_ref(), &stack.config.project.env_file, UrlRule::Skip)
 }
 
 /// Whether `value`, spliced into `template` for one of its `${NAME}`s, breaks the URL `template`
@@ -418,6 +442,14 @@ mod tests {
         // Outside a URL, any value goes.
         assert_eq!(resolve("${SLASHED}"), Ok("a/b".to_owned()));
         assert_eq!(super::resolve("no secret", None, path), Ok("no secret".to_owned()));
+        // What `health` and `doctor` splice: the URL as the containers get it, broken or not, and
+        // every other check as before.
+        let splice = |declared| resolve_with(declared, Some(&file), path, UrlRule::Skip);
+        assert_eq!(splice("postgres://u:${SLASHED}@db/x"), Ok("postgres://u:a/b@db/x".to_owned()));
+        assert_eq!(
+            splice("postgres://u:${EMPTY}@db/x"),
+            Err(ResolveError::Unset { path: path.to_path_buf(), names: vec!["EMPTY".into()] })
+        );
     }
 
     #[test]

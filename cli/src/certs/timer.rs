@@ -66,6 +66,42 @@ pub fn system_cron_renewal() -> Option<String> {
     cron_renewal(&[Path::new(CRONTAB_FILE)], &folders)
 }
 
+/// Why the renewal units could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum TimerError {
+    #[error("failed to create `{}`: {error}", dir.display())]
+    Folder { dir: PathBuf, error: std::io::Error },
+    #[error("failed to write `{}`: {error}", path.display())]
+    Write { path: PathBuf, error: std::io::Error },
+}
+
+impl TimerError {
+    /// What the operator can do, as `hint:` lines.
+    #[must_use]
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            Self::Folder { .. } => Vec::new(),
+            Self::Write { .. } => {
+                vec!["installing into /etc/systemd/system needs root; `--print` shows the units instead".to_owned()]
+            }
+        }
+    }
+}
+
+/// Creates `dir`, the folder the units go to, when it is missing.
+#[allow(clippy::disallowed_methods)] // `TimerError::Folder` names the path; fs_err's would name it twice.
+pub fn create_unit_dir(dir: &Path) -> Result<(), TimerError> {
+    std::fs::create_dir_all(dir).map_err(|error| TimerError::Folder { dir: dir.to_path_buf(), error })
+}
+
+/// Writes one unit file atomically into `dir`, mode 0644, and answers its path.
+pub fn write_unit(dir: &Path, name: &Path, contents: &str) -> Result<PathBuf, TimerError> {
+    let path = dir.join(name);
+    crate::atomic::write_file(&path, contents.as_bytes(), 0o644)
+        .map_err(|error| TimerError::Write { path: path.clone(), error })?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,7 @@ pub fn run(global: &GlobalArgs, ui: &Ui, command: &LockCommand) -> Result<ExitCo
                 return Err(CommandError::failure(format!("the lock's holder still runs: {}", holder.describe()))
                     .with_hint("wait for it, or stop it; `--force` releases the lock anyway"));
             }
-            fs_err::remove_file(&path).map_err(CommandError::failure)?;
+            crate::deploy::lock::remove(&path)?;
             ui.info(match &holder {
                 Some(holder) => format!("released the deploy lock held by {}", holder.describe()),
                 None => "released the deploy lock".to_owned(),

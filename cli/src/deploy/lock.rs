@@ -76,6 +76,8 @@ pub enum LockError {
     Held { lock: LockName, path: PathBuf, environment: String, holder: String },
     #[error("the {lock} lock `{}` exists but cannot be read", path.display())]
     Unreadable { lock: LockName, path: PathBuf, environment: String },
+    #[error("failed to remove `{}`: {error}", path.display())]
+    Remove { path: PathBuf, error: std::io::Error },
     /// Taking a dead holder's lock over failed; `stale` describes the holder that was removed.
     #[error("{error}")]
     AfterStaleRemoved { stale: String, error: Box<LockError> },
@@ -102,7 +104,7 @@ impl LockError {
                 hints.push(format!("a stale lock of {stale} was removed first"));
                 hints
             }
-            Self::Folder(_) | Self::Write { .. } | Self::Create { .. } => Vec::new(),
+            Self::Folder(_) | Self::Write { .. } | Self::Create { .. } | Self::Remove { .. } => Vec::new(),
         }
     }
 }
@@ -219,6 +221,13 @@ pub fn lock_path(stack: &Stack) -> PathBuf {
 #[must_use]
 pub fn named_lock_path(stack: &Stack, lock: LockName) -> PathBuf {
     stack.config.project.state_dir.join(format!("{}.{lock}.lock", stack.config.project.name))
+}
+
+/// Removes the lock at `path`, whoever holds it (`lock release`: the caller has decided that
+/// it may go).
+#[allow(clippy::disallowed_methods)] // `LockError::Remove` names the path; fs_err's would name it twice.
+pub fn remove(path: &Path) -> Result<(), LockError> {
+    std::fs::remove_file(path).map_err(|error| LockError::Remove { path: path.to_path_buf(), error })
 }
 
 /// The current holder, if the lock is held.

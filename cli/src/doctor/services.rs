@@ -137,7 +137,7 @@ async fn database(context: &Context<'_>) -> Option<Finding> {
         Some((service, stack.environment_of(service).get("DATABASE_URL")?.clone()))
     })?;
     // A secret missing from the env file is `env-missing`.
-    let url = secrets::resolve_in(stack, &declared).ok()?;
+    let url = secrets::splice_in(stack, &declared).ok()?;
     let reason = match tokio::time::timeout(context.timeout, crate::health::postgres(&url)).await {
         Ok(Ok(_)) => return None,
         Ok(Err(reason)) => reason,

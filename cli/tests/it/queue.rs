@@ -841,4 +841,3 @@ fn tls_urls_fail_without_panicking() {
         insta::assert_snapshot!("tls_refused", run.transcript());
     });
 }
-

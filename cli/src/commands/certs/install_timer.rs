@@ -15,7 +15,7 @@ use std::process::{Command, ExitCode};
 
 use serde_json::json;
 
-use crate::certs::timer::{SYSTEMD_RUNTIME_DIR, TIMER_UNIT};
+use crate::certs::timer::{self, SYSTEMD_RUNTIME_DIR, TIMER_UNIT};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
 use crate::render::render_certs_timer;
@@ -64,14 +64,10 @@ pub fn cmd_certs_install_timer(
     }
 
     let dir = stack.config.acme.systemd_dir();
-    fs_err::create_dir_all(&dir).map_err(CommandError::failure)?;
+    timer::create_unit_dir(&dir)?;
     let mut written = Vec::new();
     for unit in &units {
-        let path = dir.join(&unit.path);
-        crate::atomic::write_file(&path, unit.contents.as_bytes(), 0o644).map_err(|error| {
-            CommandError::failure(format!("failed to write `{}`: {error}", path.display()))
-                .with_hint("installing into /etc/systemd/system needs root; `--print` shows the units instead")
-        })?;
+        let path = timer::write_unit(&dir, &unit.path, &unit.contents)?;
         ui.info(format!("wrote `{}`", path.display()));
         written.push(path);
     }
