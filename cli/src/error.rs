@@ -7,6 +7,8 @@ use crate::config::{ConfigError, Diagnostic};
 use crate::deploy::edge::EdgeError;
 use crate::deploy::lock::LockError;
 use crate::deploy::rollout::UnknownService;
+use crate::deploy::spec::SpecError;
+use crate::deploy::PlanError;
 use crate::docker::build::ImageError;
 use crate::docker::DockerError;
 use crate::runtime::RuntimeError;
@@ -140,5 +142,27 @@ impl From<ImageError> for CommandError {
         let hints = error.hints();
         let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
         Self { hints, ..command_error }
+    }
+}
+
+impl From<SpecError> for CommandError {
+    fn from(error: SpecError) -> Self {
+        let hint = error.hint();
+        let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
+        match hint {
+            Some(hint) => command_error.with_hint(hint),
+            None => command_error,
+        }
+    }
+}
+
+impl From<PlanError> for CommandError {
+    fn from(error: PlanError) -> Self {
+        match error {
+            PlanError::Spec(error) => error.into(),
+            PlanError::Docker(error) => error.into(),
+            no_image @ PlanError::NoImage(_) => Self::failure(no_image),
+            PlanError::Render(error) => Self::failure(error),
+        }
     }
 }
