@@ -215,3 +215,28 @@ impl ServerCertVerifier for AnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_install_says_which_step_refused_and_where_the_lineage_stands() {
+        let old = InstallFailure::OldServed { name: "app.example".into(), served: "0A".into(), serial: "0B".into() };
+        let error =
+            InstallError { failure: Box::new(old), rollback: "there is no previous version to go back to".into() };
+        assert_eq!(
+            error.to_string(),
+            "nginx serves `app.example` with serial 0A instead of the new 0B after 5s; there is no previous version to go back to"
+        );
+        let handshake = InstallFailure::Handshake {
+            name: "app.example".into(),
+            address: SocketAddr::from(([127, 0, 0, 1], 443)),
+            error: HandshakeError::NoCertificate,
+        };
+        assert_eq!(
+            handshake.to_string(),
+            "the TLS handshake for `app.example` through 127.0.0.1:443 failed: no certificate was presented"
+        );
+    }
+}

@@ -89,3 +89,14 @@ pub fn distrust(roots: Arc<RootCertStore>, chain: &[CertificateDer<'_>], name: &
         Err(error) => Some(error.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_bundle_is_named() {
+        let error = root_store(Some(Path::new("/nowhere/bundle.pem"))).unwrap_err();
+        assert!(error.to_string().starts_with("failed to read `/nowhere/bundle.pem`: "), "{error}");
+    }
+}

@@ -462,6 +462,19 @@ mod tests {
     }
 
     #[test]
+    fn no_env_file_names_every_secret_the_service_needs_and_an_unknown_service_is_usage() {
+        let mut stack = stack(SECRETS);
+        stack.secrets.env_file = None;
+        let error = ServiceSpec::resolve(&stack, "api", image("a")).unwrap_err();
+        let SpecError::NoEnvFile { service, missing, .. } = &error else { panic!("{error:?}") };
+        assert_eq!(service, "api");
+        assert!(missing.is_sorted() && missing.contains(&"JWT_SECRET".to_owned()), "{missing:?}");
+        assert!(!error.is_usage());
+        let unknown = ServiceSpec::resolve(&stack, "nope", image("a")).unwrap_err();
+        assert!(matches!(unknown, SpecError::NoService(_)) && unknown.is_usage(), "{unknown:?}");
+    }
+
+    #[test]
     fn services_behind_a_site_with_a_health_check_roll_out_start_first() {
         let stack = stack(SECRETS);
         let rollout = |name: &str| ServiceSpec::resolve(&stack, name, image("a")).unwrap().rollout;

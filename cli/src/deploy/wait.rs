@@ -271,3 +271,16 @@ fn one_line(text: &str) -> String {
         joined
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_probe_says_how_it_failed() {
+        let failed = ProbeError::Failed { code: Some(1), said: "connection refused".into() };
+        assert_eq!(failed.to_string(), "exit 1: connection refused");
+        assert_eq!(ProbeError::Failed { code: None, said: String::new() }.to_string(), "exit ?: ");
+        assert_eq!(ProbeError::TimedOut(Duration::from_secs(5)).to_string(), "no answer within 5s");
+    }
+}

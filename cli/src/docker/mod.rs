@@ -171,3 +171,18 @@ pub fn name_of(container: &ContainerSummary) -> String {
         .map(|name| name.trim_start_matches('/').to_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_failure_names_the_container() {
+        assert_eq!(
+            AddressError::NoContainer("masstock_redis".into()).to_string(),
+            "no container `masstock_redis`: `masstockctl deploy` creates it"
+        );
+        let none = AddressError::NoAddress { container: "masstock_redis".into(), network: "masstock".into() };
+        assert_eq!(none.to_string(), "`masstock_redis` has no address on network `masstock` (is it running?)");
+    }
+}
