@@ -172,7 +172,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::secrets::ResolveError;
+    use crate::secrets::{ReferenceError, ResolveError};
 
     fn said(error: &CommandError) -> (ErrorKind, Vec<String>, Vec<String>) {
         (error.kind, error.chain(), error.hints.clone())
@@ -207,11 +207,11 @@ mod tests {
         let invalid = SpecError::Invalid {
             service: "api".into(),
             key: "REDIS_URL".into(),
-            error: ResolveError::Syntax("a lone `$` in `a$b`".into()),
+            error: ResolveError::Syntax(ReferenceError::LoneDollar { value: "a$b".into() }),
         };
         assert_eq!(
             said(&PlanError::Spec(invalid).into()),
-            (ErrorKind::Usage, vec!["`REDIS_URL` of service `api`: a lone `$` in `a$b`".to_owned()], vec![])
+            (ErrorKind::Usage, vec!["`REDIS_URL` of service `api`: a lone `$` in `a$b`\nhint: write `${NAME}` for a secret or `$$` for a literal `$`".to_owned()], vec![])
         );
         assert_eq!(
             said(&PlanError::Spec(SpecError::NoService("nope".into())).into()),

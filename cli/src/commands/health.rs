@@ -353,7 +353,7 @@ pub async fn redis_target(stack: &Stack, docker: Option<&Docker>, service: &str)
 fn unresolved_reason(unresolved: &UnresolvedSecret) -> String {
     let what = &unresolved.what;
     match &unresolved.error {
-        ResolveError::Syntax(message) => message.clone(),
+        ResolveError::Syntax(message) => message.to_string(),
         ResolveError::NoEnvFile { path, names } => format!(
             "{what} needs `{}` from the env file `{}`, which does not exist (`masstockctl secrets generate`)",
             names.join("`, `"),
