@@ -107,13 +107,23 @@ async fn send(request: reqwest::RequestBuilder) -> Answer {
     }
 }
 
+/// Why a container's `CORS_ORIGIN` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CorsOriginError {
+    #[error("no container `{0}`: its `CORS_ORIGIN` is not compared")]
+    NoContainer(String),
+    /// The engine refused the inspection: its own message.
+    #[error("cannot inspect `{container}`: {message}")]
+    Inspect { container: String, message: String },
+}
+
 /// The container's `CORS_ORIGIN` (`Ok(None)` when it has none), or why it could not be read.
-pub async fn container_cors_origin(docker: &Docker, container: &str) -> Result<Option<String>, String> {
+pub async fn container_cors_origin(docker: &Docker, container: &str) -> Result<Option<String>, CorsOriginError> {
     let inspected = docker.inspect_container(container, None).await.map_err(|error| {
         if docker::is_not_found(&error) {
-            format!("no container `{container}`: its `CORS_ORIGIN` is not compared")
+            CorsOriginError::NoContainer(container.to_owned())
         } else {
-            format!("cannot inspect `{container}`: {}", docker::engine_message(&error))
+            CorsOriginError::Inspect { container: container.to_owned(), message: docker::engine_message(&error) }
         }
     })?;
     let environment = inspected.config.and_then(|config| config.env).unwrap_or_default();

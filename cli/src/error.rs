@@ -7,6 +7,8 @@ use crate::config::{ConfigError, Diagnostic};
 use crate::deploy::edge::EdgeError;
 use crate::deploy::lock::LockError;
 use crate::deploy::rollout::UnknownService;
+use crate::deploy::spec::SpecError;
+use crate::deploy::PlanError;
 use crate::docker::build::ImageError;
 use crate::docker::DockerError;
 use crate::runtime::RuntimeError;
@@ -147,5 +149,92 @@ impl From<ImageError> for CommandError {
         let hints = error.hints();
         let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
         Self { hints, ..command_error }
+    }
+}
+
+impl From<SpecError> for CommandError {
+    fn from(error: SpecError) -> Self {
+        let hint = error.hint();
+        let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
+        match hint {
+            Some(hint) => command_error.with_hint(hint),
+            None => command_error,
+        }
+    }
+}
+
+impl From<PlanError> for CommandError {
+    fn from(error: PlanError) -> Self {
+        match error {
+            PlanError::Spec(error) => error.into(),
+            PlanError::Docker(error) => error.into(),
+            no_image @ PlanError::NoImage(_) => Self::failure(no_image),
+            PlanError::Render(error) => Self::failure(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::secrets::{ReferenceError, ResolveError};
+
+    fn said(error: &CommandError) -> (ErrorKind, Vec<String>, Vec<String>) {
+        (error.kind, error.chain(), error.hints.clone())
+    }
+
+    #[test]
+    fn a_plan_error_reads_as_the_command_said_it() {
+        let file = PathBuf::from("/opt/masstock/.env.production");
+        let missing = vec!["JWT_SECRET".to_owned(), "REDIS_PASSWORD".to_owned()];
+        let no_env_file = PlanError::Spec(SpecError::NoEnvFile {
+            service: "api".into(),
+            file: file.clone(),
+            missing: missing.clone(),
+        });
+        assert_eq!(
+            said(&no_env_file.into()),
+            (
+                ErrorKind::Failure,
+                vec!["the env file `/opt/masstock/.env.production` does not exist; service `api` needs JWT_SECRET, REDIS_PASSWORD".to_owned()],
+                vec!["create it with `masstockctl secrets generate`, then fill in the values it leaves empty".to_owned()],
+            )
+        );
+        let unset = PlanError::Spec(SpecError::Unset { service: "api".into(), file, missing });
+        assert_eq!(
+            said(&unset.into()),
+            (
+                ErrorKind::Failure,
+                vec!["service `api` needs JWT_SECRET, REDIS_PASSWORD but `/opt/masstock/.env.production` leaves it empty".to_owned()],
+                vec!["set JWT_SECRET, REDIS_PASSWORD in `/opt/masstock/.env.production`".to_owned()],
+            )
+        );
+        let invalid = SpecError::Invalid {
+            service: "api".into(),
+            key: "REDIS_URL".into(),
+            error: ResolveError::Syntax(ReferenceError::LoneDollar { value: "a$b".into() }),
+        };
+        assert_eq!(
+            said(&PlanError::Spec(invalid).into()),
+            (ErrorKind::Usage, vec!["`REDIS_URL` of service `api`: a lone `$` in `a$b`\nhint: write `${NAME}` for a secret or `$$` for a literal `$`".to_owned()], vec![])
+        );
+        assert_eq!(
+            said(&PlanError::Spec(SpecError::NoService("nope".into())).into()),
+            (ErrorKind::Usage, vec!["no service `nope` in deploy.toml".to_owned()], vec![])
+        );
+        assert_eq!(
+            said(&PlanError::NoImage("api".into()).into()),
+            (ErrorKind::Failure, vec!["no image was prepared for service `api`".to_owned()], vec![])
+        );
+        let engine = PlanError::Docker(DockerError::Api {
+            doing: "failed to inspect volume `v`".into(),
+            message: "boom".into(),
+        });
+        assert_eq!(
+            said(&engine.into()),
+            (ErrorKind::Failure, vec!["failed to inspect volume `v`: boom".to_owned()], vec![])
+        );
     }
 }

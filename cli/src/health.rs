@@ -242,10 +242,10 @@ pub async fn http(client: &reqwest::Client, url: &str, expect: Expect) -> Result
 pub enum ClientError {
     /// `edge.ca_bundle` cannot be read or holds no certificate.
     #[error("`edge.ca_bundle`: {0}")]
-    CaBundle(String),
+    CaBundle(crate::certs::trust::TrustError),
     /// rustls refuses the configuration.
     #[error("{0}")]
-    Tls(String),
+    Tls(crate::certs::trust::TrustError),
     #[error("cannot build an HTTP client: {error}")]
     Http { error: reqwest::Error },
     #[error("cannot build an HTTPS client: {error}")]

@@ -35,7 +35,7 @@ use bollard::Docker;
 use serde::Serialize;
 
 use crate::config::Stack;
-use crate::docker::{self, labels};
+use crate::docker::{self, labels, DockerError};
 
 /// One declared port and what holds it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -335,12 +335,12 @@ pub fn socket_holders(proc: &Path, wanted: &[u64]) -> HashMap<u64, Process> {
 }
 
 /// The host ports every running container publishes, or why the engine could not say.
-pub async fn running_publications(docker: &Docker) -> Result<Vec<Publication>, String> {
+pub async fn running_publications(docker: &Docker) -> Result<Vec<Publication>, DockerError> {
     let options = ListContainersOptionsBuilder::default().all(false).build();
     let containers = docker
         .list_containers(Some(options))
         .await
-        .map_err(|error| format!("cannot list the containers: {}", docker::engine_message(&error)))?;
+        .map_err(|error| docker::api_error("cannot list the containers", &error))?;
     Ok(containers.iter().flat_map(publications_of).collect())
 }
 

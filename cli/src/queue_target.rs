@@ -133,7 +133,9 @@ async fn from_stack(stack: &Stack) -> Result<RedisTarget, QueueTargetError> {
         // No published port (production's case): the container's address on the project network.
         let network = &stack.config.project.network;
         let address = match crate::docker::connect().await {
-            Ok(docker) => crate::docker::container_address(&docker, &container, network).await,
+            Ok(docker) => {
+                crate::docker::container_address(&docker, &container, network).await.map_err(|error| error.to_string())
+            }
             Err(error) => Err(error.chain().join(": ")),
         };
         return match address {

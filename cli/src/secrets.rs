@@ -42,8 +42,20 @@ pub struct SecretReference {
     pub path: KeyPath,
 }
 
+/// Why a declared value's `$`s do not read as `${NAME}` references; each message ends with a
+/// `hint:` line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("unclosed `${{` in `{value}`\nhint: close it: `${{NAME}}`")]
+    Unclosed { value: String },
+    #[error("`${{{name}}}` is not a secret name\nhint: a name is letters, digits and `_`, not starting with a digit, like `${{JWT_SECRET}}`")]
+    NotAName { name: String },
+    #[error("a lone `$` in `{value}`\nhint: write `${{NAME}}` for a secret or `$$` for a literal `$`")]
+    LoneDollar { value: String },
+}
+
 /// The names referenced by `value`, in order; `$$` is a literal `$`.
-pub fn references_in(value: &str) -> Result<Vec<String>, String> {
+pub fn references_in(value: &str) -> Result<Vec<String>, ReferenceError> {
     let mut names = Vec::new();
     let mut rest = value;
     while let Some(position) = rest.find('$') {
@@ -51,20 +63,15 @@ pub fn references_in(value: &str) -> Result<Vec<String>, String> {
         if let Some(after) = after.strip_prefix('$') {
             rest = after;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end =
-                body.find('}').ok_or_else(|| format!("unclosed `${{` in `{value}`\nhint: close it: `${{NAME}}`"))?;
+            let end = body.find('}').ok_or_else(|| ReferenceError::Unclosed { value: value.to_owned() })?;
             let name = &body[..end];
             if !is_variable_name(name) {
-                return Err(format!(
-                    "`${{{name}}}` is not a secret name\nhint: a name is letters, digits and `_`, not starting with a digit, like `${{JWT_SECRET}}`"
-                ));
+                return Err(ReferenceError::NotAName { name: name.to_owned() });
             }
             names.push(name.to_owned());
             rest = &body[end + 1..];
         } else {
-            return Err(format!(
-                "a lone `$` in `{value}`\nhint: write `${{NAME}}` for a secret or `$$` for a literal `$`"
-            ));
+            return Err(ReferenceError::LoneDollar { value: value.to_owned() });
         }
     }
     Ok(names)
@@ -115,7 +122,7 @@ pub fn is_variable_name(name: &str) -> bool {
 pub enum ResolveError {
     /// A `${` without its `}`, a bad name or a lone `$`: the message says which, with a hint line.
     #[error("{0}")]
-    Syntax(String),
+    Syntax(ReferenceError),
     /// The value refers to secrets, and the env file does not exist.
     #[error("the env file `{}` does not exist, and `{}` is needed from it", .path.display(), .names.join("`, `"))]
     NoEnvFile {
@@ -408,9 +415,18 @@ mod tests {
         assert_eq!(references_in("${A}${B_2}").unwrap(), ["A", "B_2"]);
         assert!(references_in("cost: $$5").unwrap().is_empty());
         assert!(references_in("plain").unwrap().is_empty());
-        assert!(references_in("${unclosed").is_err());
-        assert!(references_in("${1BAD}").is_err());
-        assert!(references_in("$HOME").is_err());
+        assert_eq!(
+            references_in("${unclosed").unwrap_err().to_string(),
+            "unclosed `${` in `${unclosed`\nhint: close it: `${NAME}`"
+        );
+        assert_eq!(
+            references_in("${1BAD}").unwrap_err().to_string(),
+            "`${1BAD}` is not a secret name\nhint: a name is letters, digits and `_`, not starting with a digit, like `${JWT_SECRET}`"
+        );
+        assert_eq!(
+            references_in("$HOME").unwrap_err().to_string(),
+            "a lone `$` in `$HOME`\nhint: write `${NAME}` for a secret or `$$` for a literal `$`"
+        );
     }
 
     #[test]
@@ -426,7 +442,7 @@ mod tests {
         let resolve = |declared| resolve(declared, Some(&file), path);
         assert_eq!(resolve("redis://:${PASSWORD}@redis:6379/$$"), Ok("redis://:a-b.c@redis:6379/$".to_owned()));
         assert_eq!(resolve("plain"), Ok("plain".to_owned()));
-        assert!(matches!(resolve("${oops"), Err(ResolveError::Syntax(message)) if message.starts_with("unclosed")));
+        assert!(matches!(resolve("${oops"), Err(ResolveError::Syntax(ReferenceError::Unclosed { .. }))));
         assert_eq!(
             super::resolve("${A}${B}", None, path),
             Err(ResolveError::NoEnvFile { path: path.to_path_buf(), names: vec!["A".into(), "B".into()] })

@@ -56,6 +56,9 @@ pub enum AcmeError {
         #[source]
         source: std::io::Error,
     },
+    /// The roots to trust for the CA's API, or the TLS client, cannot be had.
+    #[error("{0}")]
+    Trust(crate::certs::trust::TrustError),
     #[error("{0}")]
     Other(String),
 }
@@ -115,13 +118,13 @@ struct AcmeHttp {
 
 impl AcmeHttp {
     fn new(ca_bundle: Option<&Path>, last_retry_after: Arc<Mutex<Option<String>>>) -> Result<Self, AcmeError> {
-        let roots = crate::certs::trust::root_store(ca_bundle).map_err(AcmeError::Other)?;
+        let roots = crate::certs::trust::root_store(ca_bundle).map_err(AcmeError::Trust)?;
         if roots.is_empty() {
             return Err(AcmeError::Other(
                 "no root certificate to trust: install `ca-certificates` or set `[acme] ca_bundle`".into(),
             ));
         }
-        let tls = crate::certs::trust::client_config(roots).map_err(AcmeError::Other)?;
+        let tls = crate::certs::trust::client_config(roots).map_err(AcmeError::Trust)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()

@@ -82,14 +82,22 @@ struct SuggestedWindow {
     end: DateTime<Utc>,
 }
 
+/// Why a `renewalInfo` response body is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalInfoError {
+    #[error("invalid renewalInfo response: {0}")]
+    Json(serde_json::Error),
+    #[error("invalid renewalInfo response: the window ends (`{end}`) before it starts (`{start}`)")]
+    Backwards { start: DateTime<Utc>, end: DateTime<Utc> },
+}
+
 /// Parses a `renewalInfo` response body: `{"suggestedWindow":{"start","end"},"explanationURL"}`.
 /// A window whose end is not after its start is refused, as RFC 9773 §4.2 asks.
-pub fn parse_renewal_info(json: &str) -> Result<AriWindow, String> {
-    let info: RenewalInfo =
-        serde_json::from_str(json).map_err(|error| format!("invalid renewalInfo response: {error}"))?;
+pub fn parse_renewal_info(json: &str) -> Result<AriWindow, RenewalInfoError> {
+    let info: RenewalInfo = serde_json::from_str(json).map_err(RenewalInfoError::Json)?;
     let SuggestedWindow { start, end } = info.suggested_window;
     if end <= start {
-        return Err(format!("invalid renewalInfo response: the window ends (`{end}`) before it starts (`{start}`)"));
+        return Err(RenewalInfoError::Backwards { start, end });
     }
     Ok(AriWindow { start, end, explanation_url: info.explanation_url })
 }
@@ -265,7 +273,7 @@ mod tests {
         assert_eq!(minimal.unwrap().explanation_url, None);
         let backwards =
             parse_renewal_info(r#"{"suggestedWindow":{"start":"2025-03-30T00:00:00Z","end":"2025-03-29T00:00:00Z"}}"#);
-        assert!(backwards.unwrap_err().contains("before it starts"));
+        assert!(backwards.unwrap_err().to_string().contains("before it starts"));
         assert!(parse_renewal_info(r#"{"suggestedWindow":{}}"#).is_err());
         assert!(parse_renewal_info("<html>").is_err());
     }

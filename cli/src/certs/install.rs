@@ -34,8 +34,39 @@ const SERVED_WITHIN: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 #[error("{failure}; {rollback}")]
 pub struct InstallError {
-    pub failure: String,
+    pub failure: Box<InstallFailure>,
+    /// Where the lineage stands after going back: said for the operator.
     pub rollback: String,
+}
+
+/// Why nginx does not serve a new version.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallFailure {
+    #[error("nginx refused the new certificate: {0}")]
+    Refused(edge::EdgeCommandError),
+    /// Reloading failed: the error and its causes on one line.
+    #[error("{}", crate::error::chain(.0).join(": "))]
+    NotReloaded(edge::EdgeError),
+    #[error("nginx serves `{name}` with serial {served} instead of the new {serial} after {}s", SERVED_WITHIN.as_secs())]
+    OldServed { name: String, served: String, serial: String },
+    #[error("the TLS handshake for `{name}` through {address} failed: {error}")]
+    Handshake { name: String, address: SocketAddr, error: HandshakeError },
+}
+
+/// Why a TLS handshake through the edge shows no certificate: the library's own words.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("{0}")]
+    Tls(rustls::Error),
+    #[error("{0}")]
+    Name(rustls::pki_types::InvalidDnsNameError),
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("no certificate was presented")]
+    NoCertificate,
+    /// The leaf cannot be read.
+    #[error("{0}")]
+    Leaf(store::StoreError),
 }
 
 /// After `store::write_version` made `version` live: tests and reloads nginx and checks that
@@ -60,14 +91,13 @@ pub fn verify_install(
             },
         },
     };
-    Err(InstallError { failure, rollback })
+    Err(InstallError { failure: Box::new(failure), rollback })
 }
 
-fn test_reload_and_check(stack: &Stack, names: &[String], serial: &str) -> Result<(), String> {
+fn test_reload_and_check(stack: &Stack, names: &[String], serial: &str) -> Result<(), InstallFailure> {
     let edge_config = &stack.config.edge;
-    edge::run(stack, &edge_config.test_command)
-        .map_err(|error| format!("nginx refused the new certificate: {error}"))?;
-    edge::reload(stack).map_err(|error| crate::error::chain(&error).join(": "))?;
+    edge::run(stack, &edge_config.test_command).map_err(InstallFailure::Refused)?;
+    edge::reload(stack).map_err(InstallFailure::NotReloaded)?;
     let address = SocketAddr::new(edge_config.upstream_host, edge_config.https_port);
     for name in names {
         let deadline = Instant::now() + SERVED_WITHIN;
@@ -77,12 +107,9 @@ fn test_reload_and_check(stack: &Stack, names: &[String], serial: &str) -> Resul
                 Ok(served) if served.eq_ignore_ascii_case(serial) => break,
                 _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(250)),
                 Ok(served) => {
-                    return Err(format!(
-                        "nginx serves `{name}` with serial {served} instead of the new {serial} after {}s",
-                        SERVED_WITHIN.as_secs()
-                    ))
+                    return Err(InstallFailure::OldServed { name: name.clone(), served, serial: serial.to_owned() })
                 }
-                Err(error) => return Err(format!("the TLS handshake for `{name}` through {address} failed: {error}")),
+                Err(error) => return Err(InstallFailure::Handshake { name: name.clone(), address, error }),
             }
         }
     }
@@ -90,7 +117,7 @@ fn test_reload_and_check(stack: &Stack, names: &[String], serial: &str) -> Resul
 }
 
 /// The serial of the certificate the edge presents for `name` (SNI).
-pub fn served_serial(address: SocketAddr, name: &str) -> Result<String, String> {
+pub fn served_serial(address: SocketAddr, name: &str) -> Result<String, HandshakeError> {
     served(address, name).map(|served| served.info.serial)
 }
 
@@ -104,36 +131,35 @@ pub struct Served {
 }
 
 /// The certificate chain the edge presents for `name` (SNI), and what its leaf says.
-pub fn served(address: SocketAddr, name: &str) -> Result<Served, String> {
+pub fn served(address: SocketAddr, name: &str) -> Result<Served, HandshakeError> {
     let chain = served_chain(address, name)?;
-    let leaf = chain.first().ok_or_else(|| "no certificate was presented".to_owned())?;
+    let leaf = chain.first().ok_or(HandshakeError::NoCertificate)?;
     let pem = format!(
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
         base64::engine::general_purpose::STANDARD.encode(leaf.as_ref())
     );
-    let info = store::parse_certificate(&pem).map_err(|error| error.to_string())?;
+    let info = store::parse_certificate(&pem).map_err(HandshakeError::Leaf)?;
     Ok(Served { info, chain })
 }
 
 /// The certificate chain the edge presents for `name`, the leaf first. It is not verified here:
 /// what matters is which certificate nginx loaded (compared with the one just issued, or the
 /// one on disk); `trust::distrust` judges the chain when that is the question.
-fn served_chain(address: SocketAddr, name: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn served_chain(address: SocketAddr, name: &str) -> Result<Vec<CertificateDer<'static>>, HandshakeError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
+        .map_err(HandshakeError::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
         .with_no_client_auth();
-    let server_name = ServerName::try_from(name.to_owned()).map_err(|error| error.to_string())?;
-    let mut connection =
-        rustls::ClientConnection::new(Arc::new(config), server_name).map_err(|error| error.to_string())?;
-    let mut socket = TcpStream::connect_timeout(&address, Duration::from_secs(5)).map_err(|error| error.to_string())?;
-    socket.set_read_timeout(Some(Duration::from_secs(5))).map_err(|error| error.to_string())?;
-    socket.set_write_timeout(Some(Duration::from_secs(5))).map_err(|error| error.to_string())?;
+    let server_name = ServerName::try_from(name.to_owned()).map_err(HandshakeError::Name)?;
+    let mut connection = rustls::ClientConnection::new(Arc::new(config), server_name).map_err(HandshakeError::Tls)?;
+    let mut socket = TcpStream::connect_timeout(&address, Duration::from_secs(5)).map_err(HandshakeError::Io)?;
+    socket.set_read_timeout(Some(Duration::from_secs(5))).map_err(HandshakeError::Io)?;
+    socket.set_write_timeout(Some(Duration::from_secs(5))).map_err(HandshakeError::Io)?;
     while connection.is_handshaking() {
-        connection.complete_io(&mut socket).map_err(|error| error.to_string())?;
+        connection.complete_io(&mut socket).map_err(HandshakeError::Io)?;
     }
     let chain: Vec<CertificateDer<'static>> = connection
         .peer_certificates()
@@ -142,7 +168,7 @@ fn served_chain(address: SocketAddr, name: &str) -> Result<Vec<CertificateDer<'s
         .map(|certificate| certificate.clone().into_owned())
         .collect();
     if chain.is_empty() {
-        return Err("no certificate was presented".to_owned());
+        return Err(HandshakeError::NoCertificate);
     }
     // Close politely; nginx does not care either way.
     connection.send_close_notify();
@@ -187,5 +213,30 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_install_says_which_step_refused_and_where_the_lineage_stands() {
+        let old = InstallFailure::OldServed { name: "app.example".into(), served: "0A".into(), serial: "0B".into() };
+        let error =
+            InstallError { failure: Box::new(old), rollback: "there is no previous version to go back to".into() };
+        assert_eq!(
+            error.to_string(),
+            "nginx serves `app.example` with serial 0A instead of the new 0B after 5s; there is no previous version to go back to"
+        );
+        let handshake = InstallFailure::Handshake {
+            name: "app.example".into(),
+            address: SocketAddr::from(([127, 0, 0, 1], 443)),
+            error: HandshakeError::NoCertificate,
+        };
+        assert_eq!(
+            handshake.to_string(),
+            "the TLS handshake for `app.example` through 127.0.0.1:443 failed: no certificate was presented"
+        );
     }
 }

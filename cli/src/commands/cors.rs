@@ -91,7 +91,7 @@ pub fn cmd_cors_test(global: &GlobalArgs, ui: &Ui, args: &TestArgs) -> Result<Ex
             let docker = docker::connect().await.map_err(|error| {
                 format!("the API container's `CORS_ORIGIN` is not compared: {}", error.chain().join(": "))
             })?;
-            container_cors_origin(&docker, &container).await
+            container_cors_origin(&docker, &container).await.map_err(|error| error.to_string())
         })
     })?;
     let (container_cors_origin, container_note) = match container_env {

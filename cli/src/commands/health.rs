@@ -342,8 +342,9 @@ fn published_port(stack: &Stack, service: &str) -> Option<u16> {
 /// `redis://:<password>@<container ip>:<port>` for the redis container on the project network.
 pub async fn redis_target(stack: &Stack, docker: Option<&Docker>, service: &str) -> Result<String, String> {
     let Some(docker) = docker else { return Err("the Docker engine is unreachable".to_owned()) };
-    let address =
-        docker::container_address(docker, &stack.container_name(service), &stack.config.project.network).await?;
+    let address = docker::container_address(docker, &stack.container_name(service), &stack.config.project.network)
+        .await
+        .map_err(|error| error.to_string())?;
     let password = health::redis_password(stack, service).map_err(|unresolved| unresolved_reason(&unresolved))?;
     Ok(health::redis_url(&address, 6379, password.as_deref()))
 }
@@ -352,7 +353,7 @@ pub async fn redis_target(stack: &Stack, docker: Option<&Docker>, service: &str)
 fn unresolved_reason(unresolved: &UnresolvedSecret) -> String {
     let what = &unresolved.what;
     match &unresolved.error {
-        ResolveError::Syntax(message) => message.clone(),
+        ResolveError::Syntax(message) => message.to_string(),
         ResolveError::NoEnvFile { path, names } => format!(
             "{what} needs `{}` from the env file `{}`, which does not exist (`masstockctl secrets generate`)",
             names.join("`, `"),

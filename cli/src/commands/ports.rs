@@ -37,7 +37,7 @@ pub fn cmd_ports(global: &GlobalArgs, ui: &Ui, _args: &PortsArgs) -> Result<Exit
     let stack = global.load_stack_without_env_file()?;
     let publications = crate::runtime::block_on(async {
         let docker = docker::connect().await.map_err(|error| error.chain().join(": "))?;
-        running_publications(&docker).await
+        running_publications(&docker).await.map_err(|error| error.to_string())
     })?;
     let publications = match publications {
         Ok(publications) => publications,

@@ -379,7 +379,7 @@ fn services(checker: &mut Checker, config: &Config) {
                 );
             }
             if let Err(problem) = secrets::references_in(value) {
-                checker.error(&variable_path, Mark::Value, problem, Vec::new());
+                checker.error(&variable_path, Mark::Value, problem.to_string(), Vec::new());
             }
         }
         // A service that asks for a shutdown grace must get it before Docker's SIGKILL.

@@ -125,9 +125,23 @@ use serde_json::{json, Value};
 
 use crate::config::Stack;
 use crate::docker::build::ImageError;
-use crate::docker::{self, labels};
-use crate::error::CommandError;
-use spec::{Hashes, ImageChoice, ServiceSpec};
+use crate::docker::{self, labels, DockerError};
+use crate::render::RenderError;
+use spec::{Hashes, ImageChoice, ServiceSpec, SpecError};
+
+/// Why a deploy's plan cannot be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The caller prepared no image for a selected service.
+    #[error("no image was prepared for service `{0}`")]
+    NoImage(String),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
 
 /// What a deploy does to one service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +228,7 @@ impl Plan {
         stack: &Stack,
         images: &BTreeMap<String, ImageChoice>,
         services: &[String],
-    ) -> Result<Self, CommandError> {
+    ) -> Result<Self, PlanError> {
         let containers = docker::project_containers(docker, &stack.config.project.name).await?;
         let selected = |service: &str| services.is_empty() || services.iter().any(|name| name == service);
         let mut steps = Vec::new();
@@ -222,10 +236,7 @@ impl Plan {
             if !selected(name) {
                 continue;
             }
-            let image = images
-                .get(name)
-                .cloned()
-                .ok_or_else(|| CommandError::failure(format!("no image was prepared for service `{name}`")))?;
+            let image = images.get(name).cloned().ok_or_else(|| PlanError::NoImage(name.to_owned()))?;
             let spec = ServiceSpec::resolve(stack, name, image)?;
             let primary = containers.iter().find(|container| docker::name_of(container) == spec.container);
             let existing = primary.map(Existing::from_summary);
@@ -281,7 +292,7 @@ impl Plan {
                 }
             }
         }
-        let site = crate::render::render_edge_site(stack, &BTreeMap::new()).map_err(CommandError::failure)?;
+        let site = crate::render::render_edge_site(stack, &BTreeMap::new())?;
         let site_changed = fs_err::read_to_string(&stack.config.edge.site_file).ok().as_deref() != Some(site.as_str());
         Ok(Self { environment: stack.environment.clone(), steps, network_missing, volumes_missing, site, site_changed })
     }

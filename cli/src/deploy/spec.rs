@@ -2,6 +2,7 @@
 //! the env file and the image, and the hashes that let a later deploy tell what changed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType, NetworkingConfig, PortBinding,
@@ -13,8 +14,43 @@ use sha2::{Digest as _, Sha256};
 use crate::config::{RestartPolicy as Restart, Rollout, Service, Stack};
 use crate::deploy::wait::Readiness;
 use crate::docker::{labels, COMPOSE_VERSION};
-use crate::error::CommandError;
 use crate::secrets::{self, ResolveError};
+
+/// Why a service's container cannot be resolved from deploy.toml and the env file.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("no service `{0}` in deploy.toml")]
+    NoService(String),
+    /// A value `config check` refuses (bad `${` syntax, or a secret that breaks its URL).
+    #[error("`{key}` of service `{service}`: {error}")]
+    Invalid { service: String, key: String, error: ResolveError },
+    /// The service refers to secrets and the env file does not exist; `missing` is sorted.
+    #[error("the env file `{}` does not exist; service `{service}` needs {}", .file.display(), .missing.join(", "))]
+    NoEnvFile { service: String, file: PathBuf, missing: Vec<String> },
+    /// Secrets the env file does not hold, or holds empty; `missing` is sorted.
+    #[error("service `{service}` needs {} but `{}` leaves it empty", .missing.join(", "), .file.display())]
+    Unset { service: String, file: PathBuf, missing: Vec<String> },
+}
+
+impl SpecError {
+    /// Whether the operator's configuration is at fault (exit 2) rather than the host's state.
+    #[must_use]
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::NoService(_) | Self::Invalid { .. })
+    }
+
+    /// What the operator can do about it.
+    #[must_use]
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NoService(_) | Self::Invalid { .. } => None,
+            Self::NoEnvFile { .. } => Some(
+                "create it with `masstockctl secrets generate`, then fill in the values it leaves empty".to_owned(),
+            ),
+            Self::Unset { file, missing, .. } => Some(format!("set {} in `{}`", missing.join(", "), file.display())),
+        }
+    }
+}
 
 /// The image a service runs: the reference containers are created from, and its ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,12 +139,8 @@ const DEFAULT_STOP_TIMEOUT_SECS: i64 = 10;
 impl ServiceSpec {
     /// Resolves `service` for `image`. Fails when a secret it needs is missing or empty in the
     /// env file, naming the variable (never its value).
-    pub fn resolve(stack: &Stack, name: &str, image: ImageChoice) -> Result<Self, CommandError> {
-        let service = stack
-            .config
-            .services
-            .get(name)
-            .ok_or_else(|| CommandError::usage(format!("no service `{name}` in deploy.toml")))?;
+    pub fn resolve(stack: &Stack, name: &str, image: ImageChoice) -> Result<Self, SpecError> {
+        let service = stack.config.services.get(name).ok_or_else(|| SpecError::NoService(name.to_owned()))?;
         let env = resolved_environment(stack, name)?;
         let network = &stack.config.project.network;
         let healthcheck = service.healthcheck.as_ref().map(|check| {
@@ -318,7 +350,7 @@ fn rollout_of(stack: &Stack, name: &str, service: &Service) -> Rollout {
 
 /// The service's environment with every `${SECRET}` replaced by the env file's value
 /// ([`secrets::resolve`]); the secrets missing from any variable are reported together.
-fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, String>, CommandError> {
+fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, String>, SpecError> {
     let env_file = stack.secrets.env_file.as_ref();
     let file = &stack.config.project.env_file;
     let mut missing = Vec::new();
@@ -331,7 +363,7 @@ fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, St
             Err(ResolveError::NoEnvFile { names, .. } | ResolveError::Unset { names, .. }) => missing.extend(names),
             // A validated stack has neither: `config check` refuses both.
             Err(error @ (ResolveError::Syntax(_) | ResolveError::BreaksUrl { .. })) => {
-                return Err(CommandError::usage(format!("`{key}` of service `{name}`: {error}")));
+                return Err(SpecError::Invalid { service: name.to_owned(), key, error });
             }
         }
     }
@@ -340,18 +372,12 @@ fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, St
     }
     missing.sort();
     missing.dedup();
-    let file = file.display();
-    let error = if env_file.is_none() {
-        CommandError::failure(format!(
-            "the env file `{file}` does not exist; service `{name}` needs {}",
-            missing.join(", ")
-        ))
-        .with_hint("create it with `masstockctl secrets generate`, then fill in the values it leaves empty")
+    let (service, file) = (name.to_owned(), file.clone());
+    Err(if env_file.is_none() {
+        SpecError::NoEnvFile { service, file, missing }
     } else {
-        CommandError::failure(format!("service `{name}` needs {} but `{file}` leaves it empty", missing.join(", ")))
-            .with_hint(format!("set {} in `{file}`", missing.join(", ")))
-    };
-    Err(error)
+        SpecError::Unset { service, file, missing }
+    })
 }
 
 fn nanos(duration: crate::config::Duration) -> i64 {
@@ -428,9 +454,24 @@ mod tests {
     fn a_missing_secret_is_named_without_any_value() {
         let stack = stack(&SECRETS.replace("JWT_SECRET=jwt-secret\n", "JWT_SECRET=\n"));
         let error = ServiceSpec::resolve(&stack, "api", image("a")).unwrap_err();
-        let message = error.chain().join(" ");
+        let message = crate::error::chain(&error).join(" ");
         assert!(message.contains("JWT_SECRET") && message.contains("leaves it empty"), "{message}");
         assert!(!message.contains("secret-"), "{message}");
+        assert!(!error.is_usage(), "the host's env file is at fault, not deploy.toml");
+        assert!(error.hint().is_some_and(|hint| hint.starts_with("set JWT_SECRET in `")), "{:?}", error.hint());
+    }
+
+    #[test]
+    fn no_env_file_names_every_secret_the_service_needs_and_an_unknown_service_is_usage() {
+        let mut stack = stack(SECRETS);
+        stack.secrets.env_file = None;
+        let error = ServiceSpec::resolve(&stack, "api", image("a")).unwrap_err();
+        let SpecError::NoEnvFile { service, missing, .. } = &error else { panic!("{error:?}") };
+        assert_eq!(service, "api");
+        assert!(missing.is_sorted() && missing.contains(&"JWT_SECRET".to_owned()), "{missing:?}");
+        assert!(!error.is_usage());
+        let unknown = ServiceSpec::resolve(&stack, "nope", image("a")).unwrap_err();
+        assert!(matches!(unknown, SpecError::NoService(_)) && unknown.is_usage(), "{unknown:?}");
     }
 
     #[test]

@@ -147,7 +147,7 @@ pub async fn until_ready(
                     Some(_) if docker_healthy => return Ok(()),
                     Some(probe) => match run_probe(docker, container, probe, readiness.probe_timeout).await {
                         Ok(()) => return Ok(()),
-                        Err(output) => last_probe = Some(output),
+                        Err(failure) => last_probe = Some(failure.to_string()),
                     },
                 }
             }
@@ -174,8 +174,27 @@ pub fn probe_command(test: &[String]) -> Option<Vec<String>> {
     }
 }
 
+/// Why a health test run inside a container did not pass.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The engine refused the exec: its own message.
+    #[error("{0}")]
+    Engine(String),
+    /// The test ran and exited non-zero (`None` when the engine did not say): what it printed, on one line.
+    #[error("exit {}: {said}", .code.map_or_else(|| "?".to_owned(), |code| code.to_string()))]
+    Failed { code: Option<i64>, said: String },
+    #[error("no answer within {}s", .0.as_secs())]
+    TimedOut(Duration),
+}
+
 /// Runs the health test inside the container: `Ok` on exit 0, else what it said.
-pub async fn run_probe(docker: &Docker, container: &str, command: &[String], timeout: Duration) -> Result<(), String> {
+pub async fn run_probe(
+    docker: &Docker,
+    container: &str,
+    command: &[String],
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    let engine = |error: bollard::errors::Error| ProbeError::Engine(docker::engine_message(&error));
     let exec = docker
         .create_exec(
             container,
@@ -187,27 +206,23 @@ pub async fn run_probe(docker: &Docker, container: &str, command: &[String], tim
             },
         )
         .await
-        .map_err(|error| docker::engine_message(&error))?;
+        .map_err(engine)?;
     let run = async {
         let mut said = String::new();
         if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, None).await.map_err(|error| docker::engine_message(&error))?
+            docker.start_exec(&exec.id, None).await.map_err(engine)?
         {
             while let Some(Ok(chunk)) = output.next().await {
                 said.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
             }
         }
-        let inspected = docker.inspect_exec(&exec.id).await.map_err(|error| docker::engine_message(&error))?;
+        let inspected = docker.inspect_exec(&exec.id).await.map_err(engine)?;
         match inspected.exit_code {
             Some(0) => Ok(()),
-            code => Err(format!(
-                "exit {}: {}",
-                code.map_or_else(|| "?".to_owned(), |code| code.to_string()),
-                one_line(&said)
-            )),
+            code => Err(ProbeError::Failed { code, said: one_line(&said) }),
         }
     };
-    tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| Err(format!("no answer within {}s", timeout.as_secs())))
+    tokio::time::timeout(timeout, run).await.unwrap_or(Err(ProbeError::TimedOut(timeout)))
 }
 
 /// Gathers what an operator needs to see about a container that is not ready.
@@ -254,5 +269,18 @@ fn one_line(text: &str) -> String {
         format!("{}…", joined.chars().take(300).collect::<String>())
     } else {
         joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_probe_says_how_it_failed() {
+        let failed = ProbeError::Failed { code: Some(1), said: "connection refused".into() };
+        assert_eq!(failed.to_string(), "exit 1: connection refused");
+        assert_eq!(ProbeError::Failed { code: None, said: String::new() }.to_string(), "exit ?: ");
+        assert_eq!(ProbeError::TimedOut(Duration::from_secs(5)).to_string(), "no answer within 5s");
     }
 }

@@ -126,13 +126,25 @@ pub async fn project_containers(docker: &Docker, project: &str) -> Result<Vec<Co
         .map_err(|error| api_error("failed to list the project's containers", &error))
 }
 
+/// Why a container's address on a network cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressError {
+    #[error("no container `{0}`: `masstockctl deploy` creates it")]
+    NoContainer(String),
+    /// The engine refused the inspection: its own message.
+    #[error("cannot inspect `{container}`: {message}")]
+    Inspect { container: String, message: String },
+    #[error("`{container}` has no address on network `{network}` (is it running?)")]
+    NoAddress { container: String, network: String },
+}
+
 /// A running container's address on `network` (the host reaches bridge addresses on Linux).
-pub async fn container_address(docker: &Docker, container: &str, network: &str) -> Result<String, String> {
+pub async fn container_address(docker: &Docker, container: &str, network: &str) -> Result<String, AddressError> {
     let inspected = docker.inspect_container(container, None).await.map_err(|error| {
         if is_not_found(&error) {
-            format!("no container `{container}`: `masstockctl deploy` creates it")
+            AddressError::NoContainer(container.to_owned())
         } else {
-            format!("cannot inspect `{container}`: {}", engine_message(&error))
+            AddressError::Inspect { container: container.to_owned(), message: engine_message(&error) }
         }
     })?;
     inspected
@@ -140,7 +152,7 @@ pub async fn container_address(docker: &Docker, container: &str, network: &str) 
         .and_then(|settings| settings.networks)
         .and_then(|networks| networks.get(network).and_then(|endpoint| endpoint.ip_address.clone()))
         .filter(|address| !address.is_empty())
-        .ok_or_else(|| format!("`{container}` has no address on network `{network}` (is it running?)"))
+        .ok_or_else(|| AddressError::NoAddress { container: container.to_owned(), network: network.to_owned() })
 }
 
 /// The service a container belongs to, from its labels.
@@ -158,4 +170,19 @@ pub fn name_of(container: &ContainerSummary) -> String {
         .and_then(|names| names.first())
         .map(|name| name.trim_start_matches('/').to_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_failure_names_the_container() {
+        assert_eq!(
+            AddressError::NoContainer("masstock_redis".into()).to_string(),
+            "no container `masstock_redis`: `masstockctl deploy` creates it"
+        );
+        let none = AddressError::NoAddress { container: "masstock_redis".into(), network: "masstock".into() };
+        assert_eq!(none.to_string(), "`masstock_redis` has no address on network `masstock` (is it running?)");
+    }
 }

@@ -438,7 +438,7 @@ async fn handshakes(
         async move {
             let handshake = tokio::task::spawn_blocking(move || install::served(address, &domain));
             match tokio::time::timeout(context.timeout, handshake).await {
-                Ok(Ok(result)) => result,
+                Ok(Ok(result)) => result.map_err(|error| error.to_string()),
                 Ok(Err(error)) => Err(error.to_string()),
                 Err(_) => Err(format!("no answer within {}s", context.timeout.as_secs_f64())),
             }

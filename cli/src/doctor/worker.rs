@@ -63,14 +63,14 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
     {
         Ok(Ok(address)) => address,
         // No container at all is the services group's finding (`container-missing:redis`).
-        Ok(Err(reason)) if reason.starts_with("no container") => return Vec::new(),
+        Ok(Err(docker::AddressError::NoContainer(_))) => return Vec::new(),
         Ok(Err(reason)) => {
             return vec![Finding::error(
                 "redis-unreachable",
                 "the queue's redis cannot be reached: jobs can be neither added nor taken",
                 format!("{restart_redis}, or {} when it does not exist", context.command("deploy redis")),
             )
-            .with_evidence([reason])];
+            .with_evidence([reason.to_string()])];
         }
         Err(_) => return vec![unreachable(context, &redis_container, "the engine did not answer in time")],
     };

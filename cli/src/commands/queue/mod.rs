@@ -91,7 +91,7 @@ fn target_error(error: QueueTargetError, environment: &str) -> CommandError {
             "set `REDIS_URL` to the container's address, e.g. `REDIS_URL=redis://:PASSWORD@<container ip>:{port}`"
         )),
         QueueTargetError::EnvFile(error) => CommandError::failure(error),
-        QueueTargetError::Secret(ResolveError::Syntax(message)) => CommandError::usage(message),
+        QueueTargetError::Secret(ResolveError::Syntax(message)) => CommandError::usage(message.to_string()),
         QueueTargetError::Secret(ResolveError::NoEnvFile { path, names }) => CommandError::failure(format!(
             "the env file `{}` does not exist, and `REDIS_URL` needs `{}` from it",
             path.display(),
