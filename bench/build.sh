@@ -58,8 +58,9 @@ for revision in "$@"; do
     log "building masstockctl (release) at $revision ($hash) in $tree"
     # bash's `time` reports the wall clock and the CPU time of the command and its children.
     TIMEFORMAT='%R %U %S'
-    { time (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --locked --quiet -p masstockctl) \
-      2>"$WORK/build.err"; } 2>"$WORK/time" || die "the release build of $revision failed: $(tail -5 "$WORK/build.err")"
+    # The inner braces keep the build's own stderr apart from `time`'s report.
+    { time { (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --locked --quiet -p masstockctl) \
+      2>"$WORK/build.err"; }; } 2>"$WORK/time" || die "the release build of $revision failed: $(tail -5 "$WORK/build.err")"
     read -r wall user system <"$WORK/time"
     cpu=$(awk -v user="$user" -v system="$system" 'BEGIN { printf "%.1f", user + system }')
     printf '%s %s  packages %d  crates %d  release build %.1fs wall, %ss CPU\n' \
