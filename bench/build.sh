@@ -62,7 +62,7 @@ for revision in "$@"; do
     { time { (cd "$tree" && CARGO_TARGET_DIR="$tree/target" cargo build --release --locked --quiet -p masstockctl) \
       2>"$WORK/build.err"; }; } 2>"$WORK/time" || die "the release build of $revision failed: $(tail -5 "$WORK/build.err")"
     read -r wall user system <"$WORK/time"
-    cpu=$(awk -v user="$user" -v system="$system" 'BEGIN { printf "%.1f", user + system }')
+    cpu=$(awk -v u="$user" -v s="$system" 'BEGIN { printf "%.1f", u + s }')
     printf '%s %s  packages %d  crates %d  release build %.1fs wall, %ss CPU\n' \
       "$revision" "$hash" "$packages" "$crates" "$wall" "$cpu" | tee -a "$out"
   fi
