@@ -41,6 +41,17 @@ impl CommandError {
         Self { kind: ErrorKind::Usage, error: error.into(), diagnostics: Vec::new(), hints: Vec::new() }
     }
 
+    /// A library error as the command reports it: its kind, decided by the library (`usage`), and
+    /// the hints it carries (a `Vec`, or an `Option` for errors with at most one).
+    fn classified(
+        error: impl std::error::Error + Send + Sync + 'static,
+        usage: bool,
+        hints: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let command_error = if usage { Self::usage(error) } else { Self::failure(error) };
+        Self { hints: hints.into_iter().collect(), ..command_error }
+    }
+
     #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hints.push(hint.into());
@@ -90,14 +101,14 @@ impl From<ConfigError> for CommandError {
 impl From<crate::certs::timer::TimerError> for CommandError {
     fn from(error: crate::certs::timer::TimerError) -> Self {
         let hints = error.hints();
-        Self { hints, ..Self::failure(error) }
+        Self::classified(error, false, hints)
     }
 }
 
 impl From<LockError> for CommandError {
     fn from(error: LockError) -> Self {
         let hints = error.hints();
-        Self { hints, ..Self::failure(error) }
+        Self::classified(error, false, hints)
     }
 }
 
@@ -110,56 +121,42 @@ impl From<RuntimeError> for CommandError {
 impl From<UnknownService> for CommandError {
     fn from(error: UnknownService) -> Self {
         let hint = error.hint();
-        Self::usage(error).with_hint(hint)
+        Self::classified(error, true, [hint])
     }
 }
 
 impl From<EdgeError> for CommandError {
     fn from(error: EdgeError) -> Self {
-        let hint = error.hint();
-        let failure = Self::failure(error);
-        match hint {
-            Some(hint) => failure.with_hint(hint),
-            None => failure,
-        }
+        let hint = error.hint().map(str::to_owned);
+        Self::classified(error, false, hint)
     }
 }
 
 impl From<DockerError> for CommandError {
     fn from(error: DockerError) -> Self {
-        let hint = error.hint();
-        let failure = Self::failure(error);
-        match hint {
-            Some(hint) => failure.with_hint(hint),
-            None => failure,
-        }
+        let hint = error.hint().map(str::to_owned);
+        Self::classified(error, false, hint)
     }
 }
 
 impl From<CertsError> for CommandError {
     fn from(error: CertsError) -> Self {
-        let hints = error.hints();
-        let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
-        Self { hints, ..command_error }
+        let (usage, hints) = (error.is_usage(), error.hints());
+        Self::classified(error, usage, hints)
     }
 }
 
 impl From<ImageError> for CommandError {
     fn from(error: ImageError) -> Self {
-        let hints = error.hints();
-        let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
-        Self { hints, ..command_error }
+        let (usage, hints) = (error.is_usage(), error.hints());
+        Self::classified(error, usage, hints)
     }
 }
 
 impl From<SpecError> for CommandError {
     fn from(error: SpecError) -> Self {
-        let hint = error.hint();
-        let command_error = if error.is_usage() { Self::usage(error) } else { Self::failure(error) };
-        match hint {
-            Some(hint) => command_error.with_hint(hint),
-            None => command_error,
-        }
+        let (usage, hint) = (error.is_usage(), error.hint());
+        Self::classified(error, usage, hint)
     }
 }
 

@@ -145,6 +145,16 @@ impl Project {
         self.sandbox.run(&all)
     }
 
+    /// Waits until the API's three lines are all in the engine's log (it keeps them in the order
+    /// it got them, so `three` last means all three).
+    pub(crate) fn wait_for_the_api_lines(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.run(&["logs", "api", "--tail", "1"]).stdout != "three\n" {
+            assert!(Instant::now() < deadline, "`three` was not logged within 10s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The API runs `sh` that writes three lines, 200 ms apart so that their order is certain (the
     /// second on stderr), and sleeps, healthy;
     /// the worker exits with code 3 and is restarted twice; redis is never created.
@@ -281,12 +291,7 @@ fn status_shows_running_exited_absent_and_undeclared_containers() {
 #[test]
 fn logs_prints_the_last_lines_on_the_stream_they_were_written_to() {
     let project = Project::new().with_api_and_crashing_worker();
-    // The engine keeps lines in the order it got them; wait until the last one is there.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while project.run(&["logs", "api", "--tail", "1"]).stdout != "three\n" {
-        assert!(Instant::now() < deadline, "`three` was not logged within 10s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    project.wait_for_the_api_lines();
 
     let run = project.run(&["logs", "api", "--tail", "2"]);
     assert_eq!(run.status, 0, "{}", run.transcript());

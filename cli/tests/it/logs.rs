@@ -1,8 +1,6 @@
 //! `logs` of several services against real containers (`containers::Project`): each line behind
 //! its service's name, on the stream it was written to, each service's lines in their order.
 
-use std::time::{Duration, Instant};
-
 use crate::containers::Project;
 
 /// The lines of `text` that `prefix` starts, without it.
@@ -13,11 +11,7 @@ fn lines_of<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
 #[test]
 fn several_services_interleave_behind_their_names() {
     let project = Project::new().with_api_and_crashing_worker();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while project.run(&["logs", "api", "--tail", "1"]).stdout != "three\n" {
-        assert!(Instant::now() < deadline, "`three` was not logged within 10s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    project.wait_for_the_api_lines();
 
     // Named: api and worker. The names are padded to the longest, `worker`.
     let run = project.run(&["logs", "api", "worker", "--tail", "all"]);
