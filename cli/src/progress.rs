@@ -9,12 +9,12 @@
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Stack;
-use crate::deploy::rollout::Rollout;
+use crate::deploy::rollout::{roll_out, Rollout};
 use crate::deploy::Plan;
 use crate::report::{Activity, Reporter, Unwatched};
 use crate::ui::Ui;
@@ -130,9 +130,26 @@ impl Drop for Spinner<'_> {
     }
 }
 
+/// What `deploy` and `rollback` do once their plan is made: show it (not with `--json`, whose
+/// document comes at the end), apply it through this terminal, and report what was done.
+pub async fn show_plan_and_roll_out(
+    docker: &bollard::Docker,
+    stack: &Stack,
+    plan: &Plan,
+    timeout: Duration,
+    terminal: &Terminal<'_>,
+    started: Instant,
+) -> ExitCode {
+    if !terminal.ui.json {
+        terminal.ui.data(&plan.to_text());
+    }
+    let rollout = roll_out(docker, stack, plan, timeout, terminal, started).await;
+    print_rollout(terminal.ui, stack, plan, &rollout)
+}
+
 /// Prints what a rollout did and returns the exit status: 0 when every step succeeded, else 1.
 #[must_use]
-pub fn print_rollout(ui: &Ui, stack: &Stack, plan: &Plan, rollout: &Rollout) -> ExitCode {
+fn print_rollout(ui: &Ui, stack: &Stack, plan: &Plan, rollout: &Rollout) -> ExitCode {
     if ui.json {
         ui.json_document(&rollout.to_json(plan));
     }

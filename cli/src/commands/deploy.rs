@@ -9,11 +9,11 @@ use crate::commands::{GlobalArgs, ImageArgs};
 use crate::config::Duration;
 use crate::deploy::apply::Outcome;
 use crate::deploy::lock::DeployLock;
-use crate::deploy::rollout::{check_services, images_for, roll_out};
+use crate::deploy::rollout::{check_services, images_for};
 use crate::deploy::{self as engine, Plan};
 use crate::docker;
 use crate::error::CommandError;
-use crate::progress::{print_rollout, Terminal};
+use crate::progress::{show_plan_and_roll_out, Terminal};
 use crate::ui::Ui;
 
 /// Deploy the stack: images, plan, then a health-gated rollout of what changed
@@ -73,10 +73,6 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
             }
             return Ok(ExitCode::SUCCESS);
         }
-        if !ui.json {
-            ui.data(&plan.to_text());
-        }
-        let rollout = roll_out(&docker, &stack, &plan, args.timeout.0, &reporter, started).await;
-        Ok(print_rollout(ui, &stack, &plan, &rollout))
+        Ok(show_plan_and_roll_out(&docker, &stack, &plan, args.timeout.0, &reporter, started).await)
     })?
 }

@@ -7,12 +7,12 @@ use std::time::Instant;
 use crate::commands::GlobalArgs;
 use crate::config::Duration;
 use crate::deploy::lock::DeployLock;
-use crate::deploy::rollout::{check_services, roll_out};
+use crate::deploy::rollout::check_services;
 use crate::deploy::spec::ImageChoice;
 use crate::deploy::{previous_image, Existing, Plan};
 use crate::docker;
 use crate::error::CommandError;
-use crate::progress::{print_rollout, Terminal};
+use crate::progress::{show_plan_and_roll_out, Terminal};
 use crate::ui::Ui;
 
 /// Return services to the image they ran before their last deploy
@@ -76,10 +76,6 @@ pub fn cmd_rollback(global: &GlobalArgs, ui: &Ui, args: &RollbackArgs) -> Result
         }
         let services: Vec<String> = images.keys().cloned().collect();
         let plan = Plan::compute(&docker, &stack, &images, &services).await?;
-        if !ui.json {
-            ui.data(&plan.to_text());
-        }
-        let rollout = roll_out(&docker, &stack, &plan, args.timeout.0, &Terminal::new(ui), started).await;
-        Ok(print_rollout(ui, &stack, &plan, &rollout))
+        Ok(show_plan_and_roll_out(&docker, &stack, &plan, args.timeout.0, &Terminal::new(ui), started).await)
     })?
 }
