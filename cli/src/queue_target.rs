@@ -89,18 +89,18 @@ pub enum QueueTargetError {
 }
 
 /// `REDIS_URL` from the environment, else from `config` (deploy.toml) for `environment`.
-pub async fn resolve(config: &Path, environment: &str) -> Result<RedisTarget, QueueTargetError> {
+pub fn resolve(config: &Path, environment: &str) -> Result<RedisTarget, QueueTargetError> {
     if let Some(url) = std::env::var("REDIS_URL").ok().filter(|url| !url.is_empty()) {
         return Ok(RedisTarget::new(url, "`REDIS_URL` in the environment".to_owned(), true));
     }
     // Only the secrets in the URL are needed, so the rest of the env file is not checked.
     let source = crate::config::read_source(config)?;
     let stack = Stack::from_source_without_env_file(&source, environment)?;
-    from_stack(&stack).await
+    from_stack(&stack)
 }
 
 /// The host-side address of the Redis that deploy.toml gives its services.
-async fn from_stack(stack: &Stack) -> Result<RedisTarget, QueueTargetError> {
+fn from_stack(stack: &Stack) -> Result<RedisTarget, QueueTargetError> {
     // The worker consumes the queue, the API adds to it: either one names the queue's Redis.
     let mut services: Vec<(&str, &crate::config::Service)> = stack.services().collect();
     services.sort_by_key(|(name, _)| match *name {
@@ -130,14 +130,19 @@ async fn from_stack(stack: &Stack) -> Result<RedisTarget, QueueTargetError> {
     };
     let container = stack.container_name(redis_name);
     let Some(published) = redis.ports.iter().find(|published| published.container == port) else {
-        // No published port (production's case): the container's address on the project network.
+        // No published port (production's case): the container's address on the project network,
+        // the one answer that needs the engine (and so a runtime).
         let network = &stack.config.project.network;
-        let address = match crate::docker::connect().await {
-            Ok(docker) => {
-                crate::docker::container_address(&docker, &container, network).await.map_err(|error| error.to_string())
+        let address = crate::runtime::block_on(async {
+            match crate::docker::connect().await {
+                Ok(docker) => crate::docker::container_address(&docker, &container, network)
+                    .await
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.chain().join(": ")),
             }
-            Err(error) => Err(error.chain().join(": ")),
-        };
+        })
+        .map_err(|error| error.to_string())
+        .and_then(|address| address);
         return match address {
             Ok(address) => {
                 let url = resolve_secrets(stack, &parts.with_address(&address, port))?;

@@ -73,7 +73,7 @@ impl QueueSelection {
 
 /// Finds Redis and says where, with `-v`.
 fn target(global: &GlobalArgs, ui: &Ui) -> Result<RedisTarget, CommandError> {
-    let target = crate::runtime::block_on(queue_target::resolve(&global.config, &global.environment))?
+    let target = queue_target::resolve(&global.config, &global.environment)
         .map_err(|error| target_error(error, &global.environment))?;
     ui.detail(format!("redis at `{}` ({})", target.shown, target.source));
     Ok(target)
