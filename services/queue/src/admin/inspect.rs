@@ -230,7 +230,8 @@ impl Inspector {
         // Queues named by a `meta` or `id` key, and the heartbeat keys under each queue (a set:
         // `SCAN` may return a key twice).
         let mut keyed = BTreeSet::new();
-        let mut heartbeat_keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // Per queue: each heartbeat key and the worker id it names.
+        let mut heartbeat_keys: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         // One pass over the keyspace: `[hmi][ed]` after a `:` catches `:meta`, `:id` and
         // `:heartbeat:`. The few other keys it lets through are dropped below.
         let pattern = format!("{}:*:[hmi][ed]*", glob_escape(prefix));
@@ -249,8 +250,8 @@ impl Inspector {
                         keyed.insert(queue.to_owned());
                     }
                 } else if let Some((queue, worker)) = rest.split_once(':') {
-                    if heartbeat::worker_id(worker).is_some() && valid_name(queue) {
-                        heartbeat_keys.entry(queue.to_owned()).or_default().insert(key.clone());
+                    if let Some(worker_id) = heartbeat::worker_id(worker).filter(|_| valid_name(queue)) {
+                        heartbeat_keys.entry(queue.to_owned()).or_default().insert(key.clone(), worker_id.to_owned());
                     }
                 }
             }
@@ -291,7 +292,7 @@ impl Inspector {
             // BullMQ's `isQueuePausedOrMaxed`: paused when the field exists, whatever its value.
             pipeline.cmd("HEXISTS").arg(format!("{base}:meta")).arg("paused");
             expected.push(format!("{base}:meta"));
-            for key in heartbeat_keys.get(queue).into_iter().flatten() {
+            for key in heartbeat_keys.get(queue).into_iter().flat_map(BTreeMap::keys) {
                 pipeline.cmd("GET").arg(key);
                 expected.push(key.clone());
             }
@@ -337,11 +338,9 @@ impl Inspector {
             let (answer, key) = next();
             let paused = integer(answer, &key)? == 1;
             let mut heartbeats = Vec::new();
-            for _ in heartbeat_keys.get(queue).into_iter().flatten() {
-                let (answer, key) = next();
-                let worker_id =
-                    key.rsplit_once(&format!(":{}:", heartbeat::SEGMENT)).map_or("", |(_, id)| id).to_owned();
-                heartbeats.extend(heartbeat_of(worker_id, answer, now_ms));
+            for worker_id in heartbeat_keys.get(queue).into_iter().flat_map(BTreeMap::values) {
+                let (answer, _) = next();
+                heartbeats.extend(heartbeat_of(worker_id.clone(), answer, now_ms));
             }
             heartbeats.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
             let oldest_waiting_age_s = oldest
