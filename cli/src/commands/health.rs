@@ -353,7 +353,7 @@ pub async fn redis_target(stack: &Stack, docker: Option<&Docker>, service: &str)
 fn unresolved_reason(unresolved: &UnresolvedSecret) -> String {
     let what = &unresolved.what;
     match &unresolved.error {
-        ResolveError::Syntax(message) => message.to_string(),
+        ResolveError::Syntax(_) => unresolved.error.to_string(),
         ResolveError::NoEnvFile { path, names } => format!(
             "{what} needs `{}` from the env file `{}`, which does not exist (`masstockctl secrets generate`)",
             names.join("`, `"),
@@ -362,6 +362,6 @@ fn unresolved_reason(unresolved: &UnresolvedSecret) -> String {
         ResolveError::Unset { path, names } => {
             format!("{what} needs `{}`, which is not set in `{}`", names[0], path.display())
         }
-        ResolveError::BreaksUrl { .. } => format!("{what}: {}", unresolved.error),
+        ResolveError::BreaksUrl { .. } => unresolved.to_string(),
     }
 }
