@@ -8,7 +8,7 @@
 # each concurrency:
 #   node         bench/node-bullmq/consumer.js: Node's bullmq 6.7.0 + ioredis, a processor that
 #                returns {} at once (the reference's stack, doing nothing)
-#   rust-noop    services/queue/examples/noop_consumer.rs: masstock-queue' WorkflowConsumer
+#   rust-noop    services/queue/examples/noop_consumer.rs: masstock-queue's WorkflowConsumer
 #                (bullmq-official underneath), a handler that returns {} at once
 #   rust-worker  masstock-worker (release) against a zero-latency fake Gemini: per job, one
 #                execution of one prompt, so PostgreSQL updates, an image written to a temporary
@@ -53,8 +53,8 @@ DB_NAME="masstock_bench_worker_$$"
 DATABASE_URL="${PG_URL%/*}/$DB_NAME"
 # Every run has its own prefix under this one: bull-bench-worker-<pid>-<target>-c<n>-r<n>.
 PREFIX_BASE="bull-bench-worker-$$"
-# The Gemini rate limiter's log is outside the prefix (masstock_worker::gemini_quota::key).
-RATE_LIMIT_BASE="masstock:gemini-requests:$PREFIX_BASE"
+# The Gemini quota's log is outside the prefix (masstock_worker::gemini_quota::key).
+QUOTA_BASE="masstock:gemini-requests:$PREFIX_BASE"
 
 require_tools cargo curl node npm psql redis-cli python3
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "BENCH_JOBS \`$JOBS\` is not a positive integer"
@@ -86,7 +86,7 @@ cleanup() {
   stop "$CONSUMER_PID"
   stop "$FAKE_GEMINI_PID"
   delete_keys "$PREFIX_BASE-*"
-  delete_keys "$RATE_LIMIT_BASE-*"
+  delete_keys "$QUOTA_BASE-*"
   rm -rf "$UPLOADS_PARENT"/masstock-bench-uploads-$$-*
   finish "$status" "$CURRENT_LOG"
 }

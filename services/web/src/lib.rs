@@ -23,7 +23,7 @@
 //!
 //! Tests: `tests/it` sends real HTTP requests (raw ones for traversal attempts) and runs the binary;
 //! the app and the landing page must parse under html5lib's strict parser. The browser test lives
-//! in the e2e package (`tests/it/browser.rs`).
+//! in the `masstock-tests` package (`tests/it/browser.rs`).
 
 pub mod caching;
 pub mod cli;

@@ -91,7 +91,7 @@ async fn client_errors_fail_at_once_with_the_api_message() {
 }
 
 #[tokio::test]
-async fn the_rate_limiter_spaces_requests_beyond_the_limit() {
+async fn the_gemini_quota_spaces_requests_beyond_the_limit() {
     let namespace = Namespace::new(REDIS_URL);
     let quota = quota(&namespace, 3).await;
     for _ in 0..3 {
