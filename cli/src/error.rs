@@ -73,6 +73,12 @@ impl CommandError {
     }
 }
 
+/// An error and its causes on one line, joined by `: `.
+#[must_use]
+pub fn chain_line(error: &(dyn std::error::Error + 'static)) -> String {
+    chain(error).join(": ")
+}
+
 /// An error and its causes, outermost first.
 #[must_use]
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {

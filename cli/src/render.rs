@@ -166,7 +166,7 @@ pub fn render_edge_site(stack: &Stack, upstream_overrides: &BTreeMap<String, u16
 fn load(templates: &[(&str, &str)]) -> Result<Tera, RenderError> {
     let mut tera = Tera::default();
     tera.add_raw_templates(templates.iter().copied()).map_err(|error| {
-        let messages = error_chain(&error);
+        let messages = crate::error::chain(&error);
         // Tera names the failing template in its outer message; pest gives ` --> line:column`.
         let template = templates
             .iter()
@@ -190,7 +190,7 @@ fn render_one(tera: &Tera, templates: &[(&str, &str)], name: &str, context: &Val
         message: error.to_string(),
     })?;
     tera.render(name, &context).map_err(|error| {
-        let messages = error_chain(&error);
+        let messages = crate::error::chain(&error);
         let message = messages.last().cloned().unwrap_or_default();
         // Tera's render errors name the variable but not the line: find the first line using it.
         let source = templates.iter().find(|(template, _)| *template == name).map_or("", |(_, source)| source);
@@ -201,16 +201,6 @@ fn render_one(tera: &Tera, templates: &[(&str, &str)], name: &str, context: &Val
             .map(|index| index + 1);
         RenderError { template: name.to_owned(), line, message }
     })
-}
-
-fn error_chain(error: &tera::Error) -> Vec<String> {
-    let mut messages = vec![error.to_string()];
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        messages.push(cause.to_string());
-        source = cause.source();
-    }
-    messages
 }
 
 fn nginx_context(stack: &Stack, upstream_overrides: &BTreeMap<String, u16>) -> Value {

@@ -179,11 +179,6 @@ fn resolve_with(
     Ok(substitute_references(declared, |name| env_file.and_then(|file| file.get(name)).unwrap_or_default().to_owned()))
 }
 
-/// `declared` resolved against `stack`'s env file, as [`resolve`] does.
-pub fn resolve_in(stack: &Stack, declared: &str) -> Result<String, ResolveError> {
-    resolve(declared, stack.secrets.env_file.as_ref(), &stack.config.project.env_file)
-}
-
 /// `declared` with `stack`'s secrets spliced in as the containers get them, a secret that breaks
 /// its URL included: for `health` and `doctor`, which judge what runs (a URL broken so is then
 /// a failed connection, shown as such) and read a stack that may not have been validated.

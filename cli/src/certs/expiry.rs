@@ -1,8 +1,6 @@
 //! How close a certificate is to its end: the thresholds `certs status` and `doctor` judge with,
 //! and the one-line form of a store error both show.
 
-use std::fmt::Write as _;
-
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// A certificate that expires sooner than this many days is a problem (`certs status` exits 1,
@@ -32,18 +30,6 @@ impl Expiry {
             Self::Valid
         }
     }
-}
-
-/// `error`, then each of its causes, joined by `: `.
-#[must_use]
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use rustls::pki_types::UnixTime;
 
 use super::{Context, Finding};
-use crate::certs::expiry::{error_chain, Expiry, EXPIRING_DAYS};
+use crate::certs::expiry::{Expiry, EXPIRING_DAYS};
 use crate::certs::store::{self, Lineage, Manager};
 use crate::certs::timer::{
     self, is_systemd_unit_dir, CRONTAB_DIRS, CRONTAB_FILE, CRON_RENEW, SYSTEMD_RUNTIME_DIR, TIMER_UNIT,
@@ -178,7 +178,7 @@ fn read_store(cert_dir: &Path, configured: Vec<(String, Vec<String>)>) -> Vec<Ex
     configured
         .into_iter()
         .map(|(name, domains)| {
-            let lineage = store::read_lineage(cert_dir, &name).map_err(|error| error_chain(&error));
+            let lineage = store::read_lineage(cert_dir, &name).map_err(|error| crate::error::chain_line(&error));
             Examined { name, domains, lineage }
         })
         .collect()

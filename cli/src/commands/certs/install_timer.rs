@@ -15,7 +15,7 @@ use std::process::{Command, ExitCode};
 
 use serde_json::json;
 
-use crate::certs::timer::{self, SYSTEMD_RUNTIME_DIR, TIMER_UNIT};
+use crate::certs::timer::{self, TIMER_UNIT};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
 use crate::render::render_certs_timer;
@@ -103,7 +103,7 @@ fn systemctl(arguments: &[&str]) -> Result<(), CommandError> {
             // systemd not PID 1 (a container, a chroot): `--no-enable` is the way. Elsewhere
             // systemctl's own words say what to do (permissions, a unit it refuses).
             let no_systemd = stderr.contains("not been booted with systemd")
-                || !std::path::Path::new(SYSTEMD_RUNTIME_DIR).exists();
+                || !timer::systemd_runs();
             Err(if no_systemd {
                 failure.with_hint(format!(
                     "the units are written; systemd does not run here, so `--no-enable` writes them without \

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::certs::due::{decide, Rule};
-use crate::certs::expiry::{error_chain, Expiry};
+use crate::certs::expiry::Expiry;
 use crate::certs::store::{self, Lineage};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
@@ -79,7 +79,7 @@ pub fn cmd_certs_status(global: &GlobalArgs, ui: &Ui, _args: &StatusArgs) -> Res
                 configured.iter().find(|(configured, _)| *configured == name).map(|(_, domains)| domains.clone());
             let (lineage, error) = match store::read_lineage(cert_dir, &name) {
                 Ok(lineage) => (lineage, None),
-                Err(error) => (None, Some(error_chain(&error))),
+                Err(error) => (None, Some(crate::error::chain_line(&error))),
             };
             let standing = match (&lineage, &error) {
                 (_, Some(_)) => Standing::Invalid,
