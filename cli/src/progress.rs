@@ -78,30 +78,6 @@ impl Reporter for Terminal<'_> {
     }
 }
 
-/// `Ui` alone reports in plain lines, never a spinner: for callers that have no terminal to draw
-/// on (tests, a log).
-impl Reporter for Ui {
-    fn step(&self, message: &str) {
-        self.info(message);
-    }
-
-    fn detail(&self, message: &str) {
-        Ui::detail(self, message);
-    }
-
-    fn quiet(&self) -> bool {
-        self.verbosity < 0
-    }
-
-    fn transfer(&self, _message: &str, _bytes: bool) -> Box<dyn Activity + '_> {
-        Box::new(Unwatched)
-    }
-
-    fn waiting(&self, _subject: &str) -> Box<dyn Activity + '_> {
-        Box::new(Unwatched)
-    }
-}
-
 /// A spinner on the terminal, removed when its activity finishes or is dropped.
 struct Spinner<'a> {
     bars: &'a MultiProgress,

@@ -14,6 +14,7 @@ use masstockctl::certs::install::served_serial;
 use masstockctl::certs::lifecycle::{self, Action, Outcome, RenewOptions};
 use masstockctl::certs::store;
 use masstockctl::config::Stack;
+use masstockctl::report::Silent;
 use masstockctl::ui::Ui;
 
 use crate::sandbox::RenderedSandbox;
@@ -64,14 +65,14 @@ impl Setup {
 
     fn issue(&self) -> Outcome {
         let mut outcomes =
-            lifecycle::issue(&self.stack, &quiet(), &[]).unwrap_or_else(|error| panic!("{:?}", error.chain()));
+            lifecycle::issue(&self.stack, &Silent, &[]).unwrap_or_else(|error| panic!("{:?}", error.chain()));
         assert_eq!(outcomes.len(), 1, "{outcomes:?}");
         outcomes.remove(0)
     }
 
     fn renew(&self, options: &RenewOptions) -> Outcome {
         let outcomes =
-            lifecycle::renew(&self.stack, &quiet(), options).unwrap_or_else(|error| panic!("{:?}", error.chain()));
+            lifecycle::renew(&self.stack, &Silent, options).unwrap_or_else(|error| panic!("{:?}", error.chain()));
         let mut ours: Vec<Outcome> = outcomes.into_iter().filter(|outcome| outcome.lineage == LINEAGE).collect();
         assert_eq!(ours.len(), 1, "{ours:?}");
         ours.remove(0)
@@ -205,7 +206,7 @@ fn a_failed_install_goes_back_to_the_previous_version() {
     // An nginx that refuses its configuration already: nothing is ordered, exit status 1 through
     // the command's report.
     let outcomes =
-        lifecycle::renew(&setup.stack, &quiet(), &RenewOptions { force: true, ..RenewOptions::default() }).unwrap();
+        lifecycle::renew(&setup.stack, &Silent, &RenewOptions { force: true, ..RenewOptions::default() }).unwrap();
     let refused = outcomes.iter().find(|outcome| outcome.lineage == LINEAGE).unwrap();
     assert!(refused.error.as_deref().unwrap_or_default().contains("no certificate was ordered"), "{refused:?}");
     assert_eq!(setup.live_version(), 1);

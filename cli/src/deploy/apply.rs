@@ -209,21 +209,6 @@ pub enum ApplyError {
     DependencyNotReady { service: String, dependency: String, condition: &'static str, evidence: String },
 }
 
-impl ApplyError {
-    /// What the operator can do about it.
-    #[must_use]
-    pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            Self::NotStarted(_) => {
-                Some("a port already taken shows as `address already in use`: `masstockctl ports` tells by whom")
-            }
-            Self::Edge(error) => error.hint(),
-            Self::Docker(error) => error.hint(),
-            _ => None,
-        }
-    }
-}
-
 async fn apply_step(
     docker: &Docker,
     stack: &Stack,
