@@ -8,6 +8,7 @@ mod compose;
 mod deploy;
 mod diagnose;
 mod doctor;
+mod hardening;
 mod nginx;
 mod sandbox;
 mod stack;
