@@ -8,4 +8,5 @@ mod executions;
 mod health;
 mod hostile_input;
 mod logs;
+mod round_trip;
 mod support;
