@@ -178,7 +178,7 @@ impl Validate for NewExecution {
     (status = 400, description = "Invalid body; `issues` names each field", body = ErrorBody),
     (status = 422, description = "`workflowId` names no workflow", body = ErrorBody),
     (status = 401, description = "Not signed in", body = ErrorBody),
-    (status = 413, description = "Body over 256 KiB", body = ErrorBody),
+    (status = 413, description = "Body over 512 KiB", body = ErrorBody),
     (status = 415, description = "Not `application/json`", body = ErrorBody),
     (status = 503, description = "The queue is unreachable; nothing was stored", body = ErrorBody),
 ))]

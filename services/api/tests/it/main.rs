@@ -9,4 +9,5 @@ mod health;
 mod hostile_input;
 mod logs;
 mod round_trip;
+mod schemathesis;
 mod support;
