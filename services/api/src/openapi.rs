@@ -18,9 +18,11 @@
 use std::sync::OnceLock;
 
 use axum::Json;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::schema::{AdditionalProperties, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -47,7 +49,7 @@ use crate::validation::{MAX_SAFE_INTEGER, NOT_BLANK_PATTERN, NO_NUL_PATTERN};
         crate::metrics::endpoint,
         serve,
     ),
-    modifiers(&SecuritySchemes, &StoredJsonSchema, &SharedResponses),
+    modifiers(&SecuritySchemes, &StoredJsonSchema, &Links, &SharedResponses),
     tags(
         (name = "health", description = "Probes"),
         (name = "auth", description = "Cookie sessions with refresh rotation"),
@@ -142,6 +144,74 @@ impl Modify for StoredJsonSchema {
             .get_or_insert_with(Default::default)
             .schemas
             .insert("StoredJson".into(), RefOr::T(Schema::AnyOf(stored)));
+    }
+}
+
+/// How one answer leads to the next request: a new execution to itself, a page to its first
+/// item, an execution to its first image. Clients (and Schemathesis's stateful phase) follow them.
+struct Links;
+
+/// A link from the `status` answer of `method path`, named `name`, to the operation
+/// `operation_id` with `parameters` (runtime expressions).
+struct LinkSpec {
+    method: HttpMethod,
+    path: &'static str,
+    status: &'static str,
+    name: &'static str,
+    operation_id: &'static str,
+    parameters: &'static [(&'static str, &'static str)],
+}
+
+const LINKS: [LinkSpec; 3] = [
+    LinkSpec {
+        method: HttpMethod::Post,
+        path: "/api/v1/executions",
+        status: "202",
+        name: "show",
+        operation_id: "show",
+        parameters: &[("id", "$response.body#/id")],
+    },
+    LinkSpec {
+        method: HttpMethod::Get,
+        path: "/api/v1/executions",
+        status: "200",
+        name: "firstItem",
+        operation_id: "show",
+        parameters: &[("id", "$response.body#/items/0/id")],
+    },
+    LinkSpec {
+        method: HttpMethod::Get,
+        path: "/api/v1/executions/{id}",
+        status: "200",
+        name: "firstResult",
+        operation_id: "result",
+        parameters: &[("id", "$request.path.id"), ("index", "$response.body#/results/0/index")],
+    },
+];
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for spec in &LINKS {
+            let Some(item) = openapi.paths.paths.get_mut(spec.path) else { continue };
+            let operation = match spec.method {
+                HttpMethod::Post => item.post.as_mut(),
+                _ => item.get.as_mut(),
+            };
+            let Some(RefOr::T(response)) =
+                operation.and_then(|operation| operation.responses.responses.get_mut(spec.status))
+            else {
+                continue;
+            };
+            // utoipa 5.5 writes `Link::operation_id` as `operation_id`, which no reader knows:
+            // the field goes in as `operationId` through the flattened extensions instead.
+            let link = spec
+                .parameters
+                .iter()
+                .fold(LinkBuilder::new(), |link, (parameter, value)| link.parameter(*parameter, *value))
+                .extensions(Some(Extensions::from_iter([("operationId", spec.operation_id)])))
+                .build();
+            response.links.insert(spec.name.to_owned(), RefOr::T(link));
+        }
     }
 }
 

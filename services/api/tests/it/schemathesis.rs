@@ -37,12 +37,34 @@ async fn schemathesis_finds_nothing(pool: sqlx::PgPool) {
     let python = root.join(".venv/bin/python");
     assert!(python.exists(), "no Python venv at {}: run `script/bootstrap`", python.display());
 
-    user(&pool, "ana@example.com", false).await;
+    let ana = user(&pool, "ana@example.com", false).await;
+    // One finished execution with an image, so that the result route answers 200 too.
+    let uploads = tempfile::tempdir().unwrap();
+    let execution: uuid::Uuid = sqlx::query_scalar(
+        "insert into executions (user_id, workflow_id, prompts, progress_total, progress_done, status)
+         values ($1, $2::uuid, '[\"a red fox\"]', 1, 1, 'completed') returning id",
+    )
+    .bind(ana)
+    .bind(masstock_schema::DEFAULT_WORKFLOW_ID)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let png = b"\x89PNG\r\n\x1a\nnot really an image";
+    fs_err::create_dir(uploads.path().join(execution.to_string())).unwrap();
+    fs_err::write(uploads.path().join(format!("{execution}/0.png")), png).unwrap();
+    sqlx::query("insert into execution_results (execution_id, prompt_index, content_type, storage_location, size_bytes) values ($1, 0, 'image/png', $2, $3)")
+        .bind(execution)
+        .bind(format!("{execution}/0.png"))
+        .bind(i64::try_from(png.len()).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
     // Thousands of requests from one address: the limits are not what is tested here.
     let mut args = serve_args_on(&pool);
     args.rate_limit_general = "1000000/60s".into();
     args.rate_limit_auth = "1000000/60s".into();
     args.app_env = AppEnv::Test;
+    args.uploads_dir = uploads.path().to_owned();
     let api = TestApi::start(args).await;
     let login = client()
         .post(format!("{}/api/v1/auth/login", api.url))
