@@ -212,6 +212,77 @@ mod tests {
         }
     }
 
+    /// The characters a regular-expression class body names: escapes `\\t`, `\\xHH`, `\\uHHHH`,
+    /// plain characters, and ranges between them.
+    fn class_characters(class: &str) -> std::collections::BTreeSet<char> {
+        let mut singles = Vec::new();
+        let mut rest = class;
+        while let Some(first) = rest.chars().next() {
+            let (character, length) = match rest.strip_prefix('\\') {
+                Some(escape) => match escape.chars().next().unwrap() {
+                    't' => ('\t', 2),
+                    'n' => ('\n', 2),
+                    'r' => ('\r', 2),
+                    'x' => (char::from_u32(u32::from_str_radix(&escape[1..3], 16).unwrap()).unwrap(), 4),
+                    'u' => (char::from_u32(u32::from_str_radix(&escape[1..5], 16).unwrap()).unwrap(), 6),
+                    other => panic!("unknown escape `\\{other}`"),
+                },
+                None => (first, first.len_utf8()),
+            };
+            singles.push(character);
+            rest = &rest[length..];
+        }
+        let mut characters = std::collections::BTreeSet::new();
+        let mut index = 0;
+        while index < singles.len() {
+            if singles.get(index + 1) == Some(&'-') && index + 2 < singles.len() {
+                characters.extend(singles[index]..=singles[index + 2]);
+                index += 3;
+            } else {
+                characters.insert(singles[index]);
+                index += 1;
+            }
+        }
+        characters
+    }
+
+    #[test]
+    fn the_documented_white_space_is_exactly_rusts() {
+        let rust: std::collections::BTreeSet<char> = (char::MIN..=char::MAX).filter(|c| c.is_whitespace()).collect();
+        assert_eq!(class_characters(WHITESPACE_CLASS), rust);
+        assert!(NOT_BLANK_PATTERN.contains(WHITESPACE_CLASS));
+        assert!(is_blank("") && is_blank(" \u{3000}\t") && !is_blank(" a "));
+    }
+
+    #[test]
+    fn uuids_are_hyphenated_only() {
+        let id = "0b6f2c1e-6a43-4c1f-9a57-2d1e5f0c7a10";
+        assert!(strict_uuid(id).is_some() && strict_uuid(&id.to_uppercase()).is_some());
+        for other in [
+            "0b6f2c1e6a434c1f9a572d1e5f0c7a10",
+            "{0b6f2c1e-6a43-4c1f-9a57-2d1e5f0c7a10}",
+            "urn:uuid:0b6f2c1e-6a43-4c1f-9a57-2d1e5f0c7a10",
+            "",
+        ] {
+            assert_eq!(strict_uuid(other), None, "`{other}`");
+        }
+    }
+
+    #[test]
+    fn stored_json_issues_name_each_place() {
+        let value = serde_json::json!({
+            "ok": [1, 0.1, -9_007_199_254_740_991_i64, "text", null, {"nested": true}],
+            "big": 9_007_199_254_740_992_u64,
+            "max": f64::MAX,
+            "list": ["a", "b\u{0}"],
+            "map": {"k\u{0}": 1},
+        });
+        let mut places: Vec<String> =
+            stored_json_issues(&value, "config").into_iter().map(|issue| issue.path).collect();
+        places.sort();
+        assert_eq!(places, ["config.big", "config.list[1]", "config.map.k\u{0}", "config.max"]);
+    }
+
     #[test]
     fn paths_point_at_the_bad_value() {
         assert_eq!(issues(r#"{"prompts": ["a", 3]}"#)[0].path, "prompts[1]");
