@@ -19,6 +19,9 @@ pub enum ApiError {
     /// 400: the body or the parameters are not what the route takes.
     #[error("validation failed")]
     Validation(Vec<Issue>),
+    /// 422: the body is well formed but names something that does not exist (a workflow).
+    #[error("unprocessable")]
+    Unprocessable(Vec<Issue>),
     /// 401: no valid credentials.
     #[error("unauthorized")]
     Unauthorized(&'static str),
@@ -55,6 +58,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) => StatusCode::BAD_REQUEST,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -85,7 +89,8 @@ pub struct ErrorBody {
     pub error: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<&'static str>,
-    /// With `validation_failed`: every problem found.
+    /// With `validation_failed` (a 400, or a 422 when the body names something that does not
+    /// exist): every problem found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issues: Option<Vec<Issue>>,
     /// With `unavailable`: which dependency (`postgres` or `redis`).
@@ -103,7 +108,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = match self {
-            Self::Validation(issues) => ErrorBody { issues: Some(issues), ..ErrorBody::code("validation_failed") },
+            Self::Validation(issues) | Self::Unprocessable(issues) => {
+                ErrorBody { issues: Some(issues), ..ErrorBody::code("validation_failed") }
+            }
             Self::Unauthorized(message) => ErrorBody { message: Some(message), ..ErrorBody::code("unauthorized") },
             Self::NotFound => ErrorBody::code("not_found"),
             Self::MethodNotAllowed => ErrorBody::code("method_not_allowed"),

@@ -34,13 +34,18 @@
 //!   the access token's expiry, which tells the app when to refresh. Cookies are built and read by
 //!   hand (`auth::cookies`), because two attributes did not justify a dependency.
 //! - `validation`: `Valid<T>` is the JSON extractor. It answers 415 without
-//!   `Content-Type: application/json`, 413 over 256 KiB, and 400
+//!   `Content-Type: application/json`, 413 over 512 KiB, and 400
 //!   `{"error":"validation_failed","issues":[{path,message}]}` otherwise. Paths come from
 //!   `serde_path_to_error` (`prompts[3]`), and rules serde cannot express implement `Validate`.
 //!   Axum's own path and query rejections are mapped to the JSON validation answer, and NUL
-//!   characters are refused in the issue's terms, not by PostgreSQL. Cursors outside 1970–9999 are
-//!   not cursors we gave. A panic in a handler becomes the usual `{"error":"internal"}` with its
-//!   request id.
+//!   characters are refused in the issue's terms, not by PostgreSQL. A panic in a handler becomes
+//!   the usual `{"error":"internal"}` with its request id. Each rule has its twin in the OpenAPI
+//!   document, built from the same constants (lengths in characters, a not-blank pattern whose
+//!   white space is `char::is_whitespace`'s, hyphenated UUIDs only). What is stored reads back
+//!   unchanged: `config` refuses NUL and numbers beyond ±(2^53 − 1) with the field's path
+//!   (`config.n`), and the crate parses JSON with `serde_json`'s `float_roundtrip`, so the full
+//!   decimal PostgreSQL prints for a stored double (`1e308` as 309 digits) reads back as that
+//!   double instead of overflowing and failing the user's whole listing.
 //! - `routes::executions`, creating an execution: the row is stored first, so a worker that takes
 //!   the job at once finds it, and then the job is added. If the job cannot be added, the row is
 //!   deleted and the client gets 503 `{"error":"unavailable","dependency":"redis"}`: **nothing is
@@ -49,7 +54,9 @@
 //!   connecting, and a failure is remembered for 5 s, so a hanging Redis makes execution requests
 //!   fail fast rather than queue up. The `BullMQ` job id is the execution id, so adding an execution
 //!   twice leaves one job. The other execution routes: lists use keyset pagination on
-//!   `(created_at, id)`, with an opaque base64 cursor; result files are read from `UPLOADS_DIR` only
+//!   `(created_at, id)`, with an opaque cursor `<microseconds>.<id as 32 hex digits>` that a
+//!   pattern in the document describes exactly; a well-formed `workflowId` that names no
+//!   workflow is a 422 (the body is valid, what it names is not); result files are read from `UPLOADS_DIR` only
 //!   when their stored location is a plain relative path; another user's execution is a 404.
 //! - `sweeper`: if the process dies between the insert and the add, every minute it offers the
 //!   queue the job of any execution that has been pending for more than two minutes; adding is
@@ -75,9 +82,13 @@
 //! - `openapi`: utoipa builds the document from `#[utoipa::path]` on each handler and from the
 //!   `ToSchema` types the handlers answer with (`Execution`, `ErrorBody`, …). A `Modify` adds the
 //!   answers every operation can give: 500, 429 where the limit applies, 503 where a dependency is
-//!   read. The response and the document come from the same type, so they cannot drift. A test
-//!   compares the document's routes with the router's and runs `openapi-spec-validator` on it,
-//!   which has already caught one defect: two operations shared the id `list`.
+//!   read, 401 where credentials are, 413 and 415 where a body is. The response and the document
+//!   come from the same type, so they cannot drift. A test compares the document's routes with
+//!   the router's and runs `openapi-spec-validator` on it, which has already caught one defect:
+//!   two operations shared the id `list`; another runs Schemathesis (`--checks all`, every phase,
+//!   200 examples per operation), which found the constraints and statuses the document lacked.
+//! - `auth::extract`: an `Authorization` header, when present, decides alone; anything but a
+//!   valid `Bearer` token is a 401 whatever the cookie says.
 //!
 //! Logs are JSON lines when `APP_ENV=production`, readable lines otherwise, always on stderr. The
 //! request span carries the user id once the caller is known.

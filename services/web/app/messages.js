@@ -27,7 +27,7 @@ export function describeError(error) {
         : "Service momentanément indisponible. Réessayez dans un instant.";
     }
     default:
-      if (error.status === 400 && error.issues.length) {
+      if ((error.status === 400 || error.status === 422) && error.issues.length) {
         return `Demande refusée : ${error.issues.map((issue) => describeIssue(issue)).join(" ; ")}`;
       }
       if (error.status >= 500) {

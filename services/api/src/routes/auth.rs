@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{cookies, tokens, AuthUser};
 use crate::error::{ApiError, ErrorBody, Issue};
-use crate::validation::{Valid, Validate};
+use crate::validation::{is_blank, Valid, Validate};
 
 /// One message for a wrong e-mail and a wrong password: no account enumeration.
 const WRONG_CREDENTIALS: &str = "wrong e-mail or password";
@@ -30,8 +30,11 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
-    #[schema(example = "ana@example.com")]
+    /// 1 to 254 characters, with a character other than white space and no NUL.
+    #[schema(schema_with = crate::openapi::email_schema)]
     email: String,
+    /// 1 to 1024 characters.
+    #[schema(min_length = 1, max_length = 1024)]
     password: String,
 }
 
@@ -60,13 +63,14 @@ pub struct MeResponse {
 impl Validate for LoginBody {
     fn issues(&self) -> Vec<Issue> {
         let mut issues = Vec::new();
-        if self.email.trim().is_empty() || self.email.len() > 254 || self.email.contains('\0') {
+        // Characters, not bytes, as the document's `maxLength` counts them.
+        if is_blank(&self.email) || self.email.chars().count() > 254 || self.email.contains('\0') {
             issues.push(Issue {
                 path: "email".into(),
                 message: "must be an e-mail address of at most 254 characters".into(),
             });
         }
-        if self.password.is_empty() || self.password.len() > 1024 {
+        if self.password.is_empty() || self.password.chars().count() > 1024 {
             issues.push(Issue { path: "password".into(), message: "must be between 1 and 1024 characters".into() });
         }
         issues
@@ -84,7 +88,7 @@ struct Account {
 /// Signs in: sets the `access_token` (15 min) and `refresh_token` (7 days) httpOnly cookies.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody, responses(
     (status = 200, description = "Signed in; both cookies set", body = LoginResponse),
-    (status = 400, description = "The body is not credentials", body = ErrorBody),
+    (status = 400, description = "The body is not credentials; `issues` names each field", body = ErrorBody),
     (status = 401, description = "Wrong e-mail or password (one answer for both)", body = ErrorBody),
     (status = 429, description = "Too many attempts from this address", body = ErrorBody),
 ))]

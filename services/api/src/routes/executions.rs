@@ -10,7 +10,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use masstock_queue::WorkflowJob;
 use serde::{Deserialize, Serialize};
@@ -21,7 +20,7 @@ use uuid::Uuid;
 use crate::app::{AppState, QUEUE_TIMEOUT};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody, Issue};
-use crate::validation::{Valid, Validate};
+use crate::validation::{is_blank, stored_json_issues, strict_uuid, Valid, Validate};
 
 /// The longest prompt, in characters.
 pub const MAX_PROMPT_CHARS: usize = 2000;
@@ -41,15 +40,17 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewExecution {
-    /// A workflow's id (UUID).
-    #[schema(example = "0b6f2c1e-6a43-4c1f-9a57-2d1e5f0c7a10")]
+    /// A workflow's id (a hyphenated UUID); one that names no workflow is a 422.
+    #[schema(format = Uuid, example = "0b6f2c1e-6a43-4c1f-9a57-2d1e5f0c7a10")]
     workflow_id: String,
-    /// 1 to 50 prompts of at most 2000 characters.
-    #[schema(min_items = 1, max_items = 50)]
+    /// 1 to 50 prompts of 1 to 2000 characters, each with a character other than white space
+    /// and no NUL.
+    #[schema(schema_with = crate::openapi::prompts_schema)]
     prompts: Vec<String>,
-    /// Options for the model (at most 8 KiB of JSON).
+    /// Options for the model: at most 8 KiB of JSON, without NUL characters, numbers from
+    /// -(2^53 − 1) to 2^53 − 1 (I-JSON's interoperable range), so that it reads back unchanged.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::openapi::config_schema)]
     config: Map<String, Value>,
 }
 
@@ -131,7 +132,7 @@ pub struct ExecutionList {
 impl Validate for NewExecution {
     fn issues(&self) -> Vec<Issue> {
         let mut issues = Vec::new();
-        if Uuid::parse_str(&self.workflow_id).is_err() {
+        if strict_uuid(&self.workflow_id).is_none() {
             issues.push(Issue { path: "workflowId".into(), message: "must be a UUID".into() });
         }
         if self.prompts.is_empty() || self.prompts.len() > masstock_schema::MAX_PROMPTS {
@@ -151,7 +152,7 @@ impl Validate for NewExecution {
                     path: format!("prompts[{index}]"),
                     message: "must not contain NUL characters".into(),
                 });
-            } else if prompt.trim().is_empty() {
+            } else if is_blank(prompt) {
                 issues.push(Issue { path: format!("prompts[{index}]"), message: "must not be empty".into() });
             } else if length > MAX_PROMPT_CHARS {
                 issues.push(Issue {
@@ -160,9 +161,7 @@ impl Validate for NewExecution {
                 });
             }
         }
-        if let Some(path) = nul_in(&Value::Object(self.config.clone()), "config") {
-            issues.push(Issue { path, message: "must not contain NUL characters".into() });
-        }
+        issues.extend(stored_json_issues(&Value::Object(self.config.clone()), "config"));
         if serde_json::to_vec(&self.config).map_or(true, |bytes| bytes.len() > MAX_CONFIG_BYTES) {
             issues.push(Issue {
                 path: "config".into(),
@@ -177,8 +176,9 @@ impl Validate for NewExecution {
 #[utoipa::path(post, path = "/api/v1/executions", tag = "executions", request_body = NewExecution, security(("bearer" = []), ("cookie" = [])), responses(
     (status = 202, description = "Stored and queued", body = ExecutionAccepted),
     (status = 400, description = "Invalid body; `issues` names each field", body = ErrorBody),
+    (status = 422, description = "`workflowId` names no workflow", body = ErrorBody),
     (status = 401, description = "Not signed in", body = ErrorBody),
-    (status = 413, description = "Body over 256 KiB", body = ErrorBody),
+    (status = 413, description = "Body over 512 KiB", body = ErrorBody),
     (status = 415, description = "Not `application/json`", body = ErrorBody),
     (status = 503, description = "The queue is unreachable; nothing was stored", body = ErrorBody),
 ))]
@@ -193,7 +193,7 @@ pub async fn create(
         .fetch_one(&state.db)
         .await?;
     if !known {
-        return Err(ApiError::Validation(vec![Issue {
+        return Err(ApiError::Unprocessable(vec![Issue {
             path: "workflowId".into(),
             message: "no such workflow".into(),
         }]));
@@ -224,25 +224,6 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(ExecutionAccepted { id, status: "pending" })).into_response())
 }
 
-/// The path of the first NUL character in `value`'s keys or strings (PostgreSQL stores neither).
-fn nul_in(value: &Value, path: &str) -> Option<String> {
-    match value {
-        Value::String(text) if text.contains('\0') => Some(path.to_owned()),
-        Value::Array(items) => {
-            items.iter().enumerate().find_map(|(index, item)| nul_in(item, &format!("{path}[{index}]")))
-        }
-        Value::Object(map) => map.iter().find_map(|(key, item)| {
-            let path = format!("{path}.{key}");
-            if key.contains('\0') {
-                Some(path)
-            } else {
-                nul_in(item, &path)
-            }
-        }),
-        _ => None,
-    }
-}
-
 /// A path or query the router could not read, as a validation issue rather than plain text.
 fn unreadable(what: &str, rejection: &impl std::fmt::Display) -> ApiError {
     ApiError::Validation(vec![Issue { path: what.into(), message: rejection.to_string() }])
@@ -250,8 +231,8 @@ fn unreadable(what: &str, rejection: &impl std::fmt::Display) -> ApiError {
 
 /// A path parameter that must be a UUID.
 fn uuid_parameter(name: &str, value: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(value)
-        .map_err(|_| ApiError::Validation(vec![Issue { path: name.into(), message: "must be a UUID".into() }]))
+    strict_uuid(value)
+        .ok_or_else(|| ApiError::Validation(vec![Issue { path: name.into(), message: "must be a UUID".into() }]))
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -355,26 +336,35 @@ pub struct ListQuery {
     limit: Option<String>,
 }
 
-/// The position after the last item of a page: `(created_at, id)`, opaque to clients.
+/// What the document says a cursor looks like; every string it matches is one [`decode_cursor`]
+/// reads, so a client cannot make up a cursor that is refused while the document allows it.
+pub const CURSOR_PATTERN: &str = r"^[0-9]{1,17}\.[0-9a-f]{32}$";
+
+/// The position after the last item of a page: `(created_at, id)` as `<microseconds>.<id>`,
+/// opaque to clients.
 fn encode_cursor(row: &ExecutionRow) -> String {
-    let raw = format!("{}|{}", row.created_at.timestamp_micros(), row.id);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    format!("{}.{}", row.created_at.timestamp_micros(), row.id.simple())
 }
 
+/// The position a cursor names: 1 to 17 digits of microseconds since 1970 (up to the year 5138,
+/// all times PostgreSQL compares) and the id as 32 lowercase hexadecimal digits.
 fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let raw = String::from_utf8(raw).ok()?;
-    let (micros, id) = raw.split_once('|')?;
+    let (micros, id) = cursor.split_once('.')?;
+    let digits = |text: &str, allowed: fn(&u8) -> bool| text.bytes().all(|byte| allowed(&byte));
+    if !(1..=17).contains(&micros.len()) || !digits(micros, u8::is_ascii_digit) {
+        return None;
+    }
+    if id.len() != 32 || !digits(id, |byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(byte)) {
+        return None;
+    }
     let time = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-    // Only times PostgreSQL can compare; a cursor we gave is always among them.
-    (1970..=9999).contains(&chrono::Datelike::year(&time)).then_some(())?;
-    Some((time, Uuid::parse_str(id).ok()?))
+    Some((time, Uuid::try_parse(id).ok()?))
 }
 
 /// The caller's executions, newest first, by pages.
 #[utoipa::path(get, path = "/api/v1/executions", operation_id = "list_executions", tag = "executions", security(("bearer" = []), ("cookie" = [])), params(
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "Items per page, 1 to 100 (20 by default)"),
+        ("cursor" = Option<String>, Query, pattern = r"^[0-9]{1,17}\.[0-9a-f]{32}$", description = "`nextCursor` of the previous page"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Items per page, 1 to 100 (20 by default)"),
     ), responses(
     (status = 200, description = "A page", body = ExecutionList),
     (status = 400, description = "Bad `limit` or `cursor`", body = ErrorBody),
@@ -386,7 +376,8 @@ pub async fn list(
 ) -> Result<Json<ExecutionList>, ApiError> {
     let Query(query) = query.map_err(|rejection| unreadable("", &rejection))?;
     let mut issues = Vec::new();
-    let limit = match query.limit.as_deref().filter(|limit| !limit.is_empty()) {
+    // An empty `limit=` or `cursor=` is refused like any other value the document does not allow.
+    let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
         Some(text) => text.parse::<i64>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).unwrap_or_else(|| {
             issues
@@ -394,7 +385,7 @@ pub async fn list(
             DEFAULT_PAGE
         }),
     };
-    let after = match query.cursor.as_deref().filter(|cursor| !cursor.is_empty()) {
+    let after = match query.cursor.as_deref() {
         None => None,
         Some(cursor) => decode_cursor(cursor).or_else(|| {
             issues.push(Issue { path: "cursor".into(), message: "is not a cursor this API gave".into() });
@@ -432,8 +423,9 @@ fn is_contained(location: &str) -> bool {
 
 /// A prompt's image, with its content type.
 #[utoipa::path(get, path = "/api/v1/executions/{id}/results/{index}", tag = "executions", security(("bearer" = []), ("cookie" = [])),
-    params(("id" = Uuid, Path, description = "The execution"), ("index" = i32, Path, description = "The prompt's index, from 0")), responses(
-    (status = 200, description = "The image bytes", content_type = "image/*", body = Vec<u8>),
+    params(("id" = Uuid, Path, description = "The execution"), ("index" = i32, Path, minimum = 0, maximum = 49, description = "The prompt's index, from 0")), responses(
+    (status = 200, description = "The image bytes, of the type the worker stored (`image/png`, `image/jpeg`, ...)", content_type = "image/*"),
+    (status = 400, description = "`id` is not a UUID or `index` not a prompt index", body = ErrorBody),
     (status = 404, description = "No such result of the caller's", body = ErrorBody),
 ))]
 pub async fn result(
@@ -497,8 +489,19 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
         assert_eq!(decode_cursor("not-a-cursor"), None);
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("1700000000000000|{}", Uuid::nil()));
-        let (time, id) = decode_cursor(&raw).unwrap();
-        assert_eq!((time.timestamp(), id), (1_700_000_000, Uuid::nil()));
+        let (time, id) = decode_cursor(&format!("1700000000000000.{}", Uuid::max().simple())).unwrap();
+        assert_eq!((time.timestamp(), id), (1_700_000_000, Uuid::max()));
+        let largest = decode_cursor(&format!("99999999999999999.{}", Uuid::nil().simple())).unwrap();
+        assert_eq!(chrono::Datelike::year(&largest.0), 5138, "within what PostgreSQL compares");
+        for bad in [
+            "",
+            ".",
+            "1.",
+            "-1.00000000000000000000000000000000",
+            "123456789012345678.00000000000000000000000000000000",
+        ] {
+            assert_eq!(decode_cursor(bad), None, "`{bad}`");
+        }
+        assert_eq!(decode_cursor(&format!("1.{}", Uuid::max().simple().to_string().to_uppercase())), None);
     }
 }

@@ -72,6 +72,31 @@ async fn me_takes_the_cookie_or_a_bearer_token(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn an_authorization_header_decides_alone_whatever_the_cookie_says(pool: sqlx::PgPool) {
+    user(&pool, "ana@example.com", false).await;
+    let api = api_on(&pool, AppEnv::Test).await;
+    let (access, _) = set_cookie(&login(&api.url, "ana@example.com", PASSWORD).await, "access_token").unwrap();
+    let url = format!("{}/api/v1/auth/me", api.url);
+    let with_cookie = |authorization: String| {
+        client()
+            .get(&url)
+            .header("cookie", format!("access_token={access}"))
+            .header("authorization", authorization)
+            .send()
+    };
+    // A valid cookie does not rescue a header that is not a valid Bearer token.
+    for authorization in ["Basic YW5hOnB3", "Bearer forged.token.here", "Bearer", "Token abc", &access] {
+        let response = with_cookie(authorization.to_owned()).await.unwrap();
+        assert_eq!(response.status(), 401, "`{authorization}`");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "unauthorized", "`{authorization}`");
+    }
+    // The scheme is case-insensitive (RFC 9110), and a valid header works with or without the cookie.
+    assert_eq!(with_cookie(format!("bearer {access}")).await.unwrap().status(), 200);
+    assert_eq!(with_cookie(format!("Bearer {access}")).await.unwrap().status(), 200);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn refresh_rotates_and_a_replayed_token_ends_the_family(pool: sqlx::PgPool) {
     user(&pool, "ana@example.com", false).await;
     let api = api_on(&pool, AppEnv::Test).await;

@@ -115,7 +115,6 @@ async fn bad_executions_name_the_field(pool: sqlx::PgPool) {
             "expected another type: integer `3`, expected a string",
         ),
         (json!({ "workflowId": "nope", "prompts": ["a"] }), "workflowId", "must be a UUID"),
-        (json!({ "workflowId": uuid::Uuid::new_v4(), "prompts": ["a"] }), "workflowId", "no such workflow"),
         (
             json!({ "workflowId": DEFAULT_WORKFLOW_ID, "prompts": ["a"], "config": [] }),
             "config",
@@ -143,6 +142,14 @@ async fn bad_executions_name_the_field(pool: sqlx::PgPool) {
     assert_eq!(
         answer["issues"][1],
         json!({ "path": "prompts[3]", "message": "must be at most 2000 characters, it has 2001" })
+    );
+    // Well formed, but naming no workflow: 422, with the same body.
+    let unknown = start(&api, &token, &json!({ "workflowId": uuid::Uuid::new_v4(), "prompts": ["a"] })).await;
+    assert_eq!(unknown.status(), 422);
+    let answer: Value = unknown.json().await.unwrap();
+    assert_eq!(
+        answer,
+        json!({ "error": "validation_failed", "issues": [{ "path": "workflowId", "message": "no such workflow" }] })
     );
     let no_token = client().post(format!("{}/api/v1/executions", api.url)).json(&json!({})).send().await.unwrap();
     assert_eq!(no_token.status(), 401);

@@ -169,6 +169,24 @@ async fn the_openapi_document_describes_every_route_and_is_valid_3_1() {
     assert!(paths["/api/v1/executions"]["post"]["responses"]["429"].is_object(), "shared answers are described");
     assert!(paths["/api/v1/executions"]["post"]["responses"]["500"].is_object());
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+    // The constraints the handlers enforce are in it, from the same constants.
+    let list = &paths["/api/v1/executions"]["get"]["parameters"];
+    let cursor = list.as_array().unwrap().iter().find(|parameter| parameter["name"] == "cursor").unwrap();
+    assert_eq!(cursor["schema"]["pattern"], masstock_api::routes::executions::CURSOR_PATTERN);
+    let result = &paths["/api/v1/executions/{id}/results/{index}"]["get"];
+    let index = result["parameters"].as_array().unwrap().iter().find(|parameter| parameter["name"] == "index").unwrap();
+    assert_eq!(index["schema"]["maximum"], masstock_schema::MAX_PROMPTS - 1);
+    assert!(result["responses"]["400"].is_object() && result["responses"]["401"].is_object());
+    let login = &paths["/api/v1/auth/login"]["post"]["responses"];
+    assert!(login["413"].is_object() && login["415"].is_object(), "{login}");
+    let body = &document["components"]["schemas"]["LoginBody"];
+    assert_eq!(body["additionalProperties"], false);
+    assert_eq!(body["properties"]["password"]["maxLength"], 1024);
+    assert_eq!(body["properties"]["email"]["pattern"], masstock_api::validation::NOT_BLANK_PATTERN.as_str());
+    assert_eq!(
+        paths["/api/v1/executions"]["post"]["responses"]["202"]["links"]["show"],
+        serde_json::json!({ "operationId": "show", "parameters": { "id": "$response.body#/id" } })
+    );
 
     // And a real validator agrees it is OpenAPI 3.1.
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");

@@ -8,4 +8,6 @@ mod executions;
 mod health;
 mod hostile_input;
 mod logs;
+mod round_trip;
+mod schemathesis;
 mod support;

@@ -115,9 +115,9 @@ export async function renderHome({ root, setTitle, navigate, showPageError, sign
     }
   });
 
-  /** Field issues next to their field; anything else in the page alert. */
+  /** Field issues next to their field (a 400, or a 422 for a workflow that no longer exists); anything else in the page alert. */
   function showApiError(error, list) {
-    if (error.status !== 400 || error.issues.length === 0) {
+    if ((error.status !== 400 && error.status !== 422) || error.issues.length === 0) {
       showPageError(describeError(error));
       return;
     }
