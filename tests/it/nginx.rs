@@ -234,7 +234,7 @@ pub(crate) struct Handshake {
 /// `openssl s_client` to 127.0.0.1:`port`, with `servername` as SNI (none when `None`), the
 /// certificate verified against `ca_file` for that name, and `options`. The client allows every
 /// cipher (security level 0) unless `options` name theirs, so that a refusal is the server's.
-fn s_client(port: u16, servername: Option<&str>, ca_file: &Path, options: &[&str]) -> (bool, String) {
+pub(crate) fn s_client(port: u16, servername: Option<&str>, ca_file: &Path, options: &[&str]) -> (bool, String) {
     let mut command = Command::new(require_tool("openssl"));
     command.args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-CAfile"]).arg(ca_file);
     match servername {
