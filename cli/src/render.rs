@@ -40,9 +40,18 @@
 //!   to what the client sent: a forged header cannot dodge the API's per-address limits.
 //!   `server_tokens` is off. `limit_req_status 429` sits inside the API location, so other sites on
 //!   the host keep their settings. `/metrics` answers 404.
-//! - TLS follows Mozilla's intermediate profile without the DHE suites (no dhparam file to manage)
-//!   and without OCSP stapling (Let's Encrypt ended OCSP in 2025). `http2` uses the
-//!   `listen … http2` syntax that nginx 1.22 understands.
+//! - TLS follows Mozilla's intermediate profile (guidelines 6.0: TLS 1.2 and 1.3, the ECDHE suites
+//!   only, so no dhparam file; curves `X25519:prime256v1:secp384r1`, as X25519MLKEM768 needs
+//!   OpenSSL 3.5; session cache, no tickets) in every server that listens with `ssl`, the
+//!   rejecting default server included, through one Tera macro (`tls_profile`). nginx takes a
+//!   listening socket's protocols, ciphers, curves and session settings from the port's default
+//!   server, before SNI picks a site, and whatever a server leaves unset from the host's `http`
+//!   block, where Debian's main nginx.conf enables TLS 1.0 and 1.1: so every directive of the
+//!   profile is set in every server, and the host's main config cannot weaken it. With
+//!   `edge.reject_unknown_hosts = false` the port's default server is the first site, unless
+//!   another site of the host claims it, whose settings then decide. OCSP stapling (Let's Encrypt
+//!   ended OCSP in 2025) and 0-RTT (replayable) are set off rather than inherited. `http2` uses
+//!   the `listen … http2` syntax that nginx 1.22 understands.
 //! - Security headers use `always`. Because `add_header` inside an `if` replaces the headers
 //!   inherited from the server block, the preflight block repeats them.
 //! - The allowed CORS origins are a `map`: an allowed origin is echoed back, and any other origin
@@ -60,7 +69,8 @@ use tera::Tera;
 
 use crate::config::{HealthTest, Service, Stack};
 
-/// Mozilla's "intermediate" TLS 1.2 suites (ECDHE only; TLS 1.3 suites are not configurable).
+/// Mozilla's "intermediate" TLS 1.2 suites (guidelines 6.0, ECDHE only). TLS 1.3's are OpenSSL's
+/// default three, which are Mozilla's.
 const INTERMEDIATE_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
 /// The embedded templates: (name, source).

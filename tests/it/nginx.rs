@@ -1,9 +1,15 @@
 //! The rendered host nginx site passes `nginx -t`, and a real nginx serving it redirects to HTTPS,
-//! sends the security headers, and answers CORS preflight for the allowed origin only.
+//! sends the security headers, answers CORS preflight for the allowed origin only, and speaks
+//! TLS 1.3 and 1.2 only, with Mozilla's intermediate profile, although the sandbox's main
+//! nginx.conf enables TLS 1.0 and 1.1 and every cipher at the `http` level
+//! ([`crate::sandbox::HOST_TLS_SETTINGS`]).
+//!
+//! [`tls_handshake`] is `openssl s_client` against an edge, for this file and the hardening test.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -213,4 +219,104 @@ fn names_the_site_does_not_serve_get_no_tls_answer() {
         .send()
         .expect_err("an unknown name must not be served");
     assert!(error.is_connect(), "the TLS handshake is refused: {error:?}");
+}
+
+/// What `openssl s_client -brief` got from one handshake.
+pub(crate) struct Handshake {
+    /// The protocol negotiated (`TLSv1.3`), when the handshake succeeded and the certificate
+    /// verified against the CA for the name.
+    pub(crate) protocol: Option<String>,
+    pub(crate) cipher: Option<String>,
+    /// What `s_client` said, for assertion messages.
+    pub(crate) output: String,
+}
+
+/// `openssl s_client` to 127.0.0.1:`port`, with `servername` as SNI (none when `None`), the
+/// certificate verified against `ca_file` for that name, and `options`. The client allows every
+/// cipher (security level 0) unless `options` name theirs, so that a refusal is the server's.
+pub(crate) fn s_client(port: u16, servername: Option<&str>, ca_file: &Path, options: &[&str]) -> (bool, String) {
+    let mut command = Command::new(require_tool("openssl"));
+    command.args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-CAfile"]).arg(ca_file);
+    match servername {
+        Some(name) => command.args(["-servername", name, "-verify_hostname", name, "-verify_return_error"]),
+        None => command.arg("-noservername"),
+    };
+    if !options.contains(&"-cipher") {
+        command.args(["-cipher", "DEFAULT:@SECLEVEL=0"]);
+    }
+    let output = command.args(options).stdin(Stdio::null()).output().expect("run openssl s_client");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// One TLS handshake (`openssl s_client -brief`, see [`s_client`]) with `options` such as
+/// `-tls1_3`.
+pub(crate) fn tls_handshake(port: u16, servername: Option<&str>, ca_file: &Path, options: &[&str]) -> Handshake {
+    let (success, output) = s_client(port, servername, ca_file, &[&["-brief"], options].concat());
+    let field = |name: &str| {
+        output.lines().find_map(|line| line.strip_prefix(name)).map(|value| value.trim().to_owned()).filter(|_| success)
+    };
+    Handshake { protocol: field("Protocol version:"), cipher: field("Ciphersuite:"), output }
+}
+
+/// Whether a TLS 1.2 handshake gets a session ticket (part of the handshake in TLS 1.2); what
+/// `s_client` said.
+fn tls12_session_ticket(port: u16, servername: &str, ca_file: &Path) -> (bool, String) {
+    let (success, output) = s_client(port, Some(servername), ca_file, &["-tls1_2"]);
+    assert!(success, "a TLS 1.2 handshake with {servername}:\n{output}");
+    (output.contains("TLS session ticket lifetime hint"), output)
+}
+
+#[test]
+fn every_site_speaks_tls_1_3_and_1_2_only_whatever_the_host_config_says() {
+    let sandbox = RenderedSandbox::new("production");
+    start_backend(sandbox.api_port);
+    let _nginx = sandbox.start_nginx();
+    let ca_file = sandbox.path("ca.pem");
+    fs_err::write(&ca_file, &sandbox.certificates.ca_pem).unwrap();
+    let port = sandbox.https_port;
+    for (_, site) in sandbox.stack.sites() {
+        let name = Some(site.domain.as_str());
+        for (option, protocol) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+            let handshake = tls_handshake(port, name, &ca_file, &[option]);
+            assert_eq!(
+                handshake.protocol.as_deref(),
+                Some(protocol),
+                "{} {option}:\n{}",
+                site.domain,
+                handshake.output
+            );
+        }
+        // The host's main config allows TLS 1.0 and 1.1; the site does not.
+        for option in ["-tls1_1", "-tls1"] {
+            let handshake = tls_handshake(port, name, &ca_file, &[option]);
+            assert_eq!(handshake.protocol, None, "{} {option} is refused:\n{}", site.domain, handshake.output);
+        }
+        // TLS 1.2: ECDHE with an AEAD, never a CBC suite (which the host allows), no ticket
+        // (which the host turns on), and the client's choice among the allowed suites.
+        let cbc = tls_handshake(port, name, &ca_file, &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"]);
+        assert_eq!(cbc.protocol, None, "{} offers a CBC suite:\n{}", site.domain, cbc.output);
+        let (ticket, output) = tls12_session_ticket(port, &site.domain, &ca_file);
+        assert!(!ticket, "{} sends a session ticket:\n{output}", site.domain);
+        // Key exchange on Mozilla's curves only: X25519 first, secp521r1 (nginx's `auto` has it) refused.
+        let handshake = tls_handshake(port, name, &ca_file, &["-tls1_3"]);
+        assert!(handshake.output.contains("Server Temp Key: X25519"), "{}", handshake.output);
+        let handshake = tls_handshake(port, name, &ca_file, &["-tls1_3", "-groups", "secp521r1"]);
+        assert_eq!(handshake.protocol, None, "{} agrees on secp521r1:\n{}", site.domain, handshake.output);
+        let chacha = "ECDHE-ECDSA-CHACHA20-POLY1305";
+        let handshake = tls_handshake(
+            port,
+            name,
+            &ca_file,
+            &["-tls1_2", "-cipher", &format!("{chacha}:ECDHE-ECDSA-AES256-GCM-SHA384")],
+        );
+        assert_eq!(handshake.cipher.as_deref(), Some(chacha), "the client's order wins:\n{}", handshake.output);
+    }
+    // A name no site serves, or none at all, gets no handshake in any protocol.
+    for name in [Some("unknown.example"), None] {
+        for option in ["-tls1_3", "-tls1_2", "-tls1"] {
+            let handshake = tls_handshake(port, name, &ca_file, &[option]);
+            assert_eq!(handshake.protocol, None, "{name:?} {option} is refused:\n{}", handshake.output);
+        }
+    }
 }

@@ -6,6 +6,13 @@ use masstock_tests::{config_with_environment, free_port, require_tool, wait_for_
 use masstockctl::config::Stack;
 use masstockctl::render::render_stack;
 
+/// The `http`-level TLS settings of the sandbox's main nginx.conf: Debian's `ssl_protocols` line
+/// with only its weakest protocols, and more a host could have set. Each one would show if the
+/// site let it through: a TLS 1.0 handshake, a CBC or RSA-key-exchange suite, a ticket, a stapling
+/// warning from `nginx -t`, early data.
+pub const HOST_TLS_SETTINGS: &str = "    ssl_protocols TLSv1 TLSv1.1;\n    ssl_ciphers DEFAULT:@SECLEVEL=0;\n\
+    \x20   ssl_prefer_server_ciphers on;\n    ssl_session_tickets on;\n    ssl_stapling on;\n    ssl_early_data on;\n";
+
 pub struct RenderedSandbox {
     pub dir: tempfile::TempDir,
     pub stack: Stack,
@@ -114,7 +121,11 @@ impl RenderedSandbox {
         self.dir.path().join(relative)
     }
 
-    /// A minimal main nginx.conf that includes the rendered site, as Debian's does.
+    /// A minimal main nginx.conf that includes the rendered site, as Debian's does, with TLS
+    /// settings at the `http` level worse than Debian's (which enables TLS 1.0 and 1.1 there):
+    /// only TLS 1.0 and 1.1, every cipher down to security level 0, the server's order, session
+    /// tickets, OCSP stapling and 0-RTT. Whatever the site leaves unset in a server, the rejecting
+    /// default server included, comes from here and shows in every test that talks TLS to it.
     pub fn write_nginx_main_config(&self) -> PathBuf {
         let root = self.dir.path().display();
         let site = self.stack.config.edge.site_file.display();
@@ -123,6 +134,7 @@ impl RenderedSandbox {
              events {{ worker_connections 64; }}\n\
              http {{\n    access_log off;\n    client_body_temp_path {root}/temp/body;\n    proxy_temp_path {root}/temp/proxy;\n\
              \x20   fastcgi_temp_path {root}/temp/fastcgi;\n    uwsgi_temp_path {root}/temp/uwsgi;\n    scgi_temp_path {root}/temp/scgi;\n\
+             {HOST_TLS_SETTINGS}\
              \x20   include {site};\n}}\n"
         );
         let path = self.dir.path().join("nginx.conf");
