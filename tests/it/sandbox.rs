@@ -7,11 +7,11 @@ use masstockctl::config::Stack;
 use masstockctl::render::render_stack;
 
 /// The `http`-level TLS settings of the sandbox's main nginx.conf: Debian's `ssl_protocols` line
-/// with only its weakest protocols, and more a host could have set. Each one would show if the
+/// with only its weakest protocols, and more a host could have set (the client's cipher order). Each one would show if the
 /// site let it through: a TLS 1.0 handshake, a CBC or RSA-key-exchange suite, a ticket, a stapling
 /// warning from `nginx -t`, early data.
 pub const HOST_TLS_SETTINGS: &str = "    ssl_protocols TLSv1 TLSv1.1;\n    ssl_ciphers DEFAULT:@SECLEVEL=0;\n\
-    \x20   ssl_prefer_server_ciphers on;\n    ssl_session_tickets on;\n    ssl_stapling on;\n    ssl_early_data on;\n";
+    \x20   ssl_prefer_server_ciphers off;\n    ssl_session_tickets on;\n    ssl_stapling on;\n    ssl_early_data on;\n";
 
 pub struct RenderedSandbox {
     pub dir: tempfile::TempDir,

@@ -24,12 +24,6 @@ use crate::stack::LocalStack;
 /// the local test setup causes or that are not weaknesses, by testssl id, each with its reason.
 const ALLOWED: &[(&str, &str)] = &[
     (
-        "cipher_order",
-        "Mozilla's intermediate profile leaves the choice to the client (`ssl_prefer_server_ciphers off`): \
-         every suite offered is an AEAD with forward secrecy. testssl 3.0.8 rates a server without an \
-         order HIGH whatever it offers; testssl 3.2 rates it LOW",
-    ),
-    (
         "cert_revocation",
         "the test CA's certificate names neither a CRL nor an OCSP responder; Let's Encrypt's name a CRL",
     ),
