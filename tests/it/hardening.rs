@@ -4,6 +4,8 @@
 //!
 //! One stack for all of it keeps the suite's time down; `stack.rs` holds what deploying it takes.
 
+mod lockdown;
+
 use std::time::Duration;
 
 use crate::stack::LocalStack;
@@ -13,4 +15,6 @@ fn the_deployed_stack_is_hardened() {
     let (stack, run, _) = LocalStack::deploy();
     assert_eq!(run.code, 0, "the first deploy failed:\n{run}");
     stack.project.wait_healthy(Duration::from_secs(120));
+    lockdown::check(&stack);
+    lockdown::oom(&stack);
 }
