@@ -77,7 +77,7 @@ fn is_running(container: &ContainerInspectResponse) -> bool {
     )
 }
 
-/// The times (Unix seconds) of the engine's `oom` events of the project's containers in the
+/// The times (Unix nanoseconds) of the engine's `oom` events of the project's containers in the
 /// last [`OOM_WINDOW_S`], by service; empty when the engine does not answer in time.
 async fn oom_kills(context: &Context<'_>, docker: &bollard::Docker) -> BTreeMap<String, Vec<i64>> {
     let until = context.now_ms / 1000;
@@ -107,14 +107,15 @@ async fn oom_kills(context: &Context<'_>, docker: &bollard::Docker) -> BTreeMap<
             .and_then(|actor| actor.attributes.as_ref())
             .and_then(|attributes| attributes.get(labels::SERVICE))
             .cloned();
-        if let (Some(service), Some(time)) = (service, event.time) {
+        let time = event.time_nano.or_else(|| event.time.map(|seconds| seconds.saturating_mul(1_000_000_000)));
+        if let (Some(service), Some(time)) = (service, time) {
             kills.entry(service).or_default().push(time);
         }
     }
     kills
 }
 
-/// A container killed for its memory: by the engine's events (`kills`, Unix seconds), or by its
+/// A container killed for its memory: by the engine's events (`kills`, Unix nanoseconds), or by its
 /// state when it is down right now.
 fn oom_finding(
     context: &Context<'_>,
@@ -133,9 +134,7 @@ fn oom_finding(
         None => "no memory limit: the host itself ran out".to_owned(),
     }];
     if let (Some(first), Some(last)) = (kills.iter().min(), kills.iter().max()) {
-        let when = |time: i64| {
-            chrono::DateTime::from_timestamp(time, 0).map_or_else(|| time.to_string(), |time| time.to_rfc3339())
-        };
+        let when = |time: i64| chrono::DateTime::from_timestamp_nanos(time).to_rfc3339();
         evidence.push(if kills.len() == 1 {
             format!("killed by the kernel's OOM killer at {}", when(*last))
         } else {
@@ -147,7 +146,7 @@ fn oom_finding(
     let restarted = state.status == Some(ContainerStateStatusEnum::RUNNING)
         && kills.iter().max().is_some_and(|last| started_after(&started, *last));
     evidence.push(if restarted {
-        format!("restarted: running again since {started} ({restarts} restarts in all)")
+        format!("restarted: running again since {started} (restart count {restarts})")
     } else if down_for_memory {
         format!(
             "not restarted: {} since {}",
@@ -155,7 +154,7 @@ fn oom_finding(
             state.finished_at.unwrap_or_default()
         )
     } else {
-        format!("{} ({restarts} restarts in all)", state.status.map(|status| status.to_string()).unwrap_or_default())
+        format!("{} (restart count {restarts})", state.status.map(|status| status.to_string()).unwrap_or_default())
     });
     Some(
         Finding::warning(
@@ -175,9 +174,12 @@ fn oom_finding(
     )
 }
 
-/// Whether the RFC 3339 `started` is at or after Unix second `time`.
+/// Whether the RFC 3339 `started` is after Unix nanosecond `time`.
 fn started_after(started: &str, time: i64) -> bool {
-    chrono::DateTime::parse_from_rfc3339(started).is_ok_and(|started| started.timestamp() >= time)
+    chrono::DateTime::parse_from_rfc3339(started)
+        .ok()
+        .and_then(|started| started.timestamp_nanos_opt())
+        .is_some_and(|started| started > time)
 }
 
 fn mebibytes(bytes: i64) -> String {
@@ -373,9 +375,10 @@ mod tests {
 
     #[test]
     fn a_restart_after_the_kill_is_recognised() {
-        assert!(started_after("2026-12-07T06:00:05.123Z", 1_796_623_200));
-        assert!(!started_after("2026-12-07T05:59:59Z", 1_796_623_200));
-        assert!(!started_after("0001-01-01T00:00:00Z", 1_796_623_200));
+        let kill = 1_796_623_200_500_000_000; // 2026-12-07T06:00:00.5Z
+        assert!(started_after("2026-12-07T06:00:00.853588445Z", kill));
+        assert!(!started_after("2026-12-07T06:00:00.1Z", kill), "same second, before the kill");
+        assert!(!started_after("0001-01-01T00:00:00Z", kill));
         assert_eq!(mebibytes(48 << 20), "48 MiB");
     }
 }
