@@ -8,7 +8,8 @@
 //! paths made absolute, the secret references it found, and the env file when one exists. It also
 //! answers the questions commands ask of a stack: `start_order`, `environment_of` (each
 //! container's environment: the services never read deploy.toml), `certificate_paths`,
-//! `certificate_lineages`, `image_reference`.
+//! `certificate_lineages`, `image_reference`, `lockdown_of` (a container's hardening: the
+//! service's `hardening` table over `[hardening]` over safe defaults, resolved into a `Lockdown`).
 //!
 //! **Environments are overrides** (Kamal's destinations). Tables merge key by key, while arrays and
 //! values are replaced. `enabled = false` removes a service or site in an environment.
