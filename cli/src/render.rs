@@ -16,6 +16,9 @@
 //! start redis without a password. `env_file:` would give every container every secret (n8n, a
 //! third-party image, would get `JWT_SECRET` and `GEMINI_API_KEY`): least privilege is worth more
 //! than matching the reference's habit here, and the rendered header says how to pass the env file.
+//! Each service's lockdown (`[hardening]`, see `crate::deploy::spec`) is rendered with compose's
+//! keys: `read_only`, `tmpfs`, `cap_drop`, `cap_add`, `security_opt`, `user`, `mem_limit` with
+//! `memswap_limit` equal to it, `cpus`, `pids_limit` and `logging`.
 //! Volume and network names are pinned with `name:` to DESIGN's names (`redis_data`,
 //! `masstock_network`), so they match what deploy creates. There is no top-level `name:` or
 //! `version:`, because docker-compose 1.29 rejects the first and v2 warns about the second.
@@ -348,6 +351,7 @@ fn compose_context(stack: &Stack) -> Value {
                 "healthcheck": healthcheck,
                 "stop_grace_period": service.stop_grace_period.map(go_duration),
                 "extra_hosts": service.extra_hosts,
+                "lockdown": lockdown_context(stack, name),
             })
         })
         .collect();
@@ -363,6 +367,24 @@ fn compose_context(stack: &Stack) -> Value {
         "env_file": config.project.env_file,
         "services": services,
         "volumes": used_volumes.into_iter().map(|volume| json!({ "name": volume, "docker_name": stack.volume_name(volume) })).collect::<Vec<_>>(),
+    })
+}
+
+/// A service's lockdown in compose's words: the same settings deploy gives the Engine API.
+fn lockdown_context(stack: &Stack, service: &str) -> Value {
+    let lockdown = stack.lockdown_of(service);
+    json!({
+        "read_only": lockdown.read_only,
+        "tmpfs": lockdown.tmpfs.iter().map(|tmpfs| format!("{}:{}", tmpfs.target, tmpfs.options())).collect::<Vec<_>>(),
+        "cap_drop": lockdown.cap_drop,
+        "cap_add": lockdown.cap_add,
+        "no_new_privileges": lockdown.no_new_privileges,
+        "user": lockdown.user,
+        "memory": lockdown.memory.to_string(),
+        "cpus": lockdown.cpus,
+        "pids_limit": lockdown.pids_limit,
+        "log_driver": lockdown.log_driver.as_str(),
+        "log_options": lockdown.log_options(),
     })
 }
 

@@ -4,6 +4,7 @@
 //!
 //! One stack for all of it keeps the suite's time down; `stack.rs` holds what deploying it takes.
 
+mod lockdown;
 mod tls;
 
 use std::time::Duration;
@@ -16,4 +17,6 @@ fn the_deployed_stack_is_hardened() {
     assert_eq!(run.code, 0, "the first deploy failed:\n{run}");
     stack.project.wait_healthy(Duration::from_secs(120));
     tls::check(&stack);
+    lockdown::check(&stack);
+    lockdown::oom(&stack);
 }

@@ -8,7 +8,8 @@
 //! paths made absolute, the secret references it found, and the env file when one exists. It also
 //! answers the questions commands ask of a stack: `start_order`, `environment_of` (each
 //! container's environment: the services never read deploy.toml), `certificate_paths`,
-//! `certificate_lineages`, `image_reference`.
+//! `certificate_lineages`, `image_reference`, `lockdown_of` (a container's hardening: the
+//! service's `hardening` table over `[hardening]` over safe defaults, resolved into a `Lockdown`).
 //!
 //! **Environments are overrides** (Kamal's destinations). Tables merge key by key, while arrays and
 //! values are replaced. `enabled = false` removes a service or site in an environment.
@@ -31,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use source::{Diagnostic, KeyPath, Location, Mark, Segment, Source};
-pub use units::{Duration, Rate, Size};
+pub use units::{ByteSize, Duration, Rate, Size};
 pub use validate::eab_key_reference;
 
 use crate::secrets::{EnvFile, SecretReference};
@@ -53,6 +54,9 @@ pub struct Config {
     pub cors: Cors,
     pub rate_limits: RateLimits,
     pub acme: Acme,
+    /// Every container's lockdown, unless its service's `hardening` table overrides a key.
+    #[serde(default)]
+    pub hardening: Hardening,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -136,6 +140,179 @@ pub struct Service {
     /// it fails, and the running container is left as it is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release_command: Vec<String>,
+    /// This service's exceptions to `[hardening]`, key by key.
+    #[serde(default, skip_serializing_if = "Hardening::is_empty")]
+    pub hardening: Hardening,
+}
+
+/// How a container is locked down, as compose names it: `[hardening]` for every service, and a
+/// service's `hardening` table for its exceptions (each key it sets replaces the default's; the
+/// `logging` table merges key by key). What neither sets is the safe default (`Lockdown::resolve`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hardening {
+    /// A read-only root filesystem; the service writes only to its volumes and `tmpfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// In-memory folders for a service that must write outside its volumes (charged to its
+    /// memory limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<Vec<Tmpfs>>,
+    /// Linux capabilities taken away: `["ALL"]`, then `cap_add` gives back what is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_drop: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap_add: Option<Vec<String>>,
+    /// `no-new-privileges`: no setuid binary or file capability can raise the process's rights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_new_privileges: Option<bool>,
+    /// The user the container runs as (`name`, `uid` or `uid:gid`); the image's by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The memory limit; swap is refused too (compose's `memswap_limit` equal to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// CPUs the container may use, such as `0.5` or `1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// The most processes and threads the container may have at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+}
+
+impl Hardening {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A tmpfs mount: `target` in the container, at most `size` (charged to the memory limit).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tmpfs {
+    pub target: String,
+    pub size: ByteSize,
+}
+
+impl Tmpfs {
+    /// The mount options Docker and compose take: world-writable with the sticky bit, as `/tmp`
+    /// is, and nothing on it can be executed, be setuid or be a device.
+    #[must_use]
+    pub fn options(&self) -> String {
+        format!("size={},mode=1777,noexec,nosuid,nodev", self.size.bytes)
+    }
+}
+
+/// Log rotation: compose's `logging` with `driver` and `max-size`/`max-file` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<LogDriver>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file: Option<u32>,
+}
+
+/// The log drivers that rotate their files and that `docker logs` (and `masstockctl logs`) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogDriver {
+    JsonFile,
+    Local,
+}
+
+impl LogDriver {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JsonFile => "json-file",
+            Self::Local => "local",
+        }
+    }
+}
+
+/// A service's lockdown, resolved: its `hardening`, over `[hardening]`, over the safe defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lockdown {
+    pub read_only: bool,
+    pub tmpfs: Vec<Tmpfs>,
+    pub cap_drop: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub no_new_privileges: bool,
+    pub user: Option<String>,
+    pub memory: ByteSize,
+    pub cpus: f64,
+    pub pids_limit: u32,
+    pub log_driver: LogDriver,
+    pub log_max_size: ByteSize,
+    pub log_max_file: u32,
+}
+
+impl Lockdown {
+    /// What a deploy.toml without `[hardening]` gets: read-only, no capability, no new
+    /// privileges, 512 MiB, one CPU, 256 processes, 3 × 10 MiB of JSON logs.
+    fn safe() -> Self {
+        Self {
+            read_only: true,
+            tmpfs: Vec::new(),
+            cap_drop: vec!["ALL".to_owned()],
+            cap_add: Vec::new(),
+            no_new_privileges: true,
+            user: None,
+            memory: ByteSize::mebibytes(512),
+            cpus: 1.0,
+            pids_limit: 256,
+            log_driver: LogDriver::JsonFile,
+            log_max_size: ByteSize::mebibytes(10),
+            log_max_file: 3,
+        }
+    }
+
+    /// `layers` applied in turn over the safe defaults, each key it sets replacing the one below.
+    #[must_use]
+    pub fn resolve(layers: &[&Hardening]) -> Self {
+        let mut lockdown = Self::safe();
+        for layer in layers {
+            let layer = (*layer).clone();
+            lockdown.read_only = layer.read_only.unwrap_or(lockdown.read_only);
+            lockdown.tmpfs = layer.tmpfs.unwrap_or(lockdown.tmpfs);
+            lockdown.cap_drop = layer.cap_drop.unwrap_or(lockdown.cap_drop);
+            lockdown.cap_add = layer.cap_add.unwrap_or(lockdown.cap_add);
+            lockdown.no_new_privileges = layer.no_new_privileges.unwrap_or(lockdown.no_new_privileges);
+            lockdown.user = layer.user.or(lockdown.user);
+            lockdown.memory = layer.memory.unwrap_or(lockdown.memory);
+            lockdown.cpus = layer.cpus.unwrap_or(lockdown.cpus);
+            lockdown.pids_limit = layer.pids_limit.unwrap_or(lockdown.pids_limit);
+            let logging = layer.logging.unwrap_or_default();
+            lockdown.log_driver = logging.driver.unwrap_or(lockdown.log_driver);
+            lockdown.log_max_size = logging.max_size.unwrap_or(lockdown.log_max_size);
+            lockdown.log_max_file = logging.max_file.unwrap_or(lockdown.log_max_file);
+        }
+        lockdown
+    }
+
+    /// The CPUs in the Engine API's unit, billionths of a CPU.
+    #[must_use]
+    pub fn nano_cpus(&self) -> i64 {
+        // Validation keeps `cpus` between 0.01 and 1024.
+        #[allow(clippy::cast_possible_truncation, reason = "validated to at most 1024 CPUs")]
+        let nanos = (self.cpus * 1e9).round() as i64;
+        nanos
+    }
+
+    /// `LogConfig`'s options, as `docker run --log-opt` names them.
+    #[must_use]
+    pub fn log_options(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("max-size".to_owned(), self.log_max_size.to_string()),
+            ("max-file".to_owned(), self.log_max_file.to_string()),
+        ])
+    }
 }
 
 /// compose's `deploy.update_config.order`, by the same names.
@@ -511,6 +688,16 @@ impl Stack {
             format!("{}:latest", service.image)
         } else {
             service.image.clone()
+        }
+    }
+
+    /// How a service's containers are locked down: its `hardening` over `[hardening]`.
+    #[must_use]
+    pub fn lockdown_of(&self, service: &str) -> Lockdown {
+        let defaults = &self.config.hardening;
+        match self.config.services.get(service) {
+            Some(service) => Lockdown::resolve(&[defaults, &service.hardening]),
+            None => Lockdown::resolve(&[defaults]),
         }
     }
 

@@ -1,4 +1,5 @@
-//! Values written as strings in deploy.toml: durations (`30s`), rates (`100/60s`), sizes (`10m`).
+//! Values written as strings in deploy.toml: durations (`30s`), rates (`100/60s`), sizes (`10m`), and
+//! Docker's byte counts (`512m`, `1g`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -157,6 +158,68 @@ impl fmt::Display for Size {
     }
 }
 
+/// A byte count as Docker and compose write it (`mem_limit`, `--memory`): a whole number with `b`,
+/// `k`, `m` or `g` (powers of 1024), in either case, optionally followed by `b` (`512m`, `1g`,
+/// `64mb`). Unlike [`Size`], which nginx reads, it goes beyond 1 GiB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByteSize {
+    pub bytes: u64,
+    text: String,
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || {
+            format!("invalid byte count `{text}`\nhint: write a whole number with `k`, `m` or `g`, like `512m` or `1g`")
+        };
+        let lower = text.to_ascii_lowercase();
+        let without_b = match lower.strip_suffix('b') {
+            Some(rest) if rest.ends_with(['k', 'm', 'g']) => rest,
+            _ => lower.as_str(),
+        };
+        let (digits, unit) = match without_b.as_bytes().last() {
+            Some(b'k') => (&without_b[..without_b.len() - 1], 1_u64 << 10),
+            Some(b'm') => (&without_b[..without_b.len() - 1], 1 << 20),
+            Some(b'g') => (&without_b[..without_b.len() - 1], 1 << 30),
+            Some(b'b') => (&without_b[..without_b.len() - 1], 1),
+            _ => (without_b, 1),
+        };
+        if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        // Docker takes an int64.
+        let bytes = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|number| number.checked_mul(unit))
+            .filter(|bytes| i64::try_from(*bytes).is_ok())
+            .ok_or_else(invalid)?;
+        Ok(Self { bytes, text: lower })
+    }
+}
+
+impl ByteSize {
+    /// `count` mebibytes, written `<count>m`.
+    #[must_use]
+    pub fn mebibytes(count: u32) -> Self {
+        Self { bytes: u64::from(count) << 20, text: format!("{count}m") }
+    }
+
+    /// The count for the Engine API, which takes an `int64`; parsing keeps it in range.
+    #[must_use]
+    pub fn as_i64(&self) -> i64 {
+        i64::try_from(self.bytes).unwrap_or(i64::MAX)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Deserializes and serializes every `FromStr + Display` unit as a string.
 macro_rules! string_serde {
     ($($type:ty),*) => {$(
@@ -175,7 +238,7 @@ macro_rules! string_serde {
     )*};
 }
 
-string_serde!(Duration, Rate, Size);
+string_serde!(Duration, Rate, Size, ByteSize);
 
 #[cfg(test)]
 mod tests {
@@ -213,6 +276,19 @@ mod tests {
         assert_eq!("4096".parse::<Size>().unwrap().bytes, 4096);
         for bad in ["", "m", "10mb", "1.5m", "ten", "1g", "2048m", "99999999999999999999m", "+1k"] {
             assert!(bad.parse::<Size>().is_err(), "`{bad}` should be rejected");
+        }
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!("512m".parse::<ByteSize>().unwrap().bytes, 512 << 20);
+        assert_eq!("1G".parse::<ByteSize>().unwrap().bytes, 1 << 30);
+        assert_eq!("64mb".parse::<ByteSize>().unwrap().bytes, 64 << 20);
+        assert_eq!("4096".parse::<ByteSize>().unwrap().bytes, 4096);
+        assert_eq!("100b".parse::<ByteSize>().unwrap().bytes, 100);
+        assert_eq!("2G".parse::<ByteSize>().unwrap().to_string(), "2g");
+        for bad in ["", "m", "1.5g", "ten", "1t", "-1m", "mb", "99999999999g", "1 g"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "`{bad}` should be rejected");
         }
     }
 }

@@ -20,6 +20,11 @@
 //!   disagree.
 //! - A stop period shorter than a service's `SHUTDOWN_GRACE_SECONDS` plus 10 s is refused.
 //! - A secret spliced into a URL must be URL-safe (see `crate::secrets`).
+//! - `[hardening]` and each service's `hardening`: capabilities are Linux's names (with or
+//!   without `CAP_`, or `ALL`), a memory limit is at least Docker's 6 MiB, `cpus` between 0.01
+//!   and 1024, `pids_limit` at least 16 (a Rust runtime alone starts one thread per core), a
+//!   tmpfs target absolute and free of `:` and `,` (compose's separators), a `user` a name or
+//!   number with at most one `:group`, and log files at least 1 KiB.
 //! - A check reports every problem it finds instead of stopping at the first.
 
 use std::collections::BTreeMap;
@@ -76,6 +81,7 @@ pub(super) fn stack(
     edge(&mut checker, &config);
     cors(&mut checker, &config);
     acme(&mut checker, &config);
+    hardening(&mut checker, &config);
     let secrets = secrets(&mut checker, &config, env_file);
     if checker.errors.is_empty() {
         Ok(Stack {
@@ -201,6 +207,166 @@ fn path_problem(path: &std::path::Path) -> Option<String> {
     text.chars()
         .find(|c| c.is_whitespace() || c.is_control() || ";{}#\"'$\\".contains(*c))
         .map(|c| format!("path `{text}` holds `{}`, which nginx would misread", c.escape_default()))
+}
+
+/// Linux's capabilities (`capabilities(7)`), as Docker names them without `CAP_`.
+const CAPABILITIES: &[&str] = &[
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
+];
+
+/// Docker's smallest memory limit.
+const MIN_MEMORY_BYTES: u64 = 6 << 20;
+/// Below this, a tokio runtime (one thread per core, plus its blocking pool) cannot start.
+const MIN_PIDS: u32 = 16;
+
+fn hardening(checker: &mut Checker, config: &Config) {
+    let mut tables = vec![(KeyPath::new(["hardening"]), &config.hardening)];
+    tables.extend(
+        config
+            .services
+            .iter()
+            .filter(|(_, service)| service.enabled)
+            .map(|(name, service)| (KeyPath::new(["services", name, "hardening"]), &service.hardening)),
+    );
+    for (path, table) in tables {
+        for (key, capabilities) in [("cap_drop", &table.cap_drop), ("cap_add", &table.cap_add)] {
+            for (index, capability) in capabilities.iter().flatten().enumerate() {
+                let name = capability.strip_prefix("CAP_").unwrap_or(capability);
+                if name == "ALL" || CAPABILITIES.contains(&name) {
+                    continue;
+                }
+                let mut hints = Vec::new();
+                if let Some(closest) = closest(&name.to_ascii_uppercase(), CAPABILITIES.iter().copied()) {
+                    hints.push(format!("did you mean `{closest}`?"));
+                }
+                hints.push("Linux's capability names, in upper case, without `CAP_`; `ALL` for every one".into());
+                checker.error(
+                    &path.key(key).index(index),
+                    Mark::Value,
+                    format!("unknown capability `{}`", capability.escape_debug()),
+                    hints,
+                );
+            }
+        }
+        if let Some(memory) = table.memory.as_ref().filter(|memory| memory.bytes < MIN_MEMORY_BYTES) {
+            checker.error(
+                &path.key("memory"),
+                Mark::Value,
+                format!("memory limit `{memory}` is below Docker's minimum of 6 MiB"),
+                vec!["write at least `6m`; a service needs far more, see deploy.toml's sizes".into()],
+            );
+        }
+        if let Some(cpus) = table.cpus.filter(|cpus| !(0.01..=1024.0).contains(cpus)) {
+            checker.error(
+                &path.key("cpus"),
+                Mark::Value,
+                format!("`cpus` is {cpus}, outside 0.01 to 1024"),
+                vec!["a fraction of the host's CPUs, like `0.5` or `1.0`".into()],
+            );
+        }
+        if let Some(pids) = table.pids_limit.filter(|pids| *pids < MIN_PIDS) {
+            checker.error(
+                &path.key("pids_limit"),
+                Mark::Value,
+                format!("`pids_limit` is {pids}, below {MIN_PIDS}: the service could not start its threads"),
+                Vec::new(),
+            );
+        }
+        if let Some(user) = &table.user {
+            let part_valid = |part: &str| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"_-".contains(&byte))
+            };
+            let mut parts = user.split(':');
+            let valid =
+                parts.next().is_some_and(part_valid) && parts.next().is_none_or(part_valid) && parts.next().is_none();
+            if !valid {
+                checker.error(
+                    &path.key("user"),
+                    Mark::Value,
+                    format!("invalid user `{}`", user.escape_debug()),
+                    vec!["a user name or id, optionally with `:group`: `redis`, `999` or `999:1000`".into()],
+                );
+            }
+        }
+        for (index, tmpfs) in table.tmpfs.iter().flatten().enumerate() {
+            let tmpfs_path = path.key("tmpfs").index(index);
+            if !tmpfs.target.starts_with('/') || tmpfs.target.contains([':', ',', '$']) || has_control(&tmpfs.target) {
+                checker.error(
+                    &tmpfs_path.key("target"),
+                    Mark::Value,
+                    format!(
+                        "tmpfs target `{}` must be an absolute path without `:`, `,` or `$`",
+                        tmpfs.target.escape_debug()
+                    ),
+                    Vec::new(),
+                );
+            }
+            if tmpfs.size.bytes == 0 {
+                checker.error(&tmpfs_path.key("size"), Mark::Value, "a tmpfs needs a size above zero", Vec::new());
+            }
+        }
+        if let Some(logging) = &table.logging {
+            if logging.max_size.as_ref().is_some_and(|size| size.bytes < 1024) {
+                checker.error(
+                    &path.key("logging").key("max_size"),
+                    Mark::Value,
+                    "log files of less than 1 KiB would rotate at every line",
+                    vec!["write a size like `10m`".into()],
+                );
+            }
+            if logging.max_file == Some(0) {
+                checker.error(
+                    &path.key("logging").key("max_file"),
+                    Mark::Value,
+                    "`max_file` must be at least 1",
+                    Vec::new(),
+                );
+            }
+        }
+    }
 }
 
 fn project(checker: &mut Checker, config: &Config) {

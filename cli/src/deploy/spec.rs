@@ -1,12 +1,19 @@
 //! What a service's container must be: its Engine API creation body, resolved from deploy.toml,
 //! the env file and the image, and the hashes that let a later deploy tell what changed.
+//!
+//! The lockdown (`Stack::lockdown_of`: `[hardening]` and the service's `hardening`) goes into
+//! `HostConfig`: `ReadonlyRootfs`, `Tmpfs`, `CapDrop`, `CapAdd`, `SecurityOpt`
+//! (`no-new-privileges:true`), `Memory` with `MemorySwap` equal to it (no swap), `NanoCpus`,
+//! `PidsLimit`, `LogConfig`, and `User` into the container's config. Standbys and the one-off
+//! release container are made from the same body, so they are locked down alike. The lockdown is
+//! part of the settings hash: changing any key of it is a `config` reason in the plan.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType, NetworkingConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountType,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -171,6 +178,7 @@ impl ServiceSpec {
                 }
             })
             .collect();
+        let lockdown = stack.lockdown_of(name);
         let stop_timeout = service
             .stop_grace_period
             .map_or(DEFAULT_STOP_TIMEOUT_SECS, |grace| i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
@@ -184,6 +192,7 @@ impl ServiceSpec {
             "extra_hosts": service.extra_hosts,
             "stop_timeout": stop_timeout,
             "network": network,
+            "lockdown": lockdown,
         });
         let image_hash = image.id.clone();
         let settings_hash = sha256_hex(settings.to_string().as_bytes());
@@ -203,7 +212,22 @@ impl ServiceSpec {
             exposed_ports: Some(service.ports.iter().map(|port| format!("{}/tcp", port.container)).collect()),
             healthcheck,
             stop_timeout: Some(stop_timeout),
+            user: lockdown.user.clone(),
             host_config: Some(HostConfig {
+                readonly_rootfs: Some(lockdown.read_only),
+                tmpfs: (!lockdown.tmpfs.is_empty())
+                    .then(|| lockdown.tmpfs.iter().map(|tmpfs| (tmpfs.target.clone(), tmpfs.options())).collect()),
+                cap_drop: Some(lockdown.cap_drop.clone()),
+                cap_add: Some(lockdown.cap_add.clone()),
+                security_opt: lockdown.no_new_privileges.then(|| vec!["no-new-privileges:true".to_owned()]),
+                memory: Some(lockdown.memory.as_i64()),
+                memory_swap: Some(lockdown.memory.as_i64()),
+                nano_cpus: Some(lockdown.nano_cpus()),
+                pids_limit: Some(i64::from(lockdown.pids_limit)),
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some(lockdown.log_driver.as_str().to_owned()),
+                    config: Some(lockdown.log_options().into_iter().collect()),
+                }),
                 mounts: Some(mounts),
                 restart_policy: Some(RestartPolicy {
                     name: Some(match service.restart {
@@ -448,6 +472,66 @@ mod tests {
         let new_settings = ServiceSpec::resolve(&moved, "api", image("a")).unwrap().hashes;
         assert_eq!(before.differences(&new_settings), ["config"]);
         assert!(before.differences(&before.clone()).is_empty());
+    }
+
+    #[test]
+    fn every_container_is_locked_down_as_deploy_toml_says() {
+        let stack = stack(SECRETS);
+        let spec = ServiceSpec::resolve(&stack, "worker", image("a")).unwrap();
+        for body in [
+            spec.create_body(&stack, Role::Primary, None),
+            spec.create_body(&stack, Role::Standby, None),
+            spec.one_off_body(&stack, &["true".to_owned()]),
+        ] {
+            let host = body.host_config.unwrap();
+            assert_eq!(host.readonly_rootfs, Some(true));
+            assert_eq!(host.cap_drop.as_deref(), Some(&["ALL".to_owned()][..]));
+            assert_eq!(host.cap_add.as_deref(), Some(&[][..]));
+            assert_eq!(host.security_opt.as_deref(), Some(&["no-new-privileges:true".to_owned()][..]));
+            let lockdown = stack.lockdown_of("worker");
+            assert_eq!(host.memory, Some(lockdown.memory.as_i64()));
+            assert_eq!(host.memory_swap, host.memory, "no swap beyond the memory limit");
+            assert_eq!(host.nano_cpus, Some(lockdown.nano_cpus()));
+            assert_eq!(host.pids_limit, Some(i64::from(lockdown.pids_limit)));
+            let log = host.log_config.unwrap();
+            assert_eq!(log.typ.as_deref(), Some("json-file"));
+            let options = log.config.unwrap();
+            assert!(options.contains_key("max-size") && options.contains_key("max-file"), "{options:?}");
+        }
+        let n8n = ServiceSpec::resolve(&stack, "n8n", image("a")).unwrap().create_body(&stack, Role::Primary, None);
+        let tmpfs = n8n.host_config.unwrap().tmpfs.unwrap();
+        assert!(tmpfs["/tmp"].starts_with("size=") && tmpfs["/tmp"].contains("noexec"), "{tmpfs:?}");
+        let redis = ServiceSpec::resolve(&stack, "redis", image("a")).unwrap().create_body(&stack, Role::Primary, None);
+        assert_eq!(redis.user.as_deref(), Some("redis"), "redis:7-alpine runs as root unless told otherwise");
+    }
+
+    #[test]
+    fn a_change_of_the_lockdown_is_a_config_reason() {
+        let before = ServiceSpec::resolve(&stack(SECRETS), "worker", image("a")).unwrap().hashes;
+        let changes: [fn(&mut crate::config::Hardening); 7] = [
+            |hardening| hardening.memory = Some("64m".parse().unwrap()),
+            |hardening| hardening.cpus = Some(0.25),
+            |hardening| hardening.pids_limit = Some(64),
+            |hardening| hardening.read_only = Some(false),
+            |hardening| hardening.cap_add = Some(vec!["NET_BIND_SERVICE".to_owned()]),
+            |hardening| hardening.no_new_privileges = Some(false),
+            |hardening| {
+                hardening.logging =
+                    Some(crate::config::Logging { max_file: Some(9), ..crate::config::Logging::default() });
+            },
+        ];
+        for change in changes {
+            let mut changed = stack(SECRETS);
+            change(&mut changed.config.services.get_mut("worker").unwrap().hardening);
+            let after = ServiceSpec::resolve(&changed, "worker", image("a")).unwrap().hashes;
+            assert_eq!(before.differences(&after), ["config"], "{:?}", changed.config.services["worker"].hardening);
+        }
+        // The defaults reach every service that does not override them.
+        let mut changed = stack(SECRETS);
+        changed.config.hardening.pids_limit = Some(100);
+        let after = ServiceSpec::resolve(&changed, "api", image("a")).unwrap().hashes;
+        let before = ServiceSpec::resolve(&stack(SECRETS), "api", image("a")).unwrap().hashes;
+        assert_eq!(before.differences(&after), ["config"]);
     }
 
     #[test]

@@ -84,6 +84,10 @@ fn invalid_files_point_at_line_and_column() {
             "X-Frame-Options = \"SAMEORIGIN\"\nx-frame-options = \"DENY\"",
         ),
         ("local_override_error", "enabled_link = \"\"", "enabled_lnk = \"\""),
+        ("unknown_capability", "cap_add = []", "cap_add = [\"NET_BIND_SERVCE\"]"),
+        ("memory_without_unit_below_the_minimum", "memory = \"512m\"", "memory = \"512\""),
+        ("bad_memory_unit", "memory = \"512m\"", "memory = \"512 MB\""),
+        ("unknown_hardening_key", "pids_limit = 64\n\n[services.app", "pid_limit = 64\n\n[services.app"),
     ];
     for (name, from, to) in cases {
         let sandbox = Sandbox::edited(from, to);

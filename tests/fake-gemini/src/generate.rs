@@ -159,6 +159,8 @@ pub(crate) struct Triggers {
     pub slow: Duration,
     pub no_image: bool,
     pub blocked: bool,
+    /// MiB of padding in the image (`[bloat:MIB]`).
+    pub bloat_mib: u32,
 }
 
 impl Triggers {
@@ -189,6 +191,13 @@ impl Triggers {
                 _ => false,
             },
             Some(("flaky", times)) => times.parse().map(|times| self.flaky = Some(times)).is_ok(),
+            Some(("bloat", mebibytes)) => match mebibytes.parse::<u32>() {
+                Ok(mebibytes @ 1..=MAX_BLOAT_MIB) => {
+                    self.bloat_mib = mebibytes;
+                    true
+                }
+                _ => false,
+            },
             Some(("slow", milliseconds)) => {
                 milliseconds.parse().map(|milliseconds| self.slow += Duration::from_millis(milliseconds)).is_ok()
             }
@@ -210,6 +219,9 @@ fn prompt_token_count(prompt: &str) -> u32 {
     u32::try_from(prompt.chars().count().div_ceil(4)).unwrap_or(u32::MAX).max(1)
 }
 
+/// The largest `[bloat:MIB]`: beyond the worker's 40 MiB answer limit once in base64.
+const MAX_BLOAT_MIB: u32 = 64;
+
 /// What Gemini bills an image output: 1290 tokens for one up to 1024×1024.
 const IMAGE_TOKEN_COUNT: u32 = 1290;
 
@@ -219,7 +231,11 @@ pub(crate) fn generated_body(generation: &Generation) -> Value {
     match generation.kind {
         ImageMode::Image => {
             let (width, height) = generation.image_size;
-            let image = png::image_for_prompt(&generation.prompt, width, height);
+            let mut image = png::image_for_prompt(&generation.prompt, width, height);
+            let bloat_mib = Triggers::in_prompt(&generation.prompt).bloat_mib;
+            if bloat_mib > 0 {
+                image = png::padded(&image, usize::try_from(bloat_mib).unwrap_or(0) << 20);
+            }
             let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, image);
             let text_tokens = 5;
             json!({
@@ -434,7 +450,8 @@ mod tests {
                 flaky: Some(2),
                 slow: Duration::from_millis(25),
                 no_image: true,
-                blocked: true
+                blocked: true,
+                bloat_mib: 0,
             }
         );
     }
@@ -446,6 +463,8 @@ mod tests {
             Triggers::default()
         );
         assert_eq!(Triggers::in_prompt("[fail:400] [fail:500]").fail, Some(400));
+        assert_eq!(Triggers::in_prompt("a big one [bloat:24]").bloat_mib, 24);
+        assert_eq!(Triggers::in_prompt("[bloat:0] [bloat:65] [bloat:x]"), Triggers::default());
     }
 
     #[test]

@@ -54,6 +54,7 @@
 //! | `[slow:MS]` | MS more milliseconds of latency (added to the configured latency) |
 //! | `[noimage]` | 200 with a candidate holding only a text part, `finishReason` `STOP` |
 //! | `[blocked]` | 200 with no candidates and `promptFeedback.blockReason` `SAFETY` |
+//! | `[bloat:MIB]` | the image padded with MIB (1–64) MiB in a private chunk: a worker's memory limit test |
 //!
 //! When several apply, `[fail:…]` wins over `[flaky:…]`, which wins over the random failure rate;
 //! `[blocked]` wins over `[noimage]`. A marker that does not parse (`[fail:abc]`, `[fail:200]`) is

@@ -102,6 +102,18 @@ pub(crate) fn encode_rgb(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
     png
 }
 
+/// `png` with `bytes` of padding in a private ancillary chunk (`paDd`) before `IEND`: still a
+/// valid PNG of the same picture, which decoders skip, only larger.
+pub(crate) fn padded(png: &[u8], bytes: usize) -> Vec<u8> {
+    const IEND_LENGTH: usize = 12;
+    let (body, end) = png.split_at(png.len() - IEND_LENGTH);
+    let mut padded = Vec::with_capacity(png.len() + bytes + 12);
+    padded.extend_from_slice(body);
+    write_chunk(&mut padded, *b"paDd", &vec![0; bytes]);
+    padded.extend_from_slice(end);
+    padded
+}
+
 /// 64-bit FNV-1a: stable across Rust versions and platforms, unlike `DefaultHasher`.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325_u64;
@@ -140,6 +152,16 @@ pub(crate) fn image_for_prompt(prompt: &str, width: u32, height: u32) -> Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padding_goes_in_its_own_chunk_before_the_end() {
+        let png = image_for_prompt("x", 4, 4);
+        let padded = padded(&png, 1000);
+        assert_eq!(padded.len(), png.len() + 1000 + 12);
+        assert_eq!(&padded[..png.len() - 12], &png[..png.len() - 12]);
+        assert_eq!(&padded[padded.len() - 12..], &png[png.len() - 12..], "IEND stays last");
+        assert_eq!(&padded[png.len() - 12 + 4..png.len() - 12 + 8], b"paDd");
+    }
 
     #[test]
     fn checksums_match_known_values() {
