@@ -42,18 +42,22 @@
 //!   not cursors we gave. A panic in a handler becomes the usual `{"error":"internal"}` with its
 //!   request id.
 //! - `routes::executions`, creating an execution: the row is stored first, so a worker that takes
-//!   the job at once finds it, and then the job is added. If the job cannot be added, the row is
-//!   deleted and the client gets 503 `{"error":"unavailable","dependency":"redis"}`: **nothing is
-//!   stored** (the issue left the choice). The queue is reached before the insert, so a Redis that
-//!   is already down costs no write. The queue connection is not held under a lock while
-//!   connecting, and a failure is remembered for 5 s, so a hanging Redis makes execution requests
-//!   fail fast rather than queue up. The `BullMQ` job id is the execution id, so adding an execution
+//!   the job at once finds it, and then the job is added. A failed add is tried once more on a new
+//!   connection (a Redis that restarted leaves the shared one broken). When Redis is still away,
+//!   the execution stays `pending`, marked (`enqueue_failed_at`), and the client gets 202 as for a
+//!   queued one: the sweeper adds the job within seconds of Redis answering again. A submission
+//!   is never withdrawn for Redis's sake (issue 16; it used to be deleted and answered 503). The
+//!   queue connection is not held under a lock while connecting, and a failure is remembered for
+//!   5 s, so a hanging Redis makes execution requests fall back to the mark at once rather than
+//!   queue up. The `BullMQ` job id is the execution id, so adding an execution
 //!   twice leaves one job. The other execution routes: lists use keyset pagination on
 //!   `(created_at, id)`, with an opaque base64 cursor; result files are read from `UPLOADS_DIR` only
 //!   when their stored location is a plain relative path; another user's execution is a 404.
-//! - `sweeper`: if the process dies between the insert and the add, every minute it offers the
-//!   queue the job of any execution that has been pending for more than two minutes; adding is
-//!   idempotent, so an execution whose job is simply waiting is left alone.
+//! - `sweeper`: every 2 s it adds the jobs of the marked executions and clears their marks; every
+//!   minute it offers the queue the job of every execution pending for more than two minutes
+//!   (the process died between the insert and the add, or a worker put it back), by pages of 100,
+//!   all of them. Adding is idempotent (job id = execution id), so an execution whose job is
+//!   simply waiting is left alone, and several API instances may sweep at once.
 //! - `cors`: our own middleware rather than tower-http's layer, which sends some
 //!   `Access-Control-*` headers whatever the origin, while the issue wants none for an origin that
 //!   is not allowed. Preflights are answered with 204.
