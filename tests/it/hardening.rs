@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use crate::stack::LocalStack;
 
+mod submissions;
+
 #[test]
 fn the_deployed_stack_is_hardened() {
     let (stack, run, _) = LocalStack::deploy();
     assert_eq!(run.code, 0, "the first deploy failed:\n{run}");
     stack.project.wait_healthy(Duration::from_secs(120));
+    submissions::check(&stack);
 }
