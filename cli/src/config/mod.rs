@@ -52,6 +52,8 @@ pub struct Config {
     pub edge: Edge,
     pub cors: Cors,
     pub rate_limits: RateLimits,
+    #[serde(default)]
+    pub sessions: Sessions,
     pub acme: Acme,
 }
 
@@ -334,6 +336,27 @@ pub struct RateLimits {
     pub auth: Rate,
 }
 
+/// Sign-in sessions, held by the service `[rate_limits] service` names (the API), which
+/// receives `SESSION_ABSOLUTE_LIFETIME`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    /// How long a session lasts from its sign-in, however often it is refreshed (OWASP's
+    /// absolute timeout).
+    #[serde(default = "default_absolute_lifetime")]
+    pub absolute_lifetime: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self { absolute_lifetime: default_absolute_lifetime() }
+    }
+}
+
+fn default_absolute_lifetime() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Acme {
@@ -549,7 +572,8 @@ impl Stack {
     }
 
     /// The environment of a service as the container gets it: declared variables, plus those
-    /// masstockctl derives (`CORS_ORIGIN`, `RATE_LIMIT_*`). Secret references stay `${NAME}`.
+    /// masstockctl derives (`CORS_ORIGIN`, `RATE_LIMIT_*`, `SESSION_ABSOLUTE_LIFETIME`). Secret
+    /// references stay `${NAME}`.
     #[must_use]
     pub fn environment_of(&self, service: &str) -> BTreeMap<String, String> {
         let mut environment = self.config.services.get(service).map(|service| service.env.clone()).unwrap_or_default();
@@ -568,6 +592,7 @@ impl Stack {
         if limits.service == service {
             derived.insert("RATE_LIMIT_GENERAL".to_owned(), limits.general.to_string());
             derived.insert("RATE_LIMIT_AUTH".to_owned(), limits.auth.to_string());
+            derived.insert("SESSION_ABSOLUTE_LIFETIME".to_owned(), self.config.sessions.absolute_lifetime.to_string());
         }
         derived
     }

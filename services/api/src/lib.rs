@@ -25,7 +25,10 @@
 //!   minutes, sent as a cookie on `/` or as `Authorization: Bearer`. The refresh token is opaque:
 //!   32 random bytes that last 7 days, sent as a cookie on `/api/v1/auth` only, and only its SHA-256
 //!   is stored. Refresh claims a token and inserts its successor in one transaction, and refuses a
-//!   token whose family has any revoked session. Two concurrent refreshes of one token therefore
+//!   token whose family has any revoked session, or whose family signed in longer ago than
+//!   `SESSION_ABSOLUTE_LIFETIME` (30 days by default, from deploy.toml's `[sessions]`): refreshing
+//!   slides the token, never the session's end (OWASP's absolute timeout), and a successor expires
+//!   at that end if it comes before its own 7 days. Two concurrent refreshes of one token therefore
 //!   end the family: the loser is a replay, so it revokes the family, the winner's successor
 //!   included. A refresh racing a logout cannot leave a live token. Both races are tested. Password
 //!   checks run on the blocking pool behind a semaphore (two per core), because each argon2 check

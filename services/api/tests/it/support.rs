@@ -29,6 +29,7 @@ pub fn serve_args() -> ServeArgs {
         rate_limit_auth: "5/60s".into(),
         rate_limit_prefix: format!("{prefix}:ratelimit"),
         shutdown_grace_seconds: 5,
+        session_absolute_lifetime: "30d".into(),
     }
 }
 
