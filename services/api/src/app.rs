@@ -29,6 +29,8 @@ pub struct AppState {
     pub password_checks: std::sync::Arc<tokio::sync::Semaphore>,
     /// Connected on first use, and again after a failure, so the API starts without Redis.
     queue: std::sync::Arc<tokio::sync::Mutex<QueueSlot>>,
+    /// Skips the rate limiter's Redis calls while Redis fails or hangs.
+    pub limiter_breaker: std::sync::Arc<crate::rate_limit::Breaker>,
     /// Counts the queue connections opened, to tell them apart.
     queue_connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -159,6 +161,7 @@ impl AppState {
                 2 * std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             )),
             queue: std::sync::Arc::default(),
+            limiter_breaker: std::sync::Arc::default(),
             queue_connections: std::sync::Arc::default(),
         })
     }

@@ -71,8 +71,12 @@
 //!   the login limit applies on top of it. The answer carries `RateLimit-Limit`, `-Remaining`,
 //!   `-Reset` and `-Policy`, and on a 429 `Retry-After`. The client address is the TCP peer, or
 //!   what a peer in `TRUSTED_PROXIES` reports (`X-Real-IP`, else the nearest untrusted
-//!   `X-Forwarded-For` hop). When Redis is down the limits **fail open**, each skipped count logged
-//!   (a judgement call: executions are unavailable then anyway, and argon2 bounds password tries).
+//!   `X-Forwarded-For` hop); an IPv6 client counts with its whole /64, an IPv4 client alone. Each
+//!   count may take 25 ms, and a circuit breaker stops calling a Redis that failed three times in a
+//!   row for 5 s, then probes it with one request at a time, so a hanging Redis costs a request a
+//!   few milliseconds at most. When Redis is down the limits **fail open**, logged as the breaker
+//!   opens (a judgement call: executions are unavailable then anyway, argon2 bounds password
+//!   tries, and failing closed would turn a Redis outage into an API outage).
 //! - `metrics`: `/metrics`, a registry kept in `AppState` rather than a global recorder, so each API
 //!   instance in a test process counts only its own requests. Requests are counted by method, route
 //!   template and status, with a latency histogram; `jobs_enqueued_total` counts jobs added to the
