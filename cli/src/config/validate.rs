@@ -16,8 +16,9 @@
 //! - `*` is refused as a CORS origin because the API sends credentials. `upstream_host` must be
 //!   IPv4, because that is where Docker publishes the ports.
 //! - A value is declared once: `CORS_ORIGIN` comes from `[cors] origins`, `RATE_LIMIT_*` from
-//!   `[rate_limits]` and `SESSION_ABSOLUTE_LIFETIME` from `[sessions]`; declaring them in a
-//!   service is an error, so the edge and the API cannot disagree.
+//!   `[rate_limits]`, `SESSION_ABSOLUTE_LIFETIME` from `[sessions]` and `TRUSTED_PROXIES` from
+//!   the project network's gateway; declaring them in a service is an error, so the edge and the
+//!   API cannot disagree.
 //! - `[sessions] absolute_lifetime` is between an hour and a year.
 //! - A stop period shorter than a service's `SHUTDOWN_GRACE_SECONDS` plus 10 s is refused.
 //! - A secret spliced into a URL must be URL-safe (see `crate::secrets`).
@@ -36,6 +37,7 @@ const DERIVED_VARIABLES: &[(&str, &str)] = &[
     ("RATE_LIMIT_GENERAL", "[rate_limits] general"),
     ("RATE_LIMIT_AUTH", "[rate_limits] auth"),
     ("SESSION_ABSOLUTE_LIFETIME", "[sessions] absolute_lifetime"),
+    ("TRUSTED_PROXIES", "[project] network"),
 ];
 
 struct Checker<'a> {

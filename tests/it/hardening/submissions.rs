@@ -7,6 +7,9 @@
 //! The request that lands on the API's stale connection right after the restart is what the
 //! issue saw refused; the ones that land while Redis is down are accepted too, and queued by the
 //! API's sweeper when Redis is back. The stack is healthy again afterwards.
+//!
+//! It first checks that deploy gave the API `TRUSTED_PROXIES` from the project network's own
+//! gateway (issue 16, "Must show" 5).
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -32,6 +35,7 @@ struct Submission {
 
 pub(super) fn check(stack: &LocalStack) {
     let project = &stack.project;
+    trusted_proxies_name_the_network_gateway(project);
     let redis = project.container("redis");
     let redis_command = inspect("container", &redis).expect("the redis container")["Config"]["Cmd"].to_string();
     assert!(redis_command.contains("--appendonly yes"), "the stack's redis keeps an AOF: {redis_command}");
@@ -127,6 +131,33 @@ pub(super) fn check(stack: &LocalStack) {
         submissions.len() * PROMPTS
     );
     project.wait_healthy(Duration::from_secs(120));
+}
+
+/// Deploy derived the API's `TRUSTED_PROXIES` from the gateway of the network it created (issue
+/// 16, "Must show" 5): loopback and that one address, not a fixed private range.
+fn trusted_proxies_name_the_network_gateway(project: &crate::stack::Project) {
+    let network = inspect("network", &format!("{}_network", project.name)).expect("the project's network");
+    let gateways: Vec<&str> = network["IPAM"]["Config"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pool| pool["Gateway"].as_str())
+        .collect();
+    assert!(!gateways.is_empty(), "the network has a gateway: {network}");
+    let api = inspect("container", &project.container("api")).expect("the api container");
+    let trusted = api["Config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|variable| variable.strip_prefix("TRUSTED_PROXIES="))
+        .expect("the api has TRUSTED_PROXIES")
+        .to_owned();
+    let expected: Vec<String> = ["127.0.0.0/8".to_owned(), "::1/128".to_owned()]
+        .into_iter()
+        .chain(gateways.iter().map(|gateway| format!("{gateway}/32")))
+        .collect();
+    assert_eq!(trusted, expected.join(","), "loopback and the network's gateway {gateways:?}");
 }
 
 /// Adds `email` with the api's own command, inside its container.
