@@ -22,6 +22,12 @@
 //! masstockctl". The env hash covers secret values; it is no new exposure, since `docker inspect`
 //! shows the environment itself to whoever can read labels. `--plan` stops there and changes nothing.
 //!
+//! The API's `TRUSTED_PROXIES` is derived, not declared: loopback and the project network's own
+//! gateway(s), read from the engine (`spec::trusted_proxies`), since the host nginx's connections
+//! to published ports come from there and Docker may pick the subnet from 172.16/12 or 192.168/16.
+//! When the network does not exist yet, `apply` creates it first and resolves the specs again on
+//! it (`Plan::on_created_network`), so the second deploy plans no change.
+//!
 //! # The objects
 //!
 //! Network `project.network`, volumes `<project>_<volume>` (compose's own naming, so the volumes the
