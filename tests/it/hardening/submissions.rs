@@ -125,10 +125,20 @@ pub(super) fn check(stack: &LocalStack) {
             .count();
         assert_eq!(answered, 1, "Gemini generated `{prompt}` once");
     }
+    // Which path the restart sent submissions down, from the API's log (for the record: the
+    // timing decides, so it is not asserted).
+    let logs =
+        Command::new(require_tool("docker")).args(["logs", &project.container("api")]).output().expect("docker logs");
+    let logs = format!("{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+    let lines_with = |text: &str| logs.lines().filter(|line| line.contains(text)).count();
     eprintln!(
-        "submissions: {} accepted across a redis restart, {} prompts generated once each",
+        "submissions: {} accepted across a redis restart, {} prompts generated once each; \
+         {} adds tried again on a new connection, {} left to the sweeper, {} sweeper passes that queued them",
         submissions.len(),
-        submissions.len() * PROMPTS
+        submissions.len() * PROMPTS,
+        lines_with("trying once more on a new connection"),
+        lines_with("waits for the sweeper to add its job"),
+        lines_with("accepted while redis was away are queued"),
     );
     project.wait_healthy(Duration::from_secs(120));
 }
