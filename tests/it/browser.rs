@@ -146,6 +146,7 @@ fn a_user_logs_in_runs_three_prompts_and_sees_three_images() {
         rate_limit_auth: "20/60s".into(),
         rate_limit_prefix: format!("{prefix}:ratelimit"),
         shutdown_grace_seconds: 1,
+        session_absolute_lifetime: "30d".into(),
     };
     let settings = api_args.settings().expect("valid API settings");
     let api_listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", sandbox.api_port))).unwrap();

@@ -5,6 +5,7 @@
 //! One stack for all of it keeps the suite's time down; `stack.rs` holds what deploying it takes.
 
 mod lockdown;
+mod submissions;
 mod tls;
 
 use std::time::Duration;
@@ -18,5 +19,6 @@ fn the_deployed_stack_is_hardened() {
     stack.project.wait_healthy(Duration::from_secs(120));
     tls::check(&stack);
     lockdown::check(&stack);
+    submissions::check(&stack);
     lockdown::oom(&stack);
 }

@@ -53,6 +53,8 @@ pub struct Config {
     pub edge: Edge,
     pub cors: Cors,
     pub rate_limits: RateLimits,
+    #[serde(default)]
+    pub sessions: Sessions,
     pub acme: Acme,
     /// Every container's lockdown, unless its service's `hardening` table overrides a key.
     #[serde(default)]
@@ -511,6 +513,32 @@ pub struct RateLimits {
     pub auth: Rate,
 }
 
+/// `TRUSTED_PROXIES` where the project network is not known (`render`'s compose file): loopback
+/// and Docker's default address pools (`172.17.0.0/16` to `172.31.0.0/16`, then `192.168.0.0/16`
+/// in /20s), one of which holds the bridge gateway the host nginx's connections come from.
+pub const DOCKER_DEFAULT_PROXIES: &str = "127.0.0.0/8,::1/128,172.16.0.0/12,192.168.0.0/16";
+
+/// Sign-in sessions, held by the service `[rate_limits] service` names (the API), which
+/// receives `SESSION_ABSOLUTE_LIFETIME`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    /// How long a session lasts from its sign-in, however often it is refreshed (OWASP's
+    /// absolute timeout).
+    #[serde(default = "default_absolute_lifetime")]
+    pub absolute_lifetime: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self { absolute_lifetime: default_absolute_lifetime() }
+    }
+}
+
+fn default_absolute_lifetime() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Acme {
@@ -736,7 +764,8 @@ impl Stack {
     }
 
     /// The environment of a service as the container gets it: declared variables, plus those
-    /// masstockctl derives (`CORS_ORIGIN`, `RATE_LIMIT_*`). Secret references stay `${NAME}`.
+    /// masstockctl derives (`CORS_ORIGIN`, `RATE_LIMIT_*`, `SESSION_ABSOLUTE_LIFETIME`,
+    /// `TRUSTED_PROXIES`). Secret references stay `${NAME}`.
     #[must_use]
     pub fn environment_of(&self, service: &str) -> BTreeMap<String, String> {
         let mut environment = self.config.services.get(service).map(|service| service.env.clone()).unwrap_or_default();
@@ -755,6 +784,10 @@ impl Stack {
         if limits.service == service {
             derived.insert("RATE_LIMIT_GENERAL".to_owned(), limits.general.to_string());
             derived.insert("RATE_LIMIT_AUTH".to_owned(), limits.auth.to_string());
+            derived.insert("SESSION_ABSOLUTE_LIFETIME".to_owned(), self.config.sessions.absolute_lifetime.to_string());
+            // Deploy replaces it with the project network's own gateway (`deploy::spec`); a
+            // compose file has no network to look at yet, so it gets Docker's default pools.
+            derived.insert("TRUSTED_PROXIES".to_owned(), DOCKER_DEFAULT_PROXIES.to_owned());
         }
         derived
     }

@@ -15,9 +15,11 @@
 //! - Sizes are byte counts nginx accepts (k or m, at most 1 GiB; zones at least 32k).
 //! - `*` is refused as a CORS origin because the API sends credentials. `upstream_host` must be
 //!   IPv4, because that is where Docker publishes the ports.
-//! - A value is declared once: `CORS_ORIGIN` comes from `[cors] origins` and `RATE_LIMIT_*` from
-//!   `[rate_limits]`; declaring them in a service is an error, so the edge and the API cannot
-//!   disagree.
+//! - A value is declared once: `CORS_ORIGIN` comes from `[cors] origins`, `RATE_LIMIT_*` from
+//!   `[rate_limits]`, `SESSION_ABSOLUTE_LIFETIME` from `[sessions]` and `TRUSTED_PROXIES` from
+//!   the project network's gateway; declaring them in a service is an error, so the edge and the
+//!   API cannot disagree.
+//! - `[sessions] absolute_lifetime` is between an hour and a year.
 //! - A stop period shorter than a service's `SHUTDOWN_GRACE_SECONDS` plus 10 s is refused.
 //! - A secret spliced into a URL must be URL-safe (see `crate::secrets`).
 //! - `[hardening]` and each service's `hardening`: capabilities are Linux's names (with or
@@ -39,6 +41,8 @@ const DERIVED_VARIABLES: &[(&str, &str)] = &[
     ("CORS_ORIGIN", "[cors] origins"),
     ("RATE_LIMIT_GENERAL", "[rate_limits] general"),
     ("RATE_LIMIT_AUTH", "[rate_limits] auth"),
+    ("SESSION_ABSOLUTE_LIFETIME", "[sessions] absolute_lifetime"),
+    ("TRUSTED_PROXIES", "[project] network"),
 ];
 
 struct Checker<'a> {
@@ -1016,7 +1020,23 @@ fn cors(checker: &mut Checker, config: &Config) {
             Vec::new(),
         );
     }
+    let lifetime = config.sessions.absolute_lifetime;
+    if !(MIN_SESSION_LIFETIME..=MAX_SESSION_LIFETIME).contains(&lifetime) {
+        checker.error(
+            &KeyPath::new(["sessions", "absolute_lifetime"]),
+            Mark::Value,
+            format!(
+                "a session lifetime of `{lifetime}` is outside `{MIN_SESSION_LIFETIME}` to `{MAX_SESSION_LIFETIME}`"
+            ),
+            vec!["OWASP suggests hours for sensitive applications and weeks at most; the default is `30d`".into()],
+        );
+    }
 }
+
+/// The shortest absolute session lifetime: the access token alone lasts 15 minutes.
+const MIN_SESSION_LIFETIME: Duration = Duration::from_secs(3_600);
+/// The longest: a year.
+const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 
 /// Why `origin` is not `scheme://host[:port]`, if it is not.
 fn origin_problem(origin: &str) -> Option<String> {

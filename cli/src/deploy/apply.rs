@@ -89,11 +89,15 @@ pub async fn apply(
     reporter: &dyn Reporter,
 ) -> Outcome {
     let mut outcome = Outcome::default();
-    if let Err(error) = prepare(docker, stack, plan).await {
-        outcome.failed = true;
-        outcome.services.push(failed_outcome("network", "create", 0.0, &error));
-        return outcome;
-    }
+    let prepared = match prepare(docker, stack, plan).await {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            outcome.failed = true;
+            outcome.services.push(failed_outcome("network", "create", 0.0, &error));
+            return outcome;
+        }
+    };
+    let plan = prepared.as_ref().unwrap_or(plan);
     if plan.site_changed {
         match edge::install_site(stack, &plan.site) {
             Ok(change) => {
@@ -198,6 +202,9 @@ pub enum ApplyError {
     Edge(#[from] edge::EdgeError),
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// Resolving the specs again on a network just created (it resolved when planned).
+    #[error(transparent)]
+    Spec(#[from] crate::deploy::spec::SpecError),
     #[error("{standby} has no host port for {port}/tcp")]
     NoStandbyPort { standby: String, port: u16 },
     /// `reason`: it exited non-zero, did not finish in time, could not start.
@@ -437,8 +444,10 @@ async fn standby_port(docker: &Docker, stack: &Stack, spec: &ServiceSpec, standb
         .ok_or_else(|| ApplyError::NoStandbyPort { standby: standby.to_owned(), port: container_port })
 }
 
-/// Creates the project's network and volumes when missing.
-async fn prepare(docker: &Docker, stack: &Stack, plan: &Plan) -> Result<(), ApplyError> {
+/// Creates the project's network and volumes when missing. A network it creates has a gateway
+/// the plan could not know: the plan resolved again on it is returned (the API's
+/// `TRUSTED_PROXIES`).
+async fn prepare(docker: &Docker, stack: &Stack, plan: &Plan) -> Result<Option<Plan>, ApplyError> {
     let project = &stack.config.project;
     if plan.network_missing {
         let mut network_labels = project_labels(stack, "");
@@ -455,6 +464,15 @@ async fn prepare(docker: &Docker, stack: &Stack, plan: &Plan) -> Result<(), Appl
             .await
             .map_err(|error| docker::api_error(format!("failed to create network `{}`", project.network), &error))?;
     }
+    let replanned = if plan.network_missing {
+        let network = docker
+            .inspect_network(&project.network, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .map_err(|error| docker::api_error(format!("failed to inspect network `{}`", project.network), &error))?;
+        Some(plan.on_created_network(stack, &crate::deploy::spec::gateways_of(&network))?)
+    } else {
+        None
+    };
     for volume in &plan.volumes_missing {
         let mut volume_labels = project_labels(stack, "");
         volume_labels.remove(labels::SERVICE);
@@ -470,7 +488,7 @@ async fn prepare(docker: &Docker, stack: &Stack, plan: &Plan) -> Result<(), Appl
             .await
             .map_err(|error| docker::api_error(format!("failed to create volume `{volume}`"), &error))?;
     }
-    Ok(())
+    Ok(replanned)
 }
 
 /// Waits until each dependency of `service` meets its declared condition.

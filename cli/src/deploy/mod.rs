@@ -22,6 +22,12 @@
 //! masstockctl". The env hash covers secret values; it is no new exposure, since `docker inspect`
 //! shows the environment itself to whoever can read labels. `--plan` stops there and changes nothing.
 //!
+//! The API's `TRUSTED_PROXIES` is derived, not declared: loopback and the project network's own
+//! gateway(s), read from the engine (`spec::trusted_proxies`), since the host nginx's connections
+//! to published ports come from there and Docker may pick the subnet from 172.16/12 or 192.168/16.
+//! When the network does not exist yet, `apply` creates it first and resolves the specs again on
+//! it (`Plan::on_created_network`), so the second deploy plans no change.
+//!
 //! # The objects
 //!
 //! Network `project.network`, volumes `<project>_<volume>` (compose's own naming, so the volumes the
@@ -230,6 +236,16 @@ impl Plan {
         services: &[String],
     ) -> Result<Self, PlanError> {
         let containers = docker::project_containers(docker, &stack.config.project.name).await?;
+        // The network's gateway makes the API's `TRUSTED_PROXIES`; a network that does not exist
+        // yet is created by `apply`, which then resolves the specs again (`on_created_network`).
+        let (network_missing, gateways) = match docker
+            .inspect_network(&stack.config.project.network, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+        {
+            Ok(network) => (false, spec::gateways_of(&network)),
+            Err(error) if docker::is_not_found(&error) => (true, Vec::new()),
+            Err(error) => return Err(docker::api_error("failed to inspect the project's network", &error).into()),
+        };
         let selected = |service: &str| services.is_empty() || services.iter().any(|name| name == service);
         let mut steps = Vec::new();
         for name in stack.start_order() {
@@ -237,7 +253,7 @@ impl Plan {
                 continue;
             }
             let image = images.get(name).cloned().ok_or_else(|| PlanError::NoImage(name.to_owned()))?;
-            let spec = ServiceSpec::resolve(stack, name, image)?;
+            let spec = ServiceSpec::resolve_on(stack, name, image, &gateways)?;
             let primary = containers.iter().find(|container| docker::name_of(container) == spec.container);
             let existing = primary.map(Existing::from_summary);
             let action = match &existing {
@@ -274,14 +290,6 @@ impl Plan {
                 }
             }
         }
-        let network_missing = match docker
-            .inspect_network(&stack.config.project.network, None::<bollard::query_parameters::InspectNetworkOptions>)
-            .await
-        {
-            Ok(_) => false,
-            Err(error) if docker::is_not_found(&error) => true,
-            Err(error) => return Err(docker::api_error("failed to inspect the project's network", &error).into()),
-        };
         let mut volumes_missing = Vec::new();
         for volume in used_volumes(stack, services) {
             match docker.inspect_volume(&volume).await {
@@ -295,6 +303,19 @@ impl Plan {
         let site = crate::render::render_edge_site(stack, &BTreeMap::new())?;
         let site_changed = fs_err::read_to_string(&stack.config.edge.site_file).ok().as_deref() != Some(site.as_str());
         Ok(Self { environment: stack.environment.clone(), steps, network_missing, volumes_missing, site, site_changed })
+    }
+
+    /// The plan with its specs resolved again on the network `apply` has just created, whose
+    /// `gateways` were unknown when it was computed. The actions stay: the network was missing,
+    /// so every container is created or recreated anyway.
+    pub fn on_created_network(&self, stack: &Stack, gateways: &[std::net::IpAddr]) -> Result<Self, SpecError> {
+        let mut plan = self.clone();
+        for step in &mut plan.steps {
+            if let Some(spec) = &mut step.spec {
+                *spec = ServiceSpec::resolve_on(stack, &step.service, spec.image.clone(), gateways)?;
+            }
+        }
+        Ok(plan)
     }
 
     /// Whether applying the plan changes anything.

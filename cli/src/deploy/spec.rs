@@ -9,6 +9,7 @@
 //! part of the settings hash: changing any key of it is a `config` reason in the plan.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use bollard::models::{
@@ -144,11 +145,22 @@ pub struct ServiceSpec {
 const DEFAULT_STOP_TIMEOUT_SECS: i64 = 10;
 
 impl ServiceSpec {
-    /// Resolves `service` for `image`. Fails when a secret it needs is missing or empty in the
-    /// env file, naming the variable (never its value).
+    /// Resolves `service` for `image`, on a project network whose gateway is not known yet.
     pub fn resolve(stack: &Stack, name: &str, image: ImageChoice) -> Result<Self, SpecError> {
+        Self::resolve_on(stack, name, image, &[])
+    }
+
+    /// Resolves `service` for `image` on the project network whose gateways are `gateways`
+    /// (they make `TRUSTED_PROXIES`, see [`trusted_proxies`]). Fails when a secret it needs is
+    /// missing or empty in the env file, naming the variable (never its value).
+    pub fn resolve_on(stack: &Stack, name: &str, image: ImageChoice, gateways: &[IpAddr]) -> Result<Self, SpecError> {
         let service = stack.config.services.get(name).ok_or_else(|| SpecError::NoService(name.to_owned()))?;
-        let env = resolved_environment(stack, name)?;
+        let mut env = resolved_environment(stack, name)?;
+        if let Some(trusted) = env.get_mut("TRUSTED_PROXIES") {
+            if !gateways.is_empty() {
+                *trusted = trusted_proxies(gateways);
+            }
+        }
         let network = &stack.config.project.network;
         let healthcheck = service.healthcheck.as_ref().map(|check| {
             let test = crate::render::health_test_command(
@@ -404,6 +416,33 @@ fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, St
     })
 }
 
+/// `TRUSTED_PROXIES` for a service on a network with `gateways`: loopback, and each gateway
+/// alone. The host nginx reaches a published port through Docker's proxy (or its NAT), so the API
+/// sees the connection come from the network's gateway; trusting that one address rather than a
+/// whole private range keeps the other containers of the network (or of another network) from
+/// choosing the client address the limits count.
+#[must_use]
+pub fn trusted_proxies(gateways: &[IpAddr]) -> String {
+    let mut cidrs = vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()];
+    for gateway in gateways {
+        let cidr = match gateway {
+            IpAddr::V4(address) => format!("{address}/32"),
+            IpAddr::V6(address) => format!("{address}/128"),
+        };
+        if !cidrs.contains(&cidr) {
+            cidrs.push(cidr);
+        }
+    }
+    cidrs.join(",")
+}
+
+/// The gateways of an inspected network (every IPAM pool's), in the engine's order.
+#[must_use]
+pub fn gateways_of(network: &bollard::models::NetworkInspect) -> Vec<IpAddr> {
+    let pools = network.ipam.as_ref().and_then(|ipam| ipam.config.as_ref());
+    pools.into_iter().flatten().filter_map(|pool| pool.gateway.as_deref()?.split('/').next()?.parse().ok()).collect()
+}
+
 fn nanos(duration: crate::config::Duration) -> i64 {
     i64::try_from(duration.0.as_nanos()).unwrap_or(i64::MAX)
 }
@@ -567,6 +606,29 @@ mod tests {
         assert_eq!(rollout("worker"), Rollout::StopFirst, "no site");
         assert_eq!(rollout("redis"), Rollout::StopFirst, "no site");
         assert_eq!(rollout("n8n"), Rollout::StopFirst, "declared: two n8n must never share their volume");
+    }
+
+    #[test]
+    fn trusted_proxies_are_loopback_and_the_network_gateway_alone() {
+        let v4: IpAddr = "192.168.48.1".parse().unwrap();
+        let v6: IpAddr = "fd00:dead:beef::1".parse().unwrap();
+        assert_eq!(trusted_proxies(&[v4]), "127.0.0.0/8,::1/128,192.168.48.1/32");
+        assert_eq!(trusted_proxies(&[v4, v6, v4]), "127.0.0.0/8,::1/128,192.168.48.1/32,fd00:dead:beef::1/128");
+        let network: bollard::models::NetworkInspect = serde_json::from_value(json!({
+            "IPAM": { "Driver": "default", "Config": [{ "Subnet": "192.168.48.0/20", "Gateway": "192.168.48.1" }, { "Subnet": "fd00:dead:beef::/64" }] }
+        }))
+        .unwrap();
+        assert_eq!(gateways_of(&network), [v4]);
+
+        let stack = stack(SECRETS);
+        let on_network = ServiceSpec::resolve_on(&stack, "api", image("a"), &[v4]).unwrap();
+        let unknown = ServiceSpec::resolve(&stack, "api", image("a")).unwrap();
+        let env = |spec: &ServiceSpec| spec.body.env.clone().unwrap_or_default();
+        assert!(env(&on_network).contains(&"TRUSTED_PROXIES=127.0.0.0/8,::1/128,192.168.48.1/32".to_owned()));
+        assert!(env(&unknown).contains(&format!("TRUSTED_PROXIES={}", crate::config::DOCKER_DEFAULT_PROXIES)));
+        assert_ne!(on_network.hashes.env, unknown.hashes.env, "a new gateway is a change of environment");
+        let worker = ServiceSpec::resolve_on(&stack, "worker", image("a"), &[v4]).unwrap();
+        assert!(!env(&worker).iter().any(|variable| variable.starts_with("TRUSTED_PROXIES=")), "the API's only");
     }
 
     #[test]

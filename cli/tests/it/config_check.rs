@@ -49,6 +49,7 @@ fn invalid_files_point_at_line_and_column() {
             "CORS_ORIGIN = \"https://x.fr\"\nAPP_ENV = \"production\"\nPORT",
         ),
         ("bad_secret_reference", "\"${JWT_SECRET}\"", "\"${JWT SECRET}\""),
+        ("session_lifetime_out_of_range", "absolute_lifetime = \"30d\"", "absolute_lifetime = \"10m\""),
         ("bad_origin", "origins = [\"https://app.masstock.fr\"]", "origins = [\"https://app.masstock.fr/\"]"),
         ("wildcard_origin", "origins = [\"https://app.masstock.fr\"]", "origins = [\"*\"]"),
         ("ipv6_upstream", "upstream_host = \"127.0.0.1\"", "upstream_host = \"::1\""),

@@ -29,6 +29,10 @@ pub struct AppState {
     pub password_checks: std::sync::Arc<tokio::sync::Semaphore>,
     /// Connected on first use, and again after a failure, so the API starts without Redis.
     queue: std::sync::Arc<tokio::sync::Mutex<QueueSlot>>,
+    /// Skips the rate limiter's Redis calls while Redis fails or hangs.
+    pub limiter_breaker: std::sync::Arc<crate::rate_limit::Breaker>,
+    /// Counts the queue connections opened, to tell them apart.
+    queue_connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How long the API waits for Redis when adding a job before answering 503.
@@ -39,11 +43,34 @@ impl AppState {
     /// never held while connecting, and a failure is remembered for a few seconds, so requests
     /// do not queue up behind a Redis that hangs.
     pub async fn queue(&self) -> Result<masstock_queue::WorkflowQueue, ApiError> {
+        self.queue_and_generation().await.map(|(queue, _)| queue)
+    }
+
+    /// Adds an execution's job, and once more on a new connection when the first try fails: a
+    /// Redis that restarted leaves the shared connection broken (`broken pipe`) until it is
+    /// opened again. `Unavailable("redis")` when Redis is still away; the caller keeps the
+    /// execution `pending` and marks it for the sweeper. Adding twice is harmless: the job id is
+    /// the execution id.
+    pub async fn add_job(&self, job: &masstock_queue::WorkflowJob, premium: bool) -> Result<(), ApiError> {
+        let (queue, generation) = self.queue_and_generation().await?;
+        let Err(first) = queue.add(job, premium, QUEUE_TIMEOUT).await else { return Ok(()) };
+        tracing::info!(error = %first, execution = %job.execution_id, "cannot add the job; trying once more on a new connection");
+        self.forget_queue(generation).await;
+        let (queue, _) = self.queue_and_generation().await?;
+        queue.add(job, premium, QUEUE_TIMEOUT).await.map(drop).map_err(|error| {
+            tracing::warn!(%error, execution = %job.execution_id, "cannot add the job on a new connection either");
+            ApiError::Unavailable("redis")
+        })
+    }
+
+    /// The queue and which connection it is, so that a request whose add failed replaces that
+    /// connection only, not one another request has opened since.
+    async fn queue_and_generation(&self) -> Result<(masstock_queue::WorkflowQueue, u64), ApiError> {
         const REMEMBER_FAILURE: Duration = Duration::from_secs(5);
         {
             let slot = self.queue.lock().await;
             match &*slot {
-                QueueSlot::Connected(queue) => return Ok((**queue).clone()),
+                QueueSlot::Connected(queue, generation) => return Ok(((**queue).clone(), *generation)),
                 QueueSlot::Failed(when) if when.elapsed() < REMEMBER_FAILURE => {
                     return Err(ApiError::Unavailable("redis"))
                 }
@@ -59,8 +86,9 @@ impl AppState {
         let mut slot = self.queue.lock().await;
         match connected {
             Ok(queue) => {
-                *slot = QueueSlot::Connected(Box::new(queue.clone()));
-                Ok(queue)
+                let generation = self.queue_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *slot = QueueSlot::Connected(Box::new(queue.clone()), generation);
+                Ok((queue, generation))
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot reach the queue");
@@ -69,14 +97,22 @@ impl AppState {
             }
         }
     }
+
+    /// Drops connection `generation` if it is still the current one, so the next use opens another.
+    async fn forget_queue(&self, generation: u64) {
+        let mut slot = self.queue.lock().await;
+        if matches!(&*slot, QueueSlot::Connected(_, current) if *current == generation) {
+            *slot = QueueSlot::Unconnected;
+        }
+    }
 }
 
-/// The queue connection, or when connecting last failed.
+/// The queue connection and its generation, or when connecting last failed.
 #[derive(Debug, Default)]
 enum QueueSlot {
     #[default]
     Unconnected,
-    Connected(Box<masstock_queue::WorkflowQueue>),
+    Connected(Box<masstock_queue::WorkflowQueue>, u64),
     Failed(std::time::Instant),
 }
 
@@ -125,6 +161,8 @@ impl AppState {
                 2 * std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             )),
             queue: std::sync::Arc::default(),
+            limiter_breaker: std::sync::Arc::default(),
+            queue_connections: std::sync::Arc::default(),
         })
     }
 }

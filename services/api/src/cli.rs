@@ -22,6 +22,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up; boxing buys nothing")]
 pub enum Command {
     /// Serve the API (the default)
     Serve(ServeArgs),

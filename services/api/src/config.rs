@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// BullMQ's key prefix (tests give each run its own)
     #[arg(long, env = "QUEUE_PREFIX", default_value = masstock_queue::PREFIX, value_name = "PREFIX")]
     pub queue_prefix: String,
+    /// How long a session lasts from its sign-in, whatever the refreshes (`30d`, `12h`, `90m`)
+    #[arg(long, env = "SESSION_ABSOLUTE_LIFETIME", default_value = "30d", value_name = "DURATION")]
+    pub session_absolute_lifetime: String,
     /// How long in-flight requests may take to finish after SIGTERM, in seconds
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
@@ -122,6 +125,8 @@ pub struct Settings {
     pub rate_limit_auth: crate::rate_limit::Rate,
     pub rate_limit_prefix: String,
     pub shutdown_grace: std::time::Duration,
+    /// A session ends this long after its sign-in; refreshing does not move it.
+    pub session_absolute_lifetime: chrono::Duration,
 }
 
 /// The shortest `JWT_SECRET` accepted: HS256 wants a key as long as its hash.
@@ -180,8 +185,31 @@ impl ServeArgs {
             rate_limit_auth: self.rate_limit_auth.parse().map_err(|why| problem("RATE_LIMIT_AUTH", why))?,
             rate_limit_prefix: self.rate_limit_prefix.clone(),
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
+            session_absolute_lifetime: lifetime(&self.session_absolute_lifetime)
+                .map_err(|why| problem("SESSION_ABSOLUTE_LIFETIME", why))?,
         })
     }
+}
+
+/// A lifetime written as masstockctl writes durations: a whole number and one unit of `s`, `m`,
+/// `h` or `d`; at least a minute, at most ten years.
+fn lifetime(text: &str) -> Result<chrono::Duration, String> {
+    let invalid = || format!("`{text}` is not a lifetime such as `30d`, `12h`, `90m` or `3600s`");
+    let text = text.trim();
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let number: i64 = text[..unit_at].parse().map_err(|_| invalid())?;
+    let seconds_per_unit = match &text[unit_at..] {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(invalid()),
+    };
+    let seconds = number.checked_mul(seconds_per_unit).ok_or_else(invalid)?;
+    if !(60..=3_650 * 86_400).contains(&seconds) {
+        return Err(format!("`{text}` must be between one minute and ten years"));
+    }
+    Ok(chrono::Duration::seconds(seconds))
 }
 
 #[cfg(test)]
@@ -202,6 +230,16 @@ mod tests {
         assert_eq!(host.prefix, 128);
         for bad in ["", "10.0.0.0/33", "nope/8", "::/129"] {
             assert!(bad.parse::<Cidr>().is_err(), "`{bad}`");
+        }
+    }
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(lifetime("30d"), Ok(chrono::Duration::days(30)));
+        assert_eq!(lifetime("90m"), Ok(chrono::Duration::minutes(90)));
+        assert_eq!(lifetime("3600s"), Ok(chrono::Duration::hours(1)));
+        for bad in ["", "30", "d", "30 d", "1m30s", "-5d", "59s", "3651d", "99999999999999999d"] {
+            assert!(lifetime(bad).is_err(), "`{bad}`");
         }
     }
 

@@ -25,7 +25,10 @@
 //!   minutes, sent as a cookie on `/` or as `Authorization: Bearer`. The refresh token is opaque:
 //!   32 random bytes that last 7 days, sent as a cookie on `/api/v1/auth` only, and only its SHA-256
 //!   is stored. Refresh claims a token and inserts its successor in one transaction, and refuses a
-//!   token whose family has any revoked session. Two concurrent refreshes of one token therefore
+//!   token whose family has any revoked session, or whose family signed in longer ago than
+//!   `SESSION_ABSOLUTE_LIFETIME` (30 days by default, from deploy.toml's `[sessions]`): refreshing
+//!   slides the token, never the session's end (OWASP's absolute timeout), and a successor expires
+//!   at that end if it comes before its own 7 days. Two concurrent refreshes of one token therefore
 //!   end the family: the loser is a replay, so it revokes the family, the winner's successor
 //!   included. A refresh racing a logout cannot leave a live token. Both races are tested. Password
 //!   checks run on the blocking pool behind a semaphore (two per core), because each argon2 check
@@ -47,20 +50,24 @@
 //!   decimal PostgreSQL prints for a stored double (`1e308` as 309 digits) reads back as that
 //!   double instead of overflowing and failing the user's whole listing.
 //! - `routes::executions`, creating an execution: the row is stored first, so a worker that takes
-//!   the job at once finds it, and then the job is added. If the job cannot be added, the row is
-//!   deleted and the client gets 503 `{"error":"unavailable","dependency":"redis"}`: **nothing is
-//!   stored** (the issue left the choice). The queue is reached before the insert, so a Redis that
-//!   is already down costs no write. The queue connection is not held under a lock while
-//!   connecting, and a failure is remembered for 5 s, so a hanging Redis makes execution requests
-//!   fail fast rather than queue up. The `BullMQ` job id is the execution id, so adding an execution
+//!   the job at once finds it, and then the job is added. A failed add is tried once more on a new
+//!   connection (a Redis that restarted leaves the shared one broken). When Redis is still away,
+//!   the execution stays `pending`, marked (`enqueue_failed_at`), and the client gets 202 as for a
+//!   queued one: the sweeper adds the job within seconds of Redis answering again. A submission
+//!   is never withdrawn for Redis's sake (issue 16; it used to be deleted and answered 503). The
+//!   queue connection is not held under a lock while connecting, and a failure is remembered for
+//!   5 s, so a hanging Redis makes execution requests fall back to the mark at once rather than
+//!   queue up. The `BullMQ` job id is the execution id, so adding an execution
 //!   twice leaves one job. The other execution routes: lists use keyset pagination on
 //!   `(created_at, id)`, with an opaque cursor `<microseconds>.<id as 32 hex digits>` that a
 //!   pattern in the document describes exactly; a well-formed `workflowId` that names no
 //!   workflow is a 422 (the body is valid, what it names is not); result files are read from `UPLOADS_DIR` only
 //!   when their stored location is a plain relative path; another user's execution is a 404.
-//! - `sweeper`: if the process dies between the insert and the add, every minute it offers the
-//!   queue the job of any execution that has been pending for more than two minutes; adding is
-//!   idempotent, so an execution whose job is simply waiting is left alone.
+//! - `sweeper`: every 2 s it adds the jobs of the marked executions and clears their marks; every
+//!   minute it offers the queue the job of every execution pending for more than two minutes
+//!   (the process died between the insert and the add, or a worker put it back), by pages of 100,
+//!   all of them. Adding is idempotent (job id = execution id), so an execution whose job is
+//!   simply waiting is left alone, and several API instances may sweep at once.
 //! - `cors`: our own middleware rather than tower-http's layer, which sends some
 //!   `Access-Control-*` headers whatever the origin, while the issue wants none for an origin that
 //!   is not allowed. Preflights are answered with 204.
@@ -71,8 +78,12 @@
 //!   the login limit applies on top of it. The answer carries `RateLimit-Limit`, `-Remaining`,
 //!   `-Reset` and `-Policy`, and on a 429 `Retry-After`. The client address is the TCP peer, or
 //!   what a peer in `TRUSTED_PROXIES` reports (`X-Real-IP`, else the nearest untrusted
-//!   `X-Forwarded-For` hop). When Redis is down the limits **fail open**, each skipped count logged
-//!   (a judgement call: executions are unavailable then anyway, and argon2 bounds password tries).
+//!   `X-Forwarded-For` hop); an IPv6 client counts with its whole /64, an IPv4 client alone. Each
+//!   count may take 25 ms, and a circuit breaker stops calling a Redis that failed three times in a
+//!   row for 5 s, then probes it with one request at a time, so a hanging Redis costs a request a
+//!   few milliseconds at most. When Redis is down the limits **fail open**, logged as the breaker
+//!   opens (a judgement call: executions are unavailable then anyway, argon2 bounds password
+//!   tries, and failing closed would turn a Redis outage into an API outage).
 //! - `metrics`: `/metrics`, a registry kept in `AppState` rather than a global recorder, so each API
 //!   instance in a test process counts only its own requests. Requests are counted by method, route
 //!   template and status, with a latency histogram; `jobs_enqueued_total` counts jobs added to the

@@ -4,12 +4,25 @@
 //! rate's period (one key with an expiry, counted atomically by one Lua script): no clock is
 //! compared across processes.
 //!
-//! Over the limit: 429 with `Retry-After` and the `RateLimit-*` headers. When Redis cannot be
-//! reached the limit is not enforced (logged): executions are unavailable then anyway, and
-//! argon2 bounds how fast passwords can be tried.
+//! Over the limit: 429 with `Retry-After` and the `RateLimit-*` headers.
+//!
+//! **Buckets.** An IPv4 client is its own bucket; an IPv6 client counts with its whole `/64`
+//! (`2001:db8:1:2::/64`), because one subscriber is handed a /64 at least and picks any address in
+//! it at will (RFC 4941 privacy addresses), so per-address buckets would be per-request ones.
+//! IPv4-mapped IPv6 addresses count as the IPv4 address.
+//!
+//! **A Redis that fails or hangs costs a request a few milliseconds at most.** Each count gets
+//! [`CALL_TIMEOUT`] (25 ms; a healthy Redis answers in well under one). A circuit breaker sits in
+//! front: after [`FAILURES_TO_OPEN`] consecutive failures or timeouts it opens, and for
+//! [`OPEN_FOR`] requests do not call Redis at all; then one request at a time probes it
+//! (half-open), closing the breaker when it answers and opening it again when it does not. While
+//! Redis is away the limits **fail open** (not enforced, logged when the breaker opens and closes):
+//! executions are unavailable then anyway, and argon2 bounds how fast passwords can be tried,
+//! whereas failing closed would turn a Redis outage into a whole-API outage.
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -77,6 +90,107 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> Ip
     peer
 }
 
+/// The bucket a client counts in: an IPv4 address alone, an IPv6 address's `/64`.
+#[must_use]
+pub fn bucket(client: IpAddr) -> String {
+    match client.to_canonical() {
+        IpAddr::V4(address) => address.to_string(),
+        IpAddr::V6(address) => {
+            let network = Ipv6Addr::from(u128::from(address) & (u128::MAX << 64));
+            format!("{network}/64")
+        }
+    }
+}
+
+/// How long one count may take before it counts as a failure.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(25);
+/// Consecutive failures that open the breaker.
+pub const FAILURES_TO_OPEN: u32 = 3;
+/// How long an open breaker lets requests through without calling Redis.
+pub const OPEN_FOR: Duration = Duration::from_secs(5);
+
+/// The rate limiter's circuit breaker (see the module's docs).
+#[derive(Debug)]
+pub struct Breaker {
+    state: Mutex<BreakerState>,
+    failures_to_open: u32,
+    open_for: Duration,
+    probe_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BreakerState {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One request is probing Redis; one that started long ago was cancelled (its client left).
+    HalfOpen {
+        since: Instant,
+    },
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self::new(FAILURES_TO_OPEN, OPEN_FOR, CALL_TIMEOUT)
+    }
+}
+
+impl Breaker {
+    #[must_use]
+    pub fn new(failures_to_open: u32, open_for: Duration, probe_timeout: Duration) -> Self {
+        Self { state: Mutex::new(BreakerState::Closed { failures: 0 }), failures_to_open, open_for, probe_timeout }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        // The state is a plain value, valid whatever a panicking holder was doing.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether this request may call Redis now.
+    #[must_use]
+    pub fn admit(&self) -> bool {
+        let mut state = self.state();
+        let now = Instant::now();
+        match *state {
+            BreakerState::Closed { .. } => true,
+            BreakerState::Open { until } if now < until => false,
+            BreakerState::HalfOpen { since } if now.duration_since(since) < 4 * self.probe_timeout => false,
+            BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => {
+                *state = BreakerState::HalfOpen { since: now };
+                true
+            }
+        }
+    }
+
+    /// Redis answered.
+    pub fn succeeded(&self) {
+        let mut state = self.state();
+        if !matches!(*state, BreakerState::Closed { .. }) {
+            tracing::info!("the rate limiter reaches redis again; limits are enforced");
+        }
+        *state = BreakerState::Closed { failures: 0 };
+    }
+
+    /// Redis failed or did not answer in time.
+    pub fn failed(&self) {
+        let mut state = self.state();
+        let open = BreakerState::Open { until: Instant::now() + self.open_for };
+        match *state {
+            BreakerState::Closed { failures } if failures + 1 < self.failures_to_open => {
+                *state = BreakerState::Closed { failures: failures + 1 };
+            }
+            BreakerState::Closed { .. } | BreakerState::HalfOpen { .. } => {
+                tracing::warn!(open_for = ?self.open_for, "the rate limiter cannot reach redis; limits are not enforced (fail open) until it answers");
+                *state = open;
+            }
+            BreakerState::Open { .. } => {}
+        }
+    }
+}
+
 /// Counts one request in `key`'s current window; returns the count and the milliseconds left.
 const COUNT_SCRIPT: &str = r"
 local count = redis.call('INCR', KEYS[1])
@@ -120,7 +234,7 @@ impl Verdict {
 
 async fn count(state: &AppState, scope: &str, rate: Rate, client: IpAddr) -> redis::RedisResult<Verdict> {
     let window_ms = u64::try_from(rate.window.as_millis()).unwrap_or(u64::MAX).max(1);
-    let key = format!("{}:{scope}:{client}", state.settings.rate_limit_prefix);
+    let key = format!("{}:{scope}:{}", state.settings.rate_limit_prefix, bucket(client));
     let mut connection = state.redis_shared.clone();
     let (count, ttl_ms): (u64, i64) =
         redis::Script::new(COUNT_SCRIPT).key(key).arg(window_ms).invoke_async(&mut connection).await?;
@@ -149,10 +263,22 @@ pub async fn limit(
     }
     let mut verdicts = Vec::new();
     for (scope, rate) in checks {
-        match tokio::time::timeout(Duration::from_secs(1), count(&state, scope, rate, client)).await {
-            Ok(Ok(verdict)) => verdicts.push(verdict),
-            Ok(Err(error)) => tracing::warn!(%error, "rate limit not enforced: redis failed"),
-            Err(_) => tracing::warn!("rate limit not enforced: redis did not answer"),
+        if !state.limiter_breaker.admit() {
+            continue;
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, count(&state, scope, rate, client)).await {
+            Ok(Ok(verdict)) => {
+                state.limiter_breaker.succeeded();
+                verdicts.push(verdict);
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "rate limit not enforced: redis failed");
+                state.limiter_breaker.failed();
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?CALL_TIMEOUT, "rate limit not enforced: redis did not answer");
+                state.limiter_breaker.failed();
+            }
         }
     }
     // The limit to report: one that is exceeded, else the one with the fewest requests left.
@@ -181,6 +307,55 @@ mod tests {
         for bad in ["", "100", "0/60s", "x/60s", "100/0s", "100/60x"] {
             assert!(bad.parse::<Rate>().is_err(), "`{bad}`");
         }
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_and_ipv4_clients_alone() {
+        let bucket_of = |address: &str| bucket(address.parse().unwrap());
+        assert_eq!(bucket_of("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+        assert_eq!(bucket_of("2001:db8:1:2::1"), bucket_of("2001:db8:1:2:ffff:ffff:ffff:ffff"), "one /64, one bucket");
+        assert_ne!(bucket_of("2001:db8:1:2::1"), bucket_of("2001:db8:1:3::1"), "the next /64 is someone else");
+        assert_eq!(bucket_of("203.0.113.7"), "203.0.113.7");
+        assert_ne!(bucket_of("203.0.113.7"), bucket_of("203.0.113.8"), "IPv4 addresses are not grouped");
+        assert_eq!(bucket_of("::ffff:203.0.113.7"), "203.0.113.7", "an IPv4-mapped address is its IPv4 address");
+        assert_eq!(bucket_of("::1"), "::/64");
+    }
+
+    #[test]
+    fn the_breaker_opens_after_failures_and_probes_one_request_at_a_time() {
+        let open_for = Duration::from_millis(200);
+        let breaker = Breaker::new(3, open_for, Duration::from_secs(10));
+        for _ in 0..2 {
+            assert!(breaker.admit());
+            breaker.failed();
+        }
+        assert!(breaker.admit(), "two failures leave it closed");
+        breaker.succeeded();
+        for _ in 0..3 {
+            assert!(breaker.admit());
+            breaker.failed();
+        }
+        assert!(!breaker.admit(), "three in a row open it: requests skip redis");
+        std::thread::sleep(open_for);
+        assert!(breaker.admit(), "half-open: one probe");
+        assert!(!breaker.admit(), "and only one");
+        breaker.failed();
+        assert!(!breaker.admit(), "a failed probe opens it again");
+        std::thread::sleep(open_for);
+        assert!(breaker.admit());
+        breaker.succeeded();
+        assert!(breaker.admit() && breaker.admit(), "a probe that succeeds closes it");
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_does_not_keep_the_breaker_half_open() {
+        let breaker = Breaker::new(1, Duration::ZERO, Duration::from_millis(10));
+        assert!(breaker.admit());
+        breaker.failed();
+        assert!(breaker.admit(), "the probe, whose request is then cancelled");
+        assert!(!breaker.admit());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(breaker.admit(), "another probe after four probe timeouts");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -115,7 +115,7 @@ pub async fn login(State(state): State<AppState>, Valid(body): Valid<LoginBody>)
         _ => return Err(ApiError::Unauthorized(WRONG_CREDENTIALS)),
     };
     let user = AuthUser { id: account.id, email: account.email, premium: account.premium };
-    start_session(&state, user, Uuid::new_v4()).await
+    start_session(&state, user, Uuid::new_v4(), Utc::now()).await
 }
 
 /// The hash a login verifies the password against: the account's, or, for an unknown e-mail, a
@@ -125,33 +125,46 @@ fn hash_to_verify<'a>(account: Option<&'a Account>, dummy: &'a str) -> &'a str {
     account.map_or(dummy, |account| account.password_hash.as_str())
 }
 
-/// Stores a new refresh token in `family` and answers with both cookies and the user.
-async fn start_session(state: &AppState, user: AuthUser, family: Uuid) -> Result<Response, ApiError> {
+/// Stores a new refresh token in `family`, signed in at `started`, and answers with both cookies
+/// and the user.
+async fn start_session(
+    state: &AppState,
+    user: AuthUser,
+    family: Uuid,
+    started: DateTime<Utc>,
+) -> Result<Response, ApiError> {
     let mut transaction = state.db.begin().await?;
-    let response = start_session_in(&mut transaction, state, user, family).await?;
+    let response = start_session_in(&mut transaction, state, user, family, started).await?;
     transaction.commit().await?;
     Ok(response)
 }
 
 /// Stores the new refresh token within `transaction`, so a rotation's claim and its successor
-/// commit together.
+/// commit together. The token expires after its own lifetime or at the session's absolute end
+/// (`started` plus `SESSION_ABSOLUTE_LIFETIME`), whichever comes first.
 async fn start_session_in(
     transaction: &mut sqlx::PgConnection,
     state: &AppState,
     user: AuthUser,
     family: Uuid,
+    started: DateTime<Utc>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let (access, expires_at) =
         tokens::access_token(state.settings.jwt_secret.expose(), user.id, now).map_err(ApiError::internal)?;
     let refresh = tokens::refresh_token().map_err(ApiError::internal)?;
-    sqlx::query("insert into refresh_sessions (user_id, family_id, token_hash, expires_at) values ($1, $2, $3, $4)")
-        .bind(user.id)
-        .bind(family)
-        .bind(tokens::refresh_token_hash(&refresh))
-        .bind(now + tokens::REFRESH_TOKEN_LIFETIME)
-        .execute(&mut *transaction)
-        .await?;
+    let refresh_expires =
+        (now + tokens::REFRESH_TOKEN_LIFETIME).min(started + state.settings.session_absolute_lifetime);
+    sqlx::query(
+        "insert into refresh_sessions (user_id, family_id, token_hash, expires_at, family_started_at) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(user.id)
+    .bind(family)
+    .bind(tokens::refresh_token_hash(&refresh))
+    .bind(refresh_expires)
+    .bind(started)
+    .execute(&mut *transaction)
+    .await?;
     let mut headers = HeaderMap::new();
     cookies::set_session(&mut headers, &access, &refresh, state.settings.app_env.is_production());
     let body = LoginResponse {
@@ -179,25 +192,28 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Resul
     let hash = tokens::refresh_token_hash(token);
     // The claim, the user and the successor commit together: a concurrent replay's claim waits
     // on the row lock, then finds it rotated and revokes the family, successor included. A
-    // family with any revoked session (a logout, a detected reuse) can no longer be refreshed.
+    // family with any revoked session (a logout, a detected reuse) can no longer be refreshed,
+    // nor one signed in longer ago than the absolute lifetime, however often it was refreshed.
     let mut transaction = state.db.begin().await?;
-    let claimed: Option<(Uuid, Uuid)> = sqlx::query_as(
+    let claimed: Option<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
         "update refresh_sessions set rotated_at = now()
          where token_hash = $1 and rotated_at is null and revoked_at is null and expires_at > now()
+           and family_started_at > now() - make_interval(secs => $2)
            and not exists (select 1 from refresh_sessions revoked
                            where revoked.family_id = refresh_sessions.family_id and revoked.revoked_at is not null)
-         returning user_id, family_id",
+         returning user_id, family_id, family_started_at",
     )
     .bind(&hash)
+    .bind(state.settings.session_absolute_lifetime.num_seconds())
     .fetch_optional(&mut *transaction)
     .await?;
-    if let Some((user_id, family)) = claimed {
+    if let Some((user_id, family, started)) = claimed {
         let user: Option<AuthUser> = sqlx::query_as("select id, email, premium from users where id = $1")
             .bind(user_id)
             .fetch_optional(&mut *transaction)
             .await?;
         let Some(user) = user else { return Ok(refused("sign in first")) };
-        let response = start_session_in(&mut transaction, &state, user, family).await?;
+        let response = start_session_in(&mut transaction, &state, user, family, started).await?;
         transaction.commit().await?;
         return Ok(response);
     }

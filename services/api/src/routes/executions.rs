@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::app::{AppState, QUEUE_TIMEOUT};
+use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody, Issue};
 use crate::validation::{is_blank, stored_json_issues, strict_uuid, Valid, Validate};
@@ -54,7 +54,7 @@ pub struct NewExecution {
     config: Map<String, Value>,
 }
 
-/// An execution accepted: stored and on the queue.
+/// An execution accepted: stored, and on the queue or about to be.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExecutionAccepted {
     pub id: Uuid,
@@ -174,13 +174,13 @@ impl Validate for NewExecution {
 
 /// Starts a workflow on a batch of prompts. Premium users' jobs run first.
 #[utoipa::path(post, path = "/api/v1/executions", tag = "executions", request_body = NewExecution, security(("bearer" = []), ("cookie" = [])), responses(
-    (status = 202, description = "Stored and queued", body = ExecutionAccepted),
+    (status = 202, description = "Stored, and queued now or, while Redis is away, as soon as it answers again", body = ExecutionAccepted),
     (status = 400, description = "Invalid body; `issues` names each field", body = ErrorBody),
     (status = 422, description = "`workflowId` names no workflow", body = ErrorBody),
     (status = 401, description = "Not signed in", body = ErrorBody),
     (status = 413, description = "Body over 512 KiB", body = ErrorBody),
     (status = 415, description = "Not `application/json`", body = ErrorBody),
-    (status = 503, description = "The queue is unreachable; nothing was stored", body = ErrorBody),
+    (status = 503, description = "PostgreSQL is unreachable; nothing was stored", body = ErrorBody),
 ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -198,8 +198,6 @@ pub async fn create(
             message: "no such workflow".into(),
         }]));
     }
-    // Reach the queue before storing anything: with Redis down, nothing is stored.
-    let queue = state.queue().await?;
     let config = Value::Object(body.config);
     let id: Uuid = sqlx::query_scalar(
         "insert into executions (user_id, workflow_id, prompts, config, progress_total) values ($1, $2, $3, $4, $5) returning id",
@@ -211,16 +209,22 @@ pub async fn create(
     .bind(i32::try_from(body.prompts.len()).map_err(ApiError::internal)?)
     .fetch_one(&state.db)
     .await?;
-    // Stored first, so a worker that takes the job at once finds its row; removed again if the
-    // job cannot be added, so no execution waits for a job that does not exist.
+    // Stored first, so a worker that takes the job at once finds its row. When Redis is away
+    // (restarting), the execution stays pending, marked for the sweeper, which adds its job as
+    // soon as Redis answers: the submission is accepted either way.
     let job = WorkflowJob { execution_id: id, prompts: body.prompts, config };
-    if let Err(error) = queue.add(&job, user.premium, QUEUE_TIMEOUT).await {
-        tracing::warn!(%error, execution = %id, "cannot add the job; the execution is withdrawn");
-        sqlx::query("delete from executions where id = $1").bind(id).execute(&state.db).await?;
-        return Err(ApiError::Unavailable("redis"));
+    if state.add_job(&job, user.premium).await.is_ok() {
+        state.metrics.job_enqueued();
+        tracing::info!(execution = %id, prompts = job.prompts.len(), premium = user.premium, "execution queued");
+    } else {
+        tracing::warn!(execution = %id, "redis is away; the execution waits for the sweeper to add its job");
+        // Unmarked, it is still an orphan to the sweeper's slower pass: accepted all the same.
+        let marked =
+            sqlx::query("update executions set enqueue_failed_at = now() where id = $1").bind(id).execute(&state.db);
+        if let Err(error) = marked.await {
+            tracing::warn!(%error, execution = %id, "cannot mark the execution; the orphan sweep will add its job");
+        }
     }
-    state.metrics.job_enqueued();
-    tracing::info!(execution = %id, prompts = job.prompts.len(), premium = user.premium, "execution queued");
     Ok((StatusCode::ACCEPTED, Json(ExecutionAccepted { id, status: "pending" })).into_response())
 }
 

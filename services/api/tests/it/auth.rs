@@ -242,3 +242,55 @@ async fn a_refresh_racing_a_logout_leaves_no_live_session(pool: sqlx::PgPool) {
         assert_eq!(post("/api/v1/auth/refresh", successor).await.status(), 401, "logout ended the family");
     }
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn refreshing_cannot_outlive_the_absolute_session_lifetime(pool: sqlx::PgPool) {
+    user(&pool, "ana@example.com", false).await;
+    let mut args = serve_args_on(&pool);
+    args.session_absolute_lifetime = "30d".into();
+    let api = TestApi::start(args).await;
+    let refresh = |token: String| {
+        let url = format!("{}/api/v1/auth/refresh", api.url);
+        async move { client().post(url).header("cookie", format!("refresh_token={token}")).send().await.unwrap() }
+    };
+    let signed_in_days_ago = |days: i32| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("update refresh_sessions set family_started_at = now() - make_interval(days => $1)")
+                .bind(days)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+
+    // Signed in 29 days ago and refreshed since: one more refresh works, and its token expires
+    // when the session does (in a day), not a full refresh lifetime (7 days) from now.
+    let (token, _) = set_cookie(&login(&api.url, "ana@example.com", PASSWORD).await, "refresh_token").unwrap();
+    signed_in_days_ago(29).await;
+    let rotated = refresh(token).await;
+    assert_eq!(rotated.status(), 200);
+    let (token, _) = set_cookie(&rotated, "refresh_token").unwrap();
+    let days_left: f64 = sqlx::query_scalar(
+        "select extract(epoch from expires_at - now())::float8 / 86400 from refresh_sessions where rotated_at is null",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!((0.99..=1.0).contains(&days_left), "the successor ends with the session: {days_left} days left");
+
+    // Past the absolute lifetime, even an unused, unexpired token is refused, cookies cleared.
+    signed_in_days_ago(31).await;
+    sqlx::query("update refresh_sessions set expires_at = now() + interval '1 day' where rotated_at is null")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let refused = refresh(token).await;
+    assert_eq!(refused.status(), 401);
+    assert!(set_cookie(&refused, "refresh_token").unwrap().1.contains("Max-Age=0"));
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"], "unauthorized");
+
+    // A new sign-in starts a new session.
+    let (fresh, _) = set_cookie(&login(&api.url, "ana@example.com", PASSWORD).await, "refresh_token").unwrap();
+    assert_eq!(refresh(fresh).await.status(), 200);
+}

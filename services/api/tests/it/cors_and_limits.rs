@@ -124,3 +124,57 @@ async fn the_general_limit_covers_every_route_but_the_probes(pool: sqlx::PgPool)
         assert_eq!(client().get(format!("{}/health", api.url)).send().await.unwrap().status(), 200);
     }
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_ipv6_client_counts_with_its_whole_64(pool: sqlx::PgPool) {
+    let mut args = serve_args_on(&pool);
+    args.rate_limit_general = "3/60s".into();
+    let api = TestApi::start(args).await;
+    let from = |address: &'static str| {
+        let url = format!("{}/api/v1/workflows", api.url);
+        async move { client().get(url).header("x-real-ip", address).send().await.unwrap().status().as_u16() }
+    };
+    // Four addresses of one /64, as a client rotating its privacy addresses would use.
+    let mut statuses = Vec::new();
+    for address in ["2001:db8:7:1::1", "2001:db8:7:1::2", "2001:db8:7:1:aaaa::3", "2001:db8:7:1:ffff::4"] {
+        statuses.push(from(address).await);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429], "one bucket for the /64");
+    assert_eq!(from("2001:db8:7:2::1").await, 401, "the next /64 has its own");
+    let ipv4 = [from("203.0.113.70").await, from("203.0.113.71").await, from("203.0.113.72").await];
+    assert_eq!(ipv4, [401, 401, 401], "IPv4 addresses are not grouped");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_hanging_redis_costs_the_limiter_a_few_milliseconds(pool: sqlx::PgPool) {
+    // Redis accepts connections and never answers. The limit would refuse the second request if
+    // it were counted: every answer is the route's own (401, not signed in), so limits fail open.
+    let (address, _hole) = crate::support::black_hole().await;
+    let mut args = serve_args_on(&pool);
+    args.redis_url = Secret::from(format!("redis://{address}").as_str());
+    args.rate_limit_general = "1/60s".into();
+    let api = TestApi::start(args).await;
+    let http = client();
+    let mut latencies = Vec::new();
+    for _ in 0..30 {
+        let started = std::time::Instant::now();
+        let response = http.get(format!("{}/api/v1/workflows", api.url)).send().await.unwrap();
+        latencies.push(started.elapsed());
+        assert_eq!(response.status(), 401);
+    }
+    eprintln!("latencies with a hanging redis: {latencies:?}");
+    // The first requests pay the call timeout (25 ms) until the breaker opens; the others do not
+    // call Redis. The bounds are loose (a loaded machine), but far below the 1 s a request waited
+    // on Redis before the breaker.
+    let slowest = latencies.iter().max().unwrap();
+    assert!(*slowest < std::time::Duration::from_millis(400), "slowest {slowest:?}");
+    let after_opening: std::time::Duration = latencies[rate_limit_failures()..].iter().sum();
+    assert!(
+        after_opening < std::time::Duration::from_millis(50 * 27),
+        "{after_opening:?} for the requests after the breaker opened"
+    );
+}
+
+fn rate_limit_failures() -> usize {
+    usize::try_from(masstock_api::rate_limit::FAILURES_TO_OPEN).unwrap()
+}

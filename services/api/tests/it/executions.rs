@@ -1,11 +1,13 @@
 //! Workflows and executions: the job on the queue read back by the Python `bullmq` client,
-//! Redis down, validation, owner isolation, pagination, result bytes.
+//! Redis away and restarted, the sweeper, validation, owner isolation, pagination, result bytes.
 
 use masstock_api::config::{AppEnv, Secret};
 use masstock_schema::{DEFAULT_WORKFLOW_ID, MIGRATOR};
 use serde_json::{json, Value};
 
-use crate::support::{api_on, client, python, serve_args_on, set_cookie, user, TestApi, PASSWORD, REDIS_URL};
+use crate::support::{
+    api_on, client, python, serve_args_on, set_cookie, user, PrivateRedis, TestApi, PASSWORD, REDIS_URL,
+};
 
 /// Signs `email` in and returns a client request decorator (the access token).
 async fn token(api: &TestApi, email: &str) -> String {
@@ -73,18 +75,108 @@ async fn an_execution_is_stored_and_its_job_is_on_the_queue(pool: sqlx::PgPool) 
     }
 }
 
+/// Whether the queue under `prefix` on `redis` holds the job of execution `id`.
+fn has_job(redis: &mut redis::Connection, prefix: &str, id: &str) -> bool {
+    redis::cmd("EXISTS").arg(format!("{prefix}:workflow-queue:{id}")).query::<bool>(redis).unwrap()
+}
+
+async fn marked(pool: &sqlx::PgPool, id: &str) -> bool {
+    sqlx::query_scalar(
+        "select enqueue_failed_at is not null from executions where id = $1::uuid and status = 'pending'",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn with_redis_down_the_client_gets_503_and_nothing_is_stored(pool: sqlx::PgPool) {
+async fn with_redis_away_a_submission_is_accepted_and_queued_when_redis_returns(pool: sqlx::PgPool) {
     user(&pool, "ana@example.com", false).await;
+    let mut redis = PrivateRedis::stopped();
     let mut args = serve_args_on(&pool);
-    args.redis_url = Secret::from("redis://127.0.0.1:1");
-    let api = TestApi::start(args).await;
+    args.redis_url = Secret::from(redis.url().as_str());
+    let prefix = args.queue_prefix.clone();
+    let api = TestApi::start(args.clone()).await;
     let token = token(&api, "ana@example.com").await;
     let response = start(&api, &token, &json!({ "workflowId": DEFAULT_WORKFLOW_ID, "prompts": ["a cat"] })).await;
-    assert_eq!(response.status(), 503);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({ "error": "unavailable", "dependency": "redis" }));
-    let stored: i64 = sqlx::query_scalar("select count(*) from executions").fetch_one(&pool).await.unwrap();
-    assert_eq!(stored, 0, "nothing is left pending without a job");
+    assert_eq!(response.status(), 202, "accepted while redis is away");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "pending");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    assert!(marked(&pool, &id).await, "marked for the sweeper");
+
+    // The sweeper of another API instance (its own state) while Redis is still away: nothing yet.
+    let state = masstock_api::app::AppState::new(args.settings().unwrap()).unwrap();
+    assert!(masstock_api::sweeper::offer_marked(&state).await.is_err(), "redis is still away");
+    assert!(marked(&pool, &id).await);
+
+    redis.start();
+    // The failure is remembered for 5 s, so that requests do not wait on a dead Redis.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(masstock_api::sweeper::offer_marked(&state).await.unwrap(), 1);
+    assert!(has_job(&mut redis.connection(), &prefix, &id), "the sweeper added the job");
+    assert!(!marked(&pool, &id).await, "and cleared the mark");
+    assert_eq!(masstock_api::sweeper::offer_marked(&state).await.unwrap(), 0, "once");
+    drop(api);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_redis_restart_between_two_submissions_costs_neither(pool: sqlx::PgPool) {
+    user(&pool, "ana@example.com", false).await;
+    let mut redis = PrivateRedis::stopped();
+    redis.start();
+    let mut args = serve_args_on(&pool);
+    args.redis_url = Secret::from(redis.url().as_str());
+    let prefix = args.queue_prefix.clone();
+    let api = TestApi::start(args).await;
+    let token = token(&api, "ana@example.com").await;
+    let mut ids = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            // The API's connection to the old process is now broken: the add is tried again on a
+            // new one, and the job added at once.
+            redis.restart();
+        }
+        let response = start(&api, &token, &json!({ "workflowId": DEFAULT_WORKFLOW_ID, "prompts": ["a cat"] })).await;
+        assert_eq!(response.status(), 202);
+        let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        assert!(!marked(&pool, &id).await, "queued by the request itself, round {round}");
+        ids.push(id);
+    }
+    let mut connection = redis.connection();
+    for id in &ids {
+        assert!(has_job(&mut connection, &prefix, id), "the job of {id} survived the restart (AOF)");
+    }
+    drop(api);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_orphan_sweep_reads_every_pending_execution_not_only_a_page(pool: sqlx::PgPool) {
+    let ana = user(&pool, "ana@example.com", false).await;
+    let count = 2 * masstock_api::sweeper::PAGE + 17;
+    sqlx::query(
+        "insert into executions (user_id, workflow_id, prompts, progress_total, created_at)
+         select $1, $2::uuid, '[\"orphan\"]', 1, now() - interval '10 minutes' + make_interval(secs => n % 7)
+         from generate_series(1, $3) as n",
+    )
+    .bind(ana)
+    .bind(DEFAULT_WORKFLOW_ID)
+    .bind(count)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let args = serve_args_on(&pool);
+    let prefix = args.queue_prefix.clone();
+    let api = TestApi::start(args.clone()).await;
+    let state = masstock_api::app::AppState::new(args.settings().unwrap()).unwrap();
+    let offered = masstock_api::sweeper::sweep_pending(&state, masstock_api::sweeper::ORPHAN_AGE).await.unwrap();
+    assert_eq!(offered, usize::try_from(count).unwrap());
+    let mut connection = redis::Client::open(REDIS_URL).unwrap().get_connection().unwrap();
+    let queued: i64 =
+        redis::cmd("ZCARD").arg(format!("{prefix}:workflow-queue:prioritized")).query(&mut connection).unwrap();
+    assert_eq!(queued, count, "one job per execution, ties on created_at included");
+    drop(api);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

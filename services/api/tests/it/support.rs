@@ -29,6 +29,7 @@ pub fn serve_args() -> ServeArgs {
         rate_limit_auth: "5/60s".into(),
         rate_limit_prefix: format!("{prefix}:ratelimit"),
         shutdown_grace_seconds: 5,
+        session_absolute_lifetime: "30d".into(),
     }
 }
 
@@ -134,4 +135,47 @@ pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, S
         let value = line.strip_prefix(&format!("{name}="))?.split(';').next()?.to_owned();
         Some((value, line.to_owned()))
     })
+}
+
+/// A Redis of the test's own on a free port, with AOF, that can be stopped, started and
+/// restarted: Redis going away and coming back under a running API.
+pub struct PrivateRedis {
+    pub port: u16,
+    folder: tempfile::TempDir,
+    process: Option<masstock_tests::ChildGuard>,
+}
+
+impl PrivateRedis {
+    /// Not started yet: nothing listens on its port.
+    pub fn stopped() -> Self {
+        Self { port: masstock_tests::free_port(), folder: tempfile::tempdir().unwrap(), process: None }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn start(&mut self) {
+        let child = std::process::Command::new(masstock_tests::require_tool("redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+            .arg("--dir")
+            .arg(self.folder.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.process = Some(masstock_tests::ChildGuard(child));
+        masstock_tests::wait_for_port(([127, 0, 0, 1], self.port).into(), Duration::from_secs(10));
+    }
+
+    /// Stops Redis as `docker restart` does (SIGTERM: it flushes its AOF) and starts it again on
+    /// the same data.
+    pub fn restart(&mut self) {
+        drop(self.process.take());
+        self.start();
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url()).and_then(|client| client.get_connection()).expect("connect to the test's redis")
+    }
 }
