@@ -47,7 +47,7 @@
 //!   only, so no dhparam file; curves `X25519:prime256v1:secp384r1`, as X25519MLKEM768 needs
 //!   OpenSSL 3.5; session cache, no tickets; the server's cipher order with `PrioritizeChaCha`,
 //!   where Mozilla leaves the order to the client: every suite is strong either way, testssl.sh
-//!   rates a server without an order HIGH, and a client that puts ChaCha20 first, one without AES
+//!   rates a server without an order HIGH, and a client that puts `ChaCha20` first, one without AES
 //!   hardware, still gets it) in every server that listens with `ssl`, the
 //!   rejecting default server included, through one Tera macro (`tls_profile`). nginx takes a
 //!   listening socket's protocols, ciphers, curves and session settings from the port's default
