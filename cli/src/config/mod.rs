@@ -136,6 +136,11 @@ pub struct Service {
     /// it fails, and the running container is left as it is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release_command: Vec<String>,
+    /// The uid the container runs as (compose's `user`), which also owns its secret files under
+    /// `/run/secrets`. Unset: the image's user, which must then be numeric or root (n8n's image
+    /// runs as the named user `node`, so it sets 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<u32>,
 }
 
 /// compose's `deploy.update_config.order`, by the same names.
