@@ -13,7 +13,7 @@
 //! Each service's `environment:` lists exactly the variables it declares plus the derived ones,
 //! except that a variable whose value refers to a secret is rendered as
 //! `NAME_FILE: /run/secrets/NAME`, as deploy creates it, with the service's secret files mounted
-//! read-only at `/run/secrets` from `<state_dir>/secrets/<service>/current`, the version deploy
+//! read-only at `/run/secrets` from `<state_dir>/secrets/<project>/<service>/current`, the version deploy
 //! wrote last (`deploy/secret_files.rs`). So `docker-compose config` shows no secret, and
 //! `docker-compose up` needs a deploy (or its files) first; each container still gets only the
 //! secrets it declares.

@@ -4,13 +4,17 @@
 //!
 //! One stack for all of it keeps the suite's time down; `stack.rs` holds what deploying it takes.
 
+mod secrets;
+
 use std::time::Duration;
 
 use crate::stack::LocalStack;
 
 #[test]
 fn the_deployed_stack_is_hardened() {
-    let (stack, run, _) = LocalStack::deploy();
+    let (mut stack, run, _) = LocalStack::deploy();
     assert_eq!(run.code, 0, "the first deploy failed:\n{run}");
     stack.project.wait_healthy(Duration::from_secs(120));
+    secrets::check(&stack);
+    secrets::rotate(&mut stack);
 }

@@ -10,8 +10,9 @@
 //!
 //! # On the host
 //!
-//! `<state_dir>/secrets/` (0700, the operator's) holds a folder per service (0700), and in it a
-//! folder per *version*: the first 32 hex digits of a sha256 over the owner and every
+//! `<state_dir>/secrets/<project>/` (0700, the operator's, like `<state_dir>/secrets/`; per project,
+//! since projects may share a `state_dir`) holds a folder per service (0700), and in it a folder
+//! per *version*: the first 32 hex digits of a sha256 over the owner and every
 //! `NAME=value`. A version folder is 0500 and its files 0400, all owned by the service's user, so
 //! inside the container that user alone can list and read them; it is bind-mounted read-only at
 //! `/run/secrets`. The container sees only its own version: a start-first standby and the
@@ -50,7 +51,7 @@ pub const CURRENT: &str = "current";
 /// A service's secrets as files, resolved (the values are held, never shown: `Debug` names them).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretFiles {
-    /// `<state_dir>/secrets/<service>/<version>`.
+    /// `<state_dir>/secrets/<project>/<service>/<version>`.
     pub folder: PathBuf,
     /// The owner of the folder and its files.
     pub uid: u32,
@@ -110,13 +111,13 @@ pub fn owner(service: &str, declared: Option<u32>, image_user: Option<&str>) -> 
     name.parse().map_err(|_| OwnerError { service: service.to_owned(), user: user.to_owned() })
 }
 
-/// `<state_dir>/secrets`.
+/// `<state_dir>/secrets/<project>`: what this project's deploys write and clean up.
 #[must_use]
 pub fn root(stack: &Stack) -> PathBuf {
-    stack.config.project.state_dir.join("secrets")
+    stack.config.project.state_dir.join("secrets").join(&stack.config.project.name)
 }
 
-/// `<state_dir>/secrets/<service>`.
+/// `<state_dir>/secrets/<project>/<service>`.
 #[must_use]
 pub fn service_folder(stack: &Stack, service: &str) -> PathBuf {
     root(stack).join(service)
@@ -150,7 +151,9 @@ impl SecretFiles {
         let error =
             |source| SecretFilesError::Write { service: service.to_owned(), folder: self.folder.clone(), source };
         let parent = self.folder.parent().map(Path::to_path_buf).unwrap_or_default();
-        private_folder(parent.parent().unwrap_or(&parent)).map_err(error)?;
+        let root = parent.parent().unwrap_or(&parent);
+        private_folder(root.parent().unwrap_or(root)).map_err(error)?;
+        private_folder(root).map_err(error)?;
         private_folder(&parent).map_err(error)?;
         if !self.folder.is_dir() {
             self.write_version(&parent).map_err(error)?;
@@ -206,7 +209,7 @@ fn private_folder(folder: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
 }
 
-/// Removes every version folder (and temporary leftover) under `<state_dir>/secrets` that is
+/// Removes every version folder (and temporary leftover) under [`root`] that is
 /// neither in `mounted` (the host paths the project's containers mount, whatever their state)
 /// nor a service's `current`; returns what it removed.
 #[allow(clippy::disallowed_methods)] // `SecretFilesError` names the folder.
@@ -274,7 +277,9 @@ mod tests {
         first.install("api").unwrap();
         let mode = |path: &Path| fs_err::symlink_metadata(path).unwrap().mode() & 0o7777;
         let owner = |path: &Path| fs_err::symlink_metadata(path).unwrap().uid();
+        assert_eq!(mode(&state.path().join("secrets")), 0o700);
         assert_eq!(mode(&root(&stack)), 0o700);
+        assert!(root(&stack).ends_with("secrets/masstock"), "one folder per project");
         assert_eq!(mode(&service_folder(&stack, "api")), 0o700);
         assert_eq!((mode(&first.folder), owner(&first.folder)), (0o500, 10001));
         let file = first.folder.join("JWT_SECRET");

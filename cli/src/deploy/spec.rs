@@ -473,7 +473,7 @@ mod tests {
         let mount = mounts.iter().find(|mount| mount.target.as_deref() == Some("/run/secrets")).unwrap();
         assert_eq!(mount.source.as_deref(), Some(files.folder.to_str().unwrap()));
         assert_eq!((mount.typ, mount.read_only), (Some(MountType::BIND), Some(true)));
-        assert!(files.folder.starts_with("/var/lib/masstock/secrets/api/"), "{files:?}");
+        assert!(files.folder.starts_with("/var/lib/masstock/secrets/masstock/api/"), "{files:?}");
         let labels = serde_json::to_string(&body.labels).unwrap();
         assert!(!labels.contains("secret"), "labels hold hashes, never values: {labels}");
         // A service that refers to no secret mounts nothing.
