@@ -9,15 +9,16 @@
 //!
 //! # The compose file
 //!
-//! There is no `env_file:`. Each service's `environment:` lists exactly the variables it declares
-//! plus the derived ones. Each secret reference is rendered as
-//! `${NAME:?NAME must be set in the env file passed with --env-file}`, so compose fills it from
-//! `--env-file` and refuses to start when a secret is unset or empty, where it would otherwise
-//! start redis without a password. `env_file:` would give every container every secret (n8n, a
-//! third-party image, would get `JWT_SECRET` and `GEMINI_API_KEY`): least privilege is worth more
-//! than matching the reference's habit here, and the rendered header says how to pass the env file.
+//! There is no `env_file:` and no secret in it, nor anything compose would interpolate from one.
+//! Each service's `environment:` lists exactly the variables it declares plus the derived ones,
+//! except that a variable whose value refers to a secret is rendered as
+//! `NAME_FILE: /run/secrets/NAME`, as deploy creates it, with the service's secret files mounted
+//! read-only at `/run/secrets` from `<state_dir>/secrets/<project>/<service>/current`, the version deploy
+//! wrote last (`deploy/secret_files.rs`). So `docker-compose config` shows no secret, and
+//! `docker-compose up` needs a deploy (or its files) first; each container still gets only the
+//! secrets it declares.
 //! Each service's lockdown (`[hardening]`, see `crate::deploy::spec`) is rendered with compose's
-//! keys: `read_only`, `tmpfs`, `cap_drop`, `cap_add`, `security_opt`, `user`, `mem_limit` with
+//! keys: `read_only`, `tmpfs`, `cap_drop`, `cap_add`, `security_opt`, `mem_limit` with
 //! `memswap_limit` equal to it, `cpus`, `pids_limit` and `logging`.
 //! Volume and network names are pinned with `name:` to DESIGN's names (`redis_data`,
 //! `masstock_network`), so they match what deploy creates. There is no top-level `name:` or
@@ -317,18 +318,26 @@ fn compose_context(stack: &Stack) -> Value {
         .into_iter()
         .map(|name| {
             let service = &config.services[name];
-            // `${NAME:?...}`: compose refuses to start a service whose secret is unset or empty,
-            // rather than starting redis without a password.
+            // A secret's variable is a file, as deploy makes it: `NAME_FILE`, never the value.
+            let mut has_secrets = false;
             let environment: Vec<Value> = stack
                 .environment_of(name)
                 .iter()
                 .map(|(variable, value)| {
-                    let value = crate::secrets::map_references(value, |secret| {
-                        format!("${{{secret}:?{secret} must be set in the env file passed with --env-file}}")
-                    });
-                    json!({ "name": variable, "value": value })
+                    if crate::secrets::references_in(value).is_ok_and(|names| !names.is_empty()) {
+                        has_secrets = true;
+                        let target = crate::deploy::secret_files::TARGET;
+                        json!({ "name": format!("{variable}_FILE"), "value": format!("{target}/{variable}") })
+                    } else {
+                        json!({ "name": variable, "value": value })
+                    }
                 })
                 .collect();
+            let mut volumes: Vec<String> = service.volumes.iter().map(|mount| format!("{}:{}{}", mount.source, mount.target, if mount.read_only { ":ro" } else { "" })).collect();
+            if has_secrets {
+                let current = crate::deploy::secret_files::service_folder(stack, name).join(crate::deploy::secret_files::CURRENT);
+                volumes.push(escape_dollars(&format!("{}:{}:ro", current.display(), crate::deploy::secret_files::TARGET)));
+            }
             let healthcheck = service.healthcheck.as_ref().map(|check| {
                 json!({
                     "test": health_test_command(service, check.test(service.ports.first().map(|port| port.container))).into_iter().map(|part| escape_dollars(&part)).collect::<Vec<_>>(),
@@ -346,7 +355,8 @@ fn compose_context(stack: &Stack) -> Value {
                 "restart": service.restart.as_str(),
                 "environment": environment,
                 "ports": service.ports.iter().map(|port| format!("{}:{}:{}", config.edge.upstream_host, port.host, port.container)).collect::<Vec<_>>(),
-                "volumes": service.volumes.iter().map(|mount| format!("{}:{}{}", mount.source, mount.target, if mount.read_only { ":ro" } else { "" })).collect::<Vec<_>>(),
+                "volumes": volumes,
+                "user": service.user.map(|uid| uid.to_string()),
                 "depends_on": service.depends_on.iter().map(|(name, condition)| json!({ "name": name, "condition": condition.compose_condition() })).collect::<Vec<_>>(),
                 "healthcheck": healthcheck,
                 "stop_grace_period": service.stop_grace_period.map(go_duration),
@@ -379,7 +389,6 @@ fn lockdown_context(stack: &Stack, service: &str) -> Value {
         "cap_drop": lockdown.cap_drop,
         "cap_add": lockdown.cap_add,
         "no_new_privileges": lockdown.no_new_privileges,
-        "user": lockdown.user,
         "memory": lockdown.memory.to_string(),
         "cpus": lockdown.cpus,
         "pids_limit": lockdown.pids_limit,

@@ -22,8 +22,12 @@
 //! goes through a temporary file with an unpredictable name and a rename. A symlink is written
 //! through to its target, the owner of an existing file is kept, new folders are created 0700, and
 //! the folder is synced after the rename. `secrets generate --force` adds what is missing and never
-//! replaces a value already set: rotating a secret is a separate operation, not a side effect of
-//! generation.
+//! replaces a value already set, unless it is named: `secrets generate --force NAME…` regenerates
+//! those generated secrets (rotation), so a rotation is always asked for by name, never a side
+//! effect of generation.
+//!
+//! Containers never get these values in their environment: deploy writes each variable that
+//! refers to a secret to a file (`deploy/secret_files.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

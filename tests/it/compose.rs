@@ -39,24 +39,27 @@ fn rendered_compose_file_passes_docker_compose_config() {
         let published = format!("- 127.0.0.1:{}:3000/tcp", sandbox.api_port);
         assert!(text.contains(&published), "ports stay on loopback: {text}");
         assert!(text.contains("name: masstock_network"), "{text}");
-        // `${REDIS_PASSWORD}` was filled from the env file given to compose, not from the render.
-        assert!(text.contains("redis://:e2e-secret-REDIS_PASSWORD@redis:6379"), "{text}");
-        // Without the env file, compose stops instead of starting redis with an empty password.
-        let without_secrets = Command::new(require_tool("docker-compose"))
+        // Secrets reach the containers as files deploy writes, never through compose: neither the
+        // rendered file nor what compose makes of it (the env file given or not) holds a value.
+        assert!(text.contains("REDIS_URL_FILE: /run/secrets/REDIS_URL"), "{text}");
+        assert!(!text.contains("REDIS_URL: "), "{text}");
+        let secrets_mount = "/secrets/masstock/api/current:/run/secrets:ro";
+        assert!(text.contains(secrets_mount), "the api mounts its secret files read-only: {text}");
+        assert!(!text.contains("e2e-secret-"), "no secret value in `docker-compose config`: {text}");
+        let without_env_file = Command::new(require_tool("docker-compose"))
             .arg("-p")
             .arg(&project)
             .arg("-f")
             .arg(&compose_file)
-            .args(["config", "-q"])
-            .env_remove("REDIS_PASSWORD")
+            .arg("config")
             .output()
             .expect("run docker-compose");
-        let stderr = String::from_utf8_lossy(&without_secrets.stderr);
-        assert!(!without_secrets.status.success(), "compose accepted missing secrets for `{base}`");
-        assert!(stderr.contains("must be set in the env file passed with --env-file"), "{stderr}");
-        // Each service gets the secrets it declares and no other.
+        let stderr = String::from_utf8_lossy(&without_env_file.stderr);
+        assert!(without_env_file.status.success(), "compose needs no env file for `{base}`:\n{stderr}");
+        assert_eq!(String::from_utf8_lossy(&without_env_file.stdout), text, "nothing is interpolated");
+        // Each service mounts its own secrets and no other's.
         let api = text.split("\n  app:").next().unwrap_or_default();
-        assert!(!api.contains("e2e-secret-GEMINI_API_KEY"), "the API gets no Gemini key: {api}");
+        assert!(!api.contains("GEMINI_API_KEY"), "the API gets no Gemini key: {api}");
         let rendered = fs_err::read_to_string(&compose_file).unwrap();
         assert!(!rendered.contains("e2e-secret-"), "no secret value in the rendered file");
         assert_eq!(text.contains("masstock_n8n"), base == "production", "n8n runs in production only");

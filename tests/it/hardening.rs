@@ -5,6 +5,7 @@
 //! One stack for all of it keeps the suite's time down; `stack.rs` holds what deploying it takes.
 
 mod lockdown;
+mod secrets;
 mod submissions;
 mod tls;
 
@@ -14,11 +15,13 @@ use crate::stack::LocalStack;
 
 #[test]
 fn the_deployed_stack_is_hardened() {
-    let (stack, run, _) = LocalStack::deploy();
+    let (mut stack, run, _) = LocalStack::deploy();
     assert_eq!(run.code, 0, "the first deploy failed:\n{run}");
     stack.project.wait_healthy(Duration::from_secs(120));
     tls::check(&stack);
     lockdown::check(&stack);
+    secrets::check(&stack);
     submissions::check(&stack);
+    secrets::rotate(&mut stack);
     lockdown::oom(&stack);
 }

@@ -310,7 +310,12 @@ fn every_site_speaks_tls_1_3_and_1_2_only_whatever_the_host_config_says() {
             &ca_file,
             &["-tls1_2", "-cipher", &format!("{chacha}:ECDHE-ECDSA-AES256-GCM-SHA384")],
         );
-        assert_eq!(handshake.cipher.as_deref(), Some(chacha), "a client that puts ChaCha20 first gets it:\n{}", handshake.output);
+        assert_eq!(
+            handshake.cipher.as_deref(),
+            Some(chacha),
+            "a client that puts ChaCha20 first gets it:\n{}",
+            handshake.output
+        );
         // Otherwise the server's order (AES-128-GCM first) decides, as testssl wants one.
         let handshake = tls_handshake(
             port,

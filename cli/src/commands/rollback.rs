@@ -69,7 +69,8 @@ pub fn cmd_rollback(global: &GlobalArgs, ui: &Ui, args: &RollbackArgs) -> Result
                 .into_iter()
                 .find(|tag| !tag.ends_with(":latest"))
                 .unwrap_or_else(|| previous.clone());
-            images.insert(name.to_owned(), ImageChoice { reference, id: image.id.unwrap_or(previous) });
+            let user = image.config.and_then(|config| config.user);
+            images.insert(name.to_owned(), ImageChoice { reference, id: image.id.unwrap_or(previous), user });
         }
         if images.is_empty() {
             return Err(CommandError::failure("no service has a previous image to return to"));

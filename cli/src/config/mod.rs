@@ -142,6 +142,11 @@ pub struct Service {
     /// it fails, and the running container is left as it is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release_command: Vec<String>,
+    /// The uid the container runs as (compose's `user`), which also owns its secret files under
+    /// `/run/secrets`. Unset: the image's user, which must then be numeric or root (n8n's image
+    /// runs as the named user `node`, so it sets 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<u32>,
     /// This service's exceptions to `[hardening]`, key by key.
     #[serde(default, skip_serializing_if = "Hardening::is_empty")]
     pub hardening: Hardening,
@@ -168,9 +173,6 @@ pub struct Hardening {
     /// `no-new-privileges`: no setuid binary or file capability can raise the process's rights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_new_privileges: Option<bool>,
-    /// The user the container runs as (`name`, `uid` or `uid:gid`); the image's by default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
     /// The memory limit; swap is refused too (compose's `memswap_limit` equal to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<ByteSize>,
@@ -246,7 +248,6 @@ pub struct Lockdown {
     pub cap_drop: Vec<String>,
     pub cap_add: Vec<String>,
     pub no_new_privileges: bool,
-    pub user: Option<String>,
     pub memory: ByteSize,
     pub cpus: f64,
     pub pids_limit: u32,
@@ -265,7 +266,6 @@ impl Lockdown {
             cap_drop: vec!["ALL".to_owned()],
             cap_add: Vec::new(),
             no_new_privileges: true,
-            user: None,
             memory: ByteSize::mebibytes(512),
             cpus: 1.0,
             pids_limit: 256,
@@ -286,7 +286,6 @@ impl Lockdown {
             lockdown.cap_drop = layer.cap_drop.unwrap_or(lockdown.cap_drop);
             lockdown.cap_add = layer.cap_add.unwrap_or(lockdown.cap_add);
             lockdown.no_new_privileges = layer.no_new_privileges.unwrap_or(lockdown.no_new_privileges);
-            lockdown.user = layer.user.or(lockdown.user);
             lockdown.memory = layer.memory.unwrap_or(lockdown.memory);
             lockdown.cpus = layer.cpus.unwrap_or(lockdown.cpus);
             lockdown.pids_limit = layer.pids_limit.unwrap_or(lockdown.pids_limit);

@@ -316,25 +316,6 @@ fn hardening(checker: &mut Checker, config: &Config) {
                 Vec::new(),
             );
         }
-        if let Some(user) = &table.user {
-            let part_valid = |part: &str| {
-                !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"_-".contains(&byte))
-            };
-            let mut parts = user.split(':');
-            let valid =
-                parts.next().is_some_and(part_valid) && parts.next().is_none_or(part_valid) && parts.next().is_none();
-            if !valid {
-                checker.error(
-                    &path.key("user"),
-                    Mark::Value,
-                    format!("invalid user `{}`", user.escape_debug()),
-                    vec!["a user name or id, optionally with `:group`: `redis`, `999` or `999:1000`".into()],
-                );
-            }
-        }
         for (index, tmpfs) in table.tmpfs.iter().flatten().enumerate() {
             let tmpfs_path = path.key("tmpfs").index(index);
             if !tmpfs.target.starts_with('/') || tmpfs.target.contains([':', ',', '$']) || has_control(&tmpfs.target) {

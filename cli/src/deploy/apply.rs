@@ -10,6 +10,10 @@
 //!   the declared ports, becomes ready, nginx is pointed back, and the standby is drained and
 //!   removed. nginx's graceful reload lets its old workers finish their requests, so no request
 //!   fails; the declared ports (`127.0.0.1:3000`) stay the contract between two deploys.
+//!
+//! Before a service's container is created, replaced or started, its secret files are installed
+//! (`secret_files.rs`); after the plan, whether it succeeded or not, the versions no container of
+//! the project mounts any more are removed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -23,6 +27,7 @@ use bollard::Docker;
 use serde_json::{json, Value};
 
 use crate::config::{DependencyCondition, Rollout, Stack};
+use crate::deploy::secret_files::{self, SecretFilesError};
 use crate::deploy::spec::{project_labels, Role, ServiceSpec};
 use crate::deploy::wait::{self, Unready};
 use crate::deploy::{edge, Action, Existing, Plan, Step};
@@ -149,7 +154,33 @@ pub async fn apply(
             break;
         }
     }
+    remove_unused_secret_files(docker, stack, reporter).await;
     outcome
+}
+
+/// Removes the secret files no container of the project mounts any more; a failure is reported
+/// and the deploy's outcome stands (the next deploy tries again).
+async fn remove_unused_secret_files(docker: &Docker, stack: &Stack, reporter: &dyn Reporter) {
+    let containers = match docker::project_containers(docker, &stack.config.project.name).await {
+        Ok(containers) => containers,
+        Err(error) => {
+            reporter.detail(&format!("secret files kept: {}", crate::error::chain(&error).join(": ")));
+            return;
+        }
+    };
+    let mounted = containers
+        .iter()
+        .flat_map(|container| container.mounts.iter().flatten())
+        .filter_map(|mount| mount.source.as_ref().map(std::path::PathBuf::from))
+        .collect();
+    match secret_files::remove_unused(stack, &mounted) {
+        Ok(removed) => {
+            for folder in removed {
+                reporter.detail(&format!("secret files removed: {}", folder.display()));
+            }
+        }
+        Err(error) => reporter.detail(&format!("secret files kept: {}", crate::error::chain(&error).join(": "))),
+    }
 }
 
 fn describe(step: &Step) -> String {
@@ -205,6 +236,8 @@ pub enum ApplyError {
     /// Resolving the specs again on a network just created (it resolved when planned).
     #[error(transparent)]
     Spec(#[from] crate::deploy::spec::SpecError),
+    #[error(transparent)]
+    SecretFiles(#[from] SecretFilesError),
     #[error("{standby} has no host port for {port}/tcp")]
     NoStandbyPort { standby: String, port: u16 },
     /// `reason`: it exited non-zero, did not finish in time, could not start.
@@ -223,6 +256,11 @@ async fn apply_step(
     options: &ApplyOptions,
     reporter: &dyn Reporter,
 ) -> Result<String, StepError> {
+    if let (Action::Create | Action::Recreate(_) | Action::Start, Some(files)) =
+        (&step.action, step.spec.as_ref().and_then(|spec| spec.secrets.as_ref()))
+    {
+        files.install(&step.service)?;
+    }
     if let (Action::Create | Action::Recreate(_), Some(spec)) = (&step.action, &step.spec) {
         run_release_command(docker, stack, spec, options.ready_timeout, reporter).await?;
     }

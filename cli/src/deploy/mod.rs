@@ -10,17 +10,19 @@
 //! # The plan
 //!
 //! Each service resolves into a `ServiceSpec` (`spec.rs`): the container's Engine API body (image,
-//! command, environment with the secrets filled in, ports on `edge.upstream_host`, named volumes
-//! `<project>_<volume>`, health check, restart policy, `extra_hosts`, stop timeout, network alias =
-//! the service name) and three sha256 hashes, stored as labels: `io.masstock.hash.image` (the image
+//! command, environment with each secret as `NAME_FILE`, ports on `edge.upstream_host`, named volumes
+//! `<project>_<volume>` and the secret files' folder at `/run/secrets`, health check, restart
+//! policy, `extra_hosts`, stop timeout, network alias = the service name) and three sha256 hashes, stored as labels: `io.masstock.hash.image` (the image
 //! ID), `…hash.settings` (everything but the environment) and `…hash.env` (the resolved
 //! environment), plus `io.masstock.config-hash` over the three. The plan compares them with the
 //! running container's labels: equal → `keep` (or `start` when stopped), different → `recreate`
 //! with the parts that changed (`image`, `config`, `env`), absent → `create`; a container of the
 //! project that deploy.toml no longer declares → `remove` (only in a deploy of every service). A
 //! container without our labels (made by docker-compose) is recreated once, "not created by
-//! masstockctl". The env hash covers secret values; it is no new exposure, since `docker inspect`
-//! shows the environment itself to whoever can read labels. `--plan` stops there and changes nothing.
+//! masstockctl". The env hash covers the secrets through their files' version (a hash of their
+//! content, `secret_files.rs`), so a rotated secret recreates exactly the services that read it
+//! (reason `env`); no label and no environment value holds a secret. `--plan` stops there and
+//! changes nothing.
 //!
 //! The API's `TRUSTED_PROXIES` is derived, not declared: loopback and the project network's own
 //! gateway(s), read from the engine (`spec::trusted_proxies`), since the host nginx's connections
@@ -120,6 +122,7 @@ pub mod apply;
 pub mod edge;
 pub mod lock;
 pub mod rollout;
+pub mod secret_files;
 pub mod spec;
 pub mod wait;
 
@@ -252,7 +255,10 @@ impl Plan {
             if !selected(name) {
                 continue;
             }
-            let image = images.get(name).cloned().ok_or_else(|| PlanError::NoImage(name.to_owned()))?;
+            let mut image = images.get(name).cloned().ok_or_else(|| PlanError::NoImage(name.to_owned()))?;
+            if image.user.is_none() {
+                image.user = Some(image_user(docker, &image.id).await?);
+            }
             let spec = ServiceSpec::resolve_on(stack, name, image, &gateways)?;
             let primary = containers.iter().find(|container| docker::name_of(container) == spec.container);
             let existing = primary.map(Existing::from_summary);
@@ -410,9 +416,19 @@ pub async fn local_images(
                 docker::api_error(format!("failed to inspect image `{reference}`"), &error).into()
             }
         })?;
-        images.insert(name.to_owned(), ImageChoice { reference, id: image.id.unwrap_or_default() });
+        let user = image.config.and_then(|config| config.user).unwrap_or_default();
+        images.insert(name.to_owned(), ImageChoice { reference, id: image.id.unwrap_or_default(), user: Some(user) });
     }
     Ok(images)
+}
+
+/// An image's `Config.User` (empty: root), which owns the secret files of its containers.
+async fn image_user(docker: &Docker, id: &str) -> Result<String, DockerError> {
+    let image = docker
+        .inspect_image(id)
+        .await
+        .map_err(|error| docker::api_error(format!("failed to inspect image `{id}`"), &error))?;
+    Ok(image.config.and_then(|config| config.user).unwrap_or_default())
 }
 
 /// The label of a container, if set.

@@ -58,7 +58,7 @@ pub async fn images_for(
     let prepared = prepare_images(docker, stack, services, build, reporter).await?;
     Ok(prepared
         .into_iter()
-        .map(|(service, image)| (service, ImageChoice { reference: image.reference, id: image.id }))
+        .map(|(service, image)| (service, ImageChoice { reference: image.reference, id: image.id, user: None }))
         .collect())
 }
 

@@ -4,9 +4,13 @@
 //! The lockdown (`Stack::lockdown_of`: `[hardening]` and the service's `hardening`) goes into
 //! `HostConfig`: `ReadonlyRootfs`, `Tmpfs`, `CapDrop`, `CapAdd`, `SecurityOpt`
 //! (`no-new-privileges:true`), `Memory` with `MemorySwap` equal to it (no swap), `NanoCpus`,
-//! `PidsLimit`, `LogConfig`, and `User` into the container's config. Standbys and the one-off
+//! `PidsLimit`, `LogConfig`. Standbys and the one-off
 //! release container are made from the same body, so they are locked down alike. The lockdown is
 //! part of the settings hash: changing any key of it is a `config` reason in the plan.
+//!
+//! A variable whose value holds a `${…}` reference is not in the body's environment: it reaches
+//! the container as a file (`secret_files.rs`), `NAME_FILE=/run/secrets/NAME` in its stead, and the
+//! env hash covers the files' version (a hash of their content), never a value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -20,6 +24,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{RestartPolicy as Restart, Rollout, Service, Stack};
+use crate::deploy::secret_files::{self, OwnerError, SecretFiles};
 use crate::deploy::wait::Readiness;
 use crate::docker::{labels, COMPOSE_VERSION};
 use crate::secrets::{self, ResolveError};
@@ -38,20 +43,24 @@ pub enum SpecError {
     /// Secrets the env file does not hold, or holds empty; `missing` is sorted.
     #[error("service `{service}` needs {} but `{}` leaves it empty", .missing.join(", "), .file.display())]
     Unset { service: String, file: PathBuf, missing: Vec<String> },
+    /// The owner of its secret files cannot be known (a named user in the image).
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
 }
 
 impl SpecError {
     /// Whether the operator's configuration is at fault (exit 2) rather than the host's state.
     #[must_use]
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::NoService(_) | Self::Invalid { .. })
+        matches!(self, Self::NoService(_) | Self::Invalid { .. } | Self::Owner(_))
     }
 
     /// What the operator can do about it.
     #[must_use]
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::NoService(_) | Self::Invalid { .. } => None,
+            // The owner's hint is part of its message.
+            Self::NoService(_) | Self::Invalid { .. } | Self::Owner(_) => None,
             Self::NoEnvFile { .. } => Some(
                 "create it with `masstockctl secrets generate`, then fill in the values it leaves empty".to_owned(),
             ),
@@ -65,6 +74,9 @@ impl SpecError {
 pub struct ImageChoice {
     pub reference: String,
     pub id: String,
+    /// The image's `Config.User` (empty or `None`: root), which owns the service's secret files
+    /// unless deploy.toml sets `user`; `Plan::compute` fills it in.
+    pub user: Option<String>,
 }
 
 /// Which of a service's containers this is.
@@ -137,6 +149,8 @@ pub struct ServiceSpec {
     pub rollout: Rollout,
     /// Seconds between SIGTERM and SIGKILL.
     pub stop_timeout: i64,
+    /// The secrets its container reads from `/run/secrets`; `None` when it refers to none.
+    pub secrets: Option<SecretFiles>,
     readiness: Readiness,
     body: ContainerCreateBody,
 }
@@ -155,12 +169,26 @@ impl ServiceSpec {
     /// missing or empty in the env file, naming the variable (never its value).
     pub fn resolve_on(stack: &Stack, name: &str, image: ImageChoice, gateways: &[IpAddr]) -> Result<Self, SpecError> {
         let service = stack.config.services.get(name).ok_or_else(|| SpecError::NoService(name.to_owned()))?;
-        let mut env = resolved_environment(stack, name)?;
+        let (mut env, secret_values) = resolved_environment(stack, name)?;
         if let Some(trusted) = env.get_mut("TRUSTED_PROXIES") {
             if !gateways.is_empty() {
                 *trusted = trusted_proxies(gateways);
             }
         }
+        let secrets = if secret_values.is_empty() {
+            None
+        } else {
+            let uid = secret_files::owner(name, service.user, image.user.as_deref())?;
+            Some(SecretFiles::new(stack, name, uid, secret_values))
+        };
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .chain(secrets.iter().flat_map(|files| {
+                files
+                    .names()
+                    .map(|variable| (format!("{variable}_FILE"), format!("{}/{variable}", secret_files::TARGET)))
+            }))
+            .collect();
         let network = &stack.config.project.network;
         let healthcheck = service.healthcheck.as_ref().map(|check| {
             let test = crate::render::health_test_command(
@@ -176,7 +204,7 @@ impl ServiceSpec {
                 start_interval: None,
             }
         });
-        let mounts: Vec<Mount> = service
+        let mut mounts: Vec<Mount> = service
             .volumes
             .iter()
             .map(|mount| {
@@ -190,6 +218,15 @@ impl ServiceSpec {
                 }
             })
             .collect();
+        if let Some(files) = &secrets {
+            mounts.push(Mount {
+                target: Some(secret_files::TARGET.to_owned()),
+                source: Some(files.folder.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Mount::default()
+            });
+        }
         let lockdown = stack.lockdown_of(name);
         let stop_timeout = service
             .stop_grace_period
@@ -205,12 +242,15 @@ impl ServiceSpec {
             "stop_timeout": stop_timeout,
             "network": network,
             "lockdown": lockdown,
+            "user": service.user,
         });
         let image_hash = image.id.clone();
         let settings_hash = sha256_hex(settings.to_string().as_bytes());
+        // The secrets by their files' version: a hash of their content, never a value.
         let env_hash = sha256_hex(
             env.iter()
                 .flat_map(|(key, value)| [key.as_str(), "=", value.as_str(), "\n"])
+                .chain(secrets.iter().flat_map(|files| ["secrets ", files.version.as_str(), "\n"]))
                 .collect::<String>()
                 .as_bytes(),
         );
@@ -220,11 +260,11 @@ impl ServiceSpec {
         let body = ContainerCreateBody {
             image: Some(image.reference.clone()),
             cmd: (!service.command.is_empty()).then(|| service.command.clone()),
+            user: service.user.map(|uid| uid.to_string()),
             env: Some(env.iter().map(|(key, value)| format!("{key}={value}")).collect()),
             exposed_ports: Some(service.ports.iter().map(|port| format!("{}/tcp", port.container)).collect()),
             healthcheck,
             stop_timeout: Some(stop_timeout),
-            user: lockdown.user.clone(),
             host_config: Some(HostConfig {
                 readonly_rootfs: Some(lockdown.read_only),
                 tmpfs: (!lockdown.tmpfs.is_empty())
@@ -269,6 +309,7 @@ impl ServiceSpec {
             hashes,
             rollout: rollout_of(stack, name, service),
             stop_timeout,
+            secrets,
             readiness: readiness_of(service),
             body,
         })
@@ -385,16 +426,20 @@ fn rollout_of(stack: &Stack, name: &str, service: &Service) -> Rollout {
 }
 
 /// The service's environment with every `${SECRET}` replaced by the env file's value
-/// ([`secrets::resolve`]); the secrets missing from any variable are reported together.
-fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, String>, SpecError> {
+/// ([`secrets::resolve`]): the variables without a reference, and those with one (which become
+/// files). The secrets missing from any variable are reported together.
+type Environment = BTreeMap<String, String>;
+
+fn resolved_environment(stack: &Stack, name: &str) -> Result<(Environment, Environment), SpecError> {
     let env_file = stack.secrets.env_file.as_ref();
     let file = &stack.config.project.env_file;
     let mut missing = Vec::new();
-    let mut resolved = BTreeMap::new();
+    let (mut plain, mut with_secrets) = (BTreeMap::new(), BTreeMap::new());
     for (key, value) in stack.environment_of(name) {
+        let refers = secrets::references_in(&value).is_ok_and(|names| !names.is_empty());
         match secrets::resolve(&value, env_file, file) {
-            Ok(value) => {
-                resolved.insert(key, value);
+            Ok(resolved) => {
+                if refers { &mut with_secrets } else { &mut plain }.insert(key, resolved);
             }
             Err(ResolveError::NoEnvFile { names, .. } | ResolveError::Unset { names, .. }) => missing.extend(names),
             // A validated stack has neither: `config check` refuses both.
@@ -404,7 +449,7 @@ fn resolved_environment(stack: &Stack, name: &str) -> Result<BTreeMap<String, St
         }
     }
     if missing.is_empty() {
-        return Ok(resolved);
+        return Ok((plain, with_secrets));
     }
     missing.sort();
     missing.dedup();
@@ -468,19 +513,43 @@ mod tests {
     const SECRETS: &str = "DATABASE_URL=postgres://u:database-secret@db/masstock\nREDIS_PASSWORD=redis-secret\nJWT_SECRET=jwt-secret\nGEMINI_API_KEY=gemini-secret\nENCRYPTION_KEY=n8n-secret\n";
 
     fn image(id: &str) -> ImageChoice {
-        ImageChoice { reference: format!("masstock/api:{id}"), id: format!("sha256:{id}") }
+        ImageChoice { reference: format!("masstock/api:{id}"), id: format!("sha256:{id}"), user: Some("10001".into()) }
     }
 
     #[test]
-    fn secrets_reach_the_container_environment_and_nothing_else() {
+    fn secrets_reach_the_container_as_files_and_nothing_else_holds_them() {
         let stack = stack(SECRETS);
         let spec = ServiceSpec::resolve(&stack, "api", image("a")).unwrap();
         let body = spec.create_body(&stack, Role::Primary, None);
         let env = body.env.clone().unwrap();
-        assert!(env.contains(&"REDIS_URL=redis://:redis-secret@redis:6379".to_owned()), "{env:?}");
+        assert!(env.contains(&"REDIS_URL_FILE=/run/secrets/REDIS_URL".to_owned()), "{env:?}");
+        assert!(env.contains(&"JWT_SECRET_FILE=/run/secrets/JWT_SECRET".to_owned()), "{env:?}");
         assert!(env.contains(&"CORS_ORIGIN=https://app.masstock.fr".to_owned()), "derived variables too: {env:?}");
+        assert!(!env.iter().any(|entry| entry.starts_with("REDIS_URL=")), "{env:?}");
+        let whole = serde_json::to_string(&body).unwrap();
+        assert!(!whole.contains("-secret"), "no value anywhere in the body: {whole}");
+        let files = spec.secrets.as_ref().unwrap();
+        assert_eq!(files.uid, 10001, "the image's user");
+        assert_eq!(files.names().collect::<Vec<_>>(), ["DATABASE_URL", "JWT_SECRET", "REDIS_URL"]);
+        let mounts = body.host_config.as_ref().unwrap().mounts.clone().unwrap();
+        let mount = mounts.iter().find(|mount| mount.target.as_deref() == Some("/run/secrets")).unwrap();
+        assert_eq!(mount.source.as_deref(), Some(files.folder.to_str().unwrap()));
+        assert_eq!((mount.typ, mount.read_only), (Some(MountType::BIND), Some(true)));
+        assert!(files.folder.starts_with("/var/lib/masstock/secrets/masstock/api/"), "{files:?}");
         let labels = serde_json::to_string(&body.labels).unwrap();
         assert!(!labels.contains("secret"), "labels hold hashes, never values: {labels}");
+        // A service that refers to no secret mounts nothing.
+        let vitrine = ServiceSpec::resolve(&stack, "vitrine", image("a")).unwrap();
+        assert!(vitrine.secrets.is_none());
+        // A named user needs a numeric `user` in deploy.toml; n8n declares one.
+        let named = ImageChoice { user: Some("node".into()), ..image("a") };
+        let mut undeclared = stack.clone();
+        undeclared.config.services.get_mut("n8n").unwrap().user = None;
+        let error = ServiceSpec::resolve(&undeclared, "n8n", named.clone()).unwrap_err();
+        assert!(matches!(error, SpecError::Owner(_)) && error.is_usage(), "{error:?}");
+        let n8n = ServiceSpec::resolve(&stack, "n8n", named).unwrap();
+        assert_eq!(n8n.secrets.as_ref().unwrap().uid, 1000);
+        assert_eq!(n8n.create_body(&stack, Role::Primary, None).user.as_deref(), Some("1000"));
         let ports = serde_json::to_string(&body.host_config.unwrap().port_bindings).unwrap();
         assert!(ports.contains(r#""HostIp":"127.0.0.1","HostPort":"3000""#), "{ports}");
     }
@@ -506,6 +575,11 @@ mod tests {
         let rotated = SECRETS.replace("jwt-secret", "jwt-rotated");
         let new_env = ServiceSpec::resolve(&stack(&rotated), "api", image("a")).unwrap().hashes;
         assert_eq!(before.differences(&new_env), ["env"]);
+        // A rotated secret changes exactly the services that read it.
+        let worker = |secrets: &str| ServiceSpec::resolve(&stack(secrets), "worker", image("a")).unwrap().hashes;
+        assert!(worker(SECRETS).differences(&worker(&rotated)).is_empty(), "the worker reads no JWT_SECRET");
+        let new_redis = SECRETS.replace("redis-secret", "redis-rotated");
+        assert_eq!(worker(SECRETS).differences(&worker(&new_redis)), ["env"]);
         let mut moved = stack(SECRETS);
         moved.config.services.get_mut("api").unwrap().ports[0].host = 3001;
         let new_settings = ServiceSpec::resolve(&moved, "api", image("a")).unwrap().hashes;
@@ -541,7 +615,7 @@ mod tests {
         let tmpfs = n8n.host_config.unwrap().tmpfs.unwrap();
         assert!(tmpfs["/tmp"].starts_with("size=") && tmpfs["/tmp"].contains("noexec"), "{tmpfs:?}");
         let redis = ServiceSpec::resolve(&stack, "redis", image("a")).unwrap().create_body(&stack, Role::Primary, None);
-        assert_eq!(redis.user.as_deref(), Some("redis"), "redis:7-alpine runs as root unless told otherwise");
+        assert_eq!(redis.user.as_deref(), Some("999"), "redis:7-alpine runs as root unless told otherwise");
     }
 
     #[test]

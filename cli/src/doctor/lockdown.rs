@@ -4,7 +4,7 @@
 //! - **`container-unlocked:<service>`** (warning): a running container of the project whose
 //!   inspection lacks part of its service's lockdown (`Stack::lockdown_of`): a writable root
 //!   filesystem, capabilities kept or added, no `no-new-privileges`, no (or another) memory, swap,
-//!   CPU or pids limit, no log rotation, another user. The judgement is [`missing_lockdown`], one
+//!   CPU or pids limit, no log rotation. The judgement is [`missing_lockdown`], one
 //!   evidence line per missing setting. The fix is `deploy <service>`, which recreates it as
 //!   declared (a container made by hand or by an older masstockctl has none of it). A service
 //!   whose deploy.toml opts out of a setting (`read_only = false`) is not blamed for it.
@@ -251,13 +251,6 @@ pub fn missing_lockdown(lockdown: &Lockdown, container: &ContainerInspectRespons
             lockdown.log_max_size
         ));
     }
-    if let Some(user) = &lockdown.user {
-        let runs_as = container.config.as_ref().and_then(|config| config.user.clone()).unwrap_or_default();
-        if runs_as != *user {
-            let runs_as = if runs_as.is_empty() { "the image's user".to_owned() } else { format!("`{runs_as}`") };
-            missing.push(format!("runs as {runs_as}, deploy.toml says `user = \"{user}\"`"));
-        }
-    }
     missing
 }
 
@@ -284,19 +277,18 @@ fn capabilities(lockdown: &Lockdown, host: &HostConfig, missing: &mut Vec<String
 mod tests {
     use std::collections::HashMap;
 
-    use bollard::models::{ContainerConfig, HostConfigLogConfig};
+    use bollard::models::HostConfigLogConfig;
 
     use super::*;
     use crate::config::Hardening;
 
     fn lockdown() -> Lockdown {
-        Lockdown::resolve(&[&Hardening { user: Some("redis".to_owned()), ..Hardening::default() }])
+        Lockdown::resolve(&[&Hardening::default()])
     }
 
     /// A container as deploy creates it for [`lockdown`].
     fn locked(lockdown: &Lockdown) -> ContainerInspectResponse {
         ContainerInspectResponse {
-            config: Some(ContainerConfig { user: lockdown.user.clone(), ..ContainerConfig::default() }),
             host_config: Some(HostConfig {
                 readonly_rootfs: Some(true),
                 cap_drop: Some(vec!["ALL".to_owned()]),
@@ -333,7 +325,7 @@ mod tests {
         };
         let missing = missing_lockdown(&lockdown(), &bare);
         let starts: Vec<&str> = missing.iter().map(|line| line.split([' ', ':']).next().unwrap()).collect();
-        assert_eq!(missing.len(), 8, "{missing:#?}");
+        assert_eq!(missing.len(), 7, "{missing:#?}");
         for expected in [
             "writable root",
             "capabilities kept: Docker's default",
@@ -342,7 +334,6 @@ mod tests {
             "no CPU limit",
             "no pids limit",
             "no log rotation",
-            "runs as the image's user",
         ] {
             assert!(missing.iter().any(|line| line.starts_with(expected)), "`{expected}` in {missing:#?} ({starts:?})");
         }

@@ -13,6 +13,11 @@
 //! - Client containers whose `REDIS_URL` password is not the redis container's `REDIS_PASSWORD`
 //!   (`redis-password-mismatch:<service>`: after a secret changed and only some services were
 //!   deployed).
+//!
+//! What a container was started with is read from the secret file it mounts, not from its
+//! environment: `NAME_FILE` in `Config.Env` names the file, the mount whose destination holds it
+//! gives its host path, which doctor reads (as deploy's user, who can). A container created
+//! before secrets became files (`NAME` in its environment) is read the old way.
 //! - Jobs waiting (`wait` + `prioritized` + `paused`) with no heartbeat under 30 s or no running
 //!   worker container (`queue-no-worker`: a heartbeat outlives a killed worker by its TTL); a
 //!   paused queue; a waiting job older than 10 minutes with a worker alive (`queue-backlog`).
@@ -77,7 +82,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
     // A missing secret is the services group's `env-missing`; without it there is nothing to try.
     let Ok(password) = redis_password(stack, "redis") else { return Vec::new() };
     let redis = context.inspect(&redis_container).await;
-    let running_password = variable(redis.environment(), "REDIS_PASSWORD").map(str::to_owned);
+    let running_password = started_with(&redis, "REDIS_PASSWORD");
 
     let mut findings = password_mismatches(context, running_password.as_deref()).await;
     let connected =
@@ -178,8 +183,8 @@ async fn password_mismatches(context: &Context<'_>, required: Option<&str>) -> V
         }
         let container = stack.container_name(client);
         let inspected = context.inspect(&container).await;
-        let Some(url) = variable(inspected.environment(), "REDIS_URL") else { continue };
-        if url_password(url).as_deref() != Some(required) {
+        let Some(url) = started_with(&inspected, "REDIS_URL") else { continue };
+        if url_password(&url).as_deref() != Some(required) {
             findings.push(
                 Finding::error(
                     format!("redis-password-mismatch:{client}"),
@@ -201,6 +206,26 @@ async fn password_mismatches(context: &Context<'_>, required: Option<&str>) -> V
 
 fn variable<'a>(environment: &'a [String], name: &str) -> Option<&'a str> {
     environment.iter().find_map(|entry| entry.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The value of `name` the container was started with: the content of the file `NAME_FILE`
+/// names, read on the host through the mount that holds it, or else `NAME` in its environment.
+/// `None` when neither is there or the file cannot be read.
+fn started_with(inspected: &Inspected, name: &str) -> Option<String> {
+    let Inspected::Found(container) = inspected else { return None };
+    let environment = inspected.environment();
+    let Some(in_container) = variable(environment, &format!("{name}_FILE")) else {
+        return variable(environment, name).map(str::to_owned);
+    };
+    let host_path = container.mounts.iter().flatten().find_map(|mount| {
+        let destination = mount.destination.as_deref()?;
+        let rest = std::path::Path::new(in_container).strip_prefix(destination).ok()?;
+        Some(std::path::Path::new(mount.source.as_deref()?).join(rest))
+    })?;
+    let text = fs_err::read_to_string(host_path).ok()?;
+    // As the services read it: one trailing newline is not part of the value.
+    let text = text.strip_suffix('\n').map_or(text.as_str(), |text| text.strip_suffix('\r').unwrap_or(text));
+    Some(text.to_owned())
 }
 
 /// The queue's state and its recent failures, read through `inspector`.

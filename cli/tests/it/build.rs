@@ -139,9 +139,14 @@ impl Scratch {
 
     /// The user ids of the container's processes, as `docker top` shows them.
     fn process_users(&self, name: &str) -> Vec<String> {
+        self.process_column(name, "UID")
+    }
+
+    /// One column of `docker top` for each of the container's processes.
+    fn process_column(&self, name: &str, title: &str) -> Vec<String> {
         let top = self.runtime.block_on(self.docker.top_processes(name, None)).expect("top");
         let titles = top.titles.unwrap_or_default();
-        let column = titles.iter().position(|title| title == "UID").expect("a UID column");
+        let column = titles.iter().position(|shown| shown == title).unwrap_or_else(|| panic!("a {title} column"));
         top.processes.unwrap_or_default().into_iter().map(|process| process[column].clone()).collect()
     }
 
@@ -299,29 +304,51 @@ fn built_images_run_minimal_and_are_reused_when_nothing_changed() {
     assert_eq!(scratch.entry(&app, "/app/logs").0, 10001);
     assert_eq!(scratch.entry(&app, "/tmp").1, 0o1777);
 
-    // The local redis image runs deploy.toml's command and health check with the password.
+    // The local redis image runs deploy.toml's command and health check with the password read
+    // from its file, as deploy mounts it: 0400, owned by redis's user, in a 0500 folder of its own.
     let password = uuid::Uuid::new_v4().simple().to_string();
-    let redis_command =
-        ["sh", "-c", "exec redis-server --appendonly yes --appendfsync everysec --requirepass \"$REDIS_PASSWORD\""];
-    let health = "redis-cli --no-auth-warning -a \"$REDIS_PASSWORD\" ping | grep -q PONG";
-    let shipped = fs_err::read_to_string(workspace_root().join("deploy.toml")).unwrap();
-    assert!(shipped.contains(&serde_json::to_string(health).unwrap()), "deploy.toml's redis health check changed");
+    let shipped: toml::Value =
+        toml::from_str(&fs_err::read_to_string(workspace_root().join("deploy.toml")).unwrap()).unwrap();
+    let redis_service = &shipped["services"]["redis"];
+    let redis_command: Vec<String> =
+        redis_service["command"].as_array().unwrap().iter().map(|part| part.as_str().unwrap().to_owned()).collect();
+    let health = redis_service["healthcheck"]["shell"].as_str().unwrap().to_owned();
+    let secrets = scratch.dir.path().join("redis-secrets");
+    fs_err::create_dir(&secrets).unwrap();
+    for (name, value) in [("REDIS_PASSWORD", password.as_str()), ("WRONG", "wrong")] {
+        let file = secrets.join(name);
+        fs_err::write(&file, value).unwrap();
+        fs_err::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+        std::os::unix::fs::chown(&file, Some(999), Some(999)).unwrap();
+    }
+    std::os::unix::fs::chown(&secrets, Some(999), Some(999)).unwrap();
+    fs_err::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
     let redis = scratch.create(
         "redis",
         images["redis"]["reference"].as_str().unwrap(),
         ContainerCreateBody {
-            cmd: Some(redis_command.iter().map(ToString::to_string).collect()),
-            env: Some(vec![format!("REDIS_PASSWORD={password}")]),
+            cmd: Some(redis_command),
+            env: Some(vec!["REDIS_PASSWORD_FILE=/run/secrets/REDIS_PASSWORD".to_owned()]),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{}:/run/secrets:ro", secrets.display())]),
+                ..Default::default()
+            }),
             ..Default::default()
         },
     );
     scratch.start(&redis).expect("start redis");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while scratch.exec(&redis, &["sh", "-c", health], &[]) != 0 {
+    while scratch.exec(&redis, &["sh", "-c", &health], &[]) != 0 {
         assert!(Instant::now() < deadline, "redis never answered PING with its password");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_ne!(scratch.exec(&redis, &["sh", "-c", health], &["REDIS_PASSWORD=wrong"]), 0, "a wrong password got PONG");
+    let wrong = ["REDIS_PASSWORD_FILE=/run/secrets/WRONG"];
+    assert_ne!(scratch.exec(&redis, &["sh", "-c", &health], &wrong), 0, "a wrong password got PONG");
+    // The shell became redis-server (one process: SIGTERM reaches it), whose command line holds
+    // no password.
+    let commands = scratch.process_column(&redis, "CMD");
+    assert!(commands.len() == 1 && commands[0].starts_with("redis-server"), "{commands:?}");
+    assert!(!commands[0].contains(&password), "{commands:?}");
     assert_eq!(scratch.process_users(&redis), vec!["999".to_owned()]);
     assert_eq!(scratch.entry(&redis, "/data").0, 999);
 

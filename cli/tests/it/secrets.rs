@@ -51,6 +51,30 @@ fn refuses_to_overwrite_and_keeps_values_with_force() {
 }
 
 #[test]
+fn force_with_names_rotates_those_generated_secrets_only() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.path(".env.local");
+    fs_err::write(&path, "JWT_SECRET=keep-me\nREDIS_PASSWORD=old-password\nDATABASE_URL=postgres://db\n").unwrap();
+    let rotated = sandbox.run(&["--env", "local", "secrets", "generate", "--force", "REDIS_PASSWORD"]);
+    assert_eq!(rotated.status, 0, "{}", rotated.transcript());
+    let text = fs_err::read_to_string(&path).unwrap();
+    assert!(text.starts_with("JWT_SECRET=keep-me\nREDIS_PASSWORD="), "{text}");
+    let password = env_value(&text, "REDIS_PASSWORD").unwrap();
+    assert!(password != "old-password" && password.len() == 44, "{text}");
+    assert_eq!(env_value(&text, "DATABASE_URL").as_deref(), Some("postgres://db"));
+    assert!(rotated.stderr.contains("REDIS_PASSWORD   generated anew"), "{}", rotated.stderr);
+    assert!(!rotated.stderr.contains(&password) && !rotated.stdout.contains(&password));
+
+    let refused = sandbox.run(&["--env", "local", "secrets", "generate", "--force", "DATABASE_URL"]);
+    assert_eq!(refused.status, 2, "{}", refused.transcript());
+    assert!(refused.stderr.contains("`DATABASE_URL` is not a secret masstockctl generates"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("regenerates JWT_SECRET, REDIS_PASSWORD, ENCRYPTION_KEY"), "{}", refused.stderr);
+    assert_eq!(env_value(&fs_err::read_to_string(&path).unwrap(), "REDIS_PASSWORD").unwrap(), password);
+    let without_force = sandbox.run(&["--env", "local", "secrets", "generate", "JWT_SECRET"]);
+    assert_eq!(without_force.status, 2, "{}", without_force.transcript());
+}
+
+#[test]
 fn show_prints_values_on_stdout() {
     let sandbox = Sandbox::new();
     let run = sandbox.run(&["--env", "local", "secrets", "generate", "--out", "custom.env", "--show"]);

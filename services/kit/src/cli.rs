@@ -89,12 +89,17 @@ pub fn parse<C: clap::Parser>(default_command: &str) -> Result<C, ExitCode> {
 }
 
 /// The process's arguments matched against `command` (`C`'s, perhaps with more subcommands),
-/// with [`parse`]'s handling of errors.
+/// with [`parse`]'s handling of errors. A secret's `NAME_FILE` is read first
+/// ([`crate::config::read_secret_files`]); one that cannot be read is exit status 2.
 fn matches<C: clap::CommandFactory>(
     default_command: &str,
     command: clap::Command,
 ) -> Result<clap::ArgMatches, ExitCode> {
     install_tls_provider();
+    let command = crate::config::read_secret_files(command).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })?;
     command.try_get_matches_from(arguments(default_command)).map_err(|error| report::<C>(&error))
 }
 

@@ -13,6 +13,9 @@
 //!   `cli::main_with_healthcheck` adds the HTTP services' `healthcheck` subcommand, declared once.
 //! - `config::{ConfigError, check_url}`: errors that name the variable and never echo a URL, which
 //!   may hold a password.
+//! - `config::read_secret_files`: `NAME_FILE` before `NAME` for every setting read from the
+//!   environment (deploy mounts secrets as files at `/run/secrets/NAME`), called by `cli`'s
+//!   parsing so each service gets it without declaring it.
 //! - `server::run(listener, router, shutdown, grace)`: shutdown is an argument, so tests pass their
 //!   own; in-flight requests get `grace` to finish.
 //! - `healthcheck`: the `healthcheck --url` of the HTTP services (one HTTP/1.0 GET, a 2xx is

@@ -1,4 +1,5 @@
-//! `masstockctl secrets generate`: create the env file, or fill in what it lacks.
+//! `masstockctl secrets generate`: create the env file, fill in what it lacks, or rotate the
+//! generated secrets it is named.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,17 +15,23 @@ use crate::ui::Ui;
 /// Generates `JWT_SECRET` (64 random bytes, hex), `REDIS_PASSWORD` (32 bytes, URL-safe base64) and
 /// `ENCRYPTION_KEY` (32 bytes, hex); writes empty placeholders for what it cannot make
 /// (`DATABASE_URL`, `GEMINI_API_KEY` and any other secret deploy.toml refers to). The file is mode 0600.
-/// Values already set are always kept. Values are printed only with `--show`.
+/// Values already set are kept, except those named: `--force NAME…` regenerates them (rotation;
+/// `deploy` then replaces their files and recreates the services that use them). Values are
+/// printed only with `--show`.
 ///
-/// Example: `masstockctl --env local secrets generate`
+/// Example: `masstockctl --env local secrets generate --force REDIS_PASSWORD`
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
     /// Where to write (default: `project.env_file` of the environment)
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Update a file that already exists: add what is missing, keep every value already set
+    /// (except the NAMEs given)
     #[arg(long)]
     pub force: bool,
+    /// Secrets to generate anew even though they are set (rotation); needs `--force`
+    #[arg(value_name = "NAME", requires = "force")]
+    pub names: Vec<String>,
     /// Print the values (otherwise only names are printed)
     #[arg(long)]
     pub show: bool,
@@ -35,6 +42,8 @@ pub struct GenerateArgs {
 #[serde(rename_all = "snake_case")]
 enum Outcome {
     Generated,
+    /// Set before, and generated anew because it was named.
+    Regenerated,
     Kept,
     Placeholder,
 }
@@ -43,6 +52,18 @@ pub fn cmd_secrets_generate(global: &GlobalArgs, ui: &Ui, args: &GenerateArgs) -
     // The env file is what this command makes, so deploy.toml is checked without reading it.
     let stack = global.load_stack_without_env_file()?;
     let path = args.out.clone().unwrap_or_else(|| stack.config.project.env_file.clone());
+    for name in &args.names {
+        if !matches!(secrets::recipe_for(name).0, secrets::Recipe::Hex(_) | secrets::Recipe::Base64(_)) {
+            let generated: Vec<&str> = secrets::KNOWN_SECRETS
+                .iter()
+                .filter(|(_, recipe, _)| *recipe != secrets::Recipe::Placeholder)
+                .map(|(name, _, _)| *name)
+                .collect();
+            return Err(CommandError::usage(format!("`{name}` is not a secret masstockctl generates")).with_hint(
+                format!("set it in `{}` yourself; `--force` regenerates {}", path.display(), generated.join(", ")),
+            ));
+        }
+    }
     let existing = EnvFile::read(&path).map_err(CommandError::failure)?;
     if existing.is_some() && !args.force {
         return Err(CommandError::failure(format!("`{}` already exists", path.display()))
@@ -68,14 +89,20 @@ pub fn cmd_secrets_generate(global: &GlobalArgs, ui: &Ui, args: &GenerateArgs) -
     let mut report = Vec::new();
     for name in names {
         let (recipe, about) = secrets::recipe_for(name);
+        let rotate = args.names.iter().any(|named| named == name);
         let outcome = match file.get(name) {
-            Some(value) if !value.is_empty() => Outcome::Kept,
+            Some(value) if !value.is_empty() && !rotate => Outcome::Kept,
             current => {
                 let generated = secrets::generate(recipe)
                     .map_err(|error| CommandError::failure(format!("failed to read random bytes: {error}")))?;
                 if let Some(value) = generated {
+                    let was_set = current.is_some_and(|current| !current.is_empty());
                     file.set(name, value, current.is_none().then_some(about));
-                    Outcome::Generated
+                    if was_set {
+                        Outcome::Regenerated
+                    } else {
+                        Outcome::Generated
+                    }
                 } else {
                     if current.is_none() {
                         file.set(name, String::new(), Some(&format!("{about} (fill in)")));
@@ -105,6 +132,7 @@ pub fn cmd_secrets_generate(global: &GlobalArgs, ui: &Ui, args: &GenerateArgs) -
         for (name, outcome) in &report {
             let what = match outcome {
                 Outcome::Generated => "generated",
+                Outcome::Regenerated => "generated anew: `deploy` puts it in place",
                 Outcome::Kept => "kept",
                 Outcome::Placeholder => "empty: fill it in before deploy",
             };
