@@ -12,8 +12,12 @@
 //!
 //! `<state_dir>/secrets/<project>/` (0700, the operator's, like `<state_dir>/secrets/`; per project,
 //! since projects may share a `state_dir`) holds a folder per service (0700), and in it a folder
-//! per *version*: the first 32 hex digits of a sha256 over the owner and every
-//! `NAME=value`. A version folder is 0500 and its files 0400, all owned by the service's user, so
+//! per *version*: the first 32 hex digits of a sha256 over the project's version key, the owner
+//! and every `NAME=value`. The key ([`version_key`], `<state_dir>/secrets/<project>/.version-key`,
+//! 32 random bytes made on first use, 0600) keeps a version from saying anything about the
+//! secrets: versions name folders and, through the env hash, reach the containers' labels, and a
+//! plain hash of a guessable password could be checked offline by anyone who can run
+//! `docker inspect`. Losing the key costs one recreation of the services with secrets. A version folder is 0500 and its files 0400, all owned by the service's user, so
 //! inside the container that user alone can list and read them; it is bind-mounted read-only at
 //! `/run/secrets`. The container sees only its own version: a start-first standby and the
 //! container it replaces, or the container a failed replacement is rolled back to, each keep
@@ -55,7 +59,8 @@ pub struct SecretFiles {
     pub folder: PathBuf,
     /// The owner of the folder and its files.
     pub uid: u32,
-    /// The first 32 hex digits of a sha256 over `uid` and the files: the folder's name.
+    /// The first 32 hex digits of a sha256 over the version key, `uid` and the files: the
+    /// folder's name.
     pub version: String,
     files: BTreeMap<String, String>,
 }
@@ -78,6 +83,12 @@ pub enum SecretFilesError {
     Write {
         service: String,
         folder: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read or make the secret files' version key `{}`", .path.display())]
+    Key {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -123,11 +134,48 @@ pub fn service_folder(stack: &Stack, service: &str) -> PathBuf {
     root(stack).join(service)
 }
 
+/// The file holding the project's version key, in [`root`].
+const VERSION_KEY: &str = ".version-key";
+
+/// The project's version key (see the module's docs), made on first use: written to a temporary
+/// file, then linked into place, so two deploys racing for it agree on the first one's.
+#[allow(clippy::disallowed_methods)] // `SecretFilesError::Key` names the file.
+pub fn version_key(stack: &Stack) -> Result<String, SecretFilesError> {
+    let root = root(stack);
+    let path = root.join(VERSION_KEY);
+    let error = |source| SecretFilesError::Key { path: path.clone(), source };
+    let read = || -> std::io::Result<Option<String>> {
+        match std::fs::read_to_string(&path) {
+            Ok(key) if key.trim().len() == 64 => Ok(Some(key.trim().to_owned())),
+            Ok(_) => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not 64 hex digits")),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    };
+    if let Some(key) = read().map_err(error)? {
+        return Ok(key);
+    }
+    private_folder(root.parent().unwrap_or(&root)).map_err(error)?;
+    private_folder(&root).map_err(error)?;
+    let mut random = [0; 32];
+    getrandom::fill(&mut random).map_err(|failure| error(std::io::Error::other(failure.to_string())))?;
+    let temporary = root.join(format!("{VERSION_KEY}.{}.tmp", crate::secrets::hex(&random[..8])));
+    crate::atomic::write_file(&temporary, crate::secrets::hex(&random).as_bytes(), 0o600).map_err(error)?;
+    let linked = std::fs::hard_link(&temporary, &path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Err(failure) if failure.kind() != std::io::ErrorKind::AlreadyExists => return Err(error(failure)),
+        _ => {}
+    }
+    read().and_then(|key| key.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))).map_err(error)
+}
+
 impl SecretFiles {
-    /// The files `files` (variable → resolved value) of `service`, owned by `uid`.
+    /// The files `files` (variable → resolved value) of `service`, owned by `uid`, versioned
+    /// with `key` ([`version_key`]).
     #[must_use]
-    pub fn new(stack: &Stack, service: &str, uid: u32, files: BTreeMap<String, String>) -> Self {
-        let mut content = format!("uid {uid}\n");
+    pub fn new(stack: &Stack, service: &str, uid: u32, files: BTreeMap<String, String>, key: &str) -> Self {
+        let mut content = format!("key {key}\nuid {uid}\n");
         for (name, value) in &files {
             content.push_str(name);
             content.push('\0');
@@ -254,8 +302,26 @@ mod tests {
         stack
     }
 
+    const KEY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
     fn files(value: &str) -> BTreeMap<String, String> {
         BTreeMap::from([("JWT_SECRET".to_owned(), value.to_owned())])
+    }
+
+    #[test]
+    fn the_version_key_is_made_once_private_and_keys_the_version() {
+        let state = tempfile::tempdir().unwrap();
+        let stack = stack_in(state.path());
+        let key = version_key(&stack).unwrap();
+        assert_eq!(key.len(), 64);
+        assert_eq!(version_key(&stack).unwrap(), key, "made once, then read");
+        let metadata = fs_err::metadata(root(&stack).join(VERSION_KEY)).unwrap();
+        assert_eq!(metadata.mode() & 0o777, 0o600);
+        assert_eq!(fs_err::metadata(root(&stack)).unwrap().mode() & 0o777, 0o700);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(version_key(&stack_in(other.path())).unwrap(), key, "random per project and host");
+        let versioned = |key: &str| SecretFiles::new(&stack, "api", 10001, files("guessable"), key).version;
+        assert_ne!(versioned(&key), versioned(KEY), "the same secrets under another key give another version");
     }
 
     #[test]
@@ -273,7 +339,7 @@ mod tests {
     fn a_version_is_written_once_private_and_cleaned_up_when_unused() {
         let state = tempfile::tempdir().unwrap();
         let stack = stack_in(state.path());
-        let first = SecretFiles::new(&stack, "api", 10001, files("first-value"));
+        let first = SecretFiles::new(&stack, "api", 10001, files("first-value"), KEY);
         first.install("api").unwrap();
         let mode = |path: &Path| fs_err::symlink_metadata(path).unwrap().mode() & 0o7777;
         let owner = |path: &Path| fs_err::symlink_metadata(path).unwrap().uid();
@@ -287,9 +353,13 @@ mod tests {
         assert_eq!(fs_err::read_to_string(&file).unwrap(), "first-value");
         assert!(!format!("{first:?}").contains("first-value"), "Debug names the files only");
 
-        let second = SecretFiles::new(&stack, "api", 10001, files("second-value"));
+        let second = SecretFiles::new(&stack, "api", 10001, files("second-value"), KEY);
         assert_ne!(first.version, second.version, "the version covers the content");
-        assert_ne!(first.version, SecretFiles::new(&stack, "api", 1000, files("first-value")).version, "and the owner");
+        assert_ne!(
+            first.version,
+            SecretFiles::new(&stack, "api", 1000, files("first-value"), KEY).version,
+            "and the owner"
+        );
         second.install("api").unwrap();
         let current = service_folder(&stack, "api").join(CURRENT);
         assert_eq!(fs_err::read_link(&current).unwrap(), Path::new(&second.version));

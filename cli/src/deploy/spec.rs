@@ -46,6 +46,9 @@ pub enum SpecError {
     /// The owner of its secret files cannot be known (a named user in the image).
     #[error(transparent)]
     Owner(#[from] OwnerError),
+    /// The key the secret files' versions are computed with cannot be read or made.
+    #[error(transparent)]
+    VersionKey(#[from] secret_files::SecretFilesError),
 }
 
 impl SpecError {
@@ -65,6 +68,9 @@ impl SpecError {
                 "create it with `masstockctl secrets generate`, then fill in the values it leaves empty".to_owned(),
             ),
             Self::Unset { file, missing, .. } => Some(format!("set {} in `{}`", missing.join(", "), file.display())),
+            Self::VersionKey(_) => {
+                Some("`[project] state_dir` must be a folder this user can write (deploy runs as root)".to_owned())
+            }
         }
     }
 }
@@ -179,7 +185,8 @@ impl ServiceSpec {
             None
         } else {
             let uid = secret_files::owner(name, service.user, image.user.as_deref())?;
-            Some(SecretFiles::new(stack, name, uid, secret_values))
+            let key = secret_files::version_key(stack)?;
+            Some(SecretFiles::new(stack, name, uid, secret_values, &key))
         };
         let env: BTreeMap<String, String> = env
             .into_iter()
@@ -503,9 +510,15 @@ mod tests {
     use super::*;
     use crate::secrets::EnvFile;
 
+    /// One state folder for every stack of these tests, so they share the secret files' version
+    /// key (and none is made under the production `state_dir` of this machine).
+    static STATE_DIR: std::sync::LazyLock<tempfile::TempDir> =
+        std::sync::LazyLock::new(|| tempfile::tempdir().expect("a temporary state_dir"));
+
     fn stack(env_file: &str) -> Stack {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
         let mut stack = Stack::load(&path, "production").expect("the shipped deploy.toml is valid");
+        stack.config.project.state_dir = STATE_DIR.path().to_path_buf();
         stack.secrets.env_file = Some(EnvFile::parse(std::path::Path::new("/nowhere/.env"), env_file).unwrap());
         stack
     }
@@ -535,7 +548,7 @@ mod tests {
         let mount = mounts.iter().find(|mount| mount.target.as_deref() == Some("/run/secrets")).unwrap();
         assert_eq!(mount.source.as_deref(), Some(files.folder.to_str().unwrap()));
         assert_eq!((mount.typ, mount.read_only), (Some(MountType::BIND), Some(true)));
-        assert!(files.folder.starts_with("/var/lib/masstock/secrets/masstock/api/"), "{files:?}");
+        assert!(files.folder.starts_with(STATE_DIR.path().join("secrets/masstock/api")), "{files:?}");
         let labels = serde_json::to_string(&body.labels).unwrap();
         assert!(!labels.contains("secret"), "labels hold hashes, never values: {labels}");
         // A service that refers to no secret mounts nothing.
