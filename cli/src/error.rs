@@ -159,6 +159,13 @@ impl From<ImageError> for CommandError {
     }
 }
 
+impl From<crate::deploy::secret_files::SecretFilesError> for CommandError {
+    fn from(error: crate::deploy::secret_files::SecretFilesError) -> Self {
+        Self::failure(error)
+            .with_hint("`[project] state_dir` must be a folder this user can write (deploy runs as root)")
+    }
+}
+
 impl From<SpecError> for CommandError {
     fn from(error: SpecError) -> Self {
         let (usage, hint) = (error.is_usage(), error.hint());

@@ -123,7 +123,7 @@ impl RenderedSandbox {
 
     /// A minimal main nginx.conf that includes the rendered site, as Debian's does, with TLS
     /// settings at the `http` level worse than Debian's (which enables TLS 1.0 and 1.1 there):
-    /// only TLS 1.0 and 1.1, every cipher down to security level 0, the server's order, session
+    /// only TLS 1.0 and 1.1, every cipher down to security level 0, the client's cipher order, session
     /// tickets, OCSP stapling and 0-RTT. Whatever the site leaves unset in a server, the rejecting
     /// default server included, comes from here and shows in every test that talks TLS to it.
     pub fn write_nginx_main_config(&self) -> PathBuf {

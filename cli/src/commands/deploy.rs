@@ -48,6 +48,9 @@ pub fn cmd_deploy(global: &GlobalArgs, ui: &Ui, args: &DeployArgs) -> Result<Exi
     let stack = global.load_stack(ui)?;
     check_services(&stack, &args.services)?;
     let _lock = if args.plan { None } else { Some(DeployLock::acquire(&stack, "deploy")?) };
+    if !args.plan {
+        crate::deploy::secret_files::ensure_version_key(&stack)?;
+    }
     let started = Instant::now();
     let reporter = Terminal::new(ui);
     crate::runtime::block_on(async {

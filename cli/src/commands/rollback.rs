@@ -36,6 +36,7 @@ pub fn cmd_rollback(global: &GlobalArgs, ui: &Ui, args: &RollbackArgs) -> Result
     let stack = global.load_stack(ui)?;
     check_services(&stack, &args.services)?;
     let _lock = DeployLock::acquire(&stack, "rollback")?;
+    crate::deploy::secret_files::ensure_version_key(&stack)?;
     let started = Instant::now();
     crate::runtime::block_on(async {
         let docker = docker::connect().await?;

@@ -25,8 +25,8 @@
 //! - `[hardening]` and each service's `hardening`: capabilities are Linux's names (with or
 //!   without `CAP_`, or `ALL`), a memory limit is at least Docker's 6 MiB, `cpus` between 0.01
 //!   and 1024, `pids_limit` at least 16 (a Rust runtime alone starts one thread per core), a
-//!   tmpfs target absolute and free of `:` and `,` (compose's separators), a `user` a name or
-//!   number with at most one `:group`, and log files at least 1 KiB.
+//!   tmpfs target absolute and free of `:` and `,` (compose's separators), and log files at
+//!   least 1 KiB. A service's `user` is a numeric uid (its type says so).
 //! - A check reports every problem it finds instead of stopping at the first.
 
 use std::collections::BTreeMap;

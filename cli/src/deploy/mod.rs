@@ -312,8 +312,9 @@ impl Plan {
     }
 
     /// The plan with its specs resolved again on the network `apply` has just created, whose
-    /// `gateways` were unknown when it was computed. The actions stay: the network was missing,
-    /// so every container is created or recreated anyway.
+    /// `gateways` were unknown when it was computed. The actions stay: a container left from
+    /// before the network was removed keeps its action, and the next deploy recreates it for its
+    /// new `TRUSTED_PROXIES` (reason `env`).
     pub fn on_created_network(&self, stack: &Stack, gateways: &[std::net::IpAddr]) -> Result<Self, SpecError> {
         let mut plan = self.clone();
         for step in &mut plan.steps {

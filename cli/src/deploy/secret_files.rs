@@ -32,6 +32,8 @@
 //!
 //! `<service>/current` is a symlink to the version deploy installed last: the rendered compose
 //! file mounts it, so plain `docker-compose` starts the services with the files deploy wrote.
+//! A container started that way mounts the link, not a version: the next deploy that moves
+//! `current` removes the version it pointed to, so such a container must be recreated with it.
 //!
 //! # The service's user
 //!
@@ -62,6 +64,8 @@ pub struct SecretFiles {
     /// The first 32 hex digits of a sha256 over the version key, `uid` and the files: the
     /// folder's name.
     pub version: String,
+    /// Whether `version` is keyed: files are installed only under a keyed version.
+    keyed: bool,
     files: BTreeMap<String, String>,
 }
 
@@ -137,24 +141,35 @@ pub fn service_folder(stack: &Stack, service: &str) -> PathBuf {
 /// The file holding the project's version key, in [`root`].
 const VERSION_KEY: &str = ".version-key";
 
-/// The project's version key (see the module's docs), made on first use: written to a temporary
-/// file, then linked into place, so two deploys racing for it agree on the first one's.
+/// The project's version key (see the module's docs), `None` before the first deploy made it
+/// ([`ensure_version_key`]): `deploy --plan` reads it and writes nothing.
 #[allow(clippy::disallowed_methods)] // `SecretFilesError::Key` names the file.
-pub fn version_key(stack: &Stack) -> Result<String, SecretFilesError> {
+pub fn version_key(stack: &Stack) -> Result<Option<String>, SecretFilesError> {
+    let path = root(stack).join(VERSION_KEY);
+    match std::fs::read_to_string(&path) {
+        Ok(key) if key.trim().len() == 64 && key.trim().bytes().all(|byte| byte.is_ascii_hexdigit()) => {
+            Ok(Some(key.trim().to_owned()))
+        }
+        Ok(_) => Err(SecretFilesError::Key {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not 64 hex digits"),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SecretFilesError::Key { path, source }),
+    }
+}
+
+/// Makes the project's version key unless it exists, before a deploy or a rollback plans: written
+/// to a temporary file, then linked into place, so two processes racing for it agree on the first
+/// one's.
+#[allow(clippy::disallowed_methods)] // `SecretFilesError::Key` names the file.
+pub fn ensure_version_key(stack: &Stack) -> Result<(), SecretFilesError> {
+    if version_key(stack)?.is_some() {
+        return Ok(());
+    }
     let root = root(stack);
     let path = root.join(VERSION_KEY);
     let error = |source| SecretFilesError::Key { path: path.clone(), source };
-    let read = || -> std::io::Result<Option<String>> {
-        match std::fs::read_to_string(&path) {
-            Ok(key) if key.trim().len() == 64 => Ok(Some(key.trim().to_owned())),
-            Ok(_) => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not 64 hex digits")),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error),
-        }
-    };
-    if let Some(key) = read().map_err(error)? {
-        return Ok(key);
-    }
     private_folder(root.parent().unwrap_or(&root)).map_err(error)?;
     private_folder(&root).map_err(error)?;
     let mut random = [0; 32];
@@ -164,18 +179,19 @@ pub fn version_key(stack: &Stack) -> Result<String, SecretFilesError> {
     let linked = std::fs::hard_link(&temporary, &path);
     let _ = std::fs::remove_file(&temporary);
     match linked {
-        Err(failure) if failure.kind() != std::io::ErrorKind::AlreadyExists => return Err(error(failure)),
-        _ => {}
+        Err(failure) if failure.kind() != std::io::ErrorKind::AlreadyExists => Err(error(failure)),
+        _ => Ok(()),
     }
-    read().and_then(|key| key.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))).map_err(error)
 }
 
 impl SecretFiles {
     /// The files `files` (variable → resolved value) of `service`, owned by `uid`, versioned
-    /// with `key` ([`version_key`]).
+    /// with `key` ([`version_key`]; `None` only for a `--plan` before the first deploy, and such
+    /// files are never installed).
     #[must_use]
-    pub fn new(stack: &Stack, service: &str, uid: u32, files: BTreeMap<String, String>, key: &str) -> Self {
-        let mut content = format!("key {key}\nuid {uid}\n");
+    pub fn new(stack: &Stack, service: &str, uid: u32, files: BTreeMap<String, String>, key: Option<&str>) -> Self {
+        let keyed = key.is_some();
+        let mut content = format!("key {}\nuid {uid}\n", key.unwrap_or_default());
         for (name, value) in &files {
             content.push_str(name);
             content.push('\0');
@@ -185,7 +201,7 @@ impl SecretFiles {
         let mut version = crate::deploy::spec::sha256_hex(content.as_bytes());
         version.truncate(32);
         let folder = service_folder(stack, service).join(&version);
-        Self { folder, uid, version, files }
+        Self { folder, uid, version, keyed, files }
     }
 
     /// The variables, each a file of the same name.
@@ -198,6 +214,9 @@ impl SecretFiles {
     pub fn install(&self, service: &str) -> Result<(), SecretFilesError> {
         let error =
             |source| SecretFilesError::Write { service: service.to_owned(), folder: self.folder.clone(), source };
+        if !self.keyed {
+            return Err(error(std::io::Error::other("no version key: `ensure_version_key` runs before planning")));
+        }
         let parent = self.folder.parent().map(Path::to_path_buf).unwrap_or_default();
         let root = parent.parent().unwrap_or(&parent);
         private_folder(root.parent().unwrap_or(root)).map_err(error)?;
@@ -266,6 +285,12 @@ pub fn remove_unused(stack: &Stack, mounted: &BTreeSet<PathBuf>) -> Result<Vec<P
     let Ok(services) = std::fs::read_dir(root(stack)) else { return Ok(removed) };
     for service in services.flatten() {
         let service_folder = service.path();
+        if service.file_name().to_string_lossy().starts_with(&format!("{VERSION_KEY}.")) {
+            std::fs::remove_file(&service_folder)
+                .map_err(|source| SecretFilesError::Remove { folder: service_folder.clone(), source })?;
+            removed.push(service_folder);
+            continue;
+        }
         let current = std::fs::read_link(service_folder.join(CURRENT)).ok();
         let Ok(entries) = std::fs::read_dir(&service_folder) else { continue };
         for entry in entries.flatten() {
@@ -312,16 +337,24 @@ mod tests {
     fn the_version_key_is_made_once_private_and_keys_the_version() {
         let state = tempfile::tempdir().unwrap();
         let stack = stack_in(state.path());
-        let key = version_key(&stack).unwrap();
+        assert_eq!(version_key(&stack).unwrap(), None, "read only");
+        assert!(!root(&stack).exists(), "nothing written by reading");
+        ensure_version_key(&stack).unwrap();
+        let key = version_key(&stack).unwrap().unwrap();
         assert_eq!(key.len(), 64);
-        assert_eq!(version_key(&stack).unwrap(), key, "made once, then read");
+        ensure_version_key(&stack).unwrap();
+        assert_eq!(version_key(&stack).unwrap().unwrap(), key, "made once, then read");
         let metadata = fs_err::metadata(root(&stack).join(VERSION_KEY)).unwrap();
         assert_eq!(metadata.mode() & 0o777, 0o600);
         assert_eq!(fs_err::metadata(root(&stack)).unwrap().mode() & 0o777, 0o700);
         let other = tempfile::tempdir().unwrap();
-        assert_ne!(version_key(&stack_in(other.path())).unwrap(), key, "random per project and host");
-        let versioned = |key: &str| SecretFiles::new(&stack, "api", 10001, files("guessable"), key).version;
+        let other = stack_in(other.path());
+        ensure_version_key(&other).unwrap();
+        assert_ne!(version_key(&other).unwrap().unwrap(), key, "random per project and host");
+        let versioned = |key: &str| SecretFiles::new(&stack, "api", 10001, files("guessable"), Some(key)).version;
         assert_ne!(versioned(&key), versioned(KEY), "the same secrets under another key give another version");
+        let unkeyed = SecretFiles::new(&stack, "api", 10001, files("guessable"), None);
+        assert!(unkeyed.install("api").is_err(), "an unkeyed version is never written");
     }
 
     #[test]
@@ -339,7 +372,7 @@ mod tests {
     fn a_version_is_written_once_private_and_cleaned_up_when_unused() {
         let state = tempfile::tempdir().unwrap();
         let stack = stack_in(state.path());
-        let first = SecretFiles::new(&stack, "api", 10001, files("first-value"), KEY);
+        let first = SecretFiles::new(&stack, "api", 10001, files("first-value"), Some(KEY));
         first.install("api").unwrap();
         let mode = |path: &Path| fs_err::symlink_metadata(path).unwrap().mode() & 0o7777;
         let owner = |path: &Path| fs_err::symlink_metadata(path).unwrap().uid();
@@ -353,11 +386,11 @@ mod tests {
         assert_eq!(fs_err::read_to_string(&file).unwrap(), "first-value");
         assert!(!format!("{first:?}").contains("first-value"), "Debug names the files only");
 
-        let second = SecretFiles::new(&stack, "api", 10001, files("second-value"), KEY);
+        let second = SecretFiles::new(&stack, "api", 10001, files("second-value"), Some(KEY));
         assert_ne!(first.version, second.version, "the version covers the content");
         assert_ne!(
             first.version,
-            SecretFiles::new(&stack, "api", 1000, files("first-value"), KEY).version,
+            SecretFiles::new(&stack, "api", 1000, files("first-value"), Some(KEY)).version,
             "and the owner"
         );
         second.install("api").unwrap();

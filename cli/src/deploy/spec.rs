@@ -10,7 +10,8 @@
 //!
 //! A variable whose value holds a `${…}` reference is not in the body's environment: it reaches
 //! the container as a file (`secret_files.rs`), `NAME_FILE=/run/secrets/NAME` in its stead, and the
-//! env hash covers the files' version (a hash of their content), never a value.
+//! env hash covers the files' version (a keyed hash of their content, `secret_files::version_key`),
+//! never a value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -68,9 +69,11 @@ impl SpecError {
                 "create it with `masstockctl secrets generate`, then fill in the values it leaves empty".to_owned(),
             ),
             Self::Unset { file, missing, .. } => Some(format!("set {} in `{}`", missing.join(", "), file.display())),
-            Self::VersionKey(_) => {
-                Some("`[project] state_dir` must be a folder this user can write (deploy runs as root)".to_owned())
-            }
+            Self::VersionKey(_) => Some(
+                "deploy makes this file and only root may read it; if it is damaged, remove it (the services \
+                 with secrets are then recreated once)"
+                    .to_owned(),
+            ),
         }
     }
 }
@@ -186,7 +189,7 @@ impl ServiceSpec {
         } else {
             let uid = secret_files::owner(name, service.user, image.user.as_deref())?;
             let key = secret_files::version_key(stack)?;
-            Some(SecretFiles::new(stack, name, uid, secret_values, &key))
+            Some(SecretFiles::new(stack, name, uid, secret_values, key.as_deref()))
         };
         let env: BTreeMap<String, String> = env
             .into_iter()
@@ -253,7 +256,7 @@ impl ServiceSpec {
         });
         let image_hash = image.id.clone();
         let settings_hash = sha256_hex(settings.to_string().as_bytes());
-        // The secrets by their files' version: a hash of their content, never a value.
+        // The secrets by their files' version: a keyed hash of their content, never a value.
         let env_hash = sha256_hex(
             env.iter()
                 .flat_map(|(key, value)| [key.as_str(), "=", value.as_str(), "\n"])
@@ -519,6 +522,7 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
         let mut stack = Stack::load(&path, "production").expect("the shipped deploy.toml is valid");
         stack.config.project.state_dir = STATE_DIR.path().to_path_buf();
+        secret_files::ensure_version_key(&stack).expect("a version key");
         stack.secrets.env_file = Some(EnvFile::parse(std::path::Path::new("/nowhere/.env"), env_file).unwrap());
         stack
     }

@@ -35,7 +35,8 @@ pub struct AppState {
     queue_connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// How long the API waits for Redis when adding a job before answering 503.
+/// How long the API waits for Redis when adding a job, before it tries once more on a new
+/// connection and then leaves the job to the sweeper (`sweeper.rs`).
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl AppState {

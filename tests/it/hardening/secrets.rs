@@ -87,7 +87,7 @@ pub(super) fn check(stack: &LocalStack) {
         let folder = secrets_folder(&container);
         let uid = user_of(&container);
         let expected_uid = if *service == "redis" { 999 } else { 10001 };
-        assert_eq!(uid, expected_uid, "{service} runs as its image's user");
+        assert_eq!(uid, expected_uid, "{service} runs as its declared or image user");
         let metadata = fs_err::metadata(&folder).unwrap();
         assert_eq!((metadata.mode() & 0o7777, metadata.uid()), (0o500, uid), "{service}'s folder {}", folder.display());
         let mut names: Vec<String> = fs_err::read_dir(&folder)

@@ -37,8 +37,14 @@ pub(super) fn check(stack: &LocalStack) {
     let project = &stack.project;
     trusted_proxies_name_the_network_gateway(project);
     let redis = project.container("redis");
-    let redis_command = inspect("container", &redis).expect("the redis container")["Config"]["Cmd"].to_string();
-    assert!(redis_command.contains("--appendonly yes"), "the stack's redis keeps an AOF: {redis_command}");
+    // Asked of redis itself, with the password from its own secret file.
+    let aof = Command::new("docker")
+        .args(["exec", &redis, "sh", "-c"])
+        .arg("IFS= read -r REDISCLI_AUTH < \"$REDIS_PASSWORD_FILE\"; export REDISCLI_AUTH; redis-cli CONFIG GET appendonly")
+        .output()
+        .expect("docker exec redis-cli");
+    let aof = String::from_utf8_lossy(&aof.stdout).into_owned();
+    assert_eq!(aof.split_whitespace().collect::<Vec<_>>(), ["appendonly", "yes"], "the stack's redis keeps an AOF");
 
     let nonce = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let email = format!("submissions-{nonce}@example.com");
