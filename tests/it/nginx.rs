@@ -259,6 +259,18 @@ pub(crate) fn tls_handshake(port: u16, servername: Option<&str>, ca_file: &Path,
     Handshake { protocol: field("Protocol version:"), cipher: field("Ciphersuite:"), output }
 }
 
+/// `domain` at `port` agrees on TLS 1.3 and on TLS 1.2, and on neither TLS 1.1 nor 1.0.
+pub(crate) fn assert_tls_1_3_and_1_2_only(port: u16, domain: &str, ca_file: &Path) {
+    for (option, protocol) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+        let handshake = tls_handshake(port, Some(domain), ca_file, &[option]);
+        assert_eq!(handshake.protocol.as_deref(), Some(protocol), "{domain} {option}:\n{}", handshake.output);
+    }
+    for option in ["-tls1_1", "-tls1"] {
+        let handshake = tls_handshake(port, Some(domain), ca_file, &[option]);
+        assert_eq!(handshake.protocol, None, "{domain} {option} is refused:\n{}", handshake.output);
+    }
+}
+
 /// Whether a TLS 1.2 handshake gets a session ticket (part of the handshake in TLS 1.2); what
 /// `s_client` said.
 fn tls12_session_ticket(port: u16, servername: &str, ca_file: &Path) -> (bool, String) {
@@ -277,21 +289,8 @@ fn every_site_speaks_tls_1_3_and_1_2_only_whatever_the_host_config_says() {
     let port = sandbox.https_port;
     for (_, site) in sandbox.stack.sites() {
         let name = Some(site.domain.as_str());
-        for (option, protocol) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
-            let handshake = tls_handshake(port, name, &ca_file, &[option]);
-            assert_eq!(
-                handshake.protocol.as_deref(),
-                Some(protocol),
-                "{} {option}:\n{}",
-                site.domain,
-                handshake.output
-            );
-        }
         // The host's main config allows TLS 1.0 and 1.1; the site does not.
-        for option in ["-tls1_1", "-tls1"] {
-            let handshake = tls_handshake(port, name, &ca_file, &[option]);
-            assert_eq!(handshake.protocol, None, "{} {option} is refused:\n{}", site.domain, handshake.output);
-        }
+        assert_tls_1_3_and_1_2_only(port, &site.domain, &ca_file);
         // TLS 1.2: ECDHE with an AEAD, never a CBC suite (which the host allows), no ticket
         // (which the host turns on), and the client's choice among the allowed suites.
         let cbc = tls_handshake(port, name, &ca_file, &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"]);

@@ -334,24 +334,34 @@ pub(crate) fn inspect(kind: &str, name: &str) -> Option<Value> {
 
 /// Adds the user [`EMAIL`] with [`PASSWORD`] with the api's own command, inside its container.
 pub(crate) fn add_user(project: &Project) {
+    add_user_as(project, EMAIL, PASSWORD);
+}
+
+/// Adds the user `email` with `password` with the api's own command, inside its container.
+pub(crate) fn add_user_as(project: &Project, email: &str, password: &str) {
     let mut add_user = Command::new(require_tool("docker"))
-        .args(["exec", "-i", &project.container("api"), "masstock-api", "user", "add", "--email", EMAIL])
+        .args(["exec", "-i", &project.container("api"), "masstock-api", "user", "add", "--email", email])
         .arg("--password-stdin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("docker exec");
-    add_user.stdin.take().unwrap().write_all(PASSWORD.as_bytes()).unwrap();
+    add_user.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
     let added = add_user.wait_with_output().unwrap();
     assert!(added.status.success(), "user add: {}", String::from_utf8_lossy(&added.stderr));
 }
 
-/// Logs in through the edge; the access token, for `Authorization: Bearer`.
+/// Logs [`EMAIL`] in through the edge; the access token, for `Authorization: Bearer`.
 pub(crate) fn log_in(client: &reqwest::blocking::Client, project: &Project) -> String {
+    log_in_as(client, project, EMAIL, PASSWORD)
+}
+
+/// Logs `email` in through the edge; the access token, for `Authorization: Bearer`.
+pub(crate) fn log_in_as(client: &reqwest::blocking::Client, project: &Project, email: &str, password: &str) -> String {
     let response = client
         .post(project.api_url("/api/v1/auth/login"))
-        .json(&json!({ "email": EMAIL, "password": PASSWORD }))
+        .json(&json!({ "email": email, "password": password }))
         .send()
         .expect("log in through nginx");
     assert_eq!(response.status(), 200, "log in: {:?}", response.text());

@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use masstock_tests::require_tool;
 use serde_json::{json, Value};
 
-use crate::stack::{inspect, project_objects, wait_execution, LocalStack, Project};
+use crate::stack::{add_user_as, inspect, log_in_as, project_objects, wait_execution, LocalStack, Project};
 
 /// The services of the local stack that refer to secrets, and the variables that become files.
 const SECRET_VARIABLES: &[(&str, &[&str])] = &[
@@ -214,33 +214,10 @@ pub(super) fn rotate(stack: &mut LocalStack) {
     let project = &stack.project;
     let email = format!("rotation-{}@example.com", uuid::Uuid::new_v4().simple());
     let password = "rotation horse battery staple";
-    let mut add = Command::new(require_tool("docker"))
-        .args(["exec", "-i", &project.container("api"), "masstock-api", "user", "add", "--email", &email])
-        .arg("--password-stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("docker exec");
-    std::io::Write::write_all(&mut add.stdin.take().unwrap(), password.as_bytes()).unwrap();
-    let added = add.wait_with_output().unwrap();
-    assert!(added.status.success(), "user add (DATABASE_URL_FILE): {}", String::from_utf8_lossy(&added.stderr));
+    // The api reads DATABASE_URL_FILE for `user add` too.
+    add_user_as(project, &email, password);
     let client = project.client(false);
-    let login = client
-        .post(project.api_url("/api/v1/auth/login"))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .expect("log in through nginx");
-    assert_eq!(login.status(), 200, "log in after the rotation: {:?}", login.text());
-    let token = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find_map(|cookie| cookie.strip_prefix("access_token="))
-        .and_then(|rest| rest.split(';').next())
-        .expect("an access_token cookie")
-        .to_owned();
+    let token = log_in_as(&client, project, &email, password);
     let id = crate::stack::start_execution(&client, project, &token, &["a rotated lighthouse".to_owned()]);
     let done = wait_execution(&client, project, &token, &id, Duration::from_secs(90), "finished", |state| {
         state["status"] == "completed" || state["status"] == "failed"

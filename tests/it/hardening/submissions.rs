@@ -11,8 +11,7 @@
 //! It first checks that deploy gave the API `TRUSTED_PROXIES` from the project network's own
 //! gateway (issue 16, "Must show" 5).
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use std::time::{Duration, Instant};
 use masstock_tests::require_tool;
 use serde_json::{json, Value};
 
-use crate::stack::{inspect, wait_execution, LocalStack, PASSWORD};
+use crate::stack::{add_user_as, inspect, log_in_as, wait_execution, LocalStack, PASSWORD};
 
 /// Prompts per execution.
 const PROMPTS: usize = 2;
@@ -48,9 +47,9 @@ pub(super) fn check(stack: &LocalStack) {
 
     let nonce = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let email = format!("submissions-{nonce}@example.com");
-    add_user(project, &email);
+    add_user_as(project, &email, PASSWORD);
     let client = project.client(true);
-    let token = log_in(&client, &project.api_url("/api/v1/auth/login"), &email);
+    let token = log_in_as(&client, project, &email, PASSWORD);
     let workflows: Value =
         client.get(project.api_url("/api/v1/workflows")).bearer_auth(&token).send().unwrap().json().unwrap();
     let workflow = workflows["items"][0]["id"].as_str().expect("a workflow").to_owned();
@@ -174,34 +173,4 @@ fn trusted_proxies_name_the_network_gateway(project: &crate::stack::Project) {
         .chain(gateways.iter().map(|gateway| format!("{gateway}/32")))
         .collect();
     assert_eq!(trusted, expected.join(","), "loopback and the network's gateway {gateways:?}");
-}
-
-/// Adds `email` with the api's own command, inside its container.
-fn add_user(project: &crate::stack::Project, email: &str) {
-    let mut add_user = Command::new(require_tool("docker"))
-        .args(["exec", "-i", &project.container("api"), "masstock-api", "user", "add", "--email", email])
-        .arg("--password-stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("docker exec");
-    add_user.stdin.take().unwrap().write_all(PASSWORD.as_bytes()).unwrap();
-    let added = add_user.wait_with_output().unwrap();
-    assert!(added.status.success(), "user add: {}", String::from_utf8_lossy(&added.stderr));
-}
-
-/// Logs `email` in through the edge; the access token.
-fn log_in(client: &reqwest::blocking::Client, url: &str, email: &str) -> String {
-    let response = client.post(url).json(&json!({ "email": email, "password": PASSWORD })).send().expect("log in");
-    assert_eq!(response.status(), 200, "log in: {:?}", response.text());
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find_map(|cookie| cookie.strip_prefix("access_token="))
-        .and_then(|rest| rest.split(';').next())
-        .expect("an access_token cookie")
-        .to_owned()
 }

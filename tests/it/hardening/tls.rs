@@ -17,7 +17,7 @@ use std::process::Command;
 use masstock_tests::require_tool;
 use serde_json::Value;
 
-use crate::nginx::{s_client, tls_handshake};
+use crate::nginx::{assert_tls_1_3_and_1_2_only, s_client};
 use crate::stack::LocalStack;
 
 /// testssl.sh findings of severity MEDIUM or higher (or a check it could not run, `WARN`) that
@@ -61,21 +61,7 @@ pub(super) fn check(stack: &LocalStack) {
 fn every_site_speaks_tls_1_3_and_1_2_only(stack: &LocalStack, ca_file: &Path) {
     let port = stack.project.sandbox.https_port;
     for (_, site) in stack.project.sandbox.stack.sites() {
-        let name = Some(site.domain.as_str());
-        for (option, protocol) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
-            let handshake = tls_handshake(port, name, ca_file, &[option]);
-            assert_eq!(
-                handshake.protocol.as_deref(),
-                Some(protocol),
-                "{} {option}:\n{}",
-                site.domain,
-                handshake.output
-            );
-        }
-        for option in ["-tls1_1", "-tls1"] {
-            let handshake = tls_handshake(port, name, ca_file, &[option]);
-            assert_eq!(handshake.protocol, None, "{} {option} is refused:\n{}", site.domain, handshake.output);
-        }
+        assert_tls_1_3_and_1_2_only(port, &site.domain, ca_file);
         secure_renegotiation_is_supported(port, &site.domain, ca_file);
     }
 }
