@@ -2,6 +2,7 @@
 //! and deploys and runs the MasStock stack.
 
 pub mod atomic;
+pub mod backup;
 pub mod certs;
 pub mod commands;
 pub mod config;

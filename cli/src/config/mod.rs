@@ -59,6 +59,9 @@ pub struct Config {
     /// Every container's lockdown, unless its service's `hardening` table overrides a key.
     #[serde(default)]
     pub hardening: Hardening,
+    /// Backups with restic (`masstockctl backup`, `restore`); none when absent.
+    #[serde(default)]
+    pub backup: Option<Backup>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -536,6 +539,63 @@ impl Default for Sessions {
 
 fn default_absolute_lifetime() -> Duration {
     Duration::from_secs(30 * 86_400)
+}
+
+/// The restic repository the stack is backed up to, what goes in it and how long it is kept.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// Any location restic accepts: a local path (relative to deploy.toml's folder), `sftp:`,
+    /// `s3:`, `rest:`, `b2:`, …
+    pub repository: String,
+    /// The repository's password: a `${NAME}` reference to the env file, never a value.
+    pub password: String,
+    /// Environment variables restic gets (a backend's credentials: `AWS_ACCESS_KEY_ID`, …),
+    /// each a `${NAME}` reference or a value that is no secret.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// restic's extended options (`-o name=value`), such as `sftp.command`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// The components backed up by default: `redis`, `uploads`, `n8n`, `postgres`. Absent: all of
+    /// them whose service is enabled.
+    #[serde(default)]
+    pub include: Option<Vec<String>>,
+    #[serde(default = "default_keep_daily")]
+    pub keep_daily: u32,
+    #[serde(default = "default_keep_weekly")]
+    pub keep_weekly: u32,
+    #[serde(default = "default_keep_monthly")]
+    pub keep_monthly: u32,
+    /// When the timer runs `backup` (systemd's `OnCalendar`).
+    #[serde(default = "default_backup_schedule")]
+    pub schedule: String,
+    /// When the timer runs `restore --drill` (systemd's `OnCalendar`).
+    #[serde(default = "default_drill_schedule")]
+    pub drill_schedule: String,
+    /// Where `backup install-timer` writes its units (default `/etc/systemd/system`).
+    #[serde(default)]
+    pub systemd_dir: Option<PathBuf>,
+}
+
+fn default_keep_daily() -> u32 {
+    7
+}
+
+fn default_keep_weekly() -> u32 {
+    4
+}
+
+fn default_keep_monthly() -> u32 {
+    6
+}
+
+fn default_backup_schedule() -> String {
+    "*-*-* 03:00:00".to_owned()
+}
+
+fn default_drill_schedule() -> String {
+    "Sun *-*-* 04:30:00".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

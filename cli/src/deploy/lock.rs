@@ -24,6 +24,8 @@ pub enum LockName {
     Deploy,
     /// The certificate store: certs issue and renew.
     Certs,
+    /// The backup repository and the data a restore replaces: backup, restore, drills.
+    Backup,
 }
 
 /// What to do with a lock whose holder is known to be dead.
@@ -41,6 +43,7 @@ impl LockName {
         match self {
             Self::Deploy => "deploy",
             Self::Certs => "certs",
+            Self::Backup => "backup",
         }
     }
 
@@ -52,7 +55,7 @@ impl LockName {
     pub fn when_stale(self) -> WhenStale {
         match self {
             Self::Deploy => WhenStale::Refuse,
-            Self::Certs => WhenStale::TakeOver,
+            Self::Certs | Self::Backup => WhenStale::TakeOver,
         }
     }
 }
@@ -95,6 +98,10 @@ impl LockError {
                     ),
                     LockName::Certs => format!(
                         "wait for it to finish; if it crashed, check `masstockctl --env {environment} certs status`, then remove `{}`",
+                        path.display()
+                    ),
+                    LockName::Backup => format!(
+                        "wait for it to finish (a backup, a restore or a drill); if it crashed, check `masstockctl --env {environment} backup ls`, then remove `{}`",
                         path.display()
                     ),
                 }]
