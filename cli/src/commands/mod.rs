@@ -1,5 +1,6 @@
 //! The command line: global flags, the command tree, and dispatch. One file per command.
 
+pub mod backup;
 pub mod build;
 pub mod certs;
 pub mod completions;
@@ -15,6 +16,7 @@ pub mod ports;
 pub mod queue;
 pub mod render;
 pub mod restart;
+pub mod restore;
 pub mod rollback;
 pub mod secrets;
 pub mod status;
@@ -125,6 +127,8 @@ pub enum Command {
     /// Obtain, renew and inspect the TLS certificates (ACME)
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    Backup(backup::BackupArgs),
+    Restore(restore::RestoreArgs),
     Completions(completions::CompletionsArgs),
 }
 
@@ -148,6 +152,8 @@ pub fn run(cli: &Cli, ui: &Ui) -> Result<ExitCode, CommandError> {
         Command::Cors(command) => cors::run(&cli.global, ui, command),
         Command::Ports(args) => ports::cmd_ports(&cli.global, ui, args),
         Command::Certs(command) => certs::run(&cli.global, ui, command),
+        Command::Backup(args) => backup::run(&cli.global, ui, args),
+        Command::Restore(args) => restore::cmd_restore(&cli.global, ui, args),
         Command::Completions(args) => completions::cmd_completions(ui, args),
     }
 }
