@@ -26,6 +26,7 @@ use std::fmt;
 use bollard::Docker;
 
 use crate::config::Stack;
+use crate::docker::{self, DockerError};
 use crate::report::Reporter;
 
 /// A part of the stack's data that is backed up on its own.
@@ -113,14 +114,143 @@ impl ComponentError {
 }
 
 /// Everything a drill created, removed by [`Scratch::remove_all`] whether the drill passed or not.
-/// Names start with [`Scratch::prefix`] (`<project>-drill-<random>`), so a drill killed before
-/// cleaning up leaves objects an operator (and the next drill) can recognise.
+/// Names start with [`Scratch::prefix`] (`<project>-drill-<random>`), and every Docker object
+/// carries the label `io.masstock.drill=<prefix>`, so a drill killed before cleaning up leaves
+/// objects an operator (and the next drill) can recognise.
 #[derive(Debug)]
 pub struct Scratch {
     pub prefix: String,
-    pub network: Option<String>,
-    pub containers: Vec<String>,
-    pub volumes: Vec<String>,
-    /// Databases created on the server of `DATABASE_URL`: (an admin URL to drop it with, its name).
-    pub databases: Vec<(String, String)>,
+    network: Option<String>,
+    containers: Vec<String>,
+    volumes: Vec<String>,
+    /// Databases created on the server of `DATABASE_URL`: (a URL to drop it from, its name).
+    databases: Vec<(String, String)>,
+}
+
+/// The label every scratch object carries, with its drill's prefix.
+pub const DRILL_LABEL: &str = "io.masstock.drill";
+
+impl Scratch {
+    #[must_use]
+    pub fn new(stack: &Stack) -> Self {
+        let random = uuid_like();
+        Self {
+            prefix: format!("{}-drill-{random}", stack.config.project.name),
+            network: None,
+            containers: Vec::new(),
+            volumes: Vec::new(),
+            databases: Vec::new(),
+        }
+    }
+
+    /// The labels to put on a scratch object.
+    #[must_use]
+    pub fn labels(&self) -> std::collections::HashMap<String, String> {
+        std::collections::HashMap::from([(DRILL_LABEL.to_owned(), self.prefix.clone())])
+    }
+
+    /// The drill's isolated network (internal: nothing in it reaches outside), created on first
+    /// use. The host still reaches its containers' addresses, which is how figures are read.
+    pub async fn network(&mut self, docker: &Docker) -> Result<String, DockerError> {
+        if let Some(network) = &self.network {
+            return Ok(network.clone());
+        }
+        let name = format!("{}-net", self.prefix);
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".to_owned()),
+            internal: Some(true),
+            labels: Some(self.labels()),
+            ..bollard::models::NetworkCreateRequest::default()
+        };
+        docker
+            .create_network(request)
+            .await
+            .map_err(|error| docker::api_error(format!("failed to create network `{name}`"), &error))?;
+        self.network = Some(name.clone());
+        Ok(name)
+    }
+
+    /// A name for a scratch object: `<prefix>-<what>`.
+    #[must_use]
+    pub fn name(&self, what: &str) -> String {
+        format!("{}-{what}", self.prefix)
+    }
+
+    /// Records a container to remove (with its anonymous volumes). Record it before creating it.
+    pub fn add_container(&mut self, name: String) {
+        self.containers.push(name);
+    }
+
+    /// Records a volume to remove. Record it before creating it.
+    pub fn add_volume(&mut self, name: String) {
+        self.volumes.push(name);
+    }
+
+    /// Records a database to drop: a URL of the same server that is not that database, and its
+    /// name. Record it before creating it.
+    pub fn add_database(&mut self, url: String, name: String) {
+        self.databases.push((url, name));
+    }
+
+    /// Removes everything recorded, containers first, and says what could not be removed (each
+    /// line names the object and the reason; no secret). Objects already gone are not problems.
+    pub async fn remove_all(self, docker: &Docker) -> Vec<String> {
+        let mut problems = Vec::new();
+        for container in &self.containers {
+            let options =
+                bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            if let Err(error) = docker.remove_container(container, Some(options)).await {
+                if !docker::is_not_found(&error) {
+                    problems.push(format!("container `{container}`: {}", docker::engine_message(&error)));
+                }
+            }
+        }
+        for volume in &self.volumes {
+            let options = bollard::query_parameters::RemoveVolumeOptionsBuilder::default().force(true).build();
+            if let Err(error) = docker.remove_volume(volume, Some(options)).await {
+                if !docker::is_not_found(&error) {
+                    problems.push(format!("volume `{volume}`: {}", docker::engine_message(&error)));
+                }
+            }
+        }
+        if let Some(network) = &self.network {
+            if let Err(error) = docker.remove_network(network).await {
+                if !docker::is_not_found(&error) {
+                    problems.push(format!("network `{network}`: {}", docker::engine_message(&error)));
+                }
+            }
+        }
+        for (url, database) in &self.databases {
+            if let Err(problem) = drop_database(url, database).await {
+                problems.push(format!("database `{database}`: {problem}"));
+            }
+        }
+        problems
+    }
+}
+
+/// `DROP DATABASE IF EXISTS … WITH (FORCE)` on the server of `url`; the reason, without the URL,
+/// when it fails.
+async fn drop_database(url: &str, database: &str) -> Result<(), String> {
+    use sqlx::Connection as _;
+    use std::str::FromStr as _;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|error| error.to_string())?;
+    let mut connection = sqlx::PgConnection::connect_with(&options).await.map_err(|error| error.to_string())?;
+    let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", database.replace('"', "\"\""));
+    sqlx::raw_sql(&statement).execute(&mut connection).await.map_err(|error| error.to_string())?;
+    connection.close().await.map_err(|error| error.to_string())
+}
+
+/// Ten random lowercase hex digits.
+fn uuid_like() -> String {
+    let mut bytes = [0_u8; 5];
+    // The fallback only makes two drills at once more likely to collide; their objects are still
+    // labelled.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        bytes[..4].copy_from_slice(&nanos.to_le_bytes());
+    }
+    crate::secrets::hex(&bytes)
 }
