@@ -2,7 +2,7 @@
 //! reproduce, and the scratch objects a drill creates.
 //!
 //! Four components hold what MasStock cannot regenerate: `redis` (the queue), `uploads` (result
-//! images), `n8n` (its SQLite and files) and `postgres` (the managed database). Each is stored as
+//! images), `n8n` (its `SQLite` and files) and `postgres` (the managed database). Each is stored as
 //! one file in a restic snapshot of its own, streamed through restic's standard input:
 //! `redis.rdb`, `uploads.tar`, `n8n.tar`, `postgres.dump` (`Component::filename`).
 //!

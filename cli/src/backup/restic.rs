@@ -288,7 +288,7 @@ impl Repository {
             path: self.scratch_dir.clone(),
             error: error.to_string(),
         };
-        fs_err::create_dir_all(&self.scratch_dir).map_err(|error| failed(&error))?;
+        private_folder(&self.scratch_dir).map_err(|error| failed(&error))?;
         remove_stale_password_files(&self.scratch_dir);
         // tempfile creates it 0600, with a random name, O_EXCL.
         let mut file = tempfile::Builder::new()
@@ -490,11 +490,6 @@ impl Repository {
                 &monthly,
             ])
             .await?;
-        #[derive(Deserialize)]
-        struct Group {
-            #[serde(default)]
-            remove: Option<Vec<serde_json::Value>>,
-        }
         let groups: Vec<Group> = serde_json::from_str(stdout.trim())
             .map_err(|error| ResticError::Unexpected { command: "forget".to_owned(), reason: error.to_string() })?;
         let removed = groups.iter().map(|group| group.remove.as_ref().map_or(0, Vec::len)).sum();
@@ -502,6 +497,13 @@ impl Repository {
             self.run(&["prune"]).await?;
         }
         Ok(removed)
+    }
+
+    /// Forgets the snapshots `ids` (their data goes at the next prune).
+    pub async fn forget_ids(&self, ids: &[String]) -> Result<(), ResticError> {
+        let mut arguments = vec!["forget"];
+        arguments.extend(ids.iter().map(String::as_str));
+        self.run(&arguments).await.map(drop)
     }
 
     /// `restic check` (with `--read-data-subset` when given): what it said, or why it failed.
@@ -512,6 +514,13 @@ impl Repository {
         }
         self.run(&arguments).await.map(|stdout| self.scrub(&stdout))
     }
+}
+
+/// A group of `restic forget --json`: what it removes.
+#[derive(Deserialize)]
+struct Group {
+    #[serde(default)]
+    remove: Option<Vec<serde_json::Value>>,
 }
 
 fn snapshot_has(snapshot: &Snapshot, tag: &str) -> bool {
@@ -616,6 +625,13 @@ impl Dump {
 fn last_lines(text: &str) -> String {
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" / ")
+}
+
+/// Creates `folder` (and its parents) when missing, and makes it 0700: it holds password files.
+pub fn private_folder(folder: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs_err::create_dir_all(folder)?;
+    fs_err::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Removes password files more than an hour old that a killed run left behind.

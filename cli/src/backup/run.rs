@@ -45,6 +45,8 @@ pub enum RunError {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Status(#[from] StatusError),
+    #[error("interrupted: the snapshot under way was not saved, those finished before are kept")]
+    Interrupted,
 }
 
 impl RunError {
@@ -53,7 +55,7 @@ impl RunError {
         match self {
             Self::Restic(error) => error.hints(),
             Self::Docker(error) => error.hint().map(str::to_owned).into_iter().collect(),
-            Self::Status(_) => Vec::new(),
+            Self::Status(_) | Self::Interrupted => Vec::new(),
         }
     }
 }
@@ -121,14 +123,19 @@ pub fn present(stack: &Stack, component: Component) -> bool {
     }
 }
 
-/// Backs `components` up in one run, applies the retention, records the outcome.
+/// Backs `components` up in one run, applies the retention, records the outcome. Stops at
+/// `interrupted`: the snapshot under way is not saved (restic is killed before its input ends).
 pub async fn back_up(
     target: &Target<'_>,
     repository: &Repository,
     components: &[Component],
+    interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     let run = store::new_run();
-    let outcome = run_components(target, repository, components, &run).await;
+    let outcome = tokio::select! {
+        outcome = run_components(target, repository, components, &run) => outcome,
+        () = interrupted => Err(RunError::Interrupted),
+    };
     let (ok, summary) = match &outcome {
         Ok(report) if report.ok() => (
             true,
@@ -170,13 +177,25 @@ async fn run_components(
                 ));
                 report.stored.push(stored);
             }
-            Err(error) => {
-                target.reporter.step(&format!("{error}"));
-                report.failed.push(error);
-            }
+            Err(error) => report.failed.push(error),
         }
     }
     if report.failed.is_empty() {
+        // Snapshots of interrupted runs hold no figures and are never restored from: they would
+        // only take a place in the retention.
+        let incomplete: Vec<String> = repository
+            .snapshots(&store::stack_filter(target))
+            .await?
+            .into_iter()
+            .filter(|snapshot| !snapshot.complete)
+            .map(|snapshot| snapshot.id)
+            .collect();
+        if !incomplete.is_empty() {
+            target
+                .reporter
+                .step(&format!("forgetting {} incomplete snapshot(s) of interrupted runs", incomplete.len()));
+            repository.forget_ids(&incomplete).await?;
+        }
         let backup = target.stack.config.backup.as_ref().ok_or(ResticError::NotDeclared)?;
         target.reporter.step("retention: forgetting and pruning…");
         report.forgotten = Some(repository.forget(backup, &store::stack_filter(target)).await);

@@ -7,6 +7,7 @@
 //! safety snapshots); a drill only the backup lock. Ctrl-C stops either cleanly: a restore starts
 //! what it stopped, a drill removes what it created. A drill records its outcome for `doctor`.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
@@ -48,14 +49,6 @@ pub struct RestoreArgs {
     pub drill: bool,
 }
 
-async fn interrupted() {
-    // Without a handler the signal would kill masstockctl midway; when one cannot be installed,
-    // the work is never interrupted.
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 pub fn cmd_restore(global: &GlobalArgs, ui: &Ui, args: &RestoreArgs) -> Result<ExitCode, CommandError> {
     let stack = global.load_stack(ui)?;
     let repository = Repository::of(&stack)?;
@@ -70,7 +63,7 @@ pub fn cmd_restore(global: &GlobalArgs, ui: &Ui, args: &RestoreArgs) -> Result<E
         let target = Target { stack: &stack, docker: &docker, reporter: &reporter };
         let chosen = restore::choose(&repository, &store::stack_filter(&target), &named, &args.snapshot).await?;
         if args.drill {
-            let report = restore::drill(&target, &repository, &chosen, interrupted()).await;
+            let report = restore::drill(&target, &repository, &chosen, crate::runtime::interrupted()).await;
             let summary = drill_summary(&report);
             status::record(&stack, Kind::Drill, status::Run { at: chrono::Utc::now(), ok: report.ok(), summary })
                 .map_err(CommandError::failure)?;
@@ -81,7 +74,7 @@ pub fn cmd_restore(global: &GlobalArgs, ui: &Ui, args: &RestoreArgs) -> Result<E
             print_plan(ui, &target, &chosen);
             return Ok(ExitCode::SUCCESS);
         }
-        let report = restore::restore(&target, &repository, &chosen, interrupted()).await?;
+        let report = restore::restore(&target, &repository, &chosen, crate::runtime::interrupted()).await?;
         print_restore(ui, &report);
         Ok(if report.restored.iter().all(restore::Restored::ok) { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })?
@@ -121,12 +114,13 @@ fn print_plan(ui: &Ui, target: &Target<'_>, chosen: &[Chosen]) {
     }
     let mut text = String::from("would restore:\n");
     for chosen in chosen {
-        text.push_str(&format!("  {}\n", chosen_words(chosen)));
+        let _ = writeln!(text, "  {}", chosen_words(chosen));
     }
-    text.push_str(&format!(
-        "after a safety snapshot of each, stopping {} and starting them again\nnothing was changed: add `--yes` to restore\n",
+    let _ = writeln!(
+        text,
+        "after a safety snapshot of each, stopping {} and starting them again\nnothing was changed: add `--yes` to restore",
         if stopped.is_empty() { "nothing".to_owned() } else { stopped.join(", ") }
-    ));
+    );
     ui.data(&text);
 }
 

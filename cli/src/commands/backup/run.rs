@@ -30,7 +30,7 @@ pub fn cmd_backup(global: &GlobalArgs, ui: &Ui, args: &RunArgs) -> Result<ExitCo
     let report = crate::runtime::block_on(async {
         let docker = crate::docker::connect().await?;
         let target = Target { stack: &stack, docker: &docker, reporter: &reporter };
-        Ok::<_, CommandError>(run::back_up(&target, &repository, &components).await?)
+        Ok::<_, CommandError>(run::back_up(&target, &repository, &components, crate::runtime::interrupted()).await?)
     })??;
     print(ui, &repository, &report);
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
