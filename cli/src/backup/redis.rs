@@ -469,7 +469,8 @@ async fn rdb_path(connection: &mut MultiplexedConnection, secret: &Secret) -> Re
 /// go: the figures and the save's `save_marker` before it.
 async fn pause_read_and_save(live: &Live, connection: &mut MultiplexedConnection) -> Result<(Figures, u64), Error> {
     let secret = &live.secret;
-    for attempt in 1..=SAVE_ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         let deadline = Instant::now() + LONG_WORK;
         let before = loop {
             let persistence = info(connection, "persistence", secret).await?;
@@ -504,11 +505,12 @@ async fn pause_read_and_save(live: &Live, connection: &mut MultiplexedConnection
         match saved {
             Ok(_) => return Ok((figures, marker)),
             // Another fork started between our look and our save: look again.
-            Err(Error::Command { message, .. }) if attempt < SAVE_ATTEMPTS && message.contains("in progress") => {}
+            Err(Error::Command { message, .. }) if attempt < SAVE_ATTEMPTS && message.contains("in progress") => {
+                attempt += 1;
+            }
             Err(error) => return Err(error),
         }
     }
-    unreachable!("the last attempt returns")
 }
 
 /// Waits until the save forked after `marker` ends: its `save_marker`, or why it failed.
@@ -697,6 +699,8 @@ fn throwaway_body(
                 ..Mount::default()
             }]),
             network_mode: Some(network.to_owned()),
+            // Redis writes to its volume only.
+            readonly_rootfs: Some(true),
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
             ..HostConfig::default()
@@ -1161,6 +1165,26 @@ mod tests {
         let problems = scratch.remove_all(&docker).await;
         assert_eq!(drilled.unwrap(), captured);
         assert_eq!(problems, Vec::<String>::new());
+
+        // A copy tampered with fails its checksum: the drill says the throwaway did not load it.
+        let mut tampered = rdb.clone();
+        let middle = tampered.len() / 2;
+        tampered[middle] ^= 0xff;
+        let mut scratch = Scratch::new(&stack);
+        let drilled = drill(&target, &mut scratch, &mut tampered.as_slice()).await;
+        let problems = scratch.remove_all(&docker).await;
+        assert!(matches!(&drilled, Err(Error::Throwaway { .. })), "{drilled:?}");
+        let hints = drilled.unwrap_err().hints();
+        assert!(hints.iter().any(|line| line.contains("checksum") || line.contains("RDB")), "{hints:?}");
+        assert_eq!(problems, Vec::<String>::new());
+
+        // Putting back a copy that does not load fails, and the service still serves what it had:
+        // its AOF was not touched.
+        apply::stop(&docker, &container, 10).await.unwrap();
+        let failed = put_back(&target, &mut tampered.as_slice()).await;
+        assert!(matches!(&failed, Err(Error::Throwaway { .. })), "{failed:?}");
+        start_redis(&docker, &stack, &spec, false).await;
+        assert_eq!(measure(&target).await.unwrap(), captured);
     }
 
     #[test]
