@@ -1085,6 +1085,27 @@ mod tests {
         (url, connection)
     }
 
+    /// The paths under `path` in `container` (running or not) and their owners, as the engine
+    /// reads them.
+    async fn files_in(docker: &Docker, container: &str, path: &str) -> Vec<(String, u64)> {
+        let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
+        let mut stream = docker.download_from_container(container, Some(options));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.unwrap());
+        }
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        archive
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let path = entry.path().unwrap().display().to_string();
+                (path, entry.header().uid().unwrap())
+            })
+            .collect()
+    }
+
     /// The keys without a TTL, counted one by one (not by `INFO`, which the code reads).
     async fn keys_without_ttl(connection: &mut MultiplexedConnection) -> u64 {
         let keys: Vec<String> = connection.keys("*").await.unwrap();
@@ -1151,6 +1172,16 @@ mod tests {
         // Into the volume holding other data.
         apply::stop(&docker, &container, 10).await.unwrap();
         put_back(&target, &mut rdb.as_slice()).await.unwrap();
+        // Redis's user owns every file, and the AOF is one new base and its increment.
+        let files = files_in(&docker, &container, DATA).await;
+        assert!(files.iter().all(|(_, uid)| *uid == 999), "{files:?}");
+        let aof: Vec<&str> = files
+            .iter()
+            .filter_map(|(path, _)| path.strip_prefix("data/appendonlydir/"))
+            .filter(|name| !name.is_empty())
+            .collect();
+        assert_eq!(aof.len(), 3, "{files:?}");
+        assert!(aof.iter().any(|name| name.ends_with(".base.rdb")) && aof.contains(&"appendonly.aof.manifest"));
         start_redis(&docker, &stack, &spec, false).await;
         assert_eq!(measure(&target).await.unwrap(), captured);
         let (_, mut connection) = connection_to(&docker, &stack, &password).await;
