@@ -498,12 +498,16 @@ impl Throwaway {
     async fn create_with(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<Self, Error> {
         let options = CreateContainerOptionsBuilder::default().name(name).build();
         // Armed before the request: a create cancelled halfway may still have made it.
-        let throwaway = Self { docker: docker.clone(), name: name.to_owned(), armed: true };
-        docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|error| docker::api_error(format!("failed to create container `{name}`"), &error))?;
-        Ok(throwaway)
+        let mut throwaway = Self { docker: docker.clone(), name: name.to_owned(), armed: true };
+        match docker.create_container(Some(options), body).await {
+            Ok(_) => Ok(throwaway),
+            Err(error) => {
+                // The engine answered that it made nothing: there is nothing of ours to remove
+                // (and a name taken by someone else must not be removed).
+                throwaway.armed = !engine_answered(&error);
+                Err(docker::api_error(format!("failed to create container `{name}`"), &error).into())
+            }
+        }
     }
 
     /// Removes the container, then answers `result` (or the removal's failure when `result` is
@@ -560,9 +564,14 @@ impl Paused {
             return Ok(None);
         }
         // Armed before the request: a pause cancelled halfway may still have frozen it.
-        let paused = Self { docker: docker.clone(), container: container.to_owned(), armed: true };
-        docker.pause_container(container).await.map_err(|error| pause_error(docker::engine_message(&error)))?;
-        Ok(Some(paused))
+        let mut paused = Self { docker: docker.clone(), container: container.to_owned(), armed: true };
+        match docker.pause_container(container).await {
+            Ok(()) => Ok(Some(paused)),
+            Err(error) => {
+                paused.armed = !engine_answered(&error);
+                Err(pause_error(docker::engine_message(&error)))
+            }
+        }
     }
 
     async fn unpause(mut self) -> Result<(), Error> {
@@ -583,6 +592,12 @@ impl Drop for Paused {
             });
         }
     }
+}
+
+/// Whether the engine answered the request (with an error status): then it did not do it. Other
+/// errors (a timeout, a broken connection) leave it unknown.
+fn engine_answered(error: &bollard::errors::Error) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { .. })
 }
 
 /// Unpauses `container`; one that is not paused (or gone) is not a failure.
@@ -1017,6 +1032,26 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(leftovers(&docker, &project).await, 0);
+    }
+
+    #[test]
+    fn the_components_name_their_volume_and_n8n_is_paused_only_when_enabled() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
+        let mut stack = Stack::load(&path, "production").expect("the shipped deploy.toml is valid");
+        let project = stack.config.project.name.clone();
+        let uploads = subject(Component::Uploads, &stack).unwrap();
+        assert_eq!((uploads.volume, uploads.root, uploads.pause), (format!("{project}_uploads"), "uploads", None));
+        let n8n = subject(Component::N8n, &stack).unwrap();
+        assert_eq!(
+            (n8n.volume, n8n.root, n8n.pause),
+            (format!("{project}_n8n_data"), "n8n", Some(format!("{project}_n8n")))
+        );
+        assert!(matches!(subject(Component::Redis, &stack), Err(Error::NotAVolume(Component::Redis))));
+        stack.config.services.get_mut("n8n").unwrap().enabled = false;
+        assert_eq!(subject(Component::N8n, &stack).unwrap().pause, None);
+        stack.config.services.get_mut("n8n").unwrap().volumes.clear();
+        let error = subject(Component::N8n, &stack).err().unwrap();
+        assert_eq!(error.to_string(), "service `n8n` mounts no volume of `[volumes]`");
     }
 
     #[test]
