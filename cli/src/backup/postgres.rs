@@ -1,5 +1,5 @@
 //! The `postgres` component: the managed database of `DATABASE_URL` dumped with `pg_dump
-//! --format=custom`, put back and drilled with ``pg_restore``, its figures (`rows.<table>`) counted
+//! --format=custom`, put back and drilled with `pg_restore`, its figures (`rows.<table>`) counted
 //! with `sqlx` (see `crate::backup` for the four functions' contract).
 //!
 //! # The database
@@ -35,7 +35,8 @@
 //! REPEATABLE READ, READ ONLY` and exports its snapshot (`pg_export_snapshot()`); `pg_dump` runs
 //! with `--snapshot=<id>`, so it sees exactly what that transaction sees, while the same
 //! transaction counts the rows of every table of the `public` schema (`rows.<table>`; partitions
-//! count in their parent). The transaction stays open until `pg_dump` ends. `pg_dump`'s stdout is
+//! count in their parent; in a savepoint, so that a failed count leaves the snapshot importable and
+//! `pg_dump` says what is wrong). The transaction stays open until `pg_dump` ends. `pg_dump`'s stdout is
 //! copied into the sink as it comes (no temporary file, never whole in memory). When `pg_dump` fails
 //! (permissions, a wrong password, the server gone), the error quotes its words; when the sink
 //! breaks (restic stopped), `pg_dump` is stopped too. The sink is flushed, not shut down: closing
@@ -273,6 +274,12 @@ async fn capture_database(
         .fetch_one(&mut connection)
         .await
         .map_err(|error| database.query_error(name, "pg_export_snapshot()", &error))?;
+    // The counts run in a savepoint: one that fails (a table we may not read) aborts only the
+    // savepoint, so the snapshot stays importable and pg_dump says what is wrong in its own words.
+    sqlx::raw_sql("SAVEPOINT counting")
+        .execute(&mut connection)
+        .await
+        .map_err(|error| database.query_error(name, "SAVEPOINT", &error))?;
 
     let password_file = database.password_file()?;
     let mut command = database.command(&client.pg_dump, name, password_file.as_ref());
@@ -291,7 +298,14 @@ async fn capture_database(
         tokio::io::copy(&mut stdout, sink).await?;
         sink.flush().await
     };
-    let (copied, figures) = tokio::join!(copy, count_rows(database, &mut connection, name));
+    let counting = async {
+        let figures = count_rows(database, &mut connection, name).await;
+        if figures.is_err() {
+            let _ = sqlx::raw_sql("ROLLBACK TO SAVEPOINT counting").execute(&mut connection).await;
+        }
+        figures
+    };
+    let (copied, figures) = tokio::join!(copy, counting);
     if copied.is_err() {
         let _ = child.start_kill();
     }
@@ -787,4 +801,338 @@ fn percent_encode(text: &str) -> String {
         }
     }
     encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::report::Silent;
+    use crate::secrets::EnvFile;
+
+    /// The role `script/bootstrap` creates that may log in but read none of masstock's tables.
+    const NOREAD_USER: &str = "masstock_noread";
+    const NOREAD_PASSWORD: &str = "noread-pw-7c1e";
+
+    fn admin_url() -> String {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://masstock:masstock@127.0.0.1:5432/masstock_test".to_owned())
+    }
+
+    fn url_of(database: &str) -> String {
+        let mut url = url::Url::parse(&admin_url()).unwrap();
+        url.set_path(&format!("/{database}"));
+        url.into()
+    }
+
+    fn url_as(user: &str, password: &str, database: &str) -> String {
+        let mut url = url::Url::parse(&url_of(database)).unwrap();
+        url.set_username(user).unwrap();
+        url.set_password(Some(password)).unwrap();
+        url.into()
+    }
+
+    async fn connect(url: &str) -> sqlx::PgConnection {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url).unwrap();
+        sqlx::PgConnection::connect_with(&options)
+            .await
+            .unwrap_or_else(|error| panic!("PostgreSQL is not reachable ({error}): run `script/bootstrap`"))
+    }
+
+    async fn execute(url: &str, statements: &str) {
+        let mut connection = connect(url).await;
+        sqlx::raw_sql(statements).execute(&mut connection).await.unwrap();
+        connection.close().await.unwrap();
+    }
+
+    async fn exists(name: &str) -> bool {
+        let mut connection = connect(&admin_url()).await;
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut connection)
+            .await
+            .unwrap();
+        connection.close().await.unwrap();
+        found.is_some()
+    }
+
+    /// A database of this test's own, dropped when it goes out of scope, even after a failure.
+    struct TestDatabase {
+        name: String,
+        url: String,
+    }
+
+    impl TestDatabase {
+        /// A new database with `users`, `executions` (one per user) and `execution_results`.
+        async fn seeded(purpose: &str) -> Self {
+            let name = format!("pgbackup_{purpose}_{}", super::super::uuid_like());
+            execute(&admin_url(), &format!("CREATE DATABASE {}", quote_identifier(&name))).await;
+            let database = Self { url: url_of(&name), name };
+            execute(
+                &database.url,
+                "CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL);
+                 CREATE TABLE executions (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users(id), payload text);
+                 CREATE TABLE execution_results (id serial PRIMARY KEY, execution_id int REFERENCES executions(id), body text);
+                 INSERT INTO users (email) SELECT 'user' || n || '@example.com' FROM generate_series(1, 200) n;
+                 INSERT INTO executions (user_id, payload) SELECT n, repeat('p', 200) FROM generate_series(1, 200) n;
+                 INSERT INTO execution_results (execution_id, body) SELECT 1 + n % 200, md5(n::text) FROM generate_series(1, 30000) n;",
+            )
+            .await;
+            database
+        }
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            let name = self.name.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(super::super::drop_database(&admin_url(), &name))
+            })
+            .join()
+            .expect("the drop thread ends")
+            .expect("the test database is dropped");
+        }
+    }
+
+    /// The shipped deploy.toml with an env file whose `DATABASE_URL` is `url`.
+    fn stack(url: &str) -> Stack {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
+        let mut stack = Stack::load(&path, "production").expect("the shipped deploy.toml is valid");
+        let env_file = EnvFile::parse(Path::new("/nowhere/.env"), &format!("DATABASE_URL={url}\n")).unwrap();
+        stack.secrets.env_file = Some(env_file);
+        stack
+    }
+
+    fn docker() -> bollard::Docker {
+        bollard::Docker::connect_with_local_defaults().expect("a Docker client")
+    }
+
+    fn target<'a>(stack: &'a Stack, docker: &'a bollard::Docker) -> Target<'a> {
+        Target { stack, docker, reporter: &Silent }
+    }
+
+    #[tokio::test]
+    async fn capture_dumps_and_counts_one_snapshot_while_rows_are_inserted() {
+        let database = TestDatabase::seeded("capture").await;
+        let (stack, docker) = (stack(&database.url), docker());
+        let target = target(&stack, &docker);
+        // Another connection adds a user and their execution in one transaction, over and over: any
+        // consistent view has as many executions as users.
+        let stop = AtomicBool::new(false);
+        let inserting = async {
+            let mut connection = connect(&database.url).await;
+            let mut pairs = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                sqlx::raw_sql(
+                    "BEGIN; WITH added AS (INSERT INTO users (email) VALUES ('late@example.com') RETURNING id)
+                     INSERT INTO executions (user_id) SELECT id FROM added; COMMIT;",
+                )
+                .execute(&mut connection)
+                .await
+                .unwrap();
+                pairs += 1;
+            }
+            connection.close().await.unwrap();
+            pairs
+        };
+        let mut dump = Vec::new();
+        let capturing = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let figures = capture(&target, &mut dump).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop.store(true, Ordering::Relaxed);
+            figures
+        };
+        let (pairs, figures) = tokio::join!(inserting, capturing);
+        let figures = figures.expect("the capture succeeds");
+
+        assert_eq!(
+            figures.keys().collect::<Vec<_>>(),
+            ["rows.execution_results", "rows.executions", "rows.users"],
+            "every table of `public`"
+        );
+        assert_eq!(figures["rows.users"], figures["rows.executions"], "one snapshot: {figures:?}");
+        assert!(figures["rows.users"] > 200, "rows inserted before the capture are in it: {figures:?}");
+        assert_eq!(figures["rows.execution_results"], 30_000);
+        assert!(dump.starts_with(b"PGDMP"), "a custom-format archive");
+        let live = measure(&target).await.unwrap();
+        assert_eq!(live["rows.users"], 200 + pairs, "measure counts the live database");
+        assert!(live["rows.users"] > figures["rows.users"], "rows were inserted after the snapshot: {live:?}");
+
+        // What the dump holds is what the figures say: restored into a scratch database, it counts
+        // the same.
+        let mut scratch = Scratch::new(&stack);
+        let drilled = drill(&target, &mut scratch, &mut dump.as_slice()).await;
+        let recorded = scratch.databases.clone();
+        let problems = scratch.remove_all(&docker).await;
+        assert_eq!(drilled.expect("the drill succeeds"), figures);
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        let (drop_url, scratch_name) = &recorded[0];
+        assert!(scratch_name.starts_with(&format!("{}_drill_", database.name)), "{scratch_name}");
+        assert_eq!(*drop_url, database.url, "dropped from the live database's connection");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(!exists(scratch_name).await, "remove_all drops the scratch database");
+    }
+
+    #[tokio::test]
+    async fn put_back_undoes_changes_in_one_transaction_and_recreates_a_dropped_database() {
+        let database = TestDatabase::seeded("putback").await;
+        let (stack, docker) = (stack(&database.url), docker());
+        let target = target(&stack, &docker);
+        let mut dump = Vec::new();
+        let figures = capture(&target, &mut dump).await.unwrap();
+        execute(
+            &database.url,
+            "INSERT INTO users (email) VALUES ('new@example.com');
+             DELETE FROM execution_results WHERE id % 2 = 0;
+             UPDATE users SET email = 'changed' WHERE id = 1;",
+        )
+        .await;
+        let changed = measure(&target).await.unwrap();
+        assert_ne!(changed, figures);
+
+        // A broken archive fails and changes nothing.
+        let error = put_back(&target, &mut &dump[..dump.len() / 2]).await.expect_err("half a dump is refused");
+        assert!(matches!(error, Error::Restore { unchanged: true, .. }), "{error:?}");
+        assert!(error.hints().iter().any(|hint| hint.contains("nothing was changed")), "{:?}", error.hints());
+        assert_eq!(measure(&target).await.unwrap(), changed, "the failed restore was rolled back");
+
+        execute(&database.url, "DROP TABLE execution_results").await;
+        put_back(&target, &mut dump.as_slice()).await.expect("the restore succeeds");
+        assert_eq!(measure(&target).await.unwrap(), figures, "the changes are gone");
+        let mut connection = connect(&database.url).await;
+        let email: String =
+            sqlx::query_scalar("SELECT email FROM users WHERE id = 1").fetch_one(&mut connection).await.unwrap();
+        connection.close().await.unwrap();
+        assert_eq!(email, "user1@example.com");
+
+        super::super::drop_database(&admin_url(), &database.name).await.unwrap();
+        assert!(!exists(&database.name).await);
+        put_back(&target, &mut dump.as_slice()).await.expect("a dropped database is created and restored");
+        assert_eq!(measure(&target).await.unwrap(), figures, "everything is back");
+    }
+
+    #[tokio::test]
+    async fn a_refused_dump_quotes_pg_dump_and_never_the_password() {
+        let database = TestDatabase::seeded("refused").await;
+        let docker = docker();
+        let noread = stack(&url_as(NOREAD_USER, NOREAD_PASSWORD, &database.name));
+        let mut dump = Vec::new();
+        let error = match capture(&target(&noread, &docker), &mut dump).await {
+            Err(Error::Connect { reason, .. }) if reason.contains("password authentication failed") => {
+                panic!("role `{NOREAD_USER}` cannot log in: run `script/bootstrap`")
+            }
+            other => other.expect_err("a role that may not read the tables cannot dump them"),
+        };
+        let message = error.to_string();
+        assert!(matches!(error, Error::Dump { .. }), "pg_dump's refusal, not our count's: {error:?}");
+        assert!(message.contains("pg_dump: error:") && message.contains("permission denied"), "{message}");
+        assert!(message.contains(&format!("127.0.0.1:5432/{}", database.name)), "{message}");
+        assert!(!message.contains(NOREAD_PASSWORD), "{message}");
+        assert!(error.hints().iter().any(|hint| hint.contains("grant it `SELECT`")), "{:?}", error.hints());
+
+        let wrong = "wrong-pw-%2F-3b9d";
+        let stack = stack(&url_as("masstock", wrong, &database.name));
+        let error = capture(&target(&stack, &docker), &mut dump).await.expect_err("a wrong password is refused");
+        let message = format!("{error} {:?}", error.hints());
+        assert!(message.contains("password authentication failed"), "{message}");
+        assert!(!message.contains("wrong-pw"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn the_client_is_the_one_of_the_servers_major() {
+        let database = TestDatabase::seeded("client").await;
+        let (stack, docker) = (stack(&database.url), docker());
+        let client = client(&target(&stack, &docker)).await.unwrap();
+        let mut connection = connect(&database.url).await;
+        let number: String = sqlx::query_scalar("SHOW server_version_num").fetch_one(&mut connection).await.unwrap();
+        connection.close().await.unwrap();
+        let major = major_of_number(number.parse().unwrap());
+        assert_eq!(client.major, major);
+        assert_eq!(client.pg_dump, Path::new(DEBIAN_CLIENTS).join(&major).join("bin/pg_dump"), "Debian's layout first");
+        assert_eq!(client.pg_restore, client.pg_dump.with_file_name("pg_restore"));
+        assert_eq!(major_of(&client.version), major);
+        assert!(client.to_string().starts_with(&format!("pg_dump {major}.")), "{client}");
+    }
+
+    #[tokio::test]
+    async fn without_debians_layout_a_pg_dump_on_path_of_that_major_is_used() {
+        let pg_dump = which("pg_dump");
+        let version = tool_version(&pg_dump).await.expect("pg_dump says its version");
+        let empty = tempfile::tempdir().unwrap();
+        let folder = pg_dump.parent().unwrap().as_os_str();
+        let client = find_client(&major_of(&version), empty.path(), Some(folder)).await.unwrap();
+        assert_eq!((client.pg_dump, client.version), (pg_dump, version));
+    }
+
+    #[tokio::test]
+    async fn a_major_that_is_not_installed_says_which_package_to_install() {
+        let path = std::env::var_os("PATH");
+        let error = find_client("99", Path::new(DEBIAN_CLIENTS), path.as_deref()).await.expect_err("no PostgreSQL 99");
+        let message = error.to_string();
+        assert!(message.starts_with("no `pg_dump` of PostgreSQL 99"), "{message}");
+        assert!(message.contains(&format!("`{}` is ", which("pg_dump").display())), "says what it found: {message}");
+        assert!(error.hints()[0].contains("`apt install postgresql-client-99`"), "{:?}", error.hints());
+    }
+
+    /// `tool`'s path on `PATH`; fails with the way to install it.
+    fn which(tool: &str) -> PathBuf {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|folder| folder.join(tool))
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| panic!("`{tool}` is not installed: run `script/bootstrap`"))
+    }
+
+    #[test]
+    fn the_url_reaches_the_tools_only_through_their_environment() {
+        let url = "postgres://app%40x:p%3Ass%2Fw0rd@host.docker.internal:6543/main?sslmode=require&options=-c%20x%3D1";
+        let database = Database::parse(url, Vec::new()).unwrap();
+        assert_eq!(
+            (database.host.as_str(), database.port, database.user.as_deref(), database.password.as_deref()),
+            ("127.0.0.1", 6543, Some("app@x"), Some("p:ss/w0rd"))
+        );
+        assert_eq!(database.name, "main");
+        assert_eq!(
+            database.url_for("other"),
+            "postgres://app%40x:p%3Ass%2Fw0rd@127.0.0.1:6543/other?sslmode=require&options=-c%20x%3D1"
+        );
+        let file = database.password_file().unwrap().unwrap();
+        assert_eq!(fs_err::read_to_string(file.path()).unwrap(), "*:*:*:*:p\\:ss/w0rd\n");
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(fs_err::metadata(file.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let command = database.command(Path::new("/bin/true"), "main", Some(&file));
+        let command = command.as_std();
+        let arguments: Vec<_> = command.get_args().collect();
+        assert_eq!(arguments, ["--no-password"]);
+        let environment: BTreeMap<_, _> =
+            command.get_envs().filter_map(|(key, value)| Some((key.to_str()?, value?.to_str()?))).collect();
+        assert_eq!(environment["PGHOST"], "127.0.0.1");
+        assert_eq!(environment["PGPORT"], "6543");
+        assert_eq!(environment["PGUSER"], "app@x");
+        assert_eq!(environment["PGDATABASE"], "main");
+        assert_eq!(environment["PGSSLMODE"], "require");
+        assert_eq!(environment["PGOPTIONS"], "-c x=1");
+        assert_eq!(environment["PGPASSFILE"], file.path().to_str().unwrap());
+        assert!(!environment.contains_key("PGPASSWORD"));
+        assert!(!environment.values().any(|value| value.contains("w0rd")), "{environment:?}");
+        assert_eq!(database.quote("FATAL: p:ss/w0rd and p%3Ass%2Fw0rd\n"), "FATAL: *** and ***");
+    }
+
+    #[test]
+    fn names_and_versions() {
+        assert_eq!(major_of_number(150_018), "15");
+        assert_eq!(major_of_number(170_002), "17");
+        assert_eq!(major_of_number(90_624), "9.6");
+        assert_eq!(major_of("15.18"), "15");
+        assert_eq!(major_of("9.6.24"), "9.6");
+        assert_eq!(scratch_database_name("masstock", "masstock-drill-0a1b2c3d4e"), "masstock_drill_0a1b2c3d4e");
+        let long = scratch_database_name(&"é".repeat(40), "p-drill-0a1b2c3d4e");
+        assert!(long.len() <= 63 && long.ends_with("_drill_0a1b2c3d4e"), "{long}");
+        assert!(Database::parse("redis://x@y/0", Vec::new()).is_err());
+    }
 }
