@@ -1016,6 +1016,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_services_schema_comes_back_whole_from_a_dropped_database_and_in_a_drill() {
+        let name = format!("pgbackup_schema_{}", super::super::uuid_like());
+        execute(&admin_url(), &format!("CREATE DATABASE {}", quote_identifier(&name))).await;
+        let database = TestDatabase { url: url_of(&name), name };
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/schema/migrations");
+        let mut migrations: Vec<PathBuf> =
+            fs_err::read_dir(&folder).unwrap().map(|entry| entry.unwrap().path()).collect();
+        migrations.sort();
+        for migration in &migrations {
+            execute(&database.url, &fs_err::read_to_string(migration).unwrap()).await;
+        }
+        execute(
+            &database.url,
+            "INSERT INTO users (email, password_hash) VALUES ('ada@example.com', '$argon2id$v=19$x');
+             INSERT INTO executions (user_id, workflow_id, prompts, progress_total)
+               SELECT id, '0b6f2c1e-6a43-4c1f-9a57-2d1e5f0c7a10', '[\"a cat\", \"a dog\"]', 2 FROM users;
+             INSERT INTO execution_results (execution_id, prompt_index, content_type, storage_location, size_bytes)
+               SELECT id, 0, 'image/png', 'results/a.png', 1234 FROM executions;
+             INSERT INTO execution_prompt_failures (execution_id, prompt_index, error, permanent)
+               SELECT id, 1, 'refused', true FROM executions;",
+        )
+        .await;
+        let (stack, docker) = (stack(&database.url), docker());
+        let target = target(&stack, &docker);
+        let mut dump = Vec::new();
+        let figures = capture(&target, &mut dump).await.unwrap();
+        for table in ["users", "executions", "execution_results", "execution_prompt_failures", "workflows"] {
+            assert_eq!(figures[&format!("rows.{table}")], 1, "{figures:?}");
+        }
+
+        let mut scratch = Scratch::new(&stack);
+        let drilled = drill(&target, &mut scratch, &mut dump.as_slice()).await;
+        let problems = scratch.remove_all(&docker).await;
+        assert_eq!(drilled.unwrap(), figures);
+        assert!(problems.is_empty(), "{problems:?}");
+
+        super::super::drop_database(&admin_url(), &database.name).await.unwrap();
+        put_back(&target, &mut dump.as_slice()).await.expect("the schema and its rows come back");
+        assert_eq!(measure(&target).await.unwrap(), figures);
+        let mut connection = connect(&database.url).await;
+        let (email, results): (String, i64) = sqlx::query_as(
+            "SELECT u.email, count(r.id) FROM users u JOIN executions e ON e.user_id = u.id \
+             JOIN execution_results r ON r.execution_id = e.id GROUP BY u.email",
+        )
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+        // The defaults and constraints came back with the tables.
+        sqlx::raw_sql("INSERT INTO users (email, password_hash) VALUES ('bob@example.com', '$argon2id$v=19$y')")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let duplicate =
+            sqlx::raw_sql("INSERT INTO users (email, password_hash) VALUES ('ADA@example.com', '$argon2id$z')")
+                .execute(&mut connection)
+                .await;
+        connection.close().await.unwrap();
+        assert_eq!((email.as_str(), results), ("ada@example.com", 1));
+        assert!(duplicate.is_err(), "the unique index on lower(email) is back");
+    }
+
+    #[tokio::test]
     async fn a_refused_dump_quotes_pg_dump_and_never_the_password() {
         let database = TestDatabase::seeded("refused").await;
         let docker = docker();
