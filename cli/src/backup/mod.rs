@@ -105,7 +105,7 @@ pub async fn capture(
 ) -> Result<Figures, ComponentError> {
     Ok(match component {
         Component::Redis => redis::capture(target, sink).await?,
-        Component::Uploads | Component::N8n => volume::capture(target, sink).await?,
+        Component::Uploads | Component::N8n => volume::capture(component, target, sink).await?,
         Component::Postgres => postgres::capture(target, sink).await?,
     })
 }
@@ -118,7 +118,7 @@ pub async fn put_back(
 ) -> Result<(), ComponentError> {
     match component {
         Component::Redis => redis::put_back(target, source).await?,
-        Component::Uploads | Component::N8n => volume::put_back(target, source).await?,
+        Component::Uploads | Component::N8n => volume::put_back(component, target, source).await?,
         Component::Postgres => postgres::put_back(target, source).await?,
     }
     Ok(())
@@ -128,7 +128,7 @@ pub async fn put_back(
 pub async fn measure(component: Component, target: &Target<'_>) -> Result<Figures, ComponentError> {
     Ok(match component {
         Component::Redis => redis::measure(target).await?,
-        Component::Uploads | Component::N8n => volume::measure(target).await?,
+        Component::Uploads | Component::N8n => volume::measure(component, target).await?,
         Component::Postgres => postgres::measure(target).await?,
     })
 }
@@ -142,7 +142,7 @@ pub async fn drill(
 ) -> Result<Figures, ComponentError> {
     Ok(match component {
         Component::Redis => redis::drill(target, scratch, source).await?,
-        Component::Uploads | Component::N8n => volume::drill(target, scratch, source).await?,
+        Component::Uploads | Component::N8n => volume::drill(component, target, scratch, source).await?,
         Component::Postgres => postgres::drill(target, scratch, source).await?,
     })
 }

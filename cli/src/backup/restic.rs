@@ -379,10 +379,14 @@ impl Repository {
         crate::health::scrub(text, &self.secrets)
     }
 
-    /// Creates the repository when there is none; whether it did.
+    /// Creates the repository when there is none; whether it did. On an existing one, removes
+    /// the locks of restic processes that died (`restic unlock` touches no live lock).
     pub async fn ensure_initialized(&self) -> Result<bool, ResticError> {
         match self.run(&["cat", "config"]).await {
-            Ok(_) => Ok(false),
+            Ok(_) => {
+                self.run(&["unlock"]).await?;
+                Ok(false)
+            }
             Err(ResticError::NoRepository { .. }) => {
                 self.run(&["init"]).await?;
                 Ok(true)
@@ -566,8 +570,7 @@ impl Upload {
                 Some(repository.classify("backup", &status.to_string(), &stderr))
             }
             _ => {
-                let _ = self.child.start_kill();
-                let _ = self.child.wait().await;
+                stop(&mut self.child).await;
                 None
             }
         }
@@ -619,6 +622,20 @@ impl Dump {
             Err(repository.classify("dump", &status.to_string(), &stderr))
         }
     }
+}
+
+/// Stops a restic that must not finish: SIGINT first, on which restic cancels its work without
+/// saving a snapshot and removes its repository lock, then SIGKILL after ten seconds. (A killed
+/// restic leaves a stale lock, which [`Repository::ensure_initialized`] removes next time.)
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
 }
 
 /// The last few lines of restic's words: the part that says what failed.
