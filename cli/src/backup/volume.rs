@@ -13,11 +13,11 @@
 //!   container is *created* from the helper image with the volume mounted read-only, never started,
 //!   and `GET /containers/{id}/archive` streams the tar. Nothing runs, so nothing needs a user,
 //!   a capability or a network. Each chunk is written to the sink as it arrives (the volume is
-//!   never whole in memory or on disk) and counted on the way ([`TarCounter`]): `files` (regular
+//!   never whole in memory or on disk) and counted on the way (`TarCounter`): `files` (regular
 //!   files) and `bytes` (their sizes). `measure` and `drill` read their figures the same way, so
 //!   the three are counted by one function.
 //! - **n8n's `SQLite` is copied consistently** by pausing the n8n container (the cgroup freezer: no
-//!   write happens while it is frozen) for the copy, when it is running. [`Paused`] unpauses it on
+//!   write happens while it is frozen) for the copy, when it is running. `Paused` unpauses it on
 //!   every path: explicitly after the copy (its failure is the error returned, since a paused n8n
 //!   is an outage), and from `Drop` when the copy fails or its future is dropped (cancellation),
 //!   with a connection and a runtime of its own, so that it works while the caller's runtime shuts
