@@ -376,6 +376,11 @@ impl Secret {
     fn new(url: &str, password: Option<&str>) -> Self {
         let mut values = vec![url.to_owned()];
         values.extend(password.filter(|password| !password.is_empty()).map(str::to_owned));
+        // As `health::redis_url` writes it: percent-encoded.
+        if let Some((encoded, _)) = url.strip_prefix("redis://:").and_then(|rest| rest.rsplit_once('@')) {
+            values.push(encoded.to_owned());
+        }
+        values.retain(|value| !value.is_empty());
         Self { values }
     }
 
@@ -1165,6 +1170,15 @@ mod tests {
         let () = connection.del("kept:7").await.unwrap();
         drop(connection);
 
+        // A wrong password is said without the password, the right one or the wrong one.
+        let other_folder = tempfile::tempdir().unwrap();
+        let wrong = random_password().unwrap();
+        let wrong_stack = stack_in(other_folder.path(), &project, &wrong);
+        let wrong_target = Target { stack: &wrong_stack, docker: &docker, reporter: &Silent };
+        let refused = measure(&wrong_target).await.unwrap_err().to_string();
+        assert!(refused.to_lowercase().contains("password"), "{refused}");
+        assert!(!refused.contains(&wrong) && !refused.contains(&password), "{refused}");
+
         // A running redis is refused.
         let refused = put_back(&target, &mut rdb.as_slice()).await;
         assert!(matches!(refused, Err(Error::StillRunning(_))), "{refused:?}");
@@ -1242,5 +1256,8 @@ mod tests {
     fn secrets_are_scrubbed_from_messages() {
         let secret = Secret::new("redis://:pw-123@10.0.0.2:6379", Some("pw-123"));
         assert_eq!(secret.scrub("failed: redis://:pw-123@10.0.0.2:6379 (pw-123)"), "failed: *** (***)");
+        let url = crate::health::redis_url("10.0.0.2", PORT, Some("a/b@c"));
+        let secret = Secret::new(&url, Some("a/b@c"));
+        assert_eq!(secret.scrub("at :a%2Fb%40c@10.0.0.2 (a/b@c)"), "at :***@10.0.0.2 (***)");
     }
 }
