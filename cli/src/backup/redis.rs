@@ -160,9 +160,11 @@ impl Error {
     pub fn hints(&self) -> Vec<String> {
         match self {
             Self::Password(_) => vec!["`masstockctl secrets generate` writes the missing secrets to the env file".to_owned()],
-            Self::Unreachable(_) | Self::Connect { .. } => {
-                vec!["`masstockctl health` checks redis; `masstockctl deploy` starts it".to_owned()]
-            }
+            Self::Unreachable(_) => vec!["`masstockctl health` checks redis; `masstockctl deploy` starts it".to_owned()],
+            Self::Connect { .. } => vec![
+                "`masstockctl health` checks redis; `masstockctl deploy` starts it".to_owned(),
+                "the password is `REDIS_PASSWORD` in the env file: redis runs with the one of its last deploy".to_owned(),
+            ],
             Self::SaveFailed { .. } => vec![
                 "redis's log says why (`masstockctl logs redis`): often a full disk or too little memory to fork"
                     .to_owned(),
@@ -1250,6 +1252,15 @@ mod tests {
         assert_eq!(keys_without_expiry(keyspace).unwrap(), 15);
         assert_eq!(keys_without_expiry("# Keyspace\r\n").unwrap(), 0);
         assert!(keys_without_expiry("db0:nonsense").is_err());
+    }
+
+    #[test]
+    fn saves_are_told_apart_by_their_count() {
+        let redis_7 = "# Persistence\r\nrdb_bgsave_in_progress:0\r\nrdb_saves:4\r\nrdb_last_save_time:1700000000\r\naof_rewrite_in_progress:0\r\n";
+        assert_eq!((save_marker(redis_7), forking(redis_7)), (Some(4), false));
+        let redis_6 = "rdb_bgsave_in_progress:1\r\nrdb_last_save_time:1700000000\r\n";
+        assert_eq!((save_marker(redis_6), forking(redis_6)), (Some(1_700_000_000), true));
+        assert!(forking("rdb_bgsave_in_progress:0\r\naof_rewrite_in_progress:1\r\n"));
     }
 
     #[test]
