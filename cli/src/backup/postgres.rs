@@ -164,7 +164,7 @@ impl Error {
                 vec!["declare it under `[services.api.env]`: `DATABASE_URL = \"${DATABASE_URL}\"`".to_owned()]
             }
             Self::Unresolved(_) => {
-                vec!["set `DATABASE_URL` in the env file (`masstockctl secrets generate` lists what is missing)"
+                vec!["write `DATABASE_URL` in the env file (`masstockctl secrets generate` adds it, empty, for you to fill in)"
                     .to_owned()]
             }
             Self::NotAUrl(_) => vec!["`DATABASE_URL` reads `postgres://user:password@host:5432/database`".to_owned()],
@@ -173,7 +173,13 @@ impl Error {
             }
             Self::Query { reason, .. } | Self::Dump { stderr: reason, .. } => {
                 let mut hints = Vec::new();
-                if reason.contains("permission denied") {
+                if reason.contains("permission denied to create database") {
+                    hints.push(
+                        "the role of `DATABASE_URL` needs `CREATEDB`: a drill creates a scratch database, a restore \
+                         recreates a dropped one"
+                            .to_owned(),
+                    );
+                } else if reason.contains("permission denied") {
                     hints.push(
                         "the role of `DATABASE_URL` must be able to read every table: grant it `SELECT`, or back up with \
                          the owner's role"
@@ -1095,6 +1101,14 @@ mod tests {
         assert!(message.contains(&format!("127.0.0.1:5432/{}", database.name)), "{message}");
         assert!(!message.contains(NOREAD_PASSWORD), "{message}");
         assert!(error.hints().iter().any(|hint| hint.contains("grant it `SELECT`")), "{:?}", error.hints());
+
+        // Nor may it create the drill's scratch database.
+        let mut scratch = Scratch::new(&noread);
+        let error = drill(&target(&noread, &docker), &mut scratch, &mut &b""[..]).await.expect_err("no CREATEDB");
+        let problems = scratch.remove_all(&docker).await;
+        assert!(error.to_string().contains("permission denied to create database"), "{error}");
+        assert!(error.hints().iter().any(|hint| hint.contains("needs `CREATEDB`")), "{:?}", error.hints());
+        assert!(problems.is_empty(), "a database never created is not a problem: {problems:?}");
 
         let wrong = "wrong-pw-%2F-3b9d";
         let stack = stack(&url_as("masstock", wrong, &database.name));
