@@ -193,7 +193,7 @@ pub const DRILL_LABEL: &str = "io.masstock.drill";
 impl Scratch {
     #[must_use]
     pub fn new(stack: &Stack) -> Self {
-        let random = uuid_like();
+        let random = random_hex();
         Self {
             prefix: format!("{}-drill-{random}", stack.config.project.name),
             network: None,
@@ -302,8 +302,8 @@ async fn drop_database(url: &str, database: &str) -> Result<(), String> {
     connection.close().await.map_err(|error| error.to_string())
 }
 
-/// Ten random lowercase hex digits.
-fn uuid_like() -> String {
+/// Ten random lowercase hex digits, for the names of scratch and throwaway objects.
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0_u8; 5];
     // The fallback only makes two drills at once more likely to collide; their objects are still
     // labelled.

@@ -873,7 +873,7 @@ mod tests {
     impl TestDatabase {
         /// A new database with `users`, `executions` (one per user) and `execution_results`.
         async fn seeded(purpose: &str) -> Self {
-            let name = format!("pgbackup_{purpose}_{}", super::super::uuid_like());
+            let name = format!("pgbackup_{purpose}_{}", super::super::random_hex());
             execute(&admin_url(), &format!("CREATE DATABASE {}", quote_identifier(&name))).await;
             let database = Self { url: url_of(&name), name };
             execute(
@@ -1023,7 +1023,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_services_schema_comes_back_whole_from_a_dropped_database_and_in_a_drill() {
-        let name = format!("pgbackup_schema_{}", super::super::uuid_like());
+        let name = format!("pgbackup_schema_{}", super::super::random_hex());
         execute(&admin_url(), &format!("CREATE DATABASE {}", quote_identifier(&name))).await;
         let database = TestDatabase { url: url_of(&name), name };
         let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/schema/migrations");

@@ -405,13 +405,7 @@ impl Repository {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(mut stderr) = stderr {
-                let _ = stderr.read_to_string(&mut text).await;
-            }
-            text
-        });
+        let stderr = tokio::spawn(read_all(stderr));
         let summary = tokio::spawn(read_summary(stdout));
         Ok(Upload { child, stdin, stderr, summary, _password: password })
     }
@@ -462,13 +456,7 @@ impl Repository {
         let (mut child, password) = self.spawn(&["dump", id, &path], false)?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(mut stderr) = stderr {
-                let _ = stderr.read_to_string(&mut text).await;
-            }
-            text
-        });
+        let stderr = tokio::spawn(read_all(stderr));
         Ok(Dump { child, stdout, stderr, _password: password })
     }
 
@@ -575,6 +563,15 @@ impl Upload {
             }
         }
     }
+}
+
+/// All of restic's stderr, read as it comes so that restic never blocks writing it.
+async fn read_all(stderr: Option<tokio::process::ChildStderr>) -> String {
+    let mut text = String::new();
+    if let Some(mut stderr) = stderr {
+        let _ = stderr.read_to_string(&mut text).await;
+    }
+    text
 }
 
 async fn read_summary(stdout: Option<ChildStdout>) -> Option<BackupSummary> {
