@@ -849,7 +849,7 @@ mod tests {
         let image = docker::build::busybox_image(&docker, HELPER_REPOSITORY, &crate::report::Silent)
             .await
             .expect("the helper image builds (`busybox-static` comes from `script/bootstrap`)");
-        let project = format!("mstv{}", super::random_hex());
+        let project = format!("mstv{}", crate::backup::random_hex());
         (docker, image.reference, project, Cleanup { containers: Vec::new(), volumes: Vec::new() })
     }
 
