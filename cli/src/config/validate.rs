@@ -31,7 +31,7 @@
 //!   repeated), and so is every `env` variable whose name looks secret (`*KEY*`, `*SECRET*`,
 //!   `*PASSWORD*`, `*TOKEN*`); both count among the stack's secret references (`secrets
 //!   generate` creates them, `config check` reports them unset). `include` names components
-//!   (`crate::backup::Component`), each once, each present in this environment (its service
+//!   (`crate::backup::Component`), at least one, each once, each present in this environment (its service
 //!   enabled; `uploads` a declared volume some enabled service mounts; `postgres` a service with
 //!   `DATABASE_URL`). Retention keeps something (all of `keep_*` at 0 would forget every
 //!   snapshot); the schedules and the repository are non-empty single lines.
@@ -1242,6 +1242,14 @@ fn backup(checker: &mut Checker, config: &Config) {
             );
         }
     }
+    if backup.include.as_ref().is_some_and(Vec::is_empty) {
+        checker.error(
+            &path.key("include"),
+            Mark::Value,
+            "`backup.include` is empty: `backup` would store nothing",
+            vec!["leave it out for every component this environment has".into()],
+        );
+    }
     if let Some(include) = &backup.include {
         let mut seen = Vec::new();
         for (index, name) in include.iter().enumerate() {
@@ -1412,6 +1420,16 @@ fn breaks_url(config: &Config, reference: &SecretReference, value: &str) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_looking_names() {
+        for secret in ["AWS_SECRET_ACCESS_KEY", "B2_ACCOUNT_KEY", "RESTIC_REST_PASSWORD", "GOOGLE_token", "api_key"] {
+            assert!(looks_secret(secret), "{secret}");
+        }
+        for plain in ["AWS_ACCESS_ID", "AWS_DEFAULT_REGION", "B2_ACCOUNT_ID", "RESTIC_CACHE_DIR"] {
+            assert!(!looks_secret(plain), "{plain}");
+        }
+    }
 
     #[test]
     fn domains() {

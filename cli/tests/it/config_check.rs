@@ -119,6 +119,7 @@ fn invalid_files_point_at_line_and_column() {
         ),
         ("backup_unknown_key", "keep_weekly = 4", "keep_weakly = 4"),
         ("backup_unknown_component", "# include = [\"redis\"", "include = [\"redis\", \"upload\"]\n# include = [\"redis\""),
+        ("backup_empty_include", "# include = [\"redis\"", "include = []\n# include = [\"redis\""),
         ("backup_component_twice", "# include = [\"redis\"", "include = [\"redis\", \"redis\"]\n# include = [\"redis\""),
         (
             "local_backup_n8n_disabled",
