@@ -104,8 +104,15 @@ impl From<ConfigError> for CommandError {
     }
 }
 
-impl From<crate::certs::timer::TimerError> for CommandError {
-    fn from(error: crate::certs::timer::TimerError) -> Self {
+impl From<crate::systemd::UnitError> for CommandError {
+    fn from(error: crate::systemd::UnitError) -> Self {
+        let hints = error.hints();
+        Self::classified(error, false, hints)
+    }
+}
+
+impl From<crate::systemd::SystemctlError> for CommandError {
+    fn from(error: crate::systemd::SystemctlError) -> Self {
         let hints = error.hints();
         Self::classified(error, false, hints)
     }
