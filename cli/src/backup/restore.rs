@@ -134,7 +134,7 @@ impl RestoreError {
 }
 
 /// The snapshots to restore: `wanted` is `latest` or a snapshot id (a prefix is enough).
-/// Without components: every component of the run (`latest`: `included`).
+/// Without components: every component of the run (`latest`: `Stack::backup_components`).
 pub async fn choose(
     repository: &Repository,
     filter: &[String],

@@ -60,24 +60,13 @@ impl RunError {
     }
 }
 
-/// The components `[backup] include` names, or by default each one the stack has: redis and n8n
-/// when their service is enabled, uploads when a service mounts it, postgres when the api has a
-/// `DATABASE_URL`.
-#[must_use]
-pub fn included(stack: &Stack) -> Vec<Component> {
-    if let Some(include) = stack.config.backup.as_ref().and_then(|backup| backup.include.as_ref()) {
-        return include.iter().filter_map(|name| Component::parse(name)).collect();
-    }
-    Component::ALL.into_iter().filter(|component| present(stack, *component)).collect()
-}
-
 /// A component named on the command line that is not one, or that this stack does not have.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentChoiceError {
     #[error("no component `{0}`")]
     Unknown(String),
-    #[error("this stack has no `{component}` in environment `{environment}`")]
-    Absent { component: Component, environment: String },
+    #[error("this stack has no `{component}` in environment `{environment}`: {reason}")]
+    Absent { component: Component, environment: String, reason: String },
 }
 
 impl ComponentChoiceError {
@@ -90,37 +79,19 @@ impl ComponentChoiceError {
 /// The components `names` says, in order and once each; the stack's (`included`) when empty.
 pub fn chosen(stack: &Stack, names: &[String]) -> Result<Vec<Component>, ComponentChoiceError> {
     if names.is_empty() {
-        return Ok(included(stack));
+        return Ok(stack.backup_components());
     }
     let mut components = Vec::new();
     for name in names {
         let component = Component::parse(name).ok_or_else(|| ComponentChoiceError::Unknown(name.clone()))?;
-        if !present(stack, component) {
-            return Err(ComponentChoiceError::Absent { component, environment: stack.environment.clone() });
+        if let Some(reason) = stack.backup_component_unavailable(component) {
+            return Err(ComponentChoiceError::Absent { component, environment: stack.environment.clone(), reason });
         }
         if !components.contains(&component) {
             components.push(component);
         }
     }
     Ok(components)
-}
-
-/// Whether the stack has `component`.
-#[must_use]
-pub fn present(stack: &Stack, component: Component) -> bool {
-    let enabled = |name: &str| stack.config.services.get(name).is_some_and(|service| service.enabled);
-    match component {
-        Component::Redis => enabled("redis"),
-        Component::N8n => enabled("n8n"),
-        Component::Uploads => stack
-            .config
-            .services
-            .values()
-            .any(|service| service.enabled && service.volumes.iter().any(|volume| volume.source == "uploads")),
-        Component::Postgres => {
-            stack.config.services.values().any(|service| service.enabled && service.env.contains_key("DATABASE_URL"))
-        }
-    }
 }
 
 /// Backs `components` up in one run, applies the retention, records the outcome. Stops at

@@ -807,6 +807,13 @@ impl Stack {
         }
     }
 
+    /// Why this environment has no `component` to back up (its service disabled, no volume, no
+    /// `DATABASE_URL`); `None` when it has one.
+    #[must_use]
+    pub fn backup_component_unavailable(&self, component: crate::backup::Component) -> Option<String> {
+        validate::component_unavailable(&self.config, component)
+    }
+
     /// The components `backup` stores when none is named: `[backup] include`, or every component
     /// this environment has (validation refused an `include` naming one it has not); none
     /// without `[backup]`.
