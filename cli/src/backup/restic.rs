@@ -223,7 +223,10 @@ pub struct BackupSummary {
 
 /// The repository, its secrets resolved.
 pub struct Repository {
+    /// As restic gets it: its `${NAME}`s resolved (a `rest:` URL's password).
     location: String,
+    /// As deploy.toml writes it: what messages show.
+    shown: String,
     password: String,
     env: Vec<(String, String)>,
     options: Vec<String>,
@@ -235,7 +238,7 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Repository").field("location", &self.location).finish_non_exhaustive()
+        formatter.debug_struct("Repository").field("location", &self.shown).finish_non_exhaustive()
     }
 }
 
@@ -249,8 +252,13 @@ impl Repository {
         let backup: &Backup = stack.config.backup.as_ref().ok_or(ResticError::NotDeclared)?;
         let password = secrets::splice_in(stack, &backup.password)
             .map_err(|error| ResticError::Secret { what: "`password`".to_owned(), error })?;
+        let location = secrets::splice_in(stack, &backup.repository)
+            .map_err(|error| ResticError::Secret { what: "`repository`".to_owned(), error })?;
         let mut env = Vec::new();
         let mut secret_values = vec![password.clone()];
+        if location != backup.repository {
+            secret_values.push(location.clone());
+        }
         for (name, declared) in &backup.env {
             let value = secrets::splice_in(stack, declared)
                 .map_err(|error| ResticError::Secret { what: format!("`env.{name}`"), error })?;
@@ -261,7 +269,8 @@ impl Repository {
         }
         secret_values.retain(|value| !value.is_empty());
         Ok(Self {
-            location: backup.repository.clone(),
+            location,
+            shown: backup.repository.clone(),
             password,
             env,
             options: backup.options.iter().map(|(name, value)| format!("{name}={value}")).collect(),
@@ -271,10 +280,10 @@ impl Repository {
         })
     }
 
-    /// Where the repository is, as deploy.toml says it (no secret: credentials are in `env`).
+    /// Where the repository is, as deploy.toml says it (a secret in it stays `${NAME}`).
     #[must_use]
     pub fn location(&self) -> &str {
-        &self.location
+        &self.shown
     }
 
     /// The host name its snapshots carry: `<project>.<environment>`.
@@ -349,25 +358,31 @@ impl Repository {
     /// The error restic's stderr says, its secrets scrubbed.
     fn classify(&self, command: &str, status: &str, stderr: &str) -> ResticError {
         let reason = self.scrub(stderr);
-        let repository = self.location.clone();
+        let repository = self.shown.clone();
         let lower = reason.to_lowercase();
+        let unreachable = [
+            "connection refused",
+            "ssh command exited",
+            "no route to host",
+            "could not resolve",
+            "no such host",
+            "i/o timeout",
+            "unable to start the sftp session",
+            "connection reset",
+            "network is unreachable",
+        ]
+        .iter()
+        .any(|marker| lower.contains(marker));
         if lower.contains("wrong password") {
             ResticError::WrongPassword { repository }
+        } else if unreachable {
+            ResticError::Unreachable { repository, reason: last_lines(&reason) }
         } else if lower.contains("is there a repository at the following location") {
             ResticError::NoRepository { repository }
         } else if lower.contains("no space left on device") || lower.contains("disk quota exceeded") {
             ResticError::Full { repository, reason: last_lines(&reason) }
         } else if lower.contains("repository is already locked") {
             ResticError::Locked { repository, reason: last_lines(&reason) }
-        } else if lower.contains("connection refused")
-            || lower.contains("ssh command exited")
-            || lower.contains("no route to host")
-            || lower.contains("could not resolve")
-            || lower.contains("no such host")
-            || lower.contains("i/o timeout")
-            || lower.contains("unable to start the sftp session")
-        {
-            ResticError::Unreachable { repository, reason: last_lines(&reason) }
         } else {
             ResticError::Failed { command: command.to_owned(), status: status.to_owned(), reason: last_lines(&reason) }
         }

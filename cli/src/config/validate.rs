@@ -1184,6 +1184,15 @@ pub(crate) fn component_unavailable(config: &Config, component: Component) -> Op
     }
 }
 
+/// The password of a `scheme://user:password@host` URL inside a restic location (`rest:https://…`).
+fn url_password(location: &str) -> Option<&str> {
+    let (_, rest) = location.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
 fn backup(checker: &mut Checker, config: &Config) {
     let Some(backup) = &config.backup else { return };
     let path = KeyPath::new(["backup"]);
@@ -1201,6 +1210,12 @@ fn backup(checker: &mut Checker, config: &Config) {
             Mark::Value,
             "`backup.repository` holds a control character",
             Vec::new(),
+        );
+    } else if url_password(&backup.repository).is_some_and(|password| eab_key_reference(password).is_none()) {
+        checker.secret_error(
+            &path.key("repository"),
+            "the repository URL holds a password: write a reference to the env file, not the password",
+            vec!["`repository = \"rest:https://user:${RESTIC_REST_PASSWORD}@host:8000/\"`, with the value in the env file".into()],
         );
     }
     if eab_key_reference(&backup.password).is_none() {
@@ -1341,6 +1356,10 @@ fn secrets(checker: &mut Checker, config: &Config, check: EnvFileCheck) -> Secre
             for secret in secrets::references_in(value).unwrap_or_default() {
                 references.push(SecretReference { name: secret, path: KeyPath::new(["backup", "env", variable]) });
             }
+        }
+        // A `rest:` URL's password can only be in the URL (restic 0.14).
+        for secret in secrets::references_in(&backup.repository).unwrap_or_default() {
+            references.push(SecretReference { name: secret, path: KeyPath::new(["backup", "repository"]) });
         }
     }
     let env_file_path = &config.project.env_file;
