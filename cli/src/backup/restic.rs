@@ -282,7 +282,7 @@ impl Repository {
 
     /// Where the repository is, as deploy.toml says it (a secret in it stays `${NAME}`).
     #[must_use]
-    pub fn location(&self) -> &str {
+    pub fn shown(&self) -> &str {
         &self.shown
     }
 

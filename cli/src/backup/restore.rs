@@ -165,7 +165,7 @@ pub async fn choose(
         .filter(|_| wanted.len() >= 4 && wanted.chars().all(|c| c.is_ascii_hexdigit()))
         .ok_or_else(|| ResticError::NoSuchSnapshot {
             id: wanted.to_owned(),
-            repository: repository.location().to_owned(),
+            repository: repository.shown().to_owned(),
         })?;
     if !named.complete {
         return Err(RestoreError::Incomplete { id: named.short_id.clone() });

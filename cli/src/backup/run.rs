@@ -128,10 +128,10 @@ async fn run_components(
     components: &[Component],
     run: &str,
 ) -> Result<RunReport, RunError> {
-    target.reporter.step(&format!("repository {}: opening", repository.location()));
+    target.reporter.step(&format!("repository {}: opening", repository.shown()));
     let initialized = repository.ensure_initialized().await?;
     if initialized {
-        target.reporter.step(&format!("repository {}: created", repository.location()));
+        target.reporter.step(&format!("repository {}: created", repository.shown()));
     }
     let identity = store::identity(target, run, "backup").await?;
     let mut report =

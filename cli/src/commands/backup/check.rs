@@ -29,17 +29,17 @@ pub fn cmd_backup_check(global: &GlobalArgs, ui: &Ui, args: &CheckArgs) -> Resul
     match crate::runtime::block_on(repository.check(subset))? {
         Ok(output) => {
             if ui.json {
-                ui.json_document(&json!({ "ok": true, "repository": repository.location(), "output": output }));
+                ui.json_document(&json!({ "ok": true, "repository": repository.shown(), "output": output }));
             } else {
                 ui.data(&output);
-                ui.info(format!("repository `{}`: no errors were found", repository.location()));
+                ui.info(format!("repository `{}`: no errors were found", repository.shown()));
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(error @ ResticError::Failed { .. }) => {
             if ui.json {
                 ui.json_document(
-                    &json!({ "ok": false, "repository": repository.location(), "error": error.to_string() }),
+                    &json!({ "ok": false, "repository": repository.shown(), "error": error.to_string() }),
                 );
             }
             Err(CommandError::failure(error).with_hint(

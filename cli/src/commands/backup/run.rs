@@ -70,7 +70,7 @@ fn print(ui: &Ui, repository: &Repository, report: &RunReport) {
         ui.json_document(&json!({
             "ok": report.ok(),
             "run": report.run,
-            "repository": repository.location(),
+            "repository": repository.shown(),
             "initialized": report.initialized,
             "components": components,
             "forget": forget,
