@@ -193,7 +193,11 @@ impl From<PlanError> for CommandError {
 
 impl From<crate::backup::restic::ResticError> for CommandError {
     fn from(error: crate::backup::restic::ResticError) -> Self {
-        let usage = matches!(error, crate::backup::restic::ResticError::NotDeclared);
+        // A snapshot id that is not there is bad input, as an unknown service is.
+        let usage = matches!(
+            error,
+            crate::backup::restic::ResticError::NotDeclared | crate::backup::restic::ResticError::NoSuchSnapshot { .. }
+        );
         let hints = error.hints();
         Self::classified(error, usage, hints)
     }
@@ -215,6 +219,10 @@ impl From<crate::backup::restore::RestoreError> for CommandError {
     fn from(error: crate::backup::restore::RestoreError) -> Self {
         match error {
             crate::backup::restore::RestoreError::Restic(error) => error.into(),
+            ambiguous @ crate::backup::restore::RestoreError::Ambiguous { .. } => {
+                let hints = ambiguous.hints();
+                Self::classified(ambiguous, true, hints)
+            }
             other => {
                 let hints = other.hints();
                 Self::classified(other, false, hints)

@@ -39,13 +39,14 @@ use crate::report::Reporter;
 #[serde(rename_all = "lowercase")]
 pub enum Component {
     Redis,
+    Postgres,
     Uploads,
     N8n,
-    Postgres,
 }
 
 impl Component {
-    pub const ALL: [Self; 4] = [Self::Redis, Self::Uploads, Self::N8n, Self::Postgres];
+    /// In the order a run captures them (see `run::back_up`).
+    pub const ALL: [Self; 4] = [Self::Redis, Self::Postgres, Self::Uploads, Self::N8n];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -177,7 +178,6 @@ impl ComponentError {
 /// Names start with [`Scratch::prefix`] (`<project>-drill-<random>`), and every Docker object
 /// carries the label `io.masstock.drill=<prefix>`, so a drill killed before cleaning up leaves
 /// objects an operator (and the next drill) can recognise.
-#[derive(Debug)]
 pub struct Scratch {
     pub prefix: String,
     network: Option<String>,
@@ -185,6 +185,20 @@ pub struct Scratch {
     volumes: Vec<String>,
     /// Databases created on the server of `DATABASE_URL`: (a URL to drop it from, its name).
     databases: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Scratch {
+    /// Without the databases' URLs, which hold a password.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Scratch")
+            .field("prefix", &self.prefix)
+            .field("network", &self.network)
+            .field("containers", &self.containers)
+            .field("volumes", &self.volumes)
+            .field("databases", &self.databases.iter().map(|(_, name)| name).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// The label every scratch object carries, with its drill's prefix.

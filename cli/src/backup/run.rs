@@ -8,10 +8,11 @@
 //! could not. The retention runs only after a run that stored every component, so a failing
 //! component never makes restic forget the last good copies of the others.
 
-use super::restic::{Repository, ResticError};
+use super::restic::{Repository, ResticError, Tags};
 use super::status::{self, Kind, StatusError};
 use super::store::{self, StoreError, Stored};
 use super::{Component, Target};
+use crate::config::Backup;
 use crate::config::Stack;
 use crate::docker::DockerError;
 
@@ -100,13 +101,26 @@ pub async fn back_up(
     target: &Target<'_>,
     repository: &Repository,
     components: &[Component],
+    create: bool,
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     let run = store::new_run();
+    // Captured in the order that keeps references whole (`Component`'s order): the queue before
+    // the database (every job's execution is in the dump), the database before the files (every
+    // result row's image is in the copy).
+    let mut components = components.to_vec();
+    components.sort();
+    let previous = status::read(target.stack)?;
+    let create = create || previous.last_successful_backup.is_none();
     let outcome = tokio::select! {
-        outcome = run_components(target, repository, components, &run) => outcome,
+        outcome = run_components(target, repository, &components, create, &run) => outcome,
         () = interrupted => Err(RunError::Interrupted),
     };
+    // Only a run of the whole stack says whether the stack is backed up (what `doctor` judges); a
+    // run of some components is not recorded.
+    if !target.stack.backup_components().iter().all(|component| components.contains(component)) {
+        return outcome;
+    }
     let (ok, summary) = match &outcome {
         Ok(report) if report.ok() => (
             true,
@@ -126,10 +140,11 @@ async fn run_components(
     target: &Target<'_>,
     repository: &Repository,
     components: &[Component],
+    create: bool,
     run: &str,
 ) -> Result<RunReport, RunError> {
     target.reporter.step(&format!("repository {}: opening", repository.shown()));
-    let initialized = repository.ensure_initialized().await?;
+    let initialized = repository.open(create).await?;
     if initialized {
         target.reporter.step(&format!("repository {}: created", repository.shown()));
     }
@@ -155,7 +170,7 @@ async fn run_components(
         // Snapshots of interrupted runs hold no figures and are never restored from: they would
         // only take a place in the retention.
         let incomplete: Vec<String> = repository
-            .snapshots(&store::stack_filter(target))
+            .snapshots(&store::stack_filter(target.stack))
             .await?
             .into_iter()
             .filter(|snapshot| !snapshot.complete)
@@ -169,9 +184,34 @@ async fn run_components(
         }
         let backup = target.stack.config.backup.as_ref().ok_or(ResticError::NotDeclared)?;
         target.reporter.step("retention: forgetting and pruning…");
-        report.forgotten = Some(repository.forget(backup, &store::stack_filter(target)).await);
+        report.forgotten = Some(retention(target, repository, backup).await);
     }
     Ok(report)
+}
+
+/// How long the safety snapshots of restores are kept (they are not part of the daily history).
+pub const SAFETY_KEPT: &str = "30d";
+
+/// `[backup] keep_*` on the backups, each component's history on its own; the safety snapshots
+/// of restores apart, kept [`SAFETY_KEPT`], so that a restore's copy never takes the place of the
+/// day's backup. Then a prune when anything was forgotten. How many were forgotten.
+async fn retention(target: &Target<'_>, repository: &Repository, backup: &Backup) -> Result<usize, ResticError> {
+    let filter = store::stack_filter(target.stack);
+    let kind = |kind: &str| {
+        let mut filter = filter.clone();
+        filter.push(Tags::kind_tag(kind));
+        filter
+    };
+    let (daily, weekly, monthly) =
+        (backup.keep_daily.to_string(), backup.keep_weekly.to_string(), backup.keep_monthly.to_string());
+    let mut forgotten = repository
+        .forget(&kind("backup"), &["--keep-daily", &daily, "--keep-weekly", &weekly, "--keep-monthly", &monthly])
+        .await?;
+    forgotten += repository.forget(&kind("safety"), &["--keep-within", SAFETY_KEPT]).await?;
+    if forgotten > 0 {
+        repository.prune().await?;
+    }
+    Ok(forgotten)
 }
 
 fn failures(report: &RunReport) -> String {

@@ -1235,7 +1235,14 @@ fn backup(checker: &mut Checker, config: &Config) {
                 vec!["letters, digits and `_`, not starting with a digit".into()],
             );
         }
-        if looks_secret(variable) && eab_key_reference(value).is_none() {
+        if variable.starts_with("RESTIC_") {
+            checker.error(
+                &variable_path,
+                Mark::Key,
+                format!("`{variable}` is masstockctl's to set: restic's repository and password come from `repository` and `password`"),
+                vec!["remove it; restic's own settings are `options` (its `-o`)".into()],
+            );
+        } else if looks_secret(variable) && eab_key_reference(value).is_none() {
             checker.secret_error(
                 &variable_path,
                 format!("`{variable}` looks like a secret: write a reference to the env file, not its value"),
