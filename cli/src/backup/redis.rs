@@ -1047,7 +1047,7 @@ mod tests {
         );
         fs_err::write(folder.join("deploy.toml"), config).unwrap();
         let env = format!(
-            "REDIS_PASSWORD={password}\nDATABASE_URL=postgres://u:p@127.0.0.1/none\nJWT_SECRET=0123456789abcdef0123456789abcdef\nGEMINI_API_KEY=unused\nENCRYPTION_KEY=unused\n"
+            "REDIS_PASSWORD={password}\nDATABASE_URL=postgres://u:p@127.0.0.1/none\nJWT_SECRET=0123456789abcdef0123456789abcdef\nGEMINI_API_KEY=unused\nENCRYPTION_KEY=unused\nRESTIC_PASSWORD=unused\n"
         );
         crate::atomic::write_file(&folder.join(".env.local"), env.as_bytes(), 0o600).unwrap();
         Stack::from_source(&crate::config::read_source(&folder.join("deploy.toml")).unwrap(), "local").unwrap()
