@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
@@ -138,34 +137,11 @@ pub async fn exec_output(
     command: &[String],
     limit: Duration,
 ) -> Result<Option<String>, DockerError> {
-    let failed = |error: bollard::errors::Error| {
-        docker::api_error(format!("failed to run `{}` in `{container}`", command.join(" ")), &error)
-    };
-    let exec = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(command.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..CreateExecOptions::default()
-            },
-        )
-        .await
-        .map_err(failed)?;
-    let mut said = String::new();
-    let run = async {
-        if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, None).await.map_err(failed)?
-        {
-            while let Some(Ok(chunk)) = output.next().await {
-                said.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
+    match tokio::time::timeout(limit, docker::exec(docker, container, command)).await {
+        Ok(Ok((said, _))) => Ok(Some(said)),
+        Ok(Err(error)) => {
+            Err(docker::api_error(format!("failed to run `{}` in `{container}`", command.join(" ")), &error))
         }
-        Ok::<(), DockerError>(())
-    };
-    match tokio::time::timeout(limit, run).await {
-        Ok(ran) => ran.map(|()| Some(said)),
         Err(_) => Ok(None),
     }
 }
