@@ -225,7 +225,7 @@ async fn drill_volume(
         .create_volume(request)
         .await
         .map_err(|error| docker::api_error(format!("failed to create volume `{volume}`"), &error))?;
-    create_holder(docker, image, holder, labels, volume, root, false).await?;
+    throwaway::create(docker, holder, holder_body(image, labels, volume, root, false)).await?;
     unpack(docker, holder, volume, source).await?;
     read_archive(docker, holder, volume, root, &mut tokio::io::sink()).await
 }
@@ -356,18 +356,6 @@ async fn run_to_end(docker: &Docker, name: &str, command: &[&str]) -> Result<(),
 }
 
 /// A container created (and never started) only to reach a volume through the archive endpoint.
-async fn create_holder(
-    docker: &Docker,
-    image: &str,
-    name: &str,
-    labels: HashMap<String, String>,
-    volume: &str,
-    root: &str,
-    read_only: bool,
-) -> Result<(), Error> {
-    Ok(throwaway::create(docker, name, holder_body(image, labels, volume, root, read_only)).await?)
-}
-
 fn holder_body(
     image: &str,
     labels: HashMap<String, String>,
