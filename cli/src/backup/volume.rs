@@ -14,8 +14,8 @@
 //!   and `GET /containers/{id}/archive` streams the tar. Nothing runs, so nothing needs a user,
 //!   a capability or a network. Each chunk is written to the sink as it arrives (the volume is
 //!   never whole in memory or on disk) and counted on the way (`archive::download`, the backup
-//!   modules' one tar parser): `files` (regular files) and `bytes` (their sizes). `measure` and `drill` read their figures the same way, so
-//!   the three are counted by one function.
+//!   modules' one tar parser): `files` (regular files) and `bytes` (their sizes). `measure` and
+//!   `drill` read their figures the same way, so the three are counted by one function.
 //! - **n8n's `SQLite` is copied consistently** by pausing the n8n container (the cgroup freezer: no
 //!   write happens while it is frozen) for the copy, when it is running. `Paused` unpauses it on
 //!   every path: explicitly after the copy (its failure is the error returned, since a paused n8n
@@ -25,20 +25,22 @@
 //! - **Putting back** (`put_back`, the services that mount the volume stopped by the caller): the
 //!   volume is emptied by the helper (`find <root> -mindepth 1 -maxdepth 1 -exec rm -rf {} +`, so
 //!   files absent from the snapshot do not survive), then the engine unpacks the stream into it
-//!   (`PUT /containers/{id}/archive` on a created container, `archive::upload`), which keeps the tar's numeric owners
-//!   and modes, the volume's own folder included: the api and worker (10001) and n8n (1000) can
+//!   (`PUT /containers/{id}/archive` on a created container, `archive::upload`), which keeps the
+//!   tar's numeric owners and modes, the volume's own folder included: the api and worker (10001) and n8n (1000) can
 //!   still write there. Only the engine touches the volume; no host path under /var/lib/docker.
 //! - **The drill** unpacks into a scratch volume (`<drill prefix>-<component>`, labelled, recorded in
 //!   the `Scratch` before it is created, as is its holder container) and reads the figures back from
 //!   that volume, not from the stream: equal figures prove the data came back.
 //! - **`run_helper`** runs one busybox command in a throwaway container and removes it, for the
-//!   other components (redis removes its AOF folder with it): user root but with every capability
+//!   other components (none calls it yet; `put_back` empties the volume with it): user root but with every capability
 //!   dropped except `CHOWN`, `DAC_OVERRIDE` and `FOWNER` (it must act on files of any owner), no
 //!   network, a read-only root filesystem, `no-new-privileges`.
 //! - **Throwaway containers** are named `<project>-backup-<what>-<random>`, labelled
 //!   `io.masstock.backup-helper=<project>`, and removed on every path (a `Drop` guard like the
 //!   pause's, `throwaway::Throwaway`), never labelled as part of the compose project; their
-//!   bodies are `throwaway::body`'s locked-down one.
+//!   bodies are `throwaway::body`'s locked-down one, but a holder keeps a writable root: the
+//!   engine refuses to unpack at `/` of a read-only one, even when every entry lands in the
+//!   volume (a holder never runs, so nothing writes there).
 //! - Uploads and the helper's wait are not bounded by the client's request timeout (a large
 //!   volume takes longer than two minutes to unpack): `throwaway::LONG_REQUEST`.
 
