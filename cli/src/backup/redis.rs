@@ -68,7 +68,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, VolumeCreateRequest};
+use bollard::models::ContainerCreateBody;
 use bollard::Docker;
 use masstock_queue::admin::Inspector;
 use redis::aio::MultiplexedConnection;
@@ -280,15 +280,7 @@ pub async fn drill(
 
     let volume = scratch.name(SERVICE);
     scratch.add_volume(volume.clone());
-    let request = VolumeCreateRequest {
-        name: Some(volume.clone()),
-        labels: Some(scratch.labels()),
-        ..VolumeCreateRequest::default()
-    };
-    docker
-        .create_volume(request)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to create volume `{volume}`"), &error))?;
+    throwaway::create_volume(docker, &volume, scratch.labels()).await?;
     let network = scratch.network(docker).await?;
 
     let name = scratch.name(SERVICE);
@@ -605,16 +597,7 @@ async fn data_volume(target: &Target<'_>) -> Result<String, Error> {
     let mut volume_labels = crate::deploy::spec::project_labels(stack, SERVICE);
     volume_labels.remove(labels::SERVICE);
     volume_labels.insert(labels::VOLUME.to_owned(), source);
-    let request = VolumeCreateRequest {
-        name: Some(volume.clone()),
-        labels: Some(volume_labels),
-        ..VolumeCreateRequest::default()
-    };
-    target
-        .docker
-        .create_volume(request)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to create volume `{volume}`"), &error))?;
+    throwaway::create_volume(target.docker, &volume, volume_labels).await?;
     Ok(volume)
 }
 

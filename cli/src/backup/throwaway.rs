@@ -1,5 +1,6 @@
-//! The backup components' throwaway containers: one locked-down body, creation with a guard that
-//! removes the container on every path, starting, running to the end, `exec` output, removal.
+//! The backup components' throwaway containers (and the volumes they fill): one locked-down body,
+//! creation with a guard that removes the container on every path, starting, running to the
+//! end, `exec` output, removal.
 //!
 //! - **Locked down** ([`body`]): a read-only root filesystem, every capability dropped (a caller
 //!   adds back only what it must, as the volume helper does), `no-new-privileges`, no health
@@ -20,7 +21,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
@@ -83,6 +84,18 @@ pub async fn create(docker: &Docker, name: &str, body: ContainerCreateBody) -> R
         .create_container(Some(options), body)
         .await
         .map_err(|error| docker::api_error(format!("failed to create container `{name}`"), &error))?;
+    Ok(())
+}
+
+/// Creates the volume `name` with `labels`.
+#[allow(clippy::implicit_hasher)] // bollard's request takes this very map
+pub async fn create_volume(docker: &Docker, name: &str, labels: HashMap<String, String>) -> Result<(), DockerError> {
+    let request =
+        VolumeCreateRequest { name: Some(name.to_owned()), labels: Some(labels), ..VolumeCreateRequest::default() };
+    docker
+        .create_volume(request)
+        .await
+        .map_err(|error| docker::api_error(format!("failed to create volume `{name}`"), &error))?;
     Ok(())
 }
 

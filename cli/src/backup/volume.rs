@@ -218,15 +218,7 @@ async fn drill_volume(
     root: &str,
     source: &mut (dyn AsyncRead + Unpin + Send),
 ) -> Result<Figures, Error> {
-    let request = bollard::models::VolumeCreateRequest {
-        name: Some(volume.to_owned()),
-        labels: Some(labels.clone()),
-        ..bollard::models::VolumeCreateRequest::default()
-    };
-    docker
-        .create_volume(request)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to create volume `{volume}`"), &error))?;
+    throwaway::create_volume(docker, volume, labels.clone()).await?;
     throwaway::create(docker, holder, holder_body(image, labels, volume, root, false)).await?;
     unpack(docker, holder, volume, source).await?;
     read_archive(docker, holder, volume, root, &mut tokio::io::sink()).await
