@@ -15,6 +15,7 @@
 //! - `drill(target, scratch, source) -> Figures`: loads `source` into scratch objects it
 //!   registers in `scratch` and returns their figures.
 
+pub mod archive;
 pub mod postgres;
 pub mod redis;
 pub mod restic;
@@ -22,6 +23,7 @@ pub mod restore;
 pub mod run;
 pub mod status;
 pub mod store;
+pub mod throwaway;
 pub mod volume;
 
 use std::collections::BTreeMap;

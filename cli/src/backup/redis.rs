@@ -23,8 +23,8 @@
 //! `-v` (the queue's reading costs about 0.2 s per 100,000 jobs, see `queue ls`). Then `INFO persistence` is polled
 //! until the save ends: `rdb_bgsave_in_progress:0`, `rdb_last_bgsave_status:ok` and `rdb_saves`
 //! (`lastsave` before Redis 7) advanced; a failed save is an error. The RDB (`CONFIG GET dir` /
-//! `dbfilename`) is then read by the engine (`GET /containers/…/archive`, a tar of one file) and
-//! only the file's bytes are streamed to the sink, never held whole in memory, so the same code
+//! `dbfilename`) is then read by the engine (`GET /containers/…/archive`, a tar of one file,
+//! `archive::download`) and only the file's bytes are streamed to the sink, never held whole in memory, so the same code
 //! works against a remote engine. A save that finished after ours would have replaced the file we
 //! read: `INFO persistence` is read again after the copy and such a copy is refused (redis's save
 //! points cannot fire within 60 s of our save, so this takes a copy slower than that).
@@ -42,7 +42,8 @@
 //! `docker exec redis-cli -s …`: `CONFIG SET appendonly yes` makes Redis write a fresh AOF base
 //! from the loaded dataset and a new manifest that names only it (the old base and increments
 //! become history and are deleted), we wait for that rewrite, and `SHUTDOWN SAVE` leaves
-//! `dump.rdb` matching. The throwaway must exit 0; it is removed whatever happened. The service,
+//! `dump.rdb` matching. The throwaway must exit 0; it is removed whatever happened (the
+//! `throwaway::Throwaway` guard, even when the put back is dropped). The service,
 //! started again with its normal command, loads the new AOF: exactly the snapshot's data, none of
 //! what the volume held before (the test proves both on a fresh volume and on one holding other
 //! data). A copy that does not load (its checksum fails) makes the throwaway exit; the error
@@ -61,25 +62,20 @@
 //! removed here: `Scratch::remove_all` does it.
 //!
 //! Both throwaways run as the service's `user` on a read-only root, without capabilities and
-//! with `no-new-privileges`: redis writes only to its volume.
+//! with `no-new-privileges` (`throwaway::body`): redis writes only to its volume. The RDB goes in
+//! as a tar written by hand (`archive::file_header`, `archive::upload`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
-};
+use bollard::models::ContainerCreateBody;
 use bollard::Docker;
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt as _};
 use masstock_queue::admin::Inspector;
 use redis::aio::MultiplexedConnection;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncSeekExt as _, AsyncWrite, AsyncWriteExt as _};
 
-use super::{Figures, Scratch, Target};
+use super::throwaway::{self, Throwaway};
+use super::{archive, Figures, Scratch, Target};
 use crate::docker::{self, labels, AddressError, DockerError};
 use crate::health::UnresolvedSecret;
 
@@ -232,7 +228,7 @@ pub async fn put_back(target: &Target<'_>, source: &mut (dyn AsyncRead + Unpin +
 
     let name = format!("{service_container}_restore");
     // A put back killed earlier may have left its throwaway: it is ours by its name.
-    remove_container(docker, &name).await?;
+    throwaway::remove(docker, &name).await?;
     let mut container_labels = crate::deploy::spec::project_labels(stack, SERVICE);
     container_labels.insert(labels::ONEOFF.to_owned(), "True".to_owned());
     let command = [
@@ -254,11 +250,9 @@ pub async fn put_back(target: &Target<'_>, source: &mut (dyn AsyncRead + Unpin +
     ];
     let body = throwaway_body(&image, uid, &command, &volume, "none", container_labels);
     target.reporter.detail(&format!("redis: loading the snapshot into `{volume}` with `{name}`"));
-    create_container(docker, &name, body).await?;
+    let container = Throwaway::create(docker, &name, body).await?;
     let result = rewrite_in(docker, &name, spooled, uid).await;
-    let removed = remove_container(docker, &name).await;
-    result?;
-    removed
+    container.remove_after(result).await
 }
 
 /// The figures of the live redis.
@@ -286,15 +280,7 @@ pub async fn drill(
 
     let volume = scratch.name(SERVICE);
     scratch.add_volume(volume.clone());
-    let request = VolumeCreateRequest {
-        name: Some(volume.clone()),
-        labels: Some(scratch.labels()),
-        ..VolumeCreateRequest::default()
-    };
-    docker
-        .create_volume(request)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to create volume `{volume}`"), &error))?;
+    throwaway::create_volume(docker, &volume, scratch.labels()).await?;
     let network = scratch.network(docker).await?;
 
     let name = scratch.name(SERVICE);
@@ -303,13 +289,20 @@ pub async fn drill(
     let command = ["redis-server", &config, "--dir", DATA, "--dbfilename", DUMP, "--appendonly", "no", "--save", ""];
     let body = throwaway_body(&image, uid, &command, &volume, &network, scratch.labels());
     target.reporter.detail(&format!("redis: loading the snapshot into `{name}`"));
-    create_container(docker, &name, body).await?;
+    throwaway::create(docker, &name, body).await?;
 
     let password = random_password()?;
     let extra = format!("requirepass \"{password}\"\n");
     upload(docker, &name, spooled, uid, Some(extra.as_bytes())).await?;
-    start_container(docker, &name).await?;
-    let address = docker::container_address(docker, &name, &network).await?;
+    throwaway::start(docker, &name).await?;
+    let address = match docker::container_address(docker, &name, &network).await {
+        Ok(address) => address,
+        // A copy that does not load can make redis exit before its address is read.
+        Err(_) if !throwaway::is_running(docker, &name).await? => {
+            return Err(throwaway_failed(docker, &name, "it exited before it answered".to_owned()).await);
+        }
+        Err(error) => return Err(error.into()),
+    };
     let url = crate::health::redis_url(&address, PORT, Some(&password));
     let secret = Secret::new(&url, Some(&password));
     let mut connection = until_loaded(docker, &name, &url, &secret).await?;
@@ -564,7 +557,7 @@ async fn until_loaded(
             Ok(connection) => return Ok(connection),
             Err(error) => error.to_string(),
         };
-        if !running(docker, container).await? {
+        if !throwaway::is_running(docker, container).await? {
             return Err(throwaway_failed(docker, container, "it exited before it answered".to_owned()).await);
         }
         if Instant::now() >= deadline {
@@ -604,16 +597,7 @@ async fn data_volume(target: &Target<'_>) -> Result<String, Error> {
     let mut volume_labels = crate::deploy::spec::project_labels(stack, SERVICE);
     volume_labels.remove(labels::SERVICE);
     volume_labels.insert(labels::VOLUME.to_owned(), source);
-    let request = VolumeCreateRequest {
-        name: Some(volume.clone()),
-        labels: Some(volume_labels),
-        ..VolumeCreateRequest::default()
-    };
-    target
-        .docker
-        .create_volume(request)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to create volume `{volume}`"), &error))?;
+    throwaway::create_volume(target.docker, &volume, volume_labels).await?;
     Ok(volume)
 }
 
@@ -621,7 +605,7 @@ async fn data_volume(target: &Target<'_>) -> Result<String, Error> {
 /// the throwaway stopped, exiting 0.
 async fn rewrite_in(docker: &Docker, name: &str, spooled: tokio::fs::File, uid: Option<u32>) -> Result<(), Error> {
     upload(docker, name, spooled, uid, None).await?;
-    start_container(docker, name).await?;
+    throwaway::start(docker, name).await?;
     let cli = |words: &[&str]| -> Vec<String> {
         ["redis-cli", "-s", RESTORE_SOCKET].iter().chain(words).map(|word| (*word).to_owned()).collect()
     };
@@ -632,7 +616,7 @@ async fn rewrite_in(docker: &Docker, name: &str, spooled: tokio::fs::File, uid: 
         if said.as_deref().is_ok_and(|said| said.trim() == "PONG") {
             break;
         }
-        if !running(docker, name).await? {
+        if !throwaway::is_running(docker, name).await? {
             return Err(throwaway_failed(docker, name, "it exited while loading the snapshot".to_owned()).await);
         }
         if Instant::now() >= deadline {
@@ -672,17 +656,9 @@ async fn rewrite_in(docker: &Docker, name: &str, spooled: tokio::fs::File, uid: 
 
     // The connection closes as redis exits: its exit status is the answer.
     let _ = exec_output(docker, name, &cli(&["SHUTDOWN", "SAVE"])).await;
-    let options = WaitContainerOptionsBuilder::default().condition("not-running").build();
-    let mut waited = docker.wait_container(name, Some(options));
-    let code = match tokio::time::timeout(LONG_WORK, waited.next()).await {
-        Ok(Some(Ok(response))) => response.status_code,
-        // bollard reports a non-zero exit as an error that carries the code.
-        Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
-        Ok(Some(Err(error))) => return Err(docker::api_error(format!("failed to wait for `{name}`"), &error).into()),
-        Ok(None) | Err(_) => {
-            let reason = format!("did not stop within {}s of `SHUTDOWN SAVE`", LONG_WORK.as_secs());
-            return Err(throwaway_failed(docker, name, reason).await);
-        }
+    let Some(code) = throwaway::wait_exit(docker, name, LONG_WORK).await? else {
+        let reason = format!("did not stop within {}s of `SHUTDOWN SAVE`", LONG_WORK.as_secs());
+        return Err(throwaway_failed(docker, name, reason).await);
     };
     if code != 0 {
         return Err(throwaway_failed(docker, name, format!("`SHUTDOWN SAVE` ended with exit code {code}")).await);
@@ -695,7 +671,8 @@ async fn rewrite_in(docker: &Docker, name: &str, spooled: tokio::fs::File, uid: 
 // ---------------------------------------------------------------------------------------------
 
 /// A throwaway redis container's body: `image` running `command` as `uid`, `volume` at `/data`,
-/// on `network` (`none` for none), no restart, no health check.
+/// on `network` (`none` for none), locked down (`throwaway::body`): redis writes to its volume
+/// only.
 fn throwaway_body(
     image: &str,
     uid: Option<u32>,
@@ -704,63 +681,8 @@ fn throwaway_body(
     network: &str,
     container_labels: HashMap<String, String>,
 ) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(image.to_owned()),
-        cmd: Some(command.iter().map(|word| (*word).to_owned()).collect()),
-        user: uid.map(|uid| uid.to_string()),
-        labels: Some(container_labels),
-        healthcheck: Some(bollard::models::HealthConfig { test: Some(vec!["NONE".to_owned()]), ..Default::default() }),
-        host_config: Some(HostConfig {
-            mounts: Some(vec![Mount {
-                target: Some(DATA.to_owned()),
-                source: Some(volume.to_owned()),
-                typ: Some(MountType::VOLUME),
-                ..Mount::default()
-            }]),
-            network_mode: Some(network.to_owned()),
-            // Redis writes to its volume only.
-            readonly_rootfs: Some(true),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-            ..HostConfig::default()
-        }),
-        ..ContainerCreateBody::default()
-    }
-}
-
-async fn create_container(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<(), Error> {
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
-    docker
-        .create_container(Some(options), body)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to create `{name}`"), &error))?;
-    Ok(())
-}
-
-async fn start_container(docker: &Docker, name: &str) -> Result<(), Error> {
-    docker
-        .start_container(name, None)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to start `{name}`"), &error))?;
-    Ok(())
-}
-
-/// Removes a container, gone already or not.
-async fn remove_container(docker: &Docker, name: &str) -> Result<(), Error> {
-    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-    match docker.remove_container(name, Some(options)).await {
-        Ok(()) => Ok(()),
-        Err(error) if docker::is_not_found(&error) => Ok(()),
-        Err(error) => Err(docker::api_error(format!("failed to remove `{name}`"), &error).into()),
-    }
-}
-
-async fn running(docker: &Docker, name: &str) -> Result<bool, Error> {
-    let inspected = docker
-        .inspect_container(name, None)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to inspect `{name}`"), &error))?;
-    Ok(inspected.state.and_then(|state| state.running) == Some(true))
+    let mounts = vec![throwaway::mount(volume, DATA, false)];
+    throwaway::body(image, command, uid.map(|uid| uid.to_string()), mounts, network, container_labels)
 }
 
 /// A throwaway failed: `reason`, with its last log lines.
@@ -771,36 +693,9 @@ async fn throwaway_failed(docker: &Docker, container: &str, reason: String) -> E
 
 /// Runs `command` in `container` and answers what it printed (stdout and stderr).
 async fn exec_output(docker: &Docker, container: &str, command: &[String]) -> Result<String, Error> {
-    let failed = |error: bollard::errors::Error| {
-        Error::from(docker::api_error(format!("failed to run `{}` in `{container}`", command.join(" ")), &error))
-    };
-    let exec = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(command.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..CreateExecOptions::default()
-            },
-        )
-        .await
-        .map_err(failed)?;
-    let mut said = String::new();
-    let run = async {
-        if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, None).await.map_err(failed)?
-        {
-            while let Some(Ok(chunk)) = output.next().await {
-                said.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
-        }
-        Ok::<(), Error>(())
-    };
-    tokio::time::timeout(TIMEOUT, run)
-        .await
-        .map_err(|_| Error::TimedOut { what: format!("`{}` in `{container}`", command.join(" ")), limit: TIMEOUT })??;
-    Ok(said)
+    throwaway::exec_output(docker, container, command, TIMEOUT)
+        .await?
+        .ok_or_else(|| Error::TimedOut { what: format!("`{}` in `{container}`", command.join(" ")), limit: TIMEOUT })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -827,29 +722,6 @@ async fn spool(source: &mut (dyn AsyncRead + Unpin + Send)) -> Result<tokio::fs:
     Ok(file)
 }
 
-/// A tar header for `name` (`size` bytes, 0600, owned by `uid`).
-fn tar_header(name: &str, size: u64, uid: Option<u32>) -> Result<Bytes, Error> {
-    let mut header = tar::Header::new_gnu();
-    header.set_path(name).map_err(Error::Spool)?;
-    header.set_size(size);
-    header.set_mode(0o600);
-    let owner = u64::from(uid.unwrap_or(0));
-    header.set_uid(owner);
-    header.set_gid(owner);
-    header.set_mtime(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs()),
-    );
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    Ok(Bytes::copy_from_slice(header.as_bytes()))
-}
-
-/// Zeros up to the next 512-byte boundary after `size` bytes.
-fn padding(size: u64) -> Bytes {
-    let rest = usize::try_from(size % 512).unwrap_or(0);
-    Bytes::from(vec![0_u8; if rest == 0 { 0 } else { 512 - rest }])
-}
-
 /// Uploads `spooled` as `/data/dump.rdb` into the created container `name`, owned by `uid`, and
 /// the drill's configuration beside it when `config` is given. Streamed from the file.
 async fn upload(
@@ -863,32 +735,19 @@ async fn upload(
     let mut head = Vec::new();
     if let Some(config) = config {
         let length = u64::try_from(config.len()).unwrap_or(u64::MAX);
-        head.push(tar_header(DRILL_CONFIG, length, uid)?);
-        head.push(Bytes::copy_from_slice(config));
-        head.push(padding(length));
+        head.extend_from_slice(&archive::file_header(DRILL_CONFIG, length, 0o600, uid).map_err(Error::Spool)?);
+        head.extend_from_slice(config);
+        head.extend_from_slice(&archive::padding(length));
     }
-    head.push(tar_header(DUMP, size, uid)?);
-    let body = futures_util::stream::unfold(spooled, |mut file| async move {
-        let mut buffer = vec![0_u8; 256 * 1024];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(read) => {
-                buffer.truncate(read);
-                Some((Ok(Bytes::from(buffer)), file))
-            }
-            Err(error) => Some((Err(error), file)),
+    head.extend_from_slice(&archive::file_header(DUMP, size, 0o600, uid).map_err(Error::Spool)?);
+    let tail = [archive::padding(size), archive::end_of_archive()].concat();
+    let mut tar = std::io::Cursor::new(head).chain(spooled).chain(std::io::Cursor::new(tail));
+    archive::upload(docker, name, DATA, &mut tar).await.map_err(|error| match error {
+        archive::WriteError::Source(error) => Error::Spool(error),
+        archive::WriteError::Engine(error) => {
+            docker::api_error(format!("failed to copy the snapshot into `{name}`"), &error).into()
         }
-    });
-    let tail = [padding(size), Bytes::from(vec![0_u8; 1024])];
-    let stream = futures_util::stream::iter(head.into_iter().map(Ok))
-        .chain(body)
-        .chain(futures_util::stream::iter(tail.into_iter().map(Ok)));
-    let options = UploadToContainerOptionsBuilder::default().path(DATA).build();
-    docker
-        .upload_to_container(name, Some(options), bollard::body_try_stream(stream))
-        .await
-        .map_err(|error| docker::api_error(format!("failed to copy the snapshot into `{name}`"), &error))?;
-    Ok(())
+    })
 }
 
 /// Streams the file at `path` in `container` into `sink`, through the engine's tar of it.
@@ -898,84 +757,14 @@ async fn download_file(
     path: &str,
     sink: &mut (dyn AsyncWrite + Unpin + Send),
     activity: &dyn crate::report::Activity,
-) -> Result<u64, Error> {
-    let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
-    let stream = docker.download_from_container(container, Some(options));
-    let mut tar = TarStream { stream: Box::pin(stream), pending: Bytes::new() };
-    let not_the_file = |reason: String| Error::NotTheFile { path: path.to_owned(), reason };
-    let engine = |error: bollard::errors::Error| {
-        Error::from(docker::api_error(format!("failed to copy `{path}` out of `{container}`"), &error))
-    };
-    // Extension headers (PAX, GNU long names) come first; PAX may give the real size.
-    let mut pax_size = None;
-    let size = loop {
-        let block = tar.take(512).await.map_err(engine)?.ok_or_else(|| not_the_file("it ended early".to_owned()))?;
-        let header = tar::Header::from_byte_slice(&block);
-        let size = header.entry_size().map_err(|error| not_the_file(error.to_string()))?;
-        match header.entry_type() {
-            tar::EntryType::XHeader
-            | tar::EntryType::XGlobalHeader
-            | tar::EntryType::GNULongName
-            | tar::EntryType::GNULongLink => {
-                let length = usize::try_from(size).map_err(|error| not_the_file(error.to_string()))?;
-                let data =
-                    tar.take(length).await.map_err(engine)?.ok_or_else(|| not_the_file("it ended early".to_owned()))?;
-                tar.take(padding(size).len()).await.map_err(engine)?;
-                if header.entry_type() == tar::EntryType::XHeader {
-                    for extension in tar::PaxExtensions::new(&data).flatten() {
-                        if extension.key() == Ok("size") {
-                            pax_size = extension.value().ok().and_then(|value| value.parse::<u64>().ok());
-                        }
-                    }
-                }
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => break pax_size.unwrap_or(size),
-            other => return Err(not_the_file(format!("its first entry is a {other:?}, not a file"))),
+) -> Result<(), Error> {
+    match archive::download(docker, container, path, archive::Copy::FileOnly, sink, Some(activity)).await {
+        Ok(_) => Ok(()),
+        Err(archive::ReadError::Engine(error)) => {
+            Err(docker::api_error(format!("failed to copy `{path}` out of `{container}`"), &error).into())
         }
-    };
-    let sink_error = |error| Error::Sink { path: path.to_owned(), error };
-    let mut copied = 0;
-    while copied < size {
-        let wanted = usize::try_from((size - copied).min(1 << 20)).unwrap_or(1 << 20);
-        let chunk =
-            tar.up_to(wanted).await.map_err(engine)?.ok_or_else(|| not_the_file("it ended early".to_owned()))?;
-        sink.write_all(&chunk).await.map_err(sink_error)?;
-        copied += u64::try_from(chunk.len()).unwrap_or(0);
-        activity.bytes(copied, size);
-    }
-    sink.flush().await.map_err(sink_error)?;
-    Ok(copied)
-}
-
-/// A tar read from the engine's byte stream, a chunk at a time.
-struct TarStream<S> {
-    stream: std::pin::Pin<Box<S>>,
-    pending: Bytes,
-}
-
-impl<S: Stream<Item = Result<Bytes, bollard::errors::Error>>> TarStream<S> {
-    /// At most `wanted` bytes (at least one); `None` at the end.
-    async fn up_to(&mut self, wanted: usize) -> Result<Option<Bytes>, bollard::errors::Error> {
-        while self.pending.is_empty() {
-            match self.stream.next().await {
-                Some(chunk) => self.pending = chunk?,
-                None => return Ok(None),
-            }
-        }
-        let length = wanted.min(self.pending.len());
-        Ok(Some(self.pending.split_to(length)))
-    }
-
-    /// Exactly `length` bytes; `None` when the stream ends first.
-    async fn take(&mut self, length: usize) -> Result<Option<Vec<u8>>, bollard::errors::Error> {
-        let mut taken = Vec::with_capacity(length);
-        while taken.len() < length {
-            match self.up_to(length - taken.len()).await? {
-                Some(chunk) => taken.extend_from_slice(&chunk),
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(taken))
+        Err(archive::ReadError::NotTar(reason)) => Err(Error::NotTheFile { path: path.to_owned(), reason }),
+        Err(archive::ReadError::Sink(error)) => Err(Error::Sink { path: path.to_owned(), error }),
     }
 }
 
@@ -992,8 +781,10 @@ mod tests {
 
     use bollard::models::NetworkCreateRequest;
     use bollard::query_parameters::{
-        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder,
+        DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+        ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder,
     };
+    use futures_util::StreamExt as _;
     use redis::AsyncCommands as _;
 
     use super::*;
@@ -1018,7 +809,7 @@ mod tests {
                     let filters = HashMap::from([("name".to_owned(), vec![project.clone()])]);
                     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
                     for container in docker.list_containers(Some(options)).await.unwrap_or_default() {
-                        let _ = remove_container(&docker, container.id.as_deref().unwrap_or_default()).await;
+                        let _ = throwaway::remove(&docker, container.id.as_deref().unwrap_or_default()).await;
                     }
                     let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
                     let volumes = docker.list_volumes(Some(options)).await.ok().and_then(|list| list.volumes);
@@ -1047,7 +838,7 @@ mod tests {
         );
         fs_err::write(folder.join("deploy.toml"), config).unwrap();
         let env = format!(
-            "REDIS_PASSWORD={password}\nDATABASE_URL=postgres://u:p@127.0.0.1/none\nJWT_SECRET=0123456789abcdef0123456789abcdef\nGEMINI_API_KEY=unused\nENCRYPTION_KEY=unused\n"
+            "REDIS_PASSWORD={password}\nDATABASE_URL=postgres://u:p@127.0.0.1/none\nJWT_SECRET=0123456789abcdef0123456789abcdef\nGEMINI_API_KEY=unused\nENCRYPTION_KEY=unused\nRESTIC_PASSWORD=unused\n"
         );
         crate::atomic::write_file(&folder.join(".env.local"), env.as_bytes(), 0o600).unwrap();
         Stack::from_source(&crate::config::read_source(&folder.join("deploy.toml")).unwrap(), "local").unwrap()

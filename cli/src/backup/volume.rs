@@ -13,9 +13,9 @@
 //!   container is *created* from the helper image with the volume mounted read-only, never started,
 //!   and `GET /containers/{id}/archive` streams the tar. Nothing runs, so nothing needs a user,
 //!   a capability or a network. Each chunk is written to the sink as it arrives (the volume is
-//!   never whole in memory or on disk) and counted on the way (`TarCounter`): `files` (regular
-//!   files) and `bytes` (their sizes). `measure` and `drill` read their figures the same way, so
-//!   the three are counted by one function.
+//!   never whole in memory or on disk) and counted on the way (`archive::download`, the backup
+//!   modules' one tar parser): `files` (regular files) and `bytes` (their sizes). `measure` and
+//!   `drill` read their figures the same way, so the three are counted by one function.
 //! - **n8n's `SQLite` is copied consistently** by pausing the n8n container (the cgroup freezer: no
 //!   write happens while it is frozen) for the copy, when it is running. `Paused` unpauses it on
 //!   every path: explicitly after the copy (its failure is the error returned, since a paused n8n
@@ -25,45 +25,39 @@
 //! - **Putting back** (`put_back`, the services that mount the volume stopped by the caller): the
 //!   volume is emptied by the helper (`find <root> -mindepth 1 -maxdepth 1 -exec rm -rf {} +`, so
 //!   files absent from the snapshot do not survive), then the engine unpacks the stream into it
-//!   (`PUT /containers/{id}/archive` on a created container), which keeps the tar's numeric owners
-//!   and modes, the volume's own folder included: the api and worker (10001) and n8n (1000) can
+//!   (`PUT /containers/{id}/archive` on a created container, `archive::upload`), which keeps the
+//!   tar's numeric owners and modes, the volume's own folder included: the api and worker (10001) and n8n (1000) can
 //!   still write there. Only the engine touches the volume; no host path under /var/lib/docker.
 //! - **The drill** unpacks into a scratch volume (`<drill prefix>-<component>`, labelled, recorded in
 //!   the `Scratch` before it is created, as is its holder container) and reads the figures back from
 //!   that volume, not from the stream: equal figures prove the data came back.
 //! - **`run_helper`** runs one busybox command in a throwaway container and removes it, for the
-//!   other components (redis removes its AOF folder with it): user root but with every capability
+//!   other components (none calls it yet; `put_back` empties the volume with it): user root but with every capability
 //!   dropped except `CHOWN`, `DAC_OVERRIDE` and `FOWNER` (it must act on files of any owner), no
 //!   network, a read-only root filesystem, `no-new-privileges`.
 //! - **Throwaway containers** are named `<project>-backup-<what>-<random>`, labelled
 //!   `io.masstock.backup-helper=<project>`, and removed on every path (a `Drop` guard like the
-//!   pause's), never labelled as part of the compose project.
+//!   pause's, `throwaway::Throwaway`), never labelled as part of the compose project; their
+//!   bodies are `throwaway::body`'s locked-down one, but a holder keeps a writable root: the
+//!   engine refuses to unpack at `/` of a read-only one, even when every entry lands in the
+//!   volume (a holder never runs, so nothing writes there).
 //! - Uploads and the helper's wait are not bounded by the client's request timeout (a large
-//!   volume takes longer than two minutes to unpack).
+//!   volume takes longer than two minutes to unpack): `throwaway::LONG_REQUEST`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
-};
+use bollard::models::ContainerCreateBody;
 use bollard::Docker;
-use bytes::Bytes;
-use futures_util::StreamExt as _;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Component, Figures, Scratch, Target};
+use super::throwaway::{self, Throwaway};
+use super::{archive, Component, Figures, Scratch, Target};
 use crate::config::Stack;
 use crate::docker::build::ImageError;
 use crate::docker::{self, DockerError};
 
 /// The label of the throwaway containers, with the project.
 pub const HELPER_LABEL: &str = "io.masstock.backup-helper";
-
-/// How long an upload or a helper may take: far beyond the client's two-minute request timeout.
-const LONG_REQUEST: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Why a volume could not be captured, put back, measured or drilled.
 #[derive(Debug, thiserror::Error)]
@@ -193,9 +187,9 @@ pub async fn measure(component: Component, target: &Target<'_>) -> Result<Figure
     require_volume(target.docker, &subject.volume).await?;
     let image = helper_image(target).await?;
     let project = &target.stack.config.project.name;
-    let holder =
-        Throwaway::create(target.docker, &image, project, "measure", &subject.volume, subject.root, true).await?;
-    let result = read_archive(target.docker, &holder.name, &subject.volume, subject.root, &mut tokio::io::sink()).await;
+    let holder = holder(target.docker, &image, project, "measure", &subject.volume, subject.root, true).await?;
+    let result =
+        read_archive(target.docker, holder.name(), &subject.volume, subject.root, &mut tokio::io::sink()).await;
     holder.remove_after(result).await
 }
 
@@ -224,16 +218,8 @@ async fn drill_volume(
     root: &str,
     source: &mut (dyn AsyncRead + Unpin + Send),
 ) -> Result<Figures, Error> {
-    let request = bollard::models::VolumeCreateRequest {
-        name: Some(volume.to_owned()),
-        labels: Some(labels.clone()),
-        ..bollard::models::VolumeCreateRequest::default()
-    };
-    docker
-        .create_volume(request)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to create volume `{volume}`"), &error))?;
-    create_holder(docker, image, holder, labels, volume, root, false).await?;
+    throwaway::create_volume(docker, volume, labels.clone()).await?;
+    throwaway::create(docker, holder, holder_body(image, labels, volume, root, false)).await?;
     unpack(docker, holder, volume, source).await?;
     read_archive(docker, holder, volume, root, &mut tokio::io::sink()).await
 }
@@ -253,7 +239,7 @@ async fn capture_volume(
     subject: &Subject,
     sink: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> Result<Figures, Error> {
-    let holder = Throwaway::create(docker, image, project, "capture", &subject.volume, subject.root, true).await?;
+    let holder = holder(docker, image, project, "capture", &subject.volume, subject.root, true).await?;
     let paused = match &subject.pause {
         Some(container) => Paused::pause_if_running(docker, container).await,
         None => Ok(None),
@@ -262,7 +248,7 @@ async fn capture_volume(
         Ok(paused) => paused,
         Err(error) => return holder.remove_after(Err(error)).await,
     };
-    let result = read_archive(docker, &holder.name, &subject.volume, subject.root, sink).await;
+    let result = read_archive(docker, holder.name(), &subject.volume, subject.root, sink).await;
     let unpaused = match paused {
         Some(paused) => paused.unpause().await,
         None => Ok(()),
@@ -288,8 +274,8 @@ async fn put_back_volume(
         &["find", &root, "-mindepth", "1", "-maxdepth", "1", "-exec", "/bin/busybox", "rm", "-rf", "{}", "+"],
     )
     .await?;
-    let holder = Throwaway::create(docker, image, project, "restore", &subject.volume, subject.root, false).await?;
-    let result = unpack(docker, &holder.name, &subject.volume, source).await;
+    let holder = holder(docker, image, project, "restore", &subject.volume, subject.root, false).await?;
+    let result = unpack(docker, holder.name(), &subject.volume, source).await;
     holder.remove_after(result).await
 }
 
@@ -303,59 +289,30 @@ async fn read_archive(
     sink: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> Result<Figures, Error> {
     let path = format!("/{root}");
-    let options = DownloadFromContainerOptionsBuilder::default().path(&path).build();
-    let mut stream = docker.download_from_container(container, Some(options));
-    let mut counter = TarCounter::default();
-    let not_tar = |reason: String| Error::NotTar { volume: volume.to_owned(), reason };
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|error| Error::Read { volume: volume.to_owned(), message: docker::engine_message(&error) })?;
-        counter.feed(&chunk).map_err(not_tar)?;
-        sink.write_all(&chunk).await.map_err(|error| Error::Sink { volume: volume.to_owned(), error })?;
+    match archive::download(docker, container, &path, archive::Copy::Whole, sink, None).await {
+        Ok(counted) => Ok(counted.figures()),
+        Err(archive::ReadError::Engine(error)) => {
+            Err(Error::Read { volume: volume.to_owned(), message: docker::engine_message(&error) })
+        }
+        Err(archive::ReadError::NotTar(reason)) => Err(Error::NotTar { volume: volume.to_owned(), reason }),
+        Err(archive::ReadError::Sink(error)) => Err(Error::Sink { volume: volume.to_owned(), error }),
     }
-    counter.finish().map_err(not_tar)?;
-    sink.flush().await.map_err(|error| Error::Sink { volume: volume.to_owned(), error })?;
-    Ok(counter.figures())
 }
 
 /// Has the engine unpack the tar `source` at `/` of the (created, not started) `container`, as it
-/// arrives. A failed read of `source` fails the call even when the engine accepted what came.
+/// arrives.
 async fn unpack(
     docker: &Docker,
     container: &str,
     volume: &str,
     source: &mut (dyn AsyncRead + Unpin + Send),
 ) -> Result<(), Error> {
-    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|chunk| (chunk, receiver))
-    });
-    let docker = docker.clone().with_timeout(LONG_REQUEST);
-    let options = UploadToContainerOptionsBuilder::default().path("/").build();
-    let upload = docker.upload_to_container(container, Some(options), bollard::body_try_stream(body));
-    let pump = async move {
-        let mut buffer = vec![0_u8; 256 * 1024];
-        loop {
-            match source.read(&mut buffer).await {
-                Ok(0) => return Ok(()),
-                Ok(read) => {
-                    if sender.send(Ok(Bytes::copy_from_slice(&buffer[..read]))).await.is_err() {
-                        // The engine stopped reading: the upload's own error says why.
-                        return Ok(());
-                    }
-                }
-                Err(error) => {
-                    // The request fails too, so the engine does not take a truncated tar for a
-                    // whole one.
-                    let _ = sender.send(Err(std::io::Error::new(error.kind(), "the snapshot could not be read"))).await;
-                    return Err(error);
-                }
-            }
+    archive::upload(docker, container, "/", source).await.map_err(|error| match error {
+        archive::WriteError::Source(error) => Error::Source { volume: volume.to_owned(), error },
+        archive::WriteError::Engine(error) => {
+            Error::Unpack { volume: volume.to_owned(), message: docker::engine_message(&error) }
         }
-    };
-    let (uploaded, pumped): (Result<(), bollard::errors::Error>, std::io::Result<()>) = tokio::join!(upload, pump);
-    pumped.map_err(|error| Error::Source { volume: volume.to_owned(), error })?;
-    uploaded.map_err(|error| Error::Unpack { volume: volume.to_owned(), message: docker::engine_message(&error) })
+    })
 }
 
 async fn run_in_helper(
@@ -366,92 +323,33 @@ async fn run_in_helper(
     command: &[&str],
 ) -> Result<(), Error> {
     let name = format!("{project}-backup-helper-{}", super::random_hex());
-    let host_config = HostConfig {
-        mounts: Some(mounts.iter().map(|(volume, path)| volume_mount(volume, path, false)).collect()),
-        network_mode: Some("none".to_owned()),
-        readonly_rootfs: Some(true),
-        cap_drop: Some(vec!["ALL".to_owned()]),
-        cap_add: Some(vec!["CHOWN".to_owned(), "DAC_OVERRIDE".to_owned(), "FOWNER".to_owned()]),
-        security_opt: Some(vec!["no-new-privileges".to_owned()]),
-        ..HostConfig::default()
-    };
-    let body = ContainerCreateBody {
-        image: Some(image.to_owned()),
-        cmd: Some(command.iter().map(|part| (*part).to_owned()).collect()),
-        user: Some("0:0".to_owned()),
-        labels: Some(HashMap::from([(HELPER_LABEL.to_owned(), project.to_owned())])),
-        host_config: Some(host_config),
-        ..ContainerCreateBody::default()
-    };
-    let container = Throwaway::create_with(docker, &name, body).await?;
+    let mounts = mounts.iter().map(|(volume, path)| throwaway::mount(volume, path, false)).collect();
+    let labels = HashMap::from([(HELPER_LABEL.to_owned(), project.to_owned())]);
+    let mut body = throwaway::body(image, command, Some("0:0".to_owned()), mounts, "none", labels);
+    if let Some(host_config) = &mut body.host_config {
+        // It must act on files of any owner.
+        host_config.cap_add = Some(vec!["CHOWN".to_owned(), "DAC_OVERRIDE".to_owned(), "FOWNER".to_owned()]);
+    }
+    let container = Throwaway::create(docker, &name, body).await?;
     let result = run_to_end(docker, &name, command).await;
     container.remove_after(result).await
 }
 
 async fn run_to_end(docker: &Docker, name: &str, command: &[&str]) -> Result<(), Error> {
-    docker
-        .start_container(name, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to start `{name}`"), &error))?;
-    let long = docker.clone().with_timeout(LONG_REQUEST);
-    let options = WaitContainerOptionsBuilder::default().condition("not-running").build();
-    let mut wait = long.wait_container(name, Some(options));
-    let status = match wait.next().await {
-        Some(Ok(response)) => response.status_code,
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-        Some(Err(error)) => {
-            return Err(docker::api_error(format!("failed to wait for `{name}`"), &error).into());
-        }
-        None => {
-            return Err(DockerError::Api {
-                doing: format!("failed to wait for `{name}`"),
-                message: "no answer".to_owned(),
-            }
-            .into())
-        }
+    throwaway::start(docker, name).await?;
+    let Some(status) = throwaway::wait_exit(docker, name, throwaway::LONG_REQUEST).await? else {
+        let message = format!("still running after {}s", throwaway::LONG_REQUEST.as_secs());
+        return Err(DockerError::Api { doing: format!("failed to wait for `{name}`"), message }.into());
     };
     if status == 0 {
         return Ok(());
     }
-    let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail("5").build();
-    let mut output = String::new();
-    let mut logs = docker.logs(name, Some(options));
-    while let Some(Ok(line)) = logs.next().await {
-        output.push_str(&String::from_utf8_lossy(&line.into_bytes()));
-    }
-    let output = output.trim().lines().collect::<Vec<_>>().join(" | ");
-    Err(Error::HelperFailed { command: command.join(" "), status, output })
-}
-
-fn volume_mount(volume: &str, path: &str, read_only: bool) -> Mount {
-    Mount {
-        target: Some(path.to_owned()),
-        source: Some(volume.to_owned()),
-        typ: Some(MountType::VOLUME),
-        read_only: Some(read_only),
-        ..Mount::default()
-    }
+    let output = crate::deploy::wait::last_log_lines(docker, name, 5).await;
+    let output = output.iter().map(|line| line.trim()).filter(|line| !line.is_empty()).collect::<Vec<_>>();
+    Err(Error::HelperFailed { command: command.join(" "), status, output: output.join(" | ") })
 }
 
 /// A container created (and never started) only to reach a volume through the archive endpoint.
-async fn create_holder(
-    docker: &Docker,
-    image: &str,
-    name: &str,
-    labels: HashMap<String, String>,
-    volume: &str,
-    root: &str,
-    read_only: bool,
-) -> Result<(), Error> {
-    let body = holder_body(image, labels, volume, root, read_only);
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
-    docker
-        .create_container(Some(options), body)
-        .await
-        .map_err(|error| docker::api_error(format!("failed to create container `{name}`"), &error))?;
-    Ok(())
-}
-
 fn holder_body(
     image: &str,
     labels: HashMap<String, String>,
@@ -459,88 +357,29 @@ fn holder_body(
     root: &str,
     read_only: bool,
 ) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(image.to_owned()),
-        cmd: Some(vec!["true".to_owned()]),
-        labels: Some(labels),
-        host_config: Some(HostConfig {
-            mounts: Some(vec![volume_mount(volume, &format!("/{root}"), read_only)]),
-            network_mode: Some("none".to_owned()),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            ..HostConfig::default()
-        }),
-        ..ContainerCreateBody::default()
+    let mounts = vec![throwaway::mount(volume, &format!("/{root}"), read_only)];
+    let mut body = throwaway::body(image, &["true"], None, mounts, "none", labels);
+    if let Some(host_config) = &mut body.host_config {
+        // The engine unpacks at `/`, which it refuses on a read-only root even when every entry
+        // lands in the volume. A holder never runs, so nothing could write there anyway.
+        host_config.readonly_rootfs = None;
     }
+    body
 }
 
-/// A throwaway container, removed by `remove_after`, or on drop when that was never reached.
-struct Throwaway {
-    docker: Docker,
-    name: String,
-    armed: bool,
-}
-
-impl Throwaway {
-    async fn create(
-        docker: &Docker,
-        image: &str,
-        project: &str,
-        what: &str,
-        volume: &str,
-        root: &str,
-        read_only: bool,
-    ) -> Result<Self, Error> {
-        let name = format!("{project}-backup-{what}-{}", super::random_hex());
-        let labels = HashMap::from([(HELPER_LABEL.to_owned(), project.to_owned())]);
-        Self::create_with(docker, &name, holder_body(image, labels, volume, root, read_only)).await
-    }
-
-    async fn create_with(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<Self, Error> {
-        let options = CreateContainerOptionsBuilder::default().name(name).build();
-        // Armed before the request: a create cancelled halfway may still have made it.
-        let mut throwaway = Self { docker: docker.clone(), name: name.to_owned(), armed: true };
-        match docker.create_container(Some(options), body).await {
-            Ok(_) => Ok(throwaway),
-            Err(error) => {
-                // The engine answered that it made nothing: there is nothing of ours to remove
-                // (and a name taken by someone else must not be removed).
-                throwaway.armed = !engine_answered(&error);
-                Err(docker::api_error(format!("failed to create container `{name}`"), &error).into())
-            }
-        }
-    }
-
-    /// Removes the container, then answers `result` (or the removal's failure when `result` is
-    /// a success: a container left behind is a fault too).
-    async fn remove_after<T>(mut self, result: Result<T, Error>) -> Result<T, Error> {
-        self.armed = false;
-        let removed = remove_container(&self.docker, &self.name).await;
-        let value = result?;
-        removed?;
-        Ok(value)
-    }
-}
-
-impl Drop for Throwaway {
-    fn drop(&mut self) {
-        if self.armed {
-            let name = self.name.clone();
-            on_own_runtime(false, move |docker| {
-                let name = name.clone();
-                async move { remove_container(&docker, &name).await.is_ok() }
-            });
-        }
-    }
-}
-
-async fn remove_container(docker: &Docker, name: &str) -> Result<(), Error> {
-    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-    match docker.remove_container(name, Some(options)).await {
-        Err(error) if !docker::is_not_found(&error) => {
-            Err(docker::api_error(format!("failed to remove container `{name}`"), &error).into())
-        }
-        _ => Ok(()),
-    }
+/// A holder (`<project>-backup-<what>-<random>`) that is removed on every path.
+async fn holder(
+    docker: &Docker,
+    image: &str,
+    project: &str,
+    what: &str,
+    volume: &str,
+    root: &str,
+    read_only: bool,
+) -> Result<Throwaway, Error> {
+    let name = format!("{project}-backup-{what}-{}", super::random_hex());
+    let labels = HashMap::from([(HELPER_LABEL.to_owned(), project.to_owned())]);
+    Ok(Throwaway::create(docker, &name, holder_body(image, labels, volume, root, read_only)).await?)
 }
 
 /// A container this module paused: unpaused by `unpause`, or on drop when that was never reached.
@@ -568,7 +407,7 @@ impl Paused {
         match docker.pause_container(container).await {
             Ok(()) => Ok(Some(paused)),
             Err(error) => {
-                paused.armed = !engine_answered(&error);
+                paused.armed = !throwaway::engine_answered(&error);
                 Err(pause_error(docker::engine_message(&error)))
             }
         }
@@ -586,18 +425,12 @@ impl Drop for Paused {
     fn drop(&mut self) {
         if self.armed {
             let container = self.container.clone();
-            on_own_runtime(true, move |docker| {
+            throwaway::on_own_runtime(true, move |docker| {
                 let container = container.clone();
                 async move { unpause_container(&docker, &container).await.is_ok() }
             });
         }
     }
-}
-
-/// Whether the engine answered the request (with an error status): then it did not do it. Other
-/// errors (a timeout, a broken connection) leave it unknown.
-fn engine_answered(error: &bollard::errors::Error) -> bool {
-    matches!(error, bollard::errors::Error::DockerResponseServerError { .. })
 }
 
 /// Unpauses `container`; one that is not paused (or gone) is not a failure.
@@ -619,194 +452,13 @@ async fn unpause_container(docker: &Docker, container: &str) -> Result<(), Strin
     }
 }
 
-/// Runs `work` on a thread with its own runtime and engine connection, for `Drop`, which cannot
-/// await and may run while the caller's runtime shuts down; `wait`: whether to wait for it. Waiting
-/// blocks the caller's runtime meanwhile, which an unpause can afford (it is quick and needs
-/// nothing of that runtime), but not a removal: the engine only lets a container go once the
-/// dropped archive connection is closed, and closing it is the caller's runtime's work. It is
-/// tried three times; what it could not do stays undone (the labels still say whose it is).
-fn on_own_runtime<F, Fut>(wait: bool, work: F)
-where
-    F: Fn(Docker) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = bool>,
-{
-    let thread = std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        runtime.block_on(async {
-            for _ in 0..3 {
-                let Ok(docker) = Docker::connect_with_defaults() else { return };
-                let docker = docker.with_timeout(Duration::from_secs(20));
-                if work(docker).await {
-                    return;
-                }
-            }
-        });
-    });
-    if wait {
-        let _ = thread.join();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Counting a tar stream
-// ---------------------------------------------------------------------------------------------
-
-const BLOCK: u64 = 512;
-const BLOCK_BYTES: usize = 512;
-/// The largest pax extended header kept in memory (a real one is a few hundred bytes).
-const PAX_LIMIT: u64 = 1024 * 1024;
-
-/// Counts the regular files of a tar stream and their bytes, chunk by chunk, holding at most one
-/// header (and one pax header's records) in memory. Understands ustar, GNU (long names,
-/// base-256 sizes) and pax (`size` records); checks each header's checksum.
-#[derive(Debug, Default)]
-struct TarCounter {
-    header: Vec<u8>,
-    data_left: u64,
-    padding_left: u64,
-    pax: Option<Vec<u8>>,
-    next_size: Option<u64>,
-    files: u64,
-    bytes: u64,
-}
-
-impl TarCounter {
-    fn feed(&mut self, mut chunk: &[u8]) -> Result<(), String> {
-        while !chunk.is_empty() {
-            if self.data_left > 0 {
-                let take = usize::try_from(self.data_left).unwrap_or(usize::MAX).min(chunk.len());
-                if let Some(pax) = &mut self.pax {
-                    pax.extend_from_slice(&chunk[..take]);
-                }
-                self.data_left -= take as u64;
-                chunk = &chunk[take..];
-                if self.data_left == 0 {
-                    if let Some(pax) = self.pax.take() {
-                        self.next_size = pax_size(&pax)?.or(self.next_size);
-                    }
-                }
-                continue;
-            }
-            if self.padding_left > 0 {
-                let take = usize::try_from(self.padding_left).unwrap_or(usize::MAX).min(chunk.len());
-                self.padding_left -= take as u64;
-                chunk = &chunk[take..];
-                continue;
-            }
-            let take = (BLOCK_BYTES - self.header.len()).min(chunk.len());
-            self.header.extend_from_slice(&chunk[..take]);
-            chunk = &chunk[take..];
-            if self.header.len() == BLOCK_BYTES {
-                let header = std::mem::take(&mut self.header);
-                self.entry(&header)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn entry(&mut self, header: &[u8]) -> Result<(), String> {
-        if header.iter().all(|byte| *byte == 0) {
-            return Ok(());
-        }
-        let recorded = number(&header[148..156]).ok_or("a header has no checksum")?;
-        let unsigned: u64 = header
-            .iter()
-            .enumerate()
-            .map(|(index, byte)| if (148..156).contains(&index) { 32 } else { u64::from(*byte) })
-            .sum();
-        #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
-        let signed: i64 = header
-            .iter()
-            .enumerate()
-            .map(|(index, byte)| if (148..156).contains(&index) { 32 } else { i64::from(*byte as i8) })
-            .sum();
-        #[allow(clippy::cast_sign_loss)]
-        if recorded != unsigned && recorded != signed as u64 {
-            return Err("a header's checksum does not match".to_owned());
-        }
-        let size = number(&header[124..136]).ok_or("a header has no size")?;
-        let kind = header[156];
-        let size = match kind {
-            b'x' | b'g' | b'L' | b'K' => size,
-            _ => self.next_size.take().unwrap_or(size),
-        };
-        match kind {
-            b'0' | 0 | b'7' => {
-                self.files += 1;
-                self.bytes += size;
-            }
-            b'x' => {
-                if size > PAX_LIMIT {
-                    return Err(format!("a pax header of {size} bytes"));
-                }
-                self.pax = Some(Vec::new());
-            }
-            _ => {}
-        }
-        self.data_left = size;
-        self.padding_left = (BLOCK - size % BLOCK) % BLOCK;
-        if size == 0 {
-            if let Some(pax) = self.pax.take() {
-                self.next_size = pax_size(&pax)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(&self) -> Result<(), String> {
-        if self.header.is_empty() && self.data_left == 0 && self.padding_left == 0 {
-            Ok(())
-        } else {
-            Err("it ends in the middle of an entry".to_owned())
-        }
-    }
-
-    fn figures(&self) -> Figures {
-        Figures::from([("files".to_owned(), self.files), ("bytes".to_owned(), self.bytes)])
-    }
-}
-
-/// A numeric header field: octal digits (NUL- or space-terminated), or GNU's base-256.
-fn number(field: &[u8]) -> Option<u64> {
-    if field.first().is_some_and(|byte| byte & 0x80 != 0) {
-        let mut value: u64 = u64::from(field[0] & 0x7f);
-        for byte in &field[1..] {
-            value = value.checked_mul(256)?.checked_add(u64::from(*byte))?;
-        }
-        return Some(value);
-    }
-    let text = std::str::from_utf8(field).ok()?;
-    let digits = text.trim_matches(|character: char| character == '\0' || character == ' ');
-    if digits.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(digits, 8).ok()
-}
-
-/// The `size` record of a pax extended header (`<length> size=<decimal>\n` records).
-fn pax_size(records: &[u8]) -> Result<Option<u64>, String> {
-    let malformed = || "a malformed pax header".to_owned();
-    let mut rest = records;
-    let mut size = None;
-    while !rest.is_empty() {
-        let space = rest.iter().position(|byte| *byte == b' ').ok_or_else(malformed)?;
-        let length: usize =
-            std::str::from_utf8(&rest[..space]).ok().and_then(|text| text.parse().ok()).ok_or_else(malformed)?;
-        if length <= space || length > rest.len() {
-            return Err(malformed());
-        }
-        let record = &rest[space + 1..length];
-        let record = record.strip_suffix(b"\n").unwrap_or(record);
-        if let Some(value) = record.strip_prefix(b"size=") {
-            size = Some(std::str::from_utf8(value).ok().and_then(|text| text.parse().ok()).ok_or_else(malformed)?);
-        }
-        rest = &rest[length..];
-    }
-    Ok(size)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use bollard::query_parameters::CreateContainerOptionsBuilder;
+    use tokio::io::AsyncReadExt as _;
+
     use super::*;
 
     const HELPER_REPOSITORY: &str = "masstock-test/backup-helper";
@@ -827,11 +479,11 @@ mod tests {
         fn drop(&mut self) {
             let containers = self.containers.clone();
             let volumes = self.volumes.clone();
-            on_own_runtime(true, move |docker| {
+            throwaway::on_own_runtime(true, move |docker| {
                 let (containers, volumes) = (containers.clone(), volumes.clone());
                 async move {
                     for container in &containers {
-                        let _ = remove_container(&docker, container).await;
+                        let _ = throwaway::remove(&docker, container).await;
                     }
                     for volume in &volumes {
                         let options =
@@ -901,8 +553,8 @@ mod tests {
             .unwrap();
         let subject = Subject { volume: live.clone(), root: "uploads", pause: None };
         put_back_volume(&docker, &image, &project, &subject, &mut copy.as_slice()).await.unwrap();
-        let holder = Throwaway::create(&docker, &image, &project, "measure", &live, "uploads", true).await.unwrap();
-        let result = read_archive(&docker, &holder.name, &live, "uploads", &mut tokio::io::sink()).await;
+        let holder = holder(&docker, &image, &project, "measure", &live, "uploads", true).await.unwrap();
+        let result = read_archive(&docker, holder.name(), &live, "uploads", &mut tokio::io::sink()).await;
         assert_eq!(holder.remove_after(result).await.unwrap(), expected);
         let owners = "test ! -e /v/old && [ \"$(stat -c %u:%a /v)\" = 10001:750 ] \
             && [ \"$(stat -c %u:%a '/v/a/b/with space.txt')\" = 10001:600 ] \
@@ -934,8 +586,8 @@ mod tests {
         cleanup.containers.push(format!("{project}-holder2"));
         assert!(matches!(drilled, Err(Error::Unpack { .. })), "{drilled:?}");
 
-        remove_container(&docker, &holder).await.unwrap();
-        remove_container(&docker, &format!("{project}-holder2")).await.unwrap();
+        throwaway::remove(&docker, &holder).await.unwrap();
+        throwaway::remove(&docker, &format!("{project}-holder2")).await.unwrap();
         assert_eq!(leftovers(&docker, &project).await, 0, "every throwaway container is removed");
     }
 
@@ -1041,43 +693,5 @@ mod tests {
         stack.config.services.get_mut("n8n").unwrap().volumes.clear();
         let error = subject(Component::N8n, &stack).err().unwrap();
         assert_eq!(error.to_string(), "service `n8n` mounts no volume of `[volumes]`");
-    }
-
-    #[test]
-    fn the_counter_reads_gnu_and_pax_archives_in_any_chunks() {
-        let mut builder = tar::Builder::new(Vec::new());
-        let long = format!("uploads/{}/file", "x".repeat(150));
-        for (format, name, size) in
-            [("gnu", long.as_str(), 700_usize), ("ustar", "uploads/small", 3), ("gnu", "uploads/empty", 0)]
-        {
-            let mut header = if format == "gnu" { tar::Header::new_gnu() } else { tar::Header::new_ustar() };
-            header.set_size(size as u64);
-            header.set_mode(0o644);
-            header.set_entry_type(tar::EntryType::Regular);
-            builder.append_data(&mut header, name, vec![7_u8; size].as_slice()).unwrap();
-        }
-        builder.append_pax_extensions([("size", b"5".as_slice()), ("comment", b"a pax header".as_slice())]).unwrap();
-        let mut header = tar::Header::new_ustar();
-        header.set_size(5);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, "uploads/pax", b"12345".as_slice()).unwrap();
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        builder.append_data(&mut header, "uploads/folder", std::io::empty()).unwrap();
-        let archive = builder.into_inner().unwrap();
-        for chunk in [1, 7, 512, 100_000] {
-            let mut counter = TarCounter::default();
-            for piece in archive.chunks(chunk) {
-                counter.feed(piece).unwrap();
-            }
-            counter.finish().unwrap();
-            assert_eq!(counter.figures(), Figures::from([("files".to_owned(), 4), ("bytes".to_owned(), 708)]));
-        }
-        let mut counter = TarCounter::default();
-        counter.feed(&archive[..archive.len() - 2000]).unwrap();
-        assert!(counter.finish().is_err(), "a stream cut in an entry is refused");
-        let mut garbage = archive.clone();
-        garbage[10] ^= 1;
-        assert!(TarCounter::default().feed(&garbage).is_err(), "a corrupt header is refused");
     }
 }

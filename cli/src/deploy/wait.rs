@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 use bollard::query_parameters::LogsOptionsBuilder;
 use bollard::Docker;
@@ -194,30 +193,11 @@ pub async fn run_probe(
     command: &[String],
     timeout: Duration,
 ) -> Result<(), ProbeError> {
-    let engine = |error: bollard::errors::Error| ProbeError::Engine(docker::engine_message(&error));
-    let exec = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(command.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..CreateExecOptions::default()
-            },
-        )
-        .await
-        .map_err(engine)?;
     let run = async {
-        let mut said = String::new();
-        if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, None).await.map_err(engine)?
-        {
-            while let Some(Ok(chunk)) = output.next().await {
-                said.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
-        }
-        let inspected = docker.inspect_exec(&exec.id).await.map_err(engine)?;
-        match inspected.exit_code {
+        let (said, code) = docker::exec(docker, container, command)
+            .await
+            .map_err(|error| ProbeError::Engine(docker::engine_message(&error)))?;
+        match code {
             Some(0) => Ok(()),
             code => Err(ProbeError::Failed { code, said: one_line(&said) }),
         }

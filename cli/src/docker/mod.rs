@@ -138,6 +138,33 @@ pub enum AddressError {
     NoAddress { container: String, network: String },
 }
 
+/// Runs `command` in the running `container`: what it printed (stdout and stderr, in order) and
+/// its exit code (`None` when the engine did not say). Health probes and the backup throwaways
+/// both run theirs this way.
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    command: &[String],
+) -> Result<(String, Option<i64>), bollard::errors::Error> {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    use futures_util::StreamExt as _;
+    let options = CreateExecOptions {
+        cmd: Some(command.to_vec()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..CreateExecOptions::default()
+    };
+    let exec = docker.create_exec(container, options).await?;
+    let mut said = String::new();
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await? {
+        while let Some(Ok(chunk)) = output.next().await {
+            said.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+    }
+    let inspected = docker.inspect_exec(&exec.id).await?;
+    Ok((said, inspected.exit_code))
+}
+
 /// A running container's address on `network` (the host reaches bridge addresses on Linux).
 pub async fn container_address(docker: &Docker, container: &str, network: &str) -> Result<String, AddressError> {
     let inspected = docker.inspect_container(container, None).await.map_err(|error| {
