@@ -274,12 +274,8 @@ impl Scratch {
     pub async fn remove_all(self, docker: &Docker) -> Vec<String> {
         let mut problems = Vec::new();
         for container in &self.containers {
-            let options =
-                bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-            if let Err(error) = docker.remove_container(container, Some(options)).await {
-                if !docker::is_not_found(&error) {
-                    problems.push(format!("container `{container}`: {}", docker::engine_message(&error)));
-                }
+            if let Err(error) = throwaway::remove(docker, container).await {
+                problems.push(error.to_string());
             }
         }
         for volume in &self.volumes {
