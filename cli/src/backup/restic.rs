@@ -79,7 +79,10 @@ impl ResticError {
             Self::WrongPassword { .. } => vec![
                 "the password is `[backup] password` from the env file: it must be the one the repository was created with".to_owned(),
             ],
-            Self::NoRepository { .. } => vec!["`masstockctl backup` creates it on its first run".to_owned()],
+            Self::NoRepository { .. } => vec![
+                "a stack's first `masstockctl backup` creates it; after that, a missing repository is an error (an unmounted disk must not become a new, empty one)".to_owned(),
+                "if it should be there, check the disk or backend it lives on; if it is new on purpose, `masstockctl backup --init` creates it".to_owned(),
+            ],
             Self::Unreachable { .. } => {
                 vec!["check the backend (for `sftp:`, `ssh` to it as restic would, with `[backup] options`)".to_owned()]
             }
