@@ -149,14 +149,25 @@ impl Witness {
 /// Every value the env file sets, and for a URL with a password (`DATABASE_URL`) its
 /// `:password@` too, which a client given the URL in another form would show.
 fn secret_values(project: &Project) -> BTreeMap<String, String> {
-    let mut values: BTreeMap<String, String> = fs_err::read_to_string(project.sandbox.path("secrets.env"))
+    let mut values = env_values(project);
+    values.extend(url_passwords(&values));
+    values
+}
+
+/// Every value the env file sets.
+fn env_values(project: &Project) -> BTreeMap<String, String> {
+    fs_err::read_to_string(project.sandbox.path("secrets.env"))
         .unwrap()
         .lines()
         .filter_map(|line| line.split_once('='))
         .filter(|(_, value)| !value.is_empty())
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect();
-    let passwords: Vec<(String, String)> = values
+        .collect()
+}
+
+/// `:password@` of each value that is a URL with a password, named after its variable.
+fn url_passwords(values: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    values
         .iter()
         .filter_map(|(name, value)| {
             let (_, rest) = value.split_once("://")?;
@@ -164,9 +175,7 @@ fn secret_values(project: &Project) -> BTreeMap<String, String> {
             let (_, password) = userinfo.split_once(':')?;
             (!password.is_empty()).then(|| (format!("{name} (its password)"), format!(":{password}@")))
         })
-        .collect();
-    values.extend(passwords);
-    values
+        .collect()
 }
 
 /// The restic CLI on a repository of the test, with the password from the env file through
