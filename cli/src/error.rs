@@ -248,3 +248,42 @@ mod tests {
         );
     }
 }
+
+impl From<crate::backup::restic::ResticError> for CommandError {
+    fn from(error: crate::backup::restic::ResticError) -> Self {
+        let usage = matches!(error, crate::backup::restic::ResticError::NotDeclared);
+        let hints = error.hints();
+        Self::classified(error, usage, hints)
+    }
+}
+
+impl From<crate::backup::run::RunError> for CommandError {
+    fn from(error: crate::backup::run::RunError) -> Self {
+        match error {
+            crate::backup::run::RunError::Restic(error) => error.into(),
+            other => {
+                let hints = other.hints();
+                Self::classified(other, false, hints)
+            }
+        }
+    }
+}
+
+impl From<crate::backup::restore::RestoreError> for CommandError {
+    fn from(error: crate::backup::restore::RestoreError) -> Self {
+        match error {
+            crate::backup::restore::RestoreError::Restic(error) => error.into(),
+            other => {
+                let hints = other.hints();
+                Self::classified(other, false, hints)
+            }
+        }
+    }
+}
+
+impl From<crate::backup::run::ComponentChoiceError> for CommandError {
+    fn from(error: crate::backup::run::ComponentChoiceError) -> Self {
+        let hints = error.hints();
+        Self::classified(error, true, hints)
+    }
+}

@@ -17,3 +17,18 @@ pub fn block_on<T>(work: impl Future<Output = T>) -> Result<T, RuntimeError> {
     runtime.shutdown_background();
     Ok(output)
 }
+
+/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM (`systemctl stop`,
+/// `docker stop`). Once awaited, those signals no longer kill the process: the caller decides
+/// what to undo first. Never resolves when the handlers cannot be installed.
+pub async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -2,9 +2,9 @@
 //! reproduce, and the scratch objects a drill creates.
 //!
 //! Four components hold what MasStock cannot regenerate: `redis` (the queue), `uploads` (result
-//! images), `n8n` (its SQLite and files) and `postgres` (the managed database). Each is stored as
+//! images), `n8n` (its `SQLite` and files) and `postgres` (the managed database). Each is stored as
 //! one file in a restic snapshot of its own, streamed through restic's standard input:
-//! `redis/dump.rdb`, `uploads.tar`, `n8n.tar`, `postgres.dump` (`Component::filename`).
+//! `redis.rdb`, `uploads.tar`, `n8n.tar`, `postgres.dump` (`Component::filename`).
 //!
 //! Each component module has the same four functions:
 //! - `capture(target, sink) -> Figures`: writes a consistent copy into `sink` (restic's stdin)
@@ -17,20 +17,26 @@
 
 pub mod postgres;
 pub mod redis;
+pub mod restic;
+pub mod restore;
+pub mod run;
 pub mod status;
+pub mod store;
 pub mod volume;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use bollard::Docker;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::Stack;
 use crate::docker::{self, DockerError};
 use crate::report::Reporter;
 
 /// A part of the stack's data that is backed up on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Component {
     Redis,
     Uploads,
@@ -60,7 +66,7 @@ impl Component {
     #[must_use]
     pub fn filename(self) -> &'static str {
         match self {
-            Self::Redis => "redis/dump.rdb",
+            Self::Redis => "redis.rdb",
             Self::Uploads => "uploads.tar",
             Self::N8n => "n8n.tar",
             Self::Postgres => "postgres.dump",
@@ -91,6 +97,56 @@ impl fmt::Debug for Target<'_> {
     }
 }
 
+/// Writes a consistent copy of `component` into `sink`; the copy's figures.
+pub async fn capture(
+    component: Component,
+    target: &Target<'_>,
+    sink: &mut (dyn AsyncWrite + Unpin + Send),
+) -> Result<Figures, ComponentError> {
+    Ok(match component {
+        Component::Redis => redis::capture(target, sink).await?,
+        Component::Uploads | Component::N8n => volume::capture(component, target, sink).await?,
+        Component::Postgres => postgres::capture(target, sink).await?,
+    })
+}
+
+/// Replaces `component`'s live data with `source`; its users are stopped.
+pub async fn put_back(
+    component: Component,
+    target: &Target<'_>,
+    source: &mut (dyn AsyncRead + Unpin + Send),
+) -> Result<(), ComponentError> {
+    match component {
+        Component::Redis => redis::put_back(target, source).await?,
+        Component::Uploads | Component::N8n => volume::put_back(component, target, source).await?,
+        Component::Postgres => postgres::put_back(target, source).await?,
+    }
+    Ok(())
+}
+
+/// The figures of `component`'s live data.
+pub async fn measure(component: Component, target: &Target<'_>) -> Result<Figures, ComponentError> {
+    Ok(match component {
+        Component::Redis => redis::measure(target).await?,
+        Component::Uploads | Component::N8n => volume::measure(component, target).await?,
+        Component::Postgres => postgres::measure(target).await?,
+    })
+}
+
+/// Loads `source` into scratch objects and returns their figures.
+pub async fn drill(
+    component: Component,
+    target: &Target<'_>,
+    scratch: &mut Scratch,
+    source: &mut (dyn AsyncRead + Unpin + Send),
+) -> Result<Figures, ComponentError> {
+    Ok(match component {
+        Component::Redis => redis::drill(target, scratch, source).await?,
+        Component::Uploads | Component::N8n => volume::drill(component, target, scratch, source).await?,
+        Component::Postgres => postgres::drill(target, scratch, source).await?,
+    })
+}
+
 /// Why a component could not be captured, put back, measured or drilled.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
@@ -100,6 +156,9 @@ pub enum ComponentError {
     Volume(#[from] volume::Error),
     #[error(transparent)]
     Postgres(#[from] postgres::Error),
+    /// Writing the copy into restic, or reading it back, failed.
+    #[error("the stream broke: {0}")]
+    Stream(String),
 }
 
 impl ComponentError {
@@ -109,6 +168,7 @@ impl ComponentError {
             Self::Redis(error) => error.hints(),
             Self::Volume(error) => error.hints(),
             Self::Postgres(error) => error.hints(),
+            Self::Stream(_) => Vec::new(),
         }
     }
 }

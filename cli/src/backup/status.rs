@@ -73,7 +73,7 @@ pub fn record(stack: &Stack, kind: Kind, run: Run) -> Result<Status, StatusError
     let path = path(stack);
     let write_error = |error: String| StatusError::Write { path: path.clone(), error };
     if let Some(folder) = path.parent() {
-        fs_err::create_dir_all(folder).map_err(|error| write_error(error.to_string()))?;
+        super::restic::private_folder(folder).map_err(|error| write_error(error.to_string()))?;
     }
     let text = serde_json::to_string_pretty(&status).map_err(|error| write_error(error.to_string()))?;
     crate::atomic::write_file(&path, text.as_bytes(), 0o600).map_err(|error| write_error(error.to_string()))?;

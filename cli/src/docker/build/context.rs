@@ -338,6 +338,40 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, ImageError> {
     Ok(libraries)
 }
 
+/// The Debian package the backup helper image is made from.
+pub(super) const BUSYBOX_PACKAGE: &str = "busybox-static";
+const BUSYBOX: &str = "/bin/busybox";
+/// `nobody`: the helper image's default user.
+pub(super) const NOBODY_UID: u32 = 65534;
+
+/// The backup helper's image: the host's static busybox (`tar`, `find`, `rm`, … in one binary
+/// that loads no library) as its entry point, `/etc/passwd` with root and nobody, `/tmp`, and
+/// nothing else. It runs as nobody unless its container says otherwise.
+pub(super) fn busybox_context() -> Result<PackageContext, ImageError> {
+    let missing = || ImageError::PackageMissing(BUSYBOX_PACKAGE.to_owned());
+    let status = dpkg_query(BUSYBOX_PACKAGE, "${db:Status-Status}\t${Version}").ok_or_else(missing)?;
+    let (state, version) = status.split_once('\t').unwrap_or((status.as_str(), ""));
+    if state != "installed" || !Path::new(BUSYBOX).is_file() {
+        return Err(missing());
+    }
+    let mut context = Context::default();
+    context.host_file(Path::new(BUSYBOX), Path::new(BUSYBOX), 0o755)?;
+    let passwd = format!(
+        "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:{NOBODY_UID}:{NOBODY_UID}:nobody:/nonexistent:/sbin/nologin\n"
+    );
+    let group = format!("root:x:0:\nnogroup:x:{NOBODY_UID}:\n");
+    context.file(Path::new("/etc/passwd"), passwd.into_bytes(), 0o644);
+    context.file(Path::new("/etc/group"), group.into_bytes(), 0o644);
+    context.directory(Path::new("/tmp"), 0o1777);
+    context.dockerfile = format!(
+        "FROM scratch\n\
+         COPY rootfs/ /\n\
+         USER {NOBODY_UID}:{NOBODY_UID}\n\
+         ENTRYPOINT [\"{BUSYBOX}\"]\n"
+    );
+    Ok(PackageContext { context, versions: format!("{BUSYBOX_PACKAGE}={version}") })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

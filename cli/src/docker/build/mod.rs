@@ -33,6 +33,10 @@
 //!   because deploy.toml's command and health check are shell lines. User `redis` (999) owns
 //!   `/data`, the working folder. A package that is not installed fails with
 //!   `apt-get install <package>`.
+//! - **The backup helper (`busybox_image`)** comes from the host's `busybox-static` the same way:
+//!   the static `/bin/busybox` as entry point, `/etc/passwd` with root and nobody (its default
+//!   user), `/tmp`, nothing else; tagged `<project>/backup-helper:<12 digits of the inputs
+//!   digest>` and labelled with the package version. `crate::backup::volume` runs it.
 //! - **Builds go through the Engine API** (`/build`, the classic builder, no pull): the context is a
 //!   tar made in memory with a Dockerfile, `rootfs/` (copied as root) and `owned/` (copied with
 //!   `--chown` to the image's user). Its entries have fixed owners and times, so equal inputs give
@@ -76,7 +80,7 @@ use super::{api_error, engine_message, is_not_found, labels, DockerError};
 use crate::config::{Service, Stack};
 use crate::report::Reporter;
 use cargo::{cargo_build, git_revision, prebuilt_binaries, revision_tag, workspace_root};
-use context::{binary_context, host_package_context, Context};
+use context::{binary_context, busybox_context, host_package_context, Context};
 
 /// Why the images are not ready. Nothing of the stack has changed when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -512,6 +516,25 @@ fn repository_of(image: &str) -> String {
         Some((repository, tag)) if !tag.contains('/') => repository.to_owned(),
         _ => image.to_owned(),
     }
+}
+
+/// The image backup helpers run from (`crate::backup::volume`): the host's static busybox, built
+/// once and reused while the package does not change, tagged `<repository>:<12 digits of its
+/// inputs digest>` and labelled with the package version like the host-package images.
+pub async fn busybox_image(
+    docker: &Docker,
+    repository: &str,
+    reporter: &dyn Reporter,
+) -> Result<ResolvedImage, ImageError> {
+    let package = busybox_context()?;
+    let digest = package.context.digest(repository);
+    let hex = digest.trim_start_matches("sha256:");
+    let tag = format!("{repository}:{}", &hex[..hex.len().min(12)]);
+    let build_labels = HashMap::from([
+        (labels::INPUTS_DIGEST.to_owned(), digest.clone()),
+        (labels::HOST_PACKAGES.to_owned(), package.versions.clone()),
+    ]);
+    build_or_reuse(docker, "backup-helper", &package.context, &digest, &[tag], build_labels, reporter).await
 }
 
 /// The first 12 hex digits of an image id.
