@@ -235,12 +235,15 @@ impl Restic {
 fn drill_leftovers(project: &Project) -> Vec<String> {
     let prefix = format!("{}-drill-", project.name);
     let mut left = Vec::new();
-    for (kind, list) in
-        [("container", &["ps", "-a"][..]), ("volume", &["volume", "ls"][..]), ("network", &["network", "ls"][..])]
-    {
+    for (kind, list, name) in [
+        ("container", &["ps", "-a"][..], "{{.Names}}"),
+        ("volume", &["volume", "ls"], "{{.Name}}"),
+        ("network", &["network", "ls"], "{{.Name}}"),
+    ] {
+        let format = format!("{name}\t{{{{.Label \"io.masstock.drill\"}}}}");
         let output = Command::new(require_tool("docker"))
             .args(list)
-            .args(["--filter", "label=io.masstock.drill", "--format", "{{.Name}}\t{{.Label \"io.masstock.drill\"}}"])
+            .args(["--filter", "label=io.masstock.drill", "--format", &format])
             .output()
             .expect("run docker");
         assert!(output.status.success(), "docker {kind} ls: {}", String::from_utf8_lossy(&output.stderr));
