@@ -93,7 +93,7 @@ fn fill(path: &Path) {
     loop {
         match file.write_all(&chunk).and_then(|()| file.sync_data()) {
             Ok(()) => {}
-            Err(error) if error.raw_os_error() == Some(28) => break,
+            Err(error) if error.kind() == std::io::ErrorKind::StorageFull => break,
             Err(error) => panic!("filling the tmpfs failed otherwise: {error}"),
         }
     }
