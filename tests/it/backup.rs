@@ -10,10 +10,10 @@
 //! 3. `remote`: the same on an `sftp:` repository on the bootstrap's sshd, then a snapshot whose
 //!    figure was changed in the repository (the drill names it) and packs corrupted (check and
 //!    drill fail, the drill still cleans up);
-//! 4. `faults::full_disk`: a repository on a full tmpfs;
-//! 5. `disaster`: the stack destroyed (volumes and database), deployed again, restored: every
+//! 4. `disaster`: the stack destroyed (volumes and database), deployed again, restored: every
 //!    execution and image back through the API, the waiting jobs processed; then a restore
-//!    interrupted by SIGINT (a safety snapshot remains, the services run again).
+//!    interrupted by SIGINT (a safety snapshot remains, the services run again);
+//! 5. `faults::full_disk`: a repository on a full tmpfs.
 //!
 //! Every masstockctl run's output is kept ([`Witness`]) and checked at the end for the env file's
 //! values. The faults that need no stack (wrong password, unreachable repository, unknown
@@ -58,9 +58,9 @@ fn backups_restore_the_deployed_stack() {
     let workload = workload::run(&stack, &witness);
     stored::local(&stack, &witness, &workload);
     remote::sftp(&mut stack, &witness);
-    faults::full_disk(&mut stack, &witness);
     disaster::destroy_and_restore(&stack, &witness, &workload);
     disaster::interrupted(&stack, &witness);
+    faults::full_disk(&mut stack, &witness);
 
     witness.assert_no_secret(&secret_values(&stack.project));
 }
