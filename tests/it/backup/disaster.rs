@@ -99,6 +99,8 @@ pub(super) fn interrupted(stack: &LocalStack, witness: &Witness) {
     assert_ne!(run.code, 0, "an interrupted restore does not say it succeeded:\n{run}");
     assert!(!run.stderr.contains("panicked"), "{run}");
 
+    // What it said, for whoever reads a failure below (its secrets are checked with the rest).
+    eprintln!("the interrupted restore:\n{run}");
     let safety_after = safety_snapshots(witness, project);
     assert!(
         safety_after.len() > safety_before.len(),
