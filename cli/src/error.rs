@@ -104,8 +104,15 @@ impl From<ConfigError> for CommandError {
     }
 }
 
-impl From<crate::certs::timer::TimerError> for CommandError {
-    fn from(error: crate::certs::timer::TimerError) -> Self {
+impl From<crate::systemd::UnitError> for CommandError {
+    fn from(error: crate::systemd::UnitError) -> Self {
+        let hints = error.hints();
+        Self::classified(error, false, hints)
+    }
+}
+
+impl From<crate::systemd::SystemctlError> for CommandError {
+    fn from(error: crate::systemd::SystemctlError) -> Self {
         let hints = error.hints();
         Self::classified(error, false, hints)
     }
@@ -184,6 +191,53 @@ impl From<PlanError> for CommandError {
     }
 }
 
+impl From<crate::backup::restic::ResticError> for CommandError {
+    fn from(error: crate::backup::restic::ResticError) -> Self {
+        // A snapshot id that is not there is bad input, as an unknown service is.
+        let usage = matches!(
+            error,
+            crate::backup::restic::ResticError::NotDeclared | crate::backup::restic::ResticError::NoSuchSnapshot { .. }
+        );
+        let hints = error.hints();
+        Self::classified(error, usage, hints)
+    }
+}
+
+impl From<crate::backup::run::RunError> for CommandError {
+    fn from(error: crate::backup::run::RunError) -> Self {
+        match error {
+            crate::backup::run::RunError::Restic(error) => error.into(),
+            other => {
+                let hints = other.hints();
+                Self::classified(other, false, hints)
+            }
+        }
+    }
+}
+
+impl From<crate::backup::restore::RestoreError> for CommandError {
+    fn from(error: crate::backup::restore::RestoreError) -> Self {
+        match error {
+            crate::backup::restore::RestoreError::Restic(error) => error.into(),
+            ambiguous @ crate::backup::restore::RestoreError::Ambiguous { .. } => {
+                let hints = ambiguous.hints();
+                Self::classified(ambiguous, true, hints)
+            }
+            other => {
+                let hints = other.hints();
+                Self::classified(other, false, hints)
+            }
+        }
+    }
+}
+
+impl From<crate::backup::run::ComponentChoiceError> for CommandError {
+    fn from(error: crate::backup::run::ComponentChoiceError) -> Self {
+        let hints = error.hints();
+        Self::classified(error, true, hints)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -246,44 +300,5 @@ mod tests {
             said(&engine.into()),
             (ErrorKind::Failure, vec!["failed to inspect volume `v`: boom".to_owned()], vec![])
         );
-    }
-}
-
-impl From<crate::backup::restic::ResticError> for CommandError {
-    fn from(error: crate::backup::restic::ResticError) -> Self {
-        let usage = matches!(error, crate::backup::restic::ResticError::NotDeclared);
-        let hints = error.hints();
-        Self::classified(error, usage, hints)
-    }
-}
-
-impl From<crate::backup::run::RunError> for CommandError {
-    fn from(error: crate::backup::run::RunError) -> Self {
-        match error {
-            crate::backup::run::RunError::Restic(error) => error.into(),
-            other => {
-                let hints = other.hints();
-                Self::classified(other, false, hints)
-            }
-        }
-    }
-}
-
-impl From<crate::backup::restore::RestoreError> for CommandError {
-    fn from(error: crate::backup::restore::RestoreError) -> Self {
-        match error {
-            crate::backup::restore::RestoreError::Restic(error) => error.into(),
-            other => {
-                let hints = other.hints();
-                Self::classified(other, false, hints)
-            }
-        }
-    }
-}
-
-impl From<crate::backup::run::ComponentChoiceError> for CommandError {
-    fn from(error: crate::backup::run::ComponentChoiceError) -> Self {
-        let hints = error.hints();
-        Self::classified(error, true, hints)
     }
 }

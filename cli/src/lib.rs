@@ -19,6 +19,7 @@ pub mod render;
 pub mod report;
 pub mod runtime;
 pub mod secrets;
+pub mod systemd;
 pub mod ui;
 
 use std::process::ExitCode;

@@ -120,6 +120,63 @@ pub fn render_certs_timer(stack: &Stack, masstockctl: &std::path::Path) -> Resul
         .collect()
 }
 
+/// The systemd units of `backup install-timer`: (name, source), apart from [`TEMPLATES`] for the
+/// same reason as [`TIMER_TEMPLATES`].
+pub const BACKUP_TIMER_TEMPLATES: &[(&str, &str)] = &[
+    ("masstock-backup.service", include_str!("../../templates/masstock-backup.service.tera")),
+    ("masstock-backup.timer", include_str!("../../templates/masstock-backup.timer.tera")),
+    ("masstock-drill.service", include_str!("../../templates/masstock-drill.service.tera")),
+    ("masstock-drill.timer", include_str!("../../templates/masstock-drill.timer.tera")),
+];
+
+/// Renders the backup and drill services and timers: the services run `<masstockctl> --config
+/// <deploy.toml> --env <environment> backup` and `… restore --drill`, every path absolute; the
+/// timers run them on `backup`'s `schedule` and `drill_schedule`.
+pub fn render_backup_timers(
+    stack: &Stack,
+    backup: &crate::config::Backup,
+    masstockctl: &std::path::Path,
+) -> Result<Vec<RenderedFile>, RenderError> {
+    let tera = load(BACKUP_TIMER_TEMPLATES)?;
+    let config = crate::config::absolute(&stack.path);
+    let invocation = [
+        masstockctl.display().to_string(),
+        "--config".to_owned(),
+        config.display().to_string(),
+        "--env".to_owned(),
+        stack.environment.clone(),
+    ];
+    let exec_start = |command: &[&str]| {
+        invocation
+            .iter()
+            .map(String::as_str)
+            .chain(command.iter().copied())
+            .map(systemd_word)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let context = |exec_start: String| {
+        json!({
+            "project": stack.config.project.name,
+            "exec_start": exec_start,
+            "schedule": backup.schedule,
+            "drill_schedule": backup.drill_schedule,
+        })
+    };
+    let backup_context = context(exec_start(&["backup"]));
+    let drill_context = context(exec_start(&["restore", "--drill"]));
+    BACKUP_TIMER_TEMPLATES
+        .iter()
+        .map(|(name, _)| {
+            let context = if name.starts_with("masstock-drill") { &drill_context } else { &backup_context };
+            Ok(RenderedFile {
+                path: PathBuf::from(name),
+                contents: render_one(&tera, BACKUP_TIMER_TEMPLATES, name, context)?,
+            })
+        })
+        .collect()
+}
+
 /// One word of a systemd `ExecStart=`: `%` (specifiers) and `$` (variables) doubled, and the word
 /// double-quoted when it holds anything but letters, digits and `/._-+:@=,`.
 fn systemd_word(word: &str) -> String {

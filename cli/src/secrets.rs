@@ -26,6 +26,10 @@
 //! those generated secrets (rotation), so a rotation is always asked for by name, never a side
 //! effect of generation.
 //!
+//! `RESTIC_PASSWORD` (`[backup] password`) is generated like the others but never rotated by
+//! `--force RESTIC_PASSWORD` ([`NOT_ROTATED`]): the repository keeps its own key, and a value the
+//! key does not hold would lock every backup away.
+//!
 //! Containers never get these values in their environment: deploy writes each variable that
 //! refers to a secret to a file (`deploy/secret_files.rs`).
 
@@ -379,7 +383,22 @@ pub const KNOWN_SECRETS: &[(&str, Recipe, &str)] = &[
     ("ENCRYPTION_KEY", Recipe::Hex(32), "encrypts n8n's stored credentials (32 random bytes, hex)"),
     ("DATABASE_URL", Recipe::Placeholder, "PostgreSQL connection URL, e.g. postgres://user:password@host:5432/db"),
     ("GEMINI_API_KEY", Recipe::Placeholder, "Google Gemini API key"),
+    (
+        RESTIC_PASSWORD,
+        Recipe::Base64(32),
+        "the restic repository's password (32 random bytes, URL-safe base64): the backups cannot be read without it, so keep a copy off this host",
+    ),
 ];
+
+/// The backup repository's password (`[backup] password`).
+pub const RESTIC_PASSWORD: &str = "RESTIC_PASSWORD";
+
+/// Generated secrets that `secrets generate --force NAME` must not make anew, with why: a new
+/// `RESTIC_PASSWORD` in the env file would not open the repository, whose key holds the old one.
+pub const NOT_ROTATED: &[(&str, &str)] = &[(
+    RESTIC_PASSWORD,
+    "the repository's key holds the current one: change it with `restic key passwd`, then write the new one in the env file",
+)];
 
 /// The recipe and description for `name`; unknown names are placeholders.
 #[must_use]

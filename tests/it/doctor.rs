@@ -3,7 +3,7 @@
 //! refused Gemini key, a CORS origin nginx was not rendered with, a held port, a changed Redis
 //! password, Redis stopped under a crash-looping worker, an empty secret, a missing third-party
 //! image, a full log disk, nginx serving a stale certificate, a certificate from a CA nobody
-//! trusts, no renewal timer, an expired certificate), doctor must name it with its id, evidence
+//! trusts, no renewal timer, an expired certificate, backups that stopped succeeding), doctor must name it with its id, evidence
 //! and fix, and where the fix is a command, running it as written must clear the finding.
 //!
 //! Each step undoes its fault whether its assertions held or not, so one wrong diagnosis does not
@@ -161,6 +161,29 @@ impl Verdicts {
 }
 
 /// `docker` with `args`; fails with what it said unless it succeeds.
+/// Writes the backup status file `backup` and the drill keep: a backup and a drill that succeeded
+/// `hours_ago`, and a later failed backup when `failed` says why; answers what it wrote.
+fn backup_status_with(path: &Path, hours_ago: i64, failed: Option<&str>) -> String {
+    use masstockctl::backup::status::{Run, Status};
+    let now = chrono::Utc::now();
+    let succeeded = Some(Run { at: now - chrono::Duration::hours(hours_ago), ok: true, summary: "stored".into() });
+    let last_backup = match failed {
+        Some(reason) => Some(Run { at: now - chrono::Duration::hours(1), ok: false, summary: reason.into() }),
+        None => succeeded.clone(),
+    };
+    let drilled = Some(Run { at: now - chrono::Duration::hours(1), ok: true, summary: "every figure matches".into() });
+    let status = Status {
+        last_backup,
+        last_successful_backup: succeeded,
+        last_drill: drilled.clone(),
+        last_successful_drill: drilled,
+    };
+    let text = serde_json::to_string_pretty(&status).unwrap();
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    fs_err::write(path, &text).unwrap();
+    text
+}
+
 fn docker(args: &[&str]) -> String {
     let output = Command::new(require_tool("docker")).args(args).output().expect("run docker");
     assert!(output.status.success(), "docker {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
@@ -234,6 +257,11 @@ fn doctor_names_each_fault_and_its_fix() {
     let installed = project.ctl_ok(&["certs", "install-timer", "--no-enable"]);
     let timer = systemd_dir.join("masstock-certs.timer");
     assert!(timer.is_file(), "install-timer wrote no {}:\n{installed}", timer.display());
+
+    // The shipped deploy.toml declares `[backup]`: a backup and a drill that succeeded an hour
+    // ago, so the healthy stack has no `backup-stale`/`drill-stale` (step j' ages them).
+    let backup_status = masstockctl::backup::status::path(&project.sandbox.stack);
+    let fresh = backup_status_with(&backup_status, 1, None);
 
     // a. A healthy stack: no finding, in JSON and in text.
     let started = Instant::now();
@@ -565,6 +593,24 @@ fn doctor_names_each_fault_and_its_fix() {
     });
     fs_err::write(&timer, units).unwrap();
     verdicts.check("j. clean after restoring the timer", || doctor(project).lacks("renewal-timer-missing"));
+
+    // j'. The last successful backup is 30 hours old and the last run failed; the drill is fine.
+    backup_status_with(&backup_status, 30, Some("restic: wrong password or no key found"));
+    verdicts.check("j'. stale backups", || {
+        let diagnosis = doctor(project);
+        let stale = diagnosis.finding("backup-stale");
+        assert_eq!(stale["severity"], "warning", "{stale:#}");
+        let evidence = described(stale);
+        assert!(evidence.contains("failed: restic: wrong password or no key found"), "the failed run: {stale:#}");
+        assert!(evidence.contains("(1d06h ago), succeeded"), "the last success, aged: {stale:#}");
+        assert!(
+            fix_of(stale).contains("--env e2e backup`") && fix_of(stale).contains("backup install-timer"),
+            "{stale:#}"
+        );
+        diagnosis.lacks("drill-stale");
+    });
+    fs_err::write(&backup_status, &fresh).unwrap();
+    verdicts.check("j'. clean after a backup", || doctor(project).lacks("backup-stale"));
 
     // k. An expired certificate: Pebble issues one that lasts 8 seconds.
     let pebble = Pebble::start(project.sandbox.http_port, 8, 0);

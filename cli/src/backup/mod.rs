@@ -39,13 +39,14 @@ use crate::report::Reporter;
 #[serde(rename_all = "lowercase")]
 pub enum Component {
     Redis,
+    Postgres,
     Uploads,
     N8n,
-    Postgres,
 }
 
 impl Component {
-    pub const ALL: [Self; 4] = [Self::Redis, Self::Uploads, Self::N8n, Self::Postgres];
+    /// In the order a run captures them (see `run::back_up`).
+    pub const ALL: [Self; 4] = [Self::Redis, Self::Postgres, Self::Uploads, Self::N8n];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -177,7 +178,6 @@ impl ComponentError {
 /// Names start with [`Scratch::prefix`] (`<project>-drill-<random>`), and every Docker object
 /// carries the label `io.masstock.drill=<prefix>`, so a drill killed before cleaning up leaves
 /// objects an operator (and the next drill) can recognise.
-#[derive(Debug)]
 pub struct Scratch {
     pub prefix: String,
     network: Option<String>,
@@ -187,13 +187,27 @@ pub struct Scratch {
     databases: Vec<(String, String)>,
 }
 
+impl fmt::Debug for Scratch {
+    /// Without the databases' URLs, which hold a password.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Scratch")
+            .field("prefix", &self.prefix)
+            .field("network", &self.network)
+            .field("containers", &self.containers)
+            .field("volumes", &self.volumes)
+            .field("databases", &self.databases.iter().map(|(_, name)| name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// The label every scratch object carries, with its drill's prefix.
 pub const DRILL_LABEL: &str = "io.masstock.drill";
 
 impl Scratch {
     #[must_use]
     pub fn new(stack: &Stack) -> Self {
-        let random = uuid_like();
+        let random = random_hex();
         Self {
             prefix: format!("{}-drill-{random}", stack.config.project.name),
             network: None,
@@ -302,8 +316,8 @@ async fn drop_database(url: &str, database: &str) -> Result<(), String> {
     connection.close().await.map_err(|error| error.to_string())
 }
 
-/// Ten random lowercase hex digits.
-fn uuid_like() -> String {
+/// Ten random lowercase hex digits, for the names of scratch and throwaway objects.
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0_u8; 5];
     // The fallback only makes two drills at once more likely to collide; their objects are still
     // labelled.

@@ -164,7 +164,7 @@ impl Error {
                 vec!["declare it under `[services.api.env]`: `DATABASE_URL = \"${DATABASE_URL}\"`".to_owned()]
             }
             Self::Unresolved(_) => {
-                vec!["set `DATABASE_URL` in the env file (`masstockctl secrets generate` lists what is missing)"
+                vec!["write `DATABASE_URL` in the env file (`masstockctl secrets generate` adds it, empty, for you to fill in)"
                     .to_owned()]
             }
             Self::NotAUrl(_) => vec!["`DATABASE_URL` reads `postgres://user:password@host:5432/database`".to_owned()],
@@ -173,7 +173,13 @@ impl Error {
             }
             Self::Query { reason, .. } | Self::Dump { stderr: reason, .. } => {
                 let mut hints = Vec::new();
-                if reason.contains("permission denied") {
+                if reason.contains("permission denied to create database") {
+                    hints.push(
+                        "the role of `DATABASE_URL` needs `CREATEDB`: a drill creates a scratch database, a restore \
+                         recreates a dropped one"
+                            .to_owned(),
+                    );
+                } else if reason.contains("permission denied") {
                     hints.push(
                         "the role of `DATABASE_URL` must be able to read every table: grant it `SELECT`, or back up with \
                          the owner's role"
@@ -867,7 +873,7 @@ mod tests {
     impl TestDatabase {
         /// A new database with `users`, `executions` (one per user) and `execution_results`.
         async fn seeded(purpose: &str) -> Self {
-            let name = format!("pgbackup_{purpose}_{}", super::super::uuid_like());
+            let name = format!("pgbackup_{purpose}_{}", super::super::random_hex());
             execute(&admin_url(), &format!("CREATE DATABASE {}", quote_identifier(&name))).await;
             let database = Self { url: url_of(&name), name };
             execute(
@@ -1000,6 +1006,12 @@ mod tests {
         assert!(error.hints().iter().any(|hint| hint.contains("nothing was changed")), "{:?}", error.hints());
         assert_eq!(measure(&target).await.unwrap(), changed, "the failed restore was rolled back");
 
+        // So does a stream that breaks (restic dies mid-dump): pg_restore is killed before it commits.
+        let mut breaking = (&dump[..dump.len() / 2]).chain(BreakingSource);
+        let error = put_back(&target, &mut breaking).await.expect_err("a broken stream is refused");
+        assert!(matches!(error, Error::Stream(_)), "{error:?}");
+        assert_eq!(measure(&target).await.unwrap(), changed, "the interrupted restore was rolled back");
+
         execute(&database.url, "DROP TABLE execution_results").await;
         put_back(&target, &mut dump.as_slice()).await.expect("the restore succeeds");
         assert_eq!(measure(&target).await.unwrap(), figures, "the changes are gone");
@@ -1017,7 +1029,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_services_schema_comes_back_whole_from_a_dropped_database_and_in_a_drill() {
-        let name = format!("pgbackup_schema_{}", super::super::uuid_like());
+        let name = format!("pgbackup_schema_{}", super::super::random_hex());
         execute(&admin_url(), &format!("CREATE DATABASE {}", quote_identifier(&name))).await;
         let database = TestDatabase { url: url_of(&name), name };
         let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/schema/migrations");
@@ -1096,12 +1108,90 @@ mod tests {
         assert!(!message.contains(NOREAD_PASSWORD), "{message}");
         assert!(error.hints().iter().any(|hint| hint.contains("grant it `SELECT`")), "{:?}", error.hints());
 
+        // Nor may it create the drill's scratch database.
+        let mut scratch = Scratch::new(&noread);
+        let error = drill(&target(&noread, &docker), &mut scratch, &mut &b""[..]).await.expect_err("no CREATEDB");
+        let problems = scratch.remove_all(&docker).await;
+        assert!(error.to_string().contains("permission denied to create database"), "{error}");
+        assert!(error.hints().iter().any(|hint| hint.contains("needs `CREATEDB`")), "{:?}", error.hints());
+        assert!(problems.is_empty(), "a database never created is not a problem: {problems:?}");
+
         let wrong = "wrong-pw-%2F-3b9d";
         let stack = stack(&url_as("masstock", wrong, &database.name));
         let error = capture(&target(&stack, &docker), &mut dump).await.expect_err("a wrong password is refused");
         let message = format!("{error} {:?}", error.hints());
         assert!(message.contains("password authentication failed"), "{message}");
         assert!(!message.contains("wrong-pw"), "{message}");
+    }
+
+    /// A source that fails, as `restic dump` does when the repository goes away.
+    struct BreakingSource;
+
+    impl AsyncRead for BreakingSource {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _context: &mut std::task::Context<'_>,
+            _buffer: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Err(std::io::Error::other("the repository went away")))
+        }
+    }
+
+    /// A sink that takes `room` bytes, then breaks as a dead restic's stdin does.
+    struct BreakingSink {
+        room: usize,
+    }
+
+    impl AsyncWrite for BreakingSink {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _context: &mut std::task::Context<'_>,
+            buffer: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            if self.room == 0 {
+                return std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+            }
+            let taken = buffer.len().min(self.room);
+            self.room -= taken;
+            std::task::Poll::Ready(Ok(taken))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _context: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _context: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_sink_or_a_server_gone_is_an_error_not_a_hang() {
+        let database = TestDatabase::seeded("broken").await;
+        let (live, docker) = (stack(&database.url), docker());
+        let mut sink = BreakingSink { room: 4096 };
+        let live = target(&live, &docker);
+        let capturing = capture(&live, &mut sink);
+        let error = tokio::time::timeout(Duration::from_secs(30), capturing)
+            .await
+            .expect("pg_dump is stopped, not left blocking")
+            .expect_err("a broken sink fails the capture");
+        assert!(matches!(error, Error::Stream(_)), "{error:?}");
+        assert!(error.hints().iter().any(|hint| hint.contains("restic")), "{:?}", error.hints());
+
+        let port = masstock_tests::free_port();
+        let gone = stack(&format!("postgres://masstock:gone-pw-41d0@127.0.0.1:{port}/masstock"));
+        let error = capture(&target(&gone, &docker), &mut Vec::new()).await.expect_err("nothing listens there");
+        let message = format!("{error} {:?}", error.hints());
+        assert!(message.starts_with(&format!("cannot connect to `127.0.0.1:{port}/masstock`")), "{message}");
+        assert!(message.contains("check that the database runs"), "{message}");
+        assert!(!message.contains("gone-pw"), "{message}");
     }
 
     #[tokio::test]

@@ -160,9 +160,11 @@ impl Error {
     pub fn hints(&self) -> Vec<String> {
         match self {
             Self::Password(_) => vec!["`masstockctl secrets generate` writes the missing secrets to the env file".to_owned()],
-            Self::Unreachable(_) | Self::Connect { .. } => {
-                vec!["`masstockctl health` checks redis; `masstockctl deploy` starts it".to_owned()]
-            }
+            Self::Unreachable(_) => vec!["`masstockctl health` checks redis; `masstockctl deploy` starts it".to_owned()],
+            Self::Connect { .. } => vec![
+                "`masstockctl health` checks redis; `masstockctl deploy` starts it".to_owned(),
+                "the password is `REDIS_PASSWORD` in the env file: redis runs with the one of its last deploy".to_owned(),
+            ],
             Self::SaveFailed { .. } => vec![
                 "redis's log says why (`masstockctl logs redis`): often a full disk or too little memory to fork"
                     .to_owned(),
@@ -376,6 +378,11 @@ impl Secret {
     fn new(url: &str, password: Option<&str>) -> Self {
         let mut values = vec![url.to_owned()];
         values.extend(password.filter(|password| !password.is_empty()).map(str::to_owned));
+        // As `health::redis_url` writes it: percent-encoded.
+        if let Some((encoded, _)) = url.strip_prefix("redis://:").and_then(|rest| rest.rsplit_once('@')) {
+            values.push(encoded.to_owned());
+        }
+        values.retain(|value| !value.is_empty());
         Self { values }
     }
 
@@ -1165,6 +1172,15 @@ mod tests {
         let () = connection.del("kept:7").await.unwrap();
         drop(connection);
 
+        // A wrong password is said without the password, the right one or the wrong one.
+        let other_folder = tempfile::tempdir().unwrap();
+        let wrong = random_password().unwrap();
+        let wrong_stack = stack_in(other_folder.path(), &project, &wrong);
+        let wrong_target = Target { stack: &wrong_stack, docker: &docker, reporter: &Silent };
+        let refused = measure(&wrong_target).await.unwrap_err().to_string();
+        assert!(refused.to_lowercase().contains("password"), "{refused}");
+        assert!(!refused.contains(&wrong) && !refused.contains(&password), "{refused}");
+
         // A running redis is refused.
         let refused = put_back(&target, &mut rdb.as_slice()).await;
         assert!(matches!(refused, Err(Error::StillRunning(_))), "{refused:?}");
@@ -1239,8 +1255,20 @@ mod tests {
     }
 
     #[test]
+    fn saves_are_told_apart_by_their_count() {
+        let redis_7 = "# Persistence\r\nrdb_bgsave_in_progress:0\r\nrdb_saves:4\r\nrdb_last_save_time:1700000000\r\naof_rewrite_in_progress:0\r\n";
+        assert_eq!((save_marker(redis_7), forking(redis_7)), (Some(4), false));
+        let redis_6 = "rdb_bgsave_in_progress:1\r\nrdb_last_save_time:1700000000\r\n";
+        assert_eq!((save_marker(redis_6), forking(redis_6)), (Some(1_700_000_000), true));
+        assert!(forking("rdb_bgsave_in_progress:0\r\naof_rewrite_in_progress:1\r\n"));
+    }
+
+    #[test]
     fn secrets_are_scrubbed_from_messages() {
         let secret = Secret::new("redis://:pw-123@10.0.0.2:6379", Some("pw-123"));
         assert_eq!(secret.scrub("failed: redis://:pw-123@10.0.0.2:6379 (pw-123)"), "failed: *** (***)");
+        let url = crate::health::redis_url("10.0.0.2", PORT, Some("a/b@c"));
+        let secret = Secret::new(&url, Some("a/b@c"));
+        assert_eq!(secret.scrub("at :a%2Fb%40c@10.0.0.2 (a/b@c)"), "at :***@10.0.0.2 (***)");
     }
 }

@@ -17,7 +17,6 @@
 //! [`Tags`] defines (`masstock:project=…`, `figure:redis.keys=…`), and the host name
 //! `<project>.<environment>`, so that a workstation and the VPS back up into the same history.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -129,6 +128,18 @@ const ADDED: &str = "stat:added=";
 const TOTAL: &str = "stat:total=";
 
 impl Tags {
+    /// The tag of a kind (`backup`, `safety`), to select snapshots with.
+    #[must_use]
+    pub fn kind_tag(kind: &str) -> String {
+        format!("{KIND}{kind}")
+    }
+
+    /// The tags that find one component's snapshot of one run.
+    #[must_use]
+    pub fn run_filter(run: &str, component: Component) -> Vec<String> {
+        vec![format!("{RUN}{run}"), format!("{COMPONENT}{component}")]
+    }
+
     /// The tags known when a snapshot is started.
     #[must_use]
     pub fn identity(&self) -> Vec<String> {
@@ -223,7 +234,10 @@ pub struct BackupSummary {
 
 /// The repository, its secrets resolved.
 pub struct Repository {
+    /// As restic gets it: its `${NAME}`s resolved (a `rest:` URL's password).
     location: String,
+    /// As deploy.toml writes it: what messages show.
+    shown: String,
     password: String,
     env: Vec<(String, String)>,
     options: Vec<String>,
@@ -235,7 +249,7 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Repository").field("location", &self.location).finish_non_exhaustive()
+        formatter.debug_struct("Repository").field("location", &self.shown).finish_non_exhaustive()
     }
 }
 
@@ -249,8 +263,13 @@ impl Repository {
         let backup: &Backup = stack.config.backup.as_ref().ok_or(ResticError::NotDeclared)?;
         let password = secrets::splice_in(stack, &backup.password)
             .map_err(|error| ResticError::Secret { what: "`password`".to_owned(), error })?;
+        let location = secrets::splice_in(stack, &backup.repository)
+            .map_err(|error| ResticError::Secret { what: "`repository`".to_owned(), error })?;
         let mut env = Vec::new();
         let mut secret_values = vec![password.clone()];
+        if location != backup.repository {
+            secret_values.push(location.clone());
+        }
         for (name, declared) in &backup.env {
             let value = secrets::splice_in(stack, declared)
                 .map_err(|error| ResticError::Secret { what: format!("`env.{name}`"), error })?;
@@ -261,7 +280,8 @@ impl Repository {
         }
         secret_values.retain(|value| !value.is_empty());
         Ok(Self {
-            location: backup.repository.clone(),
+            location,
+            shown: backup.repository.clone(),
             password,
             env,
             options: backup.options.iter().map(|(name, value)| format!("{name}={value}")).collect(),
@@ -271,10 +291,10 @@ impl Repository {
         })
     }
 
-    /// Where the repository is, as deploy.toml says it (no secret: credentials are in `env`).
+    /// Where the repository is, as deploy.toml says it (a secret in it stays `${NAME}`).
     #[must_use]
-    pub fn location(&self) -> &str {
-        &self.location
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 
     /// The host name its snapshots carry: `<project>.<environment>`.
@@ -304,25 +324,23 @@ impl Repository {
         let password = self.password_file()?;
         let mut command = Command::new(program());
         command
-            .arg("--repo")
-            .arg(&self.location)
             .arg("--no-cache")
             .args(self.options.iter().flat_map(|option| ["--option", option.as_str()]))
             .args(arguments)
-            .env("RESTIC_PASSWORD_FILE", password.0.path())
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .env_remove("RESTIC_PASSWORD")
             .env_remove("RESTIC_PASSWORD_COMMAND")
-            .env_remove("RESTIC_REPOSITORY")
-            .envs(self.env.iter().map(|(name, value)| (name, value)))
+            .env_remove("RESTIC_REPOSITORY_FILE")
+            .env("RESTIC_REPOSITORY", &self.location)
+            .env("RESTIC_PASSWORD_FILE", password.0.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .process_group(0);
         Ok((command, password))
     }
 
-    fn spawn(&self, arguments: &[&str], stdin: bool) -> Result<(Child, PasswordFile), ResticError> {
+    fn spawn(&self, arguments: &[&str], stdin: bool) -> Result<(Running, PasswordFile), ResticError> {
         let (mut command, password) = self.command(arguments)?;
         if stdin {
             command.stdin(Stdio::piped());
@@ -331,45 +349,60 @@ impl Repository {
             std::io::ErrorKind::NotFound => ResticError::Missing,
             _ => ResticError::Spawn(error.to_string()),
         })?;
-        Ok((child, password))
+        Ok((Running(child), password))
     }
 
     /// Runs `restic <arguments>` to its end: its stdout, or the error its stderr says.
     async fn run(&self, arguments: &[&str]) -> Result<String, ResticError> {
-        let (child, _password) = self.spawn(arguments, false)?;
-        let output = child.wait_with_output().await.map_err(|error| ResticError::Spawn(error.to_string()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() {
-            return Ok(stdout);
+        let (mut running, _password) = self.spawn(arguments, false)?;
+        let stdout = running.0.stdout.take();
+        let stderr = tokio::spawn(read_all(running.0.stderr.take()));
+        let mut text = String::new();
+        if let Some(mut stdout) = stdout {
+            stdout.read_to_string(&mut text).await.map_err(|error| ResticError::Spawn(error.to_string()))?;
         }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(self.classify(arguments.first().copied().unwrap_or_default(), &output.status.to_string(), &stderr))
+        let status = running.0.wait().await.map_err(|error| ResticError::Spawn(error.to_string()))?;
+        if status.success() {
+            return Ok(text);
+        }
+        let stderr = stderr.await.unwrap_or_default();
+        Err(self.classify(arguments.first().copied().unwrap_or_default(), &status.to_string(), &stderr))
     }
 
     /// The error restic's stderr says, its secrets scrubbed.
     fn classify(&self, command: &str, status: &str, stderr: &str) -> ResticError {
         let reason = self.scrub(stderr);
-        let repository = self.location.clone();
+        let repository = self.shown.clone();
         let lower = reason.to_lowercase();
+        let unreachable = [
+            "connection refused",
+            "ssh command exited",
+            "no route to host",
+            "could not resolve",
+            "no such host",
+            "i/o timeout",
+            "unable to start the sftp session",
+            "connection reset",
+            "network is unreachable",
+        ]
+        .iter()
+        .any(|marker| lower.contains(marker));
         if lower.contains("wrong password") {
             ResticError::WrongPassword { repository }
+        } else if unreachable {
+            ResticError::Unreachable { repository, reason: last_lines(&reason) }
         } else if lower.contains("is there a repository at the following location") {
             ResticError::NoRepository { repository }
         } else if lower.contains("no space left on device") || lower.contains("disk quota exceeded") {
             ResticError::Full { repository, reason: last_lines(&reason) }
         } else if lower.contains("repository is already locked") {
             ResticError::Locked { repository, reason: last_lines(&reason) }
-        } else if lower.contains("connection refused")
-            || lower.contains("ssh command exited")
-            || lower.contains("no route to host")
-            || lower.contains("could not resolve")
-            || lower.contains("no such host")
-            || lower.contains("i/o timeout")
-            || lower.contains("unable to start the sftp session")
-        {
-            ResticError::Unreachable { repository, reason: last_lines(&reason) }
         } else {
-            ResticError::Failed { command: command.to_owned(), status: status.to_owned(), reason: last_lines(&reason) }
+            ResticError::Failed {
+                command: command.to_owned(),
+                status: status.to_owned(),
+                reason: last_lines_of(&reason, 12),
+            }
         }
     }
 
@@ -379,15 +412,17 @@ impl Repository {
         crate::health::scrub(text, &self.secrets)
     }
 
-    /// Creates the repository when there is none; whether it did. On an existing one, removes
-    /// the locks of restic processes that died (`restic unlock` touches no live lock).
-    pub async fn ensure_initialized(&self) -> Result<bool, ResticError> {
+    /// Opens the repository: proves the password and the backend, and removes the locks of
+    /// restic processes that died (`restic unlock` touches no live lock). With `create`, makes
+    /// the repository when there is none, and says so; without, a missing one is an error, so that
+    /// an unmounted backup disk never silently becomes a new, empty repository.
+    pub async fn open(&self, create: bool) -> Result<bool, ResticError> {
         match self.run(&["cat", "config"]).await {
             Ok(_) => {
                 self.run(&["unlock"]).await?;
                 Ok(false)
             }
-            Err(ResticError::NoRepository { .. }) => {
+            Err(ResticError::NoRepository { .. }) if create => {
                 self.run(&["init"]).await?;
                 Ok(true)
             }
@@ -402,16 +437,10 @@ impl Repository {
         let arguments =
             ["backup", "--json", "--stdin", "--stdin-filename", filename, "--host", &self.host, "--tag", &tags];
         let (mut child, password) = self.spawn(&arguments, true)?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(mut stderr) = stderr {
-                let _ = stderr.read_to_string(&mut text).await;
-            }
-            text
-        });
+        let stdin = child.0.stdin.take();
+        let stdout = child.0.stdout.take();
+        let stderr = child.0.stderr.take();
+        let stderr = tokio::spawn(read_all(stderr));
         let summary = tokio::spawn(read_summary(stdout));
         Ok(Upload { child, stdin, stderr, summary, _password: password })
     }
@@ -455,52 +484,37 @@ impl Repository {
         Ok(snapshots)
     }
 
-    /// Streams the file `filename` of snapshot `id` (`restic dump`): read [`Dump::stdout`], then
-    /// [`Dump::finish`], which says whether restic read it all without an error.
+    /// Streams the file `filename` of snapshot `id` (`restic dump`). The stream ends with an
+    /// error, never a clean end, when restic stops with one (a damaged pack, a lost backend): a
+    /// reader never takes a cut copy for a whole one. [`Dump::finish`] then says restic's reason.
     pub fn dump(&self, id: &str, filename: &str) -> Result<Dump, ResticError> {
         let path = format!("/{filename}");
         let (mut child, password) = self.spawn(&["dump", id, &path], false)?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(mut stderr) = stderr {
-                let _ = stderr.read_to_string(&mut text).await;
-            }
-            text
-        });
-        Ok(Dump { child, stdout, stderr, _password: password })
+        let stdout = child.0.stdout.take();
+        let stderr = tokio::spawn(read_all(child.0.stderr.take()));
+        Ok(Dump { child, stdout, stderr, status: None, _password: password })
     }
 
-    /// Forgets the snapshots of `filter` the retention does not keep (each component's history
-    /// on its own: grouped by path), then prunes the data only they used. How many it forgot.
-    pub async fn forget(&self, backup: &Backup, filter: &[String]) -> Result<usize, ResticError> {
+    /// Forgets the snapshots of `filter` that `policy` (restic's `--keep-*` options) does not
+    /// keep, each host and path (component) on its own. How many it forgot; the data goes at the
+    /// next [`Repository::prune`].
+    pub async fn forget(&self, filter: &[String], policy: &[&str]) -> Result<usize, ResticError> {
         let filter = filter.join(",");
-        let (daily, weekly, monthly) =
-            (backup.keep_daily.to_string(), backup.keep_weekly.to_string(), backup.keep_monthly.to_string());
-        let stdout = self
-            .run(&[
-                "forget",
-                "--json",
-                "--tag",
-                &filter,
-                "--group-by",
-                "host,paths",
-                "--keep-daily",
-                &daily,
-                "--keep-weekly",
-                &weekly,
-                "--keep-monthly",
-                &monthly,
-            ])
-            .await?;
+        let mut arguments = vec!["forget", "--json", "--tag", &filter, "--group-by", "host,paths"];
+        arguments.extend_from_slice(policy);
+        let stdout = self.run(&arguments).await?;
+        // restic prints nothing when no snapshot matches the filter.
+        if stdout.trim().is_empty() {
+            return Ok(0);
+        }
         let groups: Vec<Group> = serde_json::from_str(stdout.trim())
             .map_err(|error| ResticError::Unexpected { command: "forget".to_owned(), reason: error.to_string() })?;
-        let removed = groups.iter().map(|group| group.remove.as_ref().map_or(0, Vec::len)).sum();
-        if removed > 0 {
-            self.run(&["prune"]).await?;
-        }
-        Ok(removed)
+        Ok(groups.iter().map(|group| group.remove.as_ref().map_or(0, Vec::len)).sum())
+    }
+
+    /// Removes the data no snapshot uses any more.
+    pub async fn prune(&self) -> Result<(), ResticError> {
+        self.run(&["prune"]).await.map(drop)
     }
 
     /// Forgets the snapshots `ids` (their data goes at the next prune).
@@ -534,7 +548,7 @@ fn snapshot_has(snapshot: &Snapshot, tag: &str) -> bool {
 /// A `restic backup --stdin` under way.
 #[derive(Debug)]
 pub struct Upload {
-    child: Child,
+    child: Running,
     stdin: Option<ChildStdin>,
     stderr: tokio::task::JoinHandle<String>,
     summary: tokio::task::JoinHandle<Option<BackupSummary>>,
@@ -550,9 +564,9 @@ impl Upload {
     /// Ends the input and waits for restic to store the snapshot.
     pub async fn finish(mut self, repository: &Repository) -> Result<BackupSummary, ResticError> {
         drop(self.stdin.take());
-        let status = self.child.wait().await.map_err(|error| ResticError::Spawn(error.to_string()))?;
-        let stderr = self.stderr.await.unwrap_or_default();
-        let summary = self.summary.await.ok().flatten();
+        let status = self.child.0.wait().await.map_err(|error| ResticError::Spawn(error.to_string()))?;
+        let stderr = (&mut self.stderr).await.unwrap_or_default();
+        let summary = (&mut self.summary).await.ok().flatten();
         match summary {
             Some(summary) if status.success() => Ok(summary),
             _ => Err(repository.classify("backup", &status.to_string(), &stderr)),
@@ -563,18 +577,27 @@ impl Upload {
     /// disk, a lost connection: the cause of a broken pipe), else `None`. Either way restic is
     /// stopped before its input ended, so no snapshot is saved.
     pub async fn failure(mut self, repository: &Repository) -> Option<ResticError> {
-        let exited = tokio::time::timeout(std::time::Duration::from_secs(2), self.child.wait()).await;
+        let exited = tokio::time::timeout(std::time::Duration::from_secs(2), self.child.0.wait()).await;
         match exited {
             Ok(Ok(status)) if !status.success() => {
-                let stderr = self.stderr.await.unwrap_or_default();
+                let stderr = (&mut self.stderr).await.unwrap_or_default();
                 Some(repository.classify("backup", &status.to_string(), &stderr))
             }
             _ => {
-                stop(&mut self.child).await;
+                stop(&mut self.child.0).await;
                 None
             }
         }
     }
+}
+
+/// All of restic's stderr, read as it comes so that restic never blocks writing it.
+async fn read_all(stderr: Option<tokio::process::ChildStderr>) -> String {
+    let mut text = String::new();
+    if let Some(mut stderr) = stderr {
+        let _ = stderr.read_to_string(&mut text).await;
+    }
+    text
 }
 
 async fn read_summary(stdout: Option<ChildStdout>) -> Option<BackupSummary> {
@@ -592,35 +615,116 @@ async fn read_summary(stdout: Option<ChildStdout>) -> Option<BackupSummary> {
     summary
 }
 
-/// A `restic dump` under way.
+/// A `restic dump` under way: read it (it is an `AsyncRead`), then [`Dump::finish`].
 #[derive(Debug)]
 pub struct Dump {
-    child: Child,
+    child: Running,
     stdout: Option<ChildStdout>,
     stderr: tokio::task::JoinHandle<String>,
+    /// Set once the output ended: whether restic exited well.
+    status: Option<std::process::ExitStatus>,
     _password: PasswordFile,
 }
 
-impl Dump {
-    /// The file's bytes.
-    pub fn stdout(&mut self) -> Option<&mut ChildStdout> {
-        self.stdout.as_mut()
+impl tokio::io::AsyncRead for Dump {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let Some(stdout) = this.stdout.as_mut() else { return Poll::Ready(Ok(())) };
+        let before = buffer.filled().len();
+        match std::pin::Pin::new(stdout).poll_read(context, buffer) {
+            Poll::Ready(Ok(())) if buffer.filled().len() == before => {
+                // The end of restic's output: it is the end of the file only if restic says so.
+                let status = match this.child.0.try_wait() {
+                    Ok(Some(status)) => status,
+                    Ok(None) => {
+                        // Exiting: look again shortly rather than block the runtime.
+                        let waker = context.waker().clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            waker.wake();
+                        });
+                        return Poll::Pending;
+                    }
+                    Err(error) => return Poll::Ready(Err(error)),
+                };
+                this.status = Some(status);
+                if status.success() {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Ready(Err(std::io::Error::other(format!(
+                        "restic stopped before the end of the file ({status})"
+                    ))))
+                }
+            }
+            other => other,
+        }
     }
+}
 
+impl Dump {
     /// Waits for restic: whether it read the whole file without an error (a damaged pack is
-    /// one).
+    /// one), in restic's words.
     pub async fn finish(mut self, repository: &Repository) -> Result<(), ResticError> {
         // What the reader left unread is drained so that restic is not blocked writing it.
         if let Some(mut stdout) = self.stdout.take() {
             let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
         }
-        let status = self.child.wait().await.map_err(|error| ResticError::Spawn(error.to_string()))?;
-        let stderr = self.stderr.await.unwrap_or_default();
+        let status = match self.status {
+            Some(status) => status,
+            None => self.child.0.wait().await.map_err(|error| ResticError::Spawn(error.to_string()))?,
+        };
+        let stderr = (&mut self.stderr).await.unwrap_or_default();
         if status.success() {
             Ok(())
         } else {
             Err(repository.classify("dump", &status.to_string(), &stderr))
         }
+    }
+}
+
+impl Drop for Upload {
+    /// Dropped before `finish` (a capture that failed, an interrupted run): restic is interrupted
+    /// while its input is still open, and given a moment to stop, so that it can never take the
+    /// end of its input for the end of the file and save a snapshot of part of it.
+    fn drop(&mut self) {
+        if self.stdin.is_none() {
+            return;
+        }
+        self.child.interrupt();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while matches!(self.child.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// A restic process that is interrupted (SIGINT to its process group) when dropped before it
+/// ended: restic then cancels its work, saves no snapshot and removes its repository lock, where
+/// a SIGKILL would leave a stale lock behind.
+#[derive(Debug)]
+struct Running(Child);
+
+impl Running {
+    /// SIGINT to restic's process group, when it still runs.
+    fn interrupt(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            if let Some(group) =
+                self.0.id().and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::INT);
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.interrupt();
     }
 }
 
@@ -640,8 +744,13 @@ async fn stop(child: &mut Child) {
 
 /// The last few lines of restic's words: the part that says what failed.
 fn last_lines(text: &str) -> String {
+    last_lines_of(text, 3)
+}
+
+/// The last `count` non-empty lines, joined (a damaged repository's list of bad packs).
+fn last_lines_of(text: &str, count: usize) -> String {
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join(" / ")
+    lines[lines.len().saturating_sub(count)..].join(" / ")
 }
 
 /// Creates `folder` (and its parents) when missing, and makes it 0700: it holds password files.
@@ -666,15 +775,4 @@ fn remove_stale_password_files(folder: &Path) {
             let _ = fs_err::remove_file(entry.path());
         }
     }
-}
-
-/// The figures recorded on a snapshot beside those measured after a restore: each one with
-/// whether they agree. A figure recorded but not measured disagrees.
-#[must_use]
-pub fn compare(recorded: &Figures, restored: &Figures) -> Vec<(String, u64, Option<u64>)> {
-    let mut rows: BTreeMap<String, (u64, Option<u64>)> = BTreeMap::new();
-    for (name, value) in recorded {
-        rows.insert(name.clone(), (*value, restored.get(name).copied()));
-    }
-    rows.into_iter().map(|(name, (recorded, restored))| (name, recorded, restored)).collect()
 }

@@ -99,15 +99,42 @@ pub enum RestoreError {
     Dump { component: Component, snapshot: String, error: ResticError },
     #[error("`{service}` did not become healthy again: {reason}")]
     Unhealthy { service: String, reason: String },
-    #[error("interrupted{}; every stopped service was started again", safety_words(.safety))]
-    Interrupted { safety: Vec<String> },
+    #[error("interrupted")]
+    Interrupted,
+    #[error("snapshot prefix `{prefix}` is ambiguous: {count} snapshots start with it")]
+    Ambiguous { prefix: String, count: usize },
+    /// Something failed, or the restore was interrupted, once the live data may have changed:
+    /// where the data as it was is, what was done about it, and what could not be started again.
+    #[error("{error}{}{}{}", safety_words(.safety, *.rolled_back), rolled_back_words(.rolled_back_error.as_deref()), restart_words(.not_restarted))]
+    Stopped {
+        error: Box<RestoreError>,
+        /// The safety snapshots' short ids.
+        safety: Vec<String>,
+        /// The safety snapshots were put back (the stack is as it was before the restore).
+        rolled_back: bool,
+        rolled_back_error: Option<String>,
+        /// Services that could not be started again, with why.
+        not_restarted: Vec<String>,
+    },
 }
 
-fn safety_words(safety: &[String]) -> String {
-    if safety.is_empty() {
-        " before anything was replaced".to_owned()
+fn safety_words(safety: &[String], rolled_back: bool) -> String {
+    match (safety.is_empty(), rolled_back) {
+        (true, _) => "; nothing was replaced".to_owned(),
+        (false, true) => format!("; the data as it was was put back from safety snapshot(s) {}", safety.join(", ")),
+        (false, false) => format!("; the data as it was is in safety snapshot(s) {}", safety.join(", ")),
+    }
+}
+
+fn rolled_back_words(error: Option<&str>) -> String {
+    error.map(|error| format!("; putting it back failed too: {error}")).unwrap_or_default()
+}
+
+fn restart_words(not_restarted: &[String]) -> String {
+    if not_restarted.is_empty() {
+        "; every stopped service runs again".to_owned()
     } else {
-        format!(": the data as it was is in safety snapshot(s) {}", safety.join(", "))
+        format!("; NOT running again: {}", not_restarted.join("; "))
     }
 }
 
@@ -124,17 +151,27 @@ impl RestoreError {
             Self::Safety(error) => error.hints(),
             Self::Component { error, .. } => error.hints(),
             Self::Unhealthy { service, .. } => vec![format!("`masstockctl logs {service}` shows why")],
-            Self::Interrupted { safety } if !safety.is_empty() => vec![format!(
-                "`masstockctl restore --snapshot {} COMPONENT… --yes` puts the data as it was back",
-                safety[0]
-            )],
-            Self::Interrupted { .. } => Vec::new(),
+            Self::Interrupted => Vec::new(),
+            Self::Ambiguous { .. } => vec!["give more of the id (`masstockctl backup ls` shows them)".to_owned()],
+            Self::Stopped { error, safety, rolled_back, not_restarted, .. } => {
+                let mut hints = error.hints();
+                if !safety.is_empty() && !rolled_back {
+                    hints.push(format!(
+                        "`masstockctl restore --snapshot {} COMPONENT… --yes` puts the data as it was back",
+                        safety[0]
+                    ));
+                }
+                if !not_restarted.is_empty() {
+                    hints.push("`masstockctl deploy` starts what is not running".to_owned());
+                }
+                hints
+            }
         }
     }
 }
 
 /// The snapshots to restore: `wanted` is `latest` or a snapshot id (a prefix is enough).
-/// Without components: every component of the run (`latest`: `included`).
+/// Without components: every component of the run (`latest`: `Stack::backup_components`).
 pub async fn choose(
     repository: &Repository,
     filter: &[String],
@@ -159,14 +196,22 @@ pub async fn choose(
             })
             .collect();
     }
-    let named = snapshots
-        .iter()
-        .find(|snapshot| snapshot.id.starts_with(wanted) || snapshot.short_id == wanted)
-        .filter(|_| wanted.len() >= 4 && wanted.chars().all(|c| c.is_ascii_hexdigit()))
-        .ok_or_else(|| ResticError::NoSuchSnapshot {
-            id: wanted.to_owned(),
-            repository: repository.location().to_owned(),
-        })?;
+    let matching: Vec<&Snapshot> = if wanted.len() >= 4 && wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        snapshots.iter().filter(|snapshot| snapshot.id.starts_with(wanted)).collect()
+    } else {
+        Vec::new()
+    };
+    let named = match matching.as_slice() {
+        [] => {
+            return Err(ResticError::NoSuchSnapshot {
+                id: wanted.to_owned(),
+                repository: repository.shown().to_owned(),
+            }
+            .into())
+        }
+        [one] => *one,
+        many => return Err(RestoreError::Ambiguous { prefix: wanted.to_owned(), count: many.len() }),
+    };
     if !named.complete {
         return Err(RestoreError::Incomplete { id: named.short_id.clone() });
     }
@@ -199,10 +244,23 @@ pub async fn choose(
 pub fn users(target: &Target<'_>, component: Component) -> Vec<String> {
     let stack = target.stack;
     let enabled = |name: &str| stack.config.services.get(name).is_some_and(|service| service.enabled);
+    let with_variable = |variable: &str| -> Vec<String> {
+        stack
+            .config
+            .services
+            .iter()
+            .filter(|(_, service)| service.enabled && service.env.contains_key(variable))
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
     let mut users: Vec<String> = match component {
-        // The queue's consumer and the queue itself; the api keeps taking submissions (they wait
-        // in the database's outbox until Redis is back).
-        Component::Redis => ["worker", "redis"].into_iter().filter(|name| enabled(name)).map(str::to_owned).collect(),
+        // The queue itself and every client of it (the worker, and the api, which adds jobs: a
+        // job added between redis's start and the figures' check would make them differ).
+        Component::Redis => {
+            let mut users = with_variable("REDIS_URL");
+            users.extend(["redis"].into_iter().filter(|name| enabled(name)).map(str::to_owned));
+            users
+        }
         Component::N8n => ["n8n"].into_iter().filter(|name| enabled(name)).map(str::to_owned).collect(),
         Component::Uploads => stack
             .config
@@ -211,13 +269,7 @@ pub fn users(target: &Target<'_>, component: Component) -> Vec<String> {
             .filter(|(_, service)| service.enabled && service.volumes.iter().any(|volume| volume.source == "uploads"))
             .map(|(name, _)| name.clone())
             .collect(),
-        Component::Postgres => stack
-            .config
-            .services
-            .iter()
-            .filter(|(_, service)| service.enabled && service.env.contains_key("DATABASE_URL"))
-            .map(|(name, _)| name.clone())
-            .collect(),
+        Component::Postgres => with_variable("DATABASE_URL"),
     };
     users.sort();
     users
@@ -269,40 +321,78 @@ pub async fn restore(
     interrupted: impl Future<Output = ()>,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
-    let stopped = Mutex::new(Vec::<String>::new());
-    let safety = Mutex::new(Vec::<Stored>::new());
-    let work = restore_steps(target, repository, chosen, &stopped, &safety);
+    let progress = Mutex::new(Progress::default());
+    let work = restore_steps(target, repository, chosen, &progress);
     let outcome = tokio::select! {
         outcome = work => outcome,
-        () = interrupted => Err(RestoreError::Interrupted {
-            safety: safety.lock().map(|stored| stored.iter().map(|stored| stored.snapshot.short_id.clone()).collect()).unwrap_or_default(),
-        }),
+        () = interrupted => Err(RestoreError::Interrupted),
     };
-    // Whatever happened, what was stopped runs again.
-    let left: Vec<String> = stopped.lock().map(|names| names.clone()).unwrap_or_default();
-    let mut restart_error = None;
-    for service in target.stack.start_order() {
-        if left.iter().any(|name| name == service) {
-            if let Err(error) = start(target, service).await {
-                restart_error.get_or_insert(error);
+    let mut progress = progress.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let safety_ids: Vec<String> = progress.safety.iter().map(|stored| stored.snapshot.short_id.clone()).collect();
+    // A failure (not an interruption: the operator asked to stop) once live data changed: the
+    // safety snapshots go back, so the stack is as it was.
+    let (mut rolled_back, mut rolled_back_error) = (false, None);
+    if let Err(error) = &outcome {
+        if !matches!(error, RestoreError::Interrupted) && !progress.touched.is_empty() {
+            target.reporter.step(&format!("restore failed ({error}); putting the data as it was back"));
+            match roll_back(target, repository, &mut progress).await {
+                Ok(()) => rolled_back = true,
+                Err(error) => rolled_back_error = Some(error.to_string()),
             }
         }
     }
-    let restored = outcome?;
-    if let Some(error) = restart_error {
-        return Err(error);
+    // Whatever happened, what was stopped runs again.
+    let mut not_restarted = Vec::new();
+    for service in target.stack.start_order() {
+        if progress.stopped.iter().any(|name| name == service) {
+            match start(target, service).await {
+                Ok(()) => progress.stopped.retain(|name| name != service),
+                Err(error) => not_restarted.push(error.to_string()),
+            }
+        }
     }
-    let safety = safety.into_inner().unwrap_or_default();
-    Ok(RestoreReport { safety, restored, seconds: started.elapsed().as_secs_f64() })
+    let stopped = |error: RestoreError| RestoreError::Stopped {
+        error: Box::new(error),
+        safety: safety_ids.clone(),
+        rolled_back,
+        rolled_back_error: rolled_back_error.clone(),
+        not_restarted: not_restarted.clone(),
+    };
+    match outcome {
+        Ok(restored) if not_restarted.is_empty() => {
+            Ok(RestoreReport { safety: progress.safety, restored, seconds: started.elapsed().as_secs_f64() })
+        }
+        Ok(_) => Err(stopped(RestoreError::Unhealthy {
+            service: "a service".to_owned(),
+            reason: "the data is restored, and it did not start again".to_owned(),
+        })),
+        Err(error) => Err(stopped(error)),
+    }
+}
+
+/// What a restore has done so far, for what must be undone when it stops.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Stopped and not started again yet.
+    stopped: Vec<String>,
+    safety: Vec<Stored>,
+    /// Components whose live data a put back has begun to replace.
+    touched: Vec<Component>,
 }
 
 async fn restore_steps(
     target: &Target<'_>,
     repository: &Repository,
     chosen: &[Chosen],
-    stopped: &Mutex<Vec<String>>,
-    safety: &Mutex<Vec<Stored>>,
+    progress: &Mutex<Progress>,
 ) -> Result<Vec<Restored>, RestoreError> {
+    let record = |change: &dyn Fn(&mut Progress)| note(progress, change);
+    // Nothing writes while the safety copy is taken, so it holds everything up to the restore;
+    // redis stops after its copy (its capture asks the running server for a save).
+    let order = services_to_stop(target, chosen);
+    for service in order.iter().rev().filter(|service| *service != "redis") {
+        stop(target, service, progress).await?;
+    }
     let run = store::new_run();
     let identity = store::identity(target, &run, "safety").await?;
     for chosen in chosen {
@@ -310,24 +400,15 @@ async fn restore_steps(
         let stored =
             store::store(target, repository, chosen.component, &identity).await.map_err(RestoreError::Safety)?;
         target.reporter.step(&format!("{}: safety snapshot {}", chosen.component, stored.snapshot.short_id));
-        if let Ok(mut list) = safety.lock() {
-            list.push(stored);
-        }
+        record(&|progress| progress.safety.push(stored.clone()));
     }
-    let order = services_to_stop(target, chosen);
-    for service in order.iter().rev() {
-        target.reporter.step(&format!("{service}: stopping"));
-        if let Ok(mut list) = stopped.lock() {
-            list.push(service.clone());
-        }
-        let grace = target.stack.config.services[service]
-            .stop_grace_period
-            .map_or(10, |grace| i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
-        apply::stop(target.docker, &target.stack.container_name(service), grace).await?;
+    if order.iter().any(|service| service == "redis") {
+        stop(target, "redis", progress).await?;
     }
     for chosen in chosen {
         target.reporter.step(&format!("{}: putting back {}…", chosen.component, chosen.snapshot.short_id));
-        put_back_from(target, repository, chosen).await?;
+        record(&|progress| progress.touched.push(chosen.component));
+        put_back_from(target, repository, chosen.component, &chosen.snapshot).await?;
     }
     let mut measured: Vec<(Component, Figures)> = Vec::new();
     for chosen in chosen.iter().filter(|chosen| chosen.component != Component::Redis) {
@@ -336,13 +417,15 @@ async fn restore_steps(
             .map_err(|error| RestoreError::Component { component: chosen.component, error })?;
         measured.push((chosen.component, figures));
     }
-    let redis = chosen.iter().find(|chosen| chosen.component == Component::Redis);
+    let redis = chosen.iter().any(|chosen| chosen.component == Component::Redis);
     for service in &order {
-        start(target, service).await?;
-        if let Ok(mut list) = stopped.lock() {
-            list.retain(|name| name != service);
+        let was_stopped = progress.lock().map_or(true, |progress| progress.stopped.contains(service));
+        if !was_stopped {
+            continue;
         }
-        if service == "redis" && redis.is_some() {
+        start(target, service).await?;
+        record(&|progress| progress.stopped.retain(|name| name != service));
+        if service == "redis" && redis {
             let figures = measure(Component::Redis, target)
                 .await
                 .map_err(|error| RestoreError::Component { component: Component::Redis, error })?;
@@ -366,18 +449,65 @@ async fn restore_steps(
         .collect())
 }
 
-async fn put_back_from(target: &Target<'_>, repository: &Repository, chosen: &Chosen) -> Result<(), RestoreError> {
-    let mut dump = repository.dump(&chosen.snapshot.id, chosen.component.filename())?;
-    let put = match dump.stdout() {
-        Some(stdout) => put_back(chosen.component, target, stdout).await,
-        None => Err(ComponentError::Stream("restic's output is not open".to_owned())),
+/// Stops a service's container when it runs, recording it to be started again.
+/// Changes what the restore has done so far.
+fn note(progress: &Mutex<Progress>, change: &dyn Fn(&mut Progress)) {
+    if let Ok(mut progress) = progress.lock() {
+        change(&mut progress);
+    }
+}
+
+async fn stop(target: &Target<'_>, service: &str, progress: &Mutex<Progress>) -> Result<(), RestoreError> {
+    let container = target.stack.container_name(service);
+    let running = match target.docker.inspect_container(&container, None).await {
+        Ok(inspected) => inspected.state.and_then(|state| state.running).unwrap_or(false),
+        Err(error) if docker::is_not_found(&error) => false,
+        Err(error) => return Err(docker::api_error(format!("failed to inspect `{container}`"), &error).into()),
     };
+    if !running {
+        // Not running before the restore: not started by it either.
+        return Ok(());
+    }
+    target.reporter.step(&format!("{service}: stopping"));
+    note(progress, &|progress| progress.stopped.push(service.to_owned()));
+    let grace = target.stack.config.services[service]
+        .stop_grace_period
+        .map_or(10, |grace| i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
+    apply::stop(target.docker, &container, grace).await?;
+    Ok(())
+}
+
+/// Puts the safety snapshots of the components a failed restore touched back.
+async fn roll_back(target: &Target<'_>, repository: &Repository, progress: &mut Progress) -> Result<(), RestoreError> {
+    for component in progress.touched.clone() {
+        let Some(snapshot) =
+            progress.safety.iter().find(|stored| stored.component == component).map(|stored| stored.snapshot.clone())
+        else {
+            continue;
+        };
+        if component == Component::Redis && !progress.stopped.iter().any(|name| name == "redis") {
+            // Its put back needs redis stopped; it was started again already.
+            apply::stop(target.docker, &target.stack.container_name("redis"), 10).await?;
+            progress.stopped.push("redis".to_owned());
+        }
+        target.reporter.step(&format!("{component}: putting back safety snapshot {}…", snapshot.short_id));
+        put_back_from(target, repository, component, &snapshot).await?;
+    }
+    Ok(())
+}
+
+async fn put_back_from(
+    target: &Target<'_>,
+    repository: &Repository,
+    component: Component,
+    snapshot: &Snapshot,
+) -> Result<(), RestoreError> {
+    let mut dump = repository.dump(&snapshot.id, component.filename())?;
+    let put = put_back(component, target, &mut dump).await;
     let read = dump.finish(repository).await;
-    let dump_error =
-        |error| RestoreError::Dump { component: chosen.component, snapshot: chosen.snapshot.short_id.clone(), error };
     match (put, read) {
-        (_, Err(error)) => Err(dump_error(error)),
-        (Err(error), Ok(())) => Err(RestoreError::Component { component: chosen.component, error }),
+        (_, Err(error)) => Err(RestoreError::Dump { component, snapshot: snapshot.short_id.clone(), error }),
+        (Err(error), Ok(())) => Err(RestoreError::Component { component, error }),
         (Ok(()), Ok(())) => Ok(()),
     }
 }
@@ -509,10 +639,7 @@ async fn drill_one(
             return drilled;
         }
     };
-    let loaded = match dump.stdout() {
-        Some(stdout) => drill_component(chosen.component, target, &mut *scratch.lock().await, stdout).await,
-        None => Err(ComponentError::Stream("restic's output is not open".to_owned())),
-    };
+    let loaded = drill_component(chosen.component, target, &mut *scratch.lock().await, &mut dump).await;
     let read = dump.finish(repository).await;
     match (loaded, read) {
         (_, Err(error)) => {

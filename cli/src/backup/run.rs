@@ -8,10 +8,11 @@
 //! could not. The retention runs only after a run that stored every component, so a failing
 //! component never makes restic forget the last good copies of the others.
 
-use super::restic::{Repository, ResticError};
+use super::restic::{Repository, ResticError, Tags};
 use super::status::{self, Kind, StatusError};
 use super::store::{self, StoreError, Stored};
 use super::{Component, Target};
+use crate::config::Backup;
 use crate::config::Stack;
 use crate::docker::DockerError;
 
@@ -60,24 +61,13 @@ impl RunError {
     }
 }
 
-/// The components `[backup] include` names, or by default each one the stack has: redis and n8n
-/// when their service is enabled, uploads when a service mounts it, postgres when the api has a
-/// `DATABASE_URL`.
-#[must_use]
-pub fn included(stack: &Stack) -> Vec<Component> {
-    if let Some(include) = stack.config.backup.as_ref().and_then(|backup| backup.include.as_ref()) {
-        return include.iter().filter_map(|name| Component::parse(name)).collect();
-    }
-    Component::ALL.into_iter().filter(|component| present(stack, *component)).collect()
-}
-
 /// A component named on the command line that is not one, or that this stack does not have.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentChoiceError {
     #[error("no component `{0}`")]
     Unknown(String),
-    #[error("this stack has no `{component}` in environment `{environment}`")]
-    Absent { component: Component, environment: String },
+    #[error("this stack has no `{component}` in environment `{environment}`: {reason}")]
+    Absent { component: Component, environment: String, reason: String },
 }
 
 impl ComponentChoiceError {
@@ -90,13 +80,13 @@ impl ComponentChoiceError {
 /// The components `names` says, in order and once each; the stack's (`included`) when empty.
 pub fn chosen(stack: &Stack, names: &[String]) -> Result<Vec<Component>, ComponentChoiceError> {
     if names.is_empty() {
-        return Ok(included(stack));
+        return Ok(stack.backup_components());
     }
     let mut components = Vec::new();
     for name in names {
         let component = Component::parse(name).ok_or_else(|| ComponentChoiceError::Unknown(name.clone()))?;
-        if !present(stack, component) {
-            return Err(ComponentChoiceError::Absent { component, environment: stack.environment.clone() });
+        if let Some(reason) = stack.backup_component_unavailable(component) {
+            return Err(ComponentChoiceError::Absent { component, environment: stack.environment.clone(), reason });
         }
         if !components.contains(&component) {
             components.push(component);
@@ -105,37 +95,32 @@ pub fn chosen(stack: &Stack, names: &[String]) -> Result<Vec<Component>, Compone
     Ok(components)
 }
 
-/// Whether the stack has `component`.
-#[must_use]
-pub fn present(stack: &Stack, component: Component) -> bool {
-    let enabled = |name: &str| stack.config.services.get(name).is_some_and(|service| service.enabled);
-    match component {
-        Component::Redis => enabled("redis"),
-        Component::N8n => enabled("n8n"),
-        Component::Uploads => stack
-            .config
-            .services
-            .values()
-            .any(|service| service.enabled && service.volumes.iter().any(|volume| volume.source == "uploads")),
-        Component::Postgres => {
-            stack.config.services.values().any(|service| service.enabled && service.env.contains_key("DATABASE_URL"))
-        }
-    }
-}
-
 /// Backs `components` up in one run, applies the retention, records the outcome. Stops at
 /// `interrupted`: the snapshot under way is not saved (restic is killed before its input ends).
 pub async fn back_up(
     target: &Target<'_>,
     repository: &Repository,
     components: &[Component],
+    create: bool,
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     let run = store::new_run();
+    // Captured in the order that keeps references whole (`Component`'s order): the queue before
+    // the database (every job's execution is in the dump), the database before the files (every
+    // result row's image is in the copy).
+    let mut components = components.to_vec();
+    components.sort();
+    let previous = status::read(target.stack)?;
+    let create = create || previous.last_successful_backup.is_none();
     let outcome = tokio::select! {
-        outcome = run_components(target, repository, components, &run) => outcome,
+        outcome = run_components(target, repository, &components, create, &run) => outcome,
         () = interrupted => Err(RunError::Interrupted),
     };
+    // Only a run of the whole stack says whether the stack is backed up (what `doctor` judges); a
+    // run of some components is not recorded.
+    if !target.stack.backup_components().iter().all(|component| components.contains(component)) {
+        return outcome;
+    }
     let (ok, summary) = match &outcome {
         Ok(report) if report.ok() => (
             true,
@@ -155,12 +140,13 @@ async fn run_components(
     target: &Target<'_>,
     repository: &Repository,
     components: &[Component],
+    create: bool,
     run: &str,
 ) -> Result<RunReport, RunError> {
-    target.reporter.step(&format!("repository {}: opening", repository.location()));
-    let initialized = repository.ensure_initialized().await?;
+    target.reporter.step(&format!("repository {}: opening", repository.shown()));
+    let initialized = repository.open(create).await?;
     if initialized {
-        target.reporter.step(&format!("repository {}: created", repository.location()));
+        target.reporter.step(&format!("repository {}: created", repository.shown()));
     }
     let identity = store::identity(target, run, "backup").await?;
     let mut report =
@@ -184,7 +170,7 @@ async fn run_components(
         // Snapshots of interrupted runs hold no figures and are never restored from: they would
         // only take a place in the retention.
         let incomplete: Vec<String> = repository
-            .snapshots(&store::stack_filter(target))
+            .snapshots(&store::stack_filter(target.stack))
             .await?
             .into_iter()
             .filter(|snapshot| !snapshot.complete)
@@ -198,9 +184,34 @@ async fn run_components(
         }
         let backup = target.stack.config.backup.as_ref().ok_or(ResticError::NotDeclared)?;
         target.reporter.step("retention: forgetting and pruning…");
-        report.forgotten = Some(repository.forget(backup, &store::stack_filter(target)).await);
+        report.forgotten = Some(retention(target, repository, backup).await);
     }
     Ok(report)
+}
+
+/// How long the safety snapshots of restores are kept (they are not part of the daily history).
+pub const SAFETY_KEPT: &str = "30d";
+
+/// `[backup] keep_*` on the backups, each component's history on its own; the safety snapshots
+/// of restores apart, kept [`SAFETY_KEPT`], so that a restore's copy never takes the place of the
+/// day's backup. Then a prune when anything was forgotten. How many were forgotten.
+async fn retention(target: &Target<'_>, repository: &Repository, backup: &Backup) -> Result<usize, ResticError> {
+    let filter = store::stack_filter(target.stack);
+    let kind = |kind: &str| {
+        let mut filter = filter.clone();
+        filter.push(Tags::kind_tag(kind));
+        filter
+    };
+    let (daily, weekly, monthly) =
+        (backup.keep_daily.to_string(), backup.keep_weekly.to_string(), backup.keep_monthly.to_string());
+    let mut forgotten = repository
+        .forget(&kind("backup"), &["--keep-daily", &daily, "--keep-weekly", &weekly, "--keep-monthly", &monthly])
+        .await?;
+    forgotten += repository.forget(&kind("safety"), &["--keep-within", SAFETY_KEPT]).await?;
+    if forgotten > 0 {
+        repository.prune().await?;
+    }
+    Ok(forgotten)
 }
 
 fn failures(report: &RunReport) -> String {

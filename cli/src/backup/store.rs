@@ -97,7 +97,7 @@ pub async fn store(
     tags.figures = figures;
     tags.added_bytes = Some(summary.data_added);
     tags.total_bytes = Some(summary.total_bytes_processed);
-    let find = [format!("masstock:run={}", tags.run), format!("masstock:component={component}")];
+    let find = Tags::run_filter(&tags.run, component);
     let snapshot = repository.add_tags(&summary.snapshot_id, &tags.results(), &find).await.map_err(restic)?;
     Ok(Stored { component, snapshot, summary, seconds: started.elapsed().as_secs_f64() })
 }
@@ -152,14 +152,11 @@ pub async fn identity(target: &Target<'_>, run: &str, kind: &str) -> Result<Tags
     })
 }
 
-/// The tags that select this stack's snapshots.
+/// The tags that select this stack's snapshots (its project and environment).
 #[must_use]
-pub fn stack_filter(target: &Target<'_>) -> Vec<String> {
-    let tags = Tags {
-        project: target.stack.config.project.name.clone(),
-        environment: target.stack.environment.clone(),
-        ..Tags::default()
-    };
+pub fn stack_filter(stack: &crate::config::Stack) -> Vec<String> {
+    let tags =
+        Tags { project: stack.config.project.name.clone(), environment: stack.environment.clone(), ..Tags::default() };
     tags.identity().into_iter().take(2).collect()
 }
 

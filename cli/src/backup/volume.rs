@@ -365,7 +365,7 @@ async fn run_in_helper(
     mounts: &[(&str, &str)],
     command: &[&str],
 ) -> Result<(), Error> {
-    let name = format!("{project}-backup-helper-{}", random_hex());
+    let name = format!("{project}-backup-helper-{}", super::random_hex());
     let host_config = HostConfig {
         mounts: Some(mounts.iter().map(|(volume, path)| volume_mount(volume, path, false)).collect()),
         network_mode: Some("none".to_owned()),
@@ -490,7 +490,7 @@ impl Throwaway {
         root: &str,
         read_only: bool,
     ) -> Result<Self, Error> {
-        let name = format!("{project}-backup-{what}-{}", random_hex());
+        let name = format!("{project}-backup-{what}-{}", super::random_hex());
         let labels = HashMap::from([(HELPER_LABEL.to_owned(), project.to_owned())]);
         Self::create_with(docker, &name, holder_body(image, labels, volume, root, read_only)).await
     }
@@ -645,17 +645,6 @@ where
     if wait {
         let _ = thread.join();
     }
-}
-
-/// Ten random lowercase hex digits, for throwaway names.
-fn random_hex() -> String {
-    let mut bytes = [0_u8; 5];
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-        bytes[..4].copy_from_slice(&nanos.to_le_bytes());
-    }
-    crate::secrets::hex(&bytes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -860,7 +849,7 @@ mod tests {
         let image = docker::build::busybox_image(&docker, HELPER_REPOSITORY, &crate::report::Silent)
             .await
             .expect("the helper image builds (`busybox-static` comes from `script/bootstrap`)");
-        let project = format!("mstv{}", random_hex());
+        let project = format!("mstv{}", crate::backup::random_hex());
         (docker, image.reference, project, Cleanup { containers: Vec::new(), volumes: Vec::new() })
     }
 

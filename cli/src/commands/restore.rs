@@ -58,15 +58,36 @@ pub fn cmd_restore(global: &GlobalArgs, ui: &Ui, args: &RestoreArgs) -> Result<E
     let _backup_lock =
         DeployLock::acquire_named(&stack, LockName::Backup, if args.drill { "restore --drill" } else { "restore" })?;
     let reporter = Terminal::new(ui);
+    // A drill of the newest backup of every component says whether the stack's backups restore
+    // (what `doctor` judges); one of an older snapshot or of some components is not recorded.
+    let whole_drill = args.drill && args.snapshot == "latest" && args.components.is_empty();
+    let record_drill = |ok: bool, summary: String| -> Result<(), CommandError> {
+        if whole_drill {
+            status::record(&stack, Kind::Drill, status::Run { at: chrono::Utc::now(), ok, summary })
+                .map_err(CommandError::failure)?;
+        }
+        Ok(())
+    };
     crate::runtime::block_on(async {
         let docker = crate::docker::connect().await?;
         let target = Target { stack: &stack, docker: &docker, reporter: &reporter };
-        let chosen = restore::choose(&repository, &store::stack_filter(&target), &named, &args.snapshot).await?;
+        let chosen = async {
+            repository.open(false).await?;
+            restore::choose(&repository, &store::stack_filter(&stack), &named, &args.snapshot).await
+        }
+        .await;
+        let chosen = match chosen {
+            Ok(chosen) => chosen,
+            Err(error) => {
+                if args.drill {
+                    record_drill(false, format!("the snapshots could not be chosen: {error}"))?;
+                }
+                return Err(error.into());
+            }
+        };
         if args.drill {
             let report = restore::drill(&target, &repository, &chosen, crate::runtime::interrupted()).await;
-            let summary = drill_summary(&report);
-            status::record(&stack, Kind::Drill, status::Run { at: chrono::Utc::now(), ok: report.ok(), summary })
-                .map_err(CommandError::failure)?;
+            record_drill(report.ok(), drill_summary(&report))?;
             print_drill(ui, &report);
             return Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }

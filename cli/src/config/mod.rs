@@ -578,6 +578,35 @@ pub struct Backup {
     pub systemd_dir: Option<PathBuf>,
 }
 
+/// restic's backends that are not a local path, by their `scheme:` prefix (restic's
+/// `--repo` documentation); any other repository is a folder on this host.
+pub const RESTIC_REMOTE_BACKENDS: &[&str] = &["local", "sftp", "rest", "s3", "b2", "azure", "gs", "swift", "rclone"];
+
+impl Backup {
+    /// Whether `repository` is a folder on this host: no backend's `scheme:` prefix, or `local:`.
+    #[must_use]
+    pub fn is_local_repository(&self) -> bool {
+        local_repository_path(&self.repository).is_some()
+    }
+
+    /// Where `backup install-timer` writes its units.
+    #[must_use]
+    pub fn systemd_dir(&self) -> PathBuf {
+        self.systemd_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SYSTEMD_DIR))
+    }
+}
+
+/// The folder of a local repository (`/srv/restic`, `local:/srv/restic`, `backups/restic`);
+/// `None` for a remote backend (`sftp:host:/srv`, `s3:…`).
+#[must_use]
+pub fn local_repository_path(repository: &str) -> Option<&str> {
+    if let Some(path) = repository.strip_prefix("local:") {
+        return Some(path);
+    }
+    let remote = repository.split_once(':').is_some_and(|(scheme, _)| RESTIC_REMOTE_BACKENDS.contains(&scheme));
+    (!remote).then_some(repository)
+}
+
 fn default_keep_daily() -> u32 {
     7
 }
@@ -775,6 +804,28 @@ impl Stack {
             format!("{}:latest", service.image)
         } else {
             service.image.clone()
+        }
+    }
+
+    /// Why this environment has no `component` to back up (its service disabled, no volume, no
+    /// `DATABASE_URL`); `None` when it has one.
+    #[must_use]
+    pub fn backup_component_unavailable(&self, component: crate::backup::Component) -> Option<String> {
+        validate::component_unavailable(&self.config, component)
+    }
+
+    /// The components `backup` stores when none is named: `[backup] include`, or every component
+    /// this environment has (validation refused an `include` naming one it has not); none
+    /// without `[backup]`.
+    #[must_use]
+    pub fn backup_components(&self) -> Vec<crate::backup::Component> {
+        let Some(backup) = &self.config.backup else { return Vec::new() };
+        match &backup.include {
+            Some(include) => include.iter().filter_map(|name| crate::backup::Component::parse(name)).collect(),
+            None => crate::backup::Component::ALL
+                .into_iter()
+                .filter(|component| validate::component_unavailable(&self.config, *component).is_none())
+                .collect(),
         }
     }
 
@@ -1172,6 +1223,18 @@ fn make_paths_absolute(config: &mut Config, base: &Path) {
     if let Some(dir) = &mut config.acme.systemd_dir {
         resolve(dir);
     }
+    if let Some(backup) = &mut config.backup {
+        if let Some(dir) = &mut backup.systemd_dir {
+            resolve(dir);
+        }
+        // A local repository's folder, like the other paths; `local:` keeps its prefix.
+        if let Some(folder) = local_repository_path(&backup.repository).map(PathBuf::from) {
+            if folder.is_relative() && !folder.as_os_str().is_empty() {
+                let prefix = if backup.repository.starts_with("local:") { "local:" } else { "" };
+                backup.repository = format!("{prefix}{}", base.join(folder).display());
+            }
+        }
+    }
     for service in config.services.values_mut() {
         if let Some(assets) = service.build.as_mut().and_then(|build| build.assets.as_mut()) {
             resolve(assets);
@@ -1191,6 +1254,17 @@ mod tests {
         assert_eq!(expected, ["image", "ports"]);
         assert_eq!(closest("prots", expected.iter().map(String::as_str)), Some("ports"));
         assert_eq!(closest("zzz", expected.iter().map(String::as_str)), None);
+    }
+
+    #[test]
+    fn local_repositories_are_told_from_restic_backends() {
+        assert_eq!(local_repository_path("/var/backups/restic"), Some("/var/backups/restic"));
+        assert_eq!(local_repository_path("backups/restic"), Some("backups/restic"));
+        assert_eq!(local_repository_path("local:/srv/restic"), Some("/srv/restic"));
+        assert_eq!(local_repository_path("/srv/odd:name"), Some("/srv/odd:name"));
+        for remote in ["sftp:backup@host:/srv/restic", "s3:s3.amazonaws.com/bucket", "rest:https://h:8000/", "b2:b:p"] {
+            assert_eq!(local_repository_path(remote), None, "{remote}");
+        }
     }
 
     #[test]

@@ -86,6 +86,26 @@ pub struct Location {
     pub width: usize,
 }
 
+impl Location {
+    /// The same place with the marked text shown as `"***"` and the rest of the line as `…`: for
+    /// a value that may be a secret written where a reference belongs, which the snippet must not
+    /// repeat (nor another one later on the same line, in an inline table).
+    #[must_use]
+    pub fn masked(mut self) -> Self {
+        let chars: Vec<char> = self.line_text.chars().collect();
+        let start = (self.column - 1).min(chars.len());
+        let end = (start + self.width).min(chars.len());
+        let mut masked: String = chars[..start].iter().collect();
+        masked.push_str("\"***\"");
+        if end < chars.len() {
+            masked.push_str(" …");
+        }
+        self.line_text = masked;
+        self.width = 5;
+        self
+    }
+}
+
 /// One problem found in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {

@@ -27,6 +27,14 @@
 //!   and 1024, `pids_limit` at least 16 (a Rust runtime alone starts one thread per core), a
 //!   tmpfs target absolute and free of `:` and `,` (compose's separators), and log files at
 //!   least 1 KiB. A service's `user` is a numeric uid (its type says so).
+//! - `[backup]`: `password` is exactly one `${NAME}` (a value written there is refused and never
+//!   repeated), and so is every `env` variable whose name looks secret (`*KEY*`, `*SECRET*`,
+//!   `*PASSWORD*`, `*TOKEN*`); both count among the stack's secret references (`secrets
+//!   generate` creates them, `config check` reports them unset). `include` names components
+//!   (`crate::backup::Component`), at least one, each once, each present in this environment (its service
+//!   enabled; `uploads` a declared volume some enabled service mounts; `postgres` a service with
+//!   `DATABASE_URL`). Retention keeps something (all of `keep_*` at 0 would forget every
+//!   snapshot); the schedules and the repository are non-empty single lines.
 //! - A check reports every problem it finds instead of stopping at the first.
 
 use std::collections::BTreeMap;
@@ -34,6 +42,7 @@ use std::collections::BTreeMap;
 use super::{
     closest, quoted_list, Config, Diagnostic, Duration, EnvFileCheck, KeyPath, Mark, Secrets, Service, Source, Stack,
 };
+use crate::backup::Component;
 use crate::secrets::{self, EnvFile, SecretReference};
 
 /// Variables masstockctl sets itself; declaring them in a service is an error.
@@ -62,6 +71,12 @@ impl Checker<'_> {
         self.errors.push(diagnostic);
     }
 
+    /// An error about a value that may be a secret written inline: the snippet shows `"***"`.
+    fn secret_error(&mut self, path: &KeyPath, message: impl Into<String>, hints: Vec<String>) {
+        let location = self.source.locate(path, Mark::Value, Some(self.environment)).map(super::Location::masked);
+        self.errors.push(Diagnostic::new(&message.into(), location, hints));
+    }
+
     fn warn(&mut self, path: &KeyPath, mark: Mark, message: impl Into<String>, hints: Vec<String>) {
         let diagnostic = self.diagnostic(path, mark, &message.into(), hints);
         self.warnings.push(diagnostic);
@@ -86,6 +101,7 @@ pub(super) fn stack(
     cors(&mut checker, &config);
     acme(&mut checker, &config);
     hardening(&mut checker, &config);
+    backup(&mut checker, &config);
     let secrets = secrets(&mut checker, &config, env_file);
     if checker.errors.is_empty() {
         Ok(Stack {
@@ -1100,9 +1116,8 @@ fn acme(checker: &mut Checker, config: &Config) {
                 Vec::new(),
             );
         }
-        (Some(_), Some(key)) if eab_key_reference(key).is_none() => checker.error(
+        (Some(_), Some(key)) if eab_key_reference(key).is_none() => checker.secret_error(
             &path.key("eab_hmac_key"),
-            Mark::Value,
             "the EAB HMAC key is a secret: write a reference to the env file, not the key".to_owned(),
             vec![
                 "e.g. `eab_hmac_key = \"${ACME_EAB_HMAC_KEY}\"`, with `ACME_EAB_HMAC_KEY=<key>` in the env file".into()
@@ -1129,6 +1144,196 @@ fn acme(checker: &mut Checker, config: &Config) {
     }
 }
 
+/// Whether a variable's name says it holds a secret: it contains `KEY`, `SECRET`, `PASSWORD` or
+/// `TOKEN` (in any case), as `AWS_SECRET_ACCESS_KEY`, `B2_ACCOUNT_KEY` or `RESTIC_REST_PASSWORD`.
+#[must_use]
+pub fn looks_secret(variable: &str) -> bool {
+    let upper = variable.to_ascii_uppercase();
+    ["KEY", "SECRET", "PASSWORD", "TOKEN"].iter().any(|word| upper.contains(word))
+}
+
+/// Why `component` cannot be backed up in this environment, when it cannot.
+pub(crate) fn component_unavailable(config: &Config, component: Component) -> Option<String> {
+    let enabled = |name: &str| config.services.get(name).is_some_and(|service| service.enabled);
+    match component {
+        Component::Redis if !enabled("redis") => Some("service `redis` is not enabled in this environment".into()),
+        Component::N8n if !enabled("n8n") => Some("service `n8n` is not enabled in this environment".into()),
+        Component::Uploads => {
+            let mounted = config
+                .services
+                .values()
+                .filter(|service| service.enabled)
+                .any(|service| service.volumes.iter().any(|mount| mount.source == "uploads"));
+            if !config.volumes.contains_key("uploads") {
+                Some("volume `uploads` is not declared under `[volumes]`".into())
+            } else if !mounted {
+                Some("no enabled service mounts volume `uploads`".into())
+            } else {
+                None
+            }
+        }
+        Component::Postgres => {
+            let has_database = config
+                .services
+                .values()
+                .filter(|service| service.enabled)
+                .any(|service| service.env.contains_key("DATABASE_URL"));
+            (!has_database).then(|| "no enabled service has a `DATABASE_URL` to dump".into())
+        }
+        Component::Redis | Component::N8n => None,
+    }
+}
+
+/// The password of a `scheme://user:password@host` URL inside a restic location (`rest:https://…`).
+fn url_password(location: &str) -> Option<&str> {
+    let (_, rest) = location.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+fn backup(checker: &mut Checker, config: &Config) {
+    let Some(backup) = &config.backup else { return };
+    let path = KeyPath::new(["backup"]);
+    if backup.repository.trim().is_empty() {
+        checker.error(
+            &path.key("repository"),
+            Mark::Value,
+            "`backup.repository` is empty",
+            vec!["a folder (`/var/backups/masstock/restic`), or a restic backend such as `sftp:user@host:/srv/restic`"
+                .into()],
+        );
+    } else if has_control(&backup.repository) {
+        checker.error(
+            &path.key("repository"),
+            Mark::Value,
+            "`backup.repository` holds a control character",
+            Vec::new(),
+        );
+    } else if url_password(&backup.repository).is_some_and(|password| eab_key_reference(password).is_none()) {
+        checker.secret_error(
+            &path.key("repository"),
+            "the repository URL holds a password: write a reference to the env file, not the password",
+            vec!["`repository = \"rest:https://user:${RESTIC_REST_PASSWORD}@host:8000/\"`, with the value in the env file".into()],
+        );
+    }
+    if eab_key_reference(&backup.password).is_none() {
+        checker.secret_error(
+            &path.key("password"),
+            "the repository password is a secret: write a reference to the env file, not the password",
+            vec!["`password = \"${RESTIC_PASSWORD}\"`; `masstockctl secrets generate --force` adds `RESTIC_PASSWORD` to the env file".into()],
+        );
+    }
+    for (variable, value) in &backup.env {
+        let variable_path = path.key("env").key(variable);
+        if !secrets::is_variable_name(variable) {
+            checker.error(
+                &variable_path,
+                Mark::Key,
+                format!("invalid variable name `{}`", variable.escape_debug()),
+                vec!["letters, digits and `_`, not starting with a digit".into()],
+            );
+        }
+        if variable.starts_with("RESTIC_") {
+            checker.error(
+                &variable_path,
+                Mark::Key,
+                format!("`{variable}` is masstockctl's to set: restic's repository and password come from `repository` and `password`"),
+                vec!["remove it; restic's own settings are `options` (its `-o`)".into()],
+            );
+        } else if looks_secret(variable) && eab_key_reference(value).is_none() {
+            checker.secret_error(
+                &variable_path,
+                format!("`{variable}` looks like a secret: write a reference to the env file, not its value"),
+                vec![format!("`{variable} = \"${{{variable}}}\"`, with `{variable}=<value>` in the env file")],
+            );
+        } else if let Err(problem) = secrets::references_in(value) {
+            checker.error(&variable_path, Mark::Value, problem.to_string(), Vec::new());
+        } else if has_control(value) {
+            checker.error(&variable_path, Mark::Value, format!("`{variable}` holds a control character"), Vec::new());
+        }
+    }
+    for (name, value) in &backup.options {
+        if name.is_empty() || has_control(name) || has_control(value) || name.contains('=') {
+            checker.error(
+                &path.key("options").key(name),
+                Mark::Key,
+                format!("invalid restic option `{}`", name.escape_debug()),
+                vec!["restic's `-o name=value`, such as `sftp.command = \"ssh backup@host -s sftp\"`".into()],
+            );
+        }
+    }
+    if backup.include.as_ref().is_some_and(Vec::is_empty) {
+        checker.error(
+            &path.key("include"),
+            Mark::Value,
+            "`backup.include` is empty: `backup` would store nothing",
+            vec!["leave it out for every component this environment has".into()],
+        );
+    }
+    if let Some(include) = &backup.include {
+        let mut seen = Vec::new();
+        for (index, name) in include.iter().enumerate() {
+            let item = path.key("include").index(index);
+            let Some(component) = Component::parse(name) else {
+                let names: Vec<&str> = Component::ALL.iter().map(|component| component.as_str()).collect();
+                let mut hints = Vec::new();
+                if let Some(closest) = closest(name, names.iter().copied()) {
+                    hints.push(format!("did you mean `{closest}`?"));
+                }
+                hints.push(format!("components: {}", quoted_list(&names)));
+                checker.error(&item, Mark::Value, format!("unknown component `{}`", name.escape_debug()), hints);
+                continue;
+            };
+            if seen.contains(&component) {
+                checker.error(&item, Mark::Value, format!("component `{component}` is listed twice"), Vec::new());
+                continue;
+            }
+            seen.push(component);
+            if let Some(reason) = component_unavailable(config, component) {
+                checker.error(
+                    &item,
+                    Mark::Value,
+                    format!("component `{component}` cannot be backed up: {reason}"),
+                    vec![format!("remove it from `backup.include` in environment `{}`", checker.environment)],
+                );
+            }
+        }
+    }
+    if backup.keep_daily == 0 && backup.keep_weekly == 0 && backup.keep_monthly == 0 {
+        checker.error(
+            &path.key("keep_daily"),
+            Mark::Key,
+            "`keep_daily`, `keep_weekly` and `keep_monthly` are all 0: `forget` would remove every snapshot",
+            vec!["keep at least one, such as `keep_daily = 7`".into()],
+        );
+    }
+    for (key, value) in [("schedule", &backup.schedule), ("drill_schedule", &backup.drill_schedule)] {
+        if value.trim().is_empty() || has_control(value) {
+            checker.error(
+                &path.key(key),
+                Mark::Value,
+                format!("`backup.{key}` must be one non-empty line"),
+                vec!["systemd's `OnCalendar` syntax, such as `\"*-*-* 03:00:00\"` or `\"Sun *-*-* 04:30:00\"`".into()],
+            );
+        }
+    }
+    if let Some(dir) = &backup.systemd_dir {
+        if dir.as_os_str().is_empty() || path_problem(dir).is_some() {
+            checker.error(
+                &path.key("systemd_dir"),
+                Mark::Value,
+                format!("invalid systemd folder `{}`", dir.display()),
+                vec![format!(
+                    "a path without spaces, control characters or `;{{}}#$\\` quotes; leave it out for `{}`",
+                    super::DEFAULT_SYSTEMD_DIR
+                )],
+            );
+        }
+    }
+}
+
 /// The env-file variable `eab_hmac_key` names when it is exactly one `${NAME}` reference.
 #[must_use]
 pub fn eab_key_reference(value: &str) -> Option<String> {
@@ -1149,6 +1354,20 @@ fn secrets(checker: &mut Checker, config: &Config, check: EnvFileCheck) -> Secre
     }
     if let Some(name) = config.acme.eab_hmac_key.as_deref().and_then(eab_key_reference) {
         references.push(SecretReference { name, path: KeyPath::new(["acme", "eab_hmac_key"]) });
+    }
+    if let Some(backup) = &config.backup {
+        if let Some(name) = eab_key_reference(&backup.password) {
+            references.push(SecretReference { name, path: KeyPath::new(["backup", "password"]) });
+        }
+        for (variable, value) in &backup.env {
+            for secret in secrets::references_in(value).unwrap_or_default() {
+                references.push(SecretReference { name: secret, path: KeyPath::new(["backup", "env", variable]) });
+            }
+        }
+        // A `rest:` URL's password can only be in the URL (restic 0.14).
+        for secret in secrets::references_in(&backup.repository).unwrap_or_default() {
+            references.push(SecretReference { name: secret, path: KeyPath::new(["backup", "repository"]) });
+        }
     }
     let env_file_path = &config.project.env_file;
     if check == EnvFileCheck::Skip {
@@ -1227,6 +1446,16 @@ fn breaks_url(config: &Config, reference: &SecretReference, value: &str) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_looking_names() {
+        for secret in ["AWS_SECRET_ACCESS_KEY", "B2_ACCOUNT_KEY", "RESTIC_REST_PASSWORD", "GOOGLE_token", "api_key"] {
+            assert!(looks_secret(secret), "{secret}");
+        }
+        for plain in ["AWS_ACCESS_ID", "AWS_DEFAULT_REGION", "B2_ACCOUNT_ID", "RESTIC_CACHE_DIR"] {
+            assert!(!looks_secret(plain), "{plain}");
+        }
+    }
 
     #[test]
     fn domains() {

@@ -45,10 +45,9 @@ use rustls::pki_types::UnixTime;
 use super::{Context, Finding};
 use crate::certs::expiry::{Expiry, EXPIRING_DAYS};
 use crate::certs::store::{self, Lineage, Manager};
-use crate::certs::timer::{
-    self, is_systemd_unit_dir, CRONTAB_DIRS, CRONTAB_FILE, CRON_RENEW, SYSTEMD_RUNTIME_DIR, TIMER_UNIT,
-};
+use crate::certs::timer::{self, CRONTAB_DIRS, CRONTAB_FILE, CRON_RENEW, TIMER_UNIT};
 use crate::certs::{install, trust};
+use crate::systemd::{self, is_systemd_unit_dir, SYSTEMD_RUNTIME_DIR};
 
 /// A lineage deploy.toml wants, as the store shows it.
 #[derive(Debug)]
@@ -601,7 +600,7 @@ pub(crate) fn edge_start_fix(edge: &crate::config::Edge) -> String {
 /// for the unit file there, then for a crontab line that runs `certs renew`.
 async fn timer_state(context: &Context<'_>) -> TimerState {
     let folder = context.stack.config.acme.systemd_dir();
-    let systemd_runs = timer::systemd_runs();
+    let systemd_runs = systemd::systemd_runs();
     let systemd_folder = is_systemd_unit_dir(&folder);
     if systemd_runs && systemd_folder {
         let (enabled, active) = tokio::join!(systemctl(context, "is-enabled"), systemctl(context, "is-active"));

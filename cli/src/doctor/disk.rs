@@ -33,7 +33,7 @@ use bollard::Docker;
 use serde_json::Value;
 
 use super::{Context, Finding, Severity};
-use crate::certs::timer;
+use crate::systemd;
 
 /// Below this share of free space or free inodes, the filesystem is in trouble now.
 const ERROR_PERCENT: u64 = 5;
@@ -124,7 +124,7 @@ pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
         }
     };
     let (engine, logs) = tokio::join!(engine, log_files(context, log_folders));
-    let systemd = timer::systemd_runs();
+    let systemd = systemd::systemd_runs();
     let journal_device = fs_err::metadata("/var/log").ok().map(|metadata| metadata.dev());
     troubled
         .into_iter()

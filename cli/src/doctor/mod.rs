@@ -7,7 +7,7 @@
 //! with the env file's values. No check changes anything: a fix is a command for the operator.
 //!
 //! `health` says whether the stack works; `doctor` says why it does not and what to run, in the
-//! spirit of `brew doctor` and Dokku's `ps:report`: every check at once ([`examine`] joins the six
+//! spirit of `brew doctor` and Dokku's `ps:report`: every check at once ([`examine`] joins the seven
 //! groups; each group joins its own requests), each request bounded by `--timeout`, and one
 //! [`Finding`] per problem: `id` (the kind, then `:` and its subject: `container-down:worker`),
 //! `severity`, `summary`, `evidence` (one fact per line) and `fix`. [`Context::inspect`] asks the
@@ -48,7 +48,8 @@
 //!
 //! The groups, one module each (`examine(&Context) -> Vec<Finding>`): `services`, `lockdown`
 //! (containers without deploy.toml's `[hardening]`, and OOM kills), `cors`, `worker`, `certs`,
-//! `disk`; each module's docs give its rules.
+//! `disk`, `backup` (no recent successful backup or drill, when `[backup]` is declared); each
+//! module's docs give its rules.
 //!
 //! Tests (`tests/it/doctor.rs`) deploy the local stack as a project of their own and cause each
 //! fault for real, then read `doctor --json`: a healthy stack gives no finding; a stopped worker
@@ -63,6 +64,7 @@
 //! Pebble certificate left to expire must each be named with its fix, and several fixes are run to
 //! see the finding go.
 
+pub mod backup;
 pub mod certs;
 pub mod cors;
 pub mod disk;
@@ -246,16 +248,17 @@ impl<'a> Context<'a> {
 /// Runs every group of checks at once; their findings, errors first, each group's in its order,
 /// with every secret value of the env file replaced by `***`.
 pub async fn examine(context: &Context<'_>) -> Vec<Finding> {
-    let (services, lockdown, cors, worker, certs, disk) = tokio::join!(
+    let (services, lockdown, cors, worker, certs, disk, backup) = tokio::join!(
         services::examine(context),
         lockdown::examine(context),
         cors::examine(context),
         worker::examine(context),
         certs::examine(context),
         disk::examine(context),
+        backup::examine(context),
     );
     let secrets = health::secret_values(context.stack);
-    let mut findings: Vec<Finding> = [services, lockdown, cors, worker, certs, disk]
+    let mut findings: Vec<Finding> = [services, lockdown, cors, worker, certs, disk, backup]
         .into_iter()
         .flatten()
         .map(|finding| finding.scrubbed(&secrets))

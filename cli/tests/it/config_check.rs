@@ -24,6 +24,28 @@ fn json_summary_is_one_document() {
     assert!(run.stderr.contains("warning: env file"), "the warning goes to stderr: {}", run.stderr);
 }
 
+#[test]
+fn a_local_backup_repository_is_made_absolute_and_a_backend_is_kept() {
+    let run = Sandbox::new().run(&["--json", "--env", "local", "config", "check"]);
+    assert_eq!(run.status, 0, "{}", run.transcript());
+    let document: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    let backup = &document["config"]["backup"];
+    // The sandbox's folder (deploy.toml's) is shown as `[SANDBOX]`.
+    assert_eq!(backup["repository"], "[SANDBOX]/.masstock/local/backups/restic");
+    assert_eq!(backup["systemd_dir"], "[SANDBOX]/.masstock/local/systemd");
+    assert_eq!(backup["password"], "${RESTIC_PASSWORD}");
+    assert_eq!(backup["keep_daily"], 7);
+    assert!(document["secrets"]["referenced"].to_string().contains("RESTIC_PASSWORD"), "{}", document["secrets"]);
+
+    let sandbox = Sandbox::edited(
+        "repository = \".masstock/local/backups/restic\"",
+        "repository = \"sftp:backup@localhost:relative/restic\"",
+    );
+    let run = sandbox.run(&["--json", "--env", "local", "config", "check"]);
+    let document: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    assert_eq!(document["config"]["backup"]["repository"], "sftp:backup@localhost:relative/restic");
+}
+
 /// Each invalid input exits 2 and points at the offending line.
 #[test]
 fn invalid_files_point_at_line_and_column() {
@@ -89,6 +111,27 @@ fn invalid_files_point_at_line_and_column() {
         ("memory_without_unit_below_the_minimum", "memory = \"512m\"", "memory = \"512\""),
         ("bad_memory_unit", "memory = \"512m\"", "memory = \"512 MB\""),
         ("unknown_hardening_key", "pids_limit = 64\n\n[services.app", "pid_limit = 64\n\n[services.app"),
+        ("backup_inline_password", "password = \"${RESTIC_PASSWORD}\"", "password = \"correct-horse-battery\""),
+        (
+            "backup_inline_credential",
+            "keep_daily = 7\n",
+            "keep_daily = 7\nenv = { AWS_ACCESS_KEY_ID = \"AKIA-visible\", AWS_SECRET_ACCESS_KEY = \"s3cr3t-value\" }\n",
+        ),
+        ("backup_unknown_key", "keep_weekly = 4", "keep_weakly = 4"),
+        ("backup_unknown_component", "# include = [\"redis\"", "include = [\"redis\", \"upload\"]\n# include = [\"redis\""),
+        ("backup_empty_include", "# include = [\"redis\"", "include = []\n# include = [\"redis\""),
+        ("backup_component_twice", "# include = [\"redis\"", "include = [\"redis\", \"redis\"]\n# include = [\"redis\""),
+        (
+            "local_backup_n8n_disabled",
+            "[environments.local.backup]\n",
+            "[environments.local.backup]\ninclude = [\"redis\", \"n8n\"]\n",
+        ),
+        (
+            "backup_all_zero_retention",
+            "keep_daily = 7\nkeep_weekly = 4\nkeep_monthly = 6",
+            "keep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0",
+        ),
+        ("backup_empty_schedule", "schedule = \"*-*-* 03:00:00\"", "schedule = \"\""),
     ];
     for (name, from, to) in cases {
         let sandbox = Sandbox::edited(from, to);
@@ -96,6 +139,9 @@ fn invalid_files_point_at_line_and_column() {
         let run = sandbox.run(&["--env", environment, "config", "check"]);
         assert_eq!(run.status, 2, "{name}: {}", run.transcript());
         assert!(run.stderr.contains("--> deploy.toml:"), "{name}: no location: {}", run.stderr);
+        for secret in ["correct-horse-battery", "s3cr3t-value"] {
+            assert!(!run.stderr.contains(secret), "{name}: a secret written inline is repeated: {}", run.stderr);
+        }
         insta::assert_snapshot!(format!("invalid_{name}"), run.transcript());
     }
 }
@@ -169,7 +215,7 @@ fn a_secret_that_breaks_its_url_is_an_error() {
     // What the reference's `randomBytes(32).toString('base64')` gives half the time.
     fs_err::write(
         sandbox.path(".env.local"),
-        "JWT_SECRET=x\nREDIS_PASSWORD=ab/cd+ef==\nDATABASE_URL=postgres://u:p@h/db\nGEMINI_API_KEY=k\n",
+        "JWT_SECRET=x\nREDIS_PASSWORD=ab/cd+ef==\nDATABASE_URL=postgres://u:p@h/db\nGEMINI_API_KEY=k\nRESTIC_PASSWORD=r\n",
     )
     .unwrap();
     let run = sandbox.run(&["--env", "local", "config", "check"]);

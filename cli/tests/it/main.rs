@@ -1,5 +1,6 @@
 //! Integration tests of the `masstockctl` binary: one test binary, one module per command.
 
+mod backup_timer;
 mod build;
 mod certs;
 mod completions;

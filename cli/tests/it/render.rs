@@ -44,7 +44,7 @@ fn no_secret_value_reaches_a_rendered_file() {
         .map(|secret| secret["value"].as_str().unwrap().to_owned())
         .filter(|value| !value.is_empty())
         .collect();
-    assert_eq!(values.len(), 3, "JWT_SECRET, REDIS_PASSWORD, ENCRYPTION_KEY");
+    assert_eq!(values.len(), 4, "JWT_SECRET, REDIS_PASSWORD, ENCRYPTION_KEY, RESTIC_PASSWORD");
     let run = sandbox.run(&["--env", "local", "render", "--out", "out"]);
     assert_eq!(run.status, 0, "{}", run.transcript());
     for file in ["out/nginx/masstock.conf", "out/docker-compose.yml"] {

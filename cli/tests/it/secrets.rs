@@ -23,6 +23,16 @@ fn generates_strong_values_and_placeholders_with_mode_0600() {
     assert_eq!(env_value(&text, "REDIS_PASSWORD").unwrap().len(), 44, "32 bytes, base64");
     assert_eq!(env_value(&text, "GEMINI_API_KEY").as_deref(), Some(""));
     assert_eq!(env_value(&text, "DATABASE_URL").as_deref(), Some(""));
+    // The backup repository's password: strong, URL-safe, and said to be kept elsewhere.
+    let restic = env_value(&text, "RESTIC_PASSWORD").unwrap();
+    assert_eq!(restic.len(), 44, "32 bytes, base64");
+    assert!(restic.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_=".contains(&byte)), "{restic}");
+    assert!(
+        text.contains("# the restic repository's password") && text.contains("keep a copy off this host"),
+        "the env file says what it is: {text}"
+    );
+    assert!(run.stderr.contains("keep a copy of the new RESTIC_PASSWORD"), "{}", run.transcript());
+    assert!(!run.stdout.contains(&restic) && !run.stderr.contains(&restic), "{}", run.transcript());
     // Values are only printed when asked for.
     assert!(!run.stdout.contains(&jwt) && !run.stderr.contains(&jwt), "{}", run.transcript());
     insta::assert_snapshot!(run.transcript());
@@ -70,6 +80,11 @@ fn force_with_names_rotates_those_generated_secrets_only() {
     assert!(refused.stderr.contains("`DATABASE_URL` is not a secret masstockctl generates"), "{}", refused.stderr);
     assert!(refused.stderr.contains("regenerates JWT_SECRET, REDIS_PASSWORD, ENCRYPTION_KEY"), "{}", refused.stderr);
     assert_eq!(env_value(&fs_err::read_to_string(&path).unwrap(), "REDIS_PASSWORD").unwrap(), password);
+    // A new RESTIC_PASSWORD would not open the repository: rotation goes through restic.
+    let restic = sandbox.run(&["--env", "local", "secrets", "generate", "--force", "RESTIC_PASSWORD"]);
+    assert_eq!(restic.status, 2, "{}", restic.transcript());
+    assert!(restic.stderr.contains("`RESTIC_PASSWORD` cannot be generated anew"), "{}", restic.stderr);
+    assert!(restic.stderr.contains("restic key passwd"), "{}", restic.stderr);
     let without_force = sandbox.run(&["--env", "local", "secrets", "generate", "JWT_SECRET"]);
     assert_eq!(without_force.status, 2, "{}", without_force.transcript());
 }

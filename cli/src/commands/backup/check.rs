@@ -26,25 +26,29 @@ pub fn cmd_backup_check(global: &GlobalArgs, ui: &Ui, args: &CheckArgs) -> Resul
     let stack = global.load_stack(ui)?;
     let repository = Repository::of(&stack)?;
     let subset = args.read_data.as_deref().map(|subset| if subset == "all" { "100%" } else { subset });
-    match crate::runtime::block_on(repository.check(subset))? {
+    let checked = crate::runtime::block_on(async {
+        repository.open(false).await?;
+        repository.check(subset).await
+    })?;
+    match checked {
         Ok(output) => {
             if ui.json {
-                ui.json_document(&json!({ "ok": true, "repository": repository.location(), "output": output }));
+                ui.json_document(&json!({ "ok": true, "repository": repository.shown(), "output": output }));
             } else {
                 ui.data(&output);
-                ui.info(format!("repository `{}`: no errors were found", repository.location()));
+                ui.info(format!("repository `{}`: no errors were found", repository.shown()));
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(error @ ResticError::Failed { .. }) => {
             if ui.json {
-                ui.json_document(
-                    &json!({ "ok": false, "repository": repository.location(), "error": error.to_string() }),
-                );
+                ui.json_document(&json!({ "ok": false, "repository": repository.shown(), "error": error.to_string() }));
             }
-            Err(CommandError::failure(error).with_hint(
-                "`restic repair` (0.16+) or `restic rebuild-index` and a new `masstockctl backup` recover from most damage",
-            ))
+            ui.failure(&error);
+            ui.info(
+                "hint: `restic repair` (0.16+) or `restic rebuild-index` and a new `masstockctl backup` recover from most damage",
+            );
+            Ok(ExitCode::from(1))
         }
         Err(error) => Err(error.into()),
     }

@@ -42,11 +42,11 @@ pub fn cmd_backup_ls(global: &GlobalArgs, ui: &Ui, _args: &LsArgs) -> Result<Exi
                 })
             })
             .collect();
-        ui.json_document(&json!({ "repository": repository.location(), "snapshots": listed }));
+        ui.json_document(&json!({ "repository": repository.shown(), "snapshots": listed }));
         return Ok(ExitCode::SUCCESS);
     }
     if snapshots.is_empty() {
-        ui.info(format!("no snapshot of this stack in `{}`: `masstockctl backup` takes one", repository.location()));
+        ui.info(format!("no snapshot of this stack in `{}`: `masstockctl backup` takes one", repository.shown()));
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = snapshots

@@ -19,6 +19,10 @@ pub struct RunArgs {
     /// The components to back up: redis, uploads, n8n, postgres (default: `[backup] include`)
     #[arg(value_name = "COMPONENT")]
     pub components: Vec<String>,
+    /// Create the repository when there is none (the first backup of a stack does so anyway;
+    /// later, a missing repository is an error: an unmounted disk must not become a new one)
+    #[arg(long)]
+    pub init: bool,
 }
 
 pub fn cmd_backup(global: &GlobalArgs, ui: &Ui, args: &RunArgs) -> Result<ExitCode, CommandError> {
@@ -30,7 +34,9 @@ pub fn cmd_backup(global: &GlobalArgs, ui: &Ui, args: &RunArgs) -> Result<ExitCo
     let report = crate::runtime::block_on(async {
         let docker = crate::docker::connect().await?;
         let target = Target { stack: &stack, docker: &docker, reporter: &reporter };
-        Ok::<_, CommandError>(run::back_up(&target, &repository, &components, crate::runtime::interrupted()).await?)
+        Ok::<_, CommandError>(
+            run::back_up(&target, &repository, &components, args.init, crate::runtime::interrupted()).await?,
+        )
     })??;
     print(ui, &repository, &report);
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -70,7 +76,7 @@ fn print(ui: &Ui, repository: &Repository, report: &RunReport) {
         ui.json_document(&json!({
             "ok": report.ok(),
             "run": report.run,
-            "repository": repository.location(),
+            "repository": repository.shown(),
             "initialized": report.initialized,
             "components": components,
             "forget": forget,

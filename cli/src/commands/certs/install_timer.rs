@@ -1,24 +1,23 @@
 //! `masstockctl certs install-timer`: the systemd service and timer that run `certs renew`
-//! twice a day, rendered from the embedded templates (what the timer is, and where systemd looks
-//! for it, lives in `crate::certs::timer`).
+//! twice a day, rendered from the embedded templates (what the timer is lives in
+//! `crate::certs::timer`; writing units and asking systemctl, in `crate::systemd`).
 //!
 //! The templates are `templates/masstock-certs.{service,timer}.tera`, embedded as
 //! `render::TIMER_TEMPLATES` (apart from `TEMPLATES`, because they name the running binary and
 //! `render` must stay a pure function of the stack). `ExecStart` words are systemd-quoted (`%` and
 //! `$` doubled). `[acme] systemd_dir` redirects the units (tests, hosts with another unit folder).
-//! The units are written before systemctl is asked anything; when `daemon-reload` or `enable`
-//! fails, the error quotes systemctl, and where systemd is not PID 1 (a container, a chroot: no
-//! `/run/systemd/system`, or systemctl says so) points at `--no-enable`, which writes them and
-//! stops there.
+//! The units are written before systemctl is asked anything; `--no-enable` writes them and stops
+//! there.
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::certs::timer::{self, TIMER_UNIT};
+use crate::certs::timer::{CRON_FALLBACK, TIMER_UNIT};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
 use crate::render::render_certs_timer;
+use crate::systemd::{self, Timers};
 use crate::ui::Ui;
 
 /// Install a systemd timer that runs `certs renew` twice a day
@@ -64,10 +63,10 @@ pub fn cmd_certs_install_timer(
     }
 
     let dir = stack.config.acme.systemd_dir();
-    timer::create_unit_dir(&dir)?;
+    systemd::create_unit_dir(&dir)?;
     let mut written = Vec::new();
     for unit in &units {
-        let path = timer::write_unit(&dir, &unit.path, &unit.contents)?;
+        let path = systemd::write_unit(&dir, &unit.path, &unit.contents)?;
         ui.info(format!("wrote `{}`", path.display()));
         written.push(path);
     }
@@ -81,8 +80,9 @@ pub fn cmd_certs_install_timer(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    for arguments in [&["daemon-reload"][..], &["enable", "--now", TIMER_UNIT]] {
-        systemctl(arguments)?;
+    let timers = Timers { units: &[TIMER_UNIT], cron_fallback: CRON_FALLBACK };
+    for arguments in timers.enable_commands() {
+        systemd::systemctl(&arguments, &timers)?;
         ui.info(format!("ran `systemctl {}`", arguments.join(" ")));
     }
     if ui.json {
@@ -91,32 +91,4 @@ pub fn cmd_certs_install_timer(
         ui.data(&format!("{TIMER_UNIT} is enabled: `certs renew` runs twice a day (`systemctl list-timers {TIMER_UNIT}` shows the next run)\n"));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn systemctl(arguments: &[&str]) -> Result<(), CommandError> {
-    let command = format!("systemctl {}", arguments.join(" "));
-    match Command::new("systemctl").args(arguments).output() {
-        Ok(output) if output.status.success() => Ok(()),
-        Ok(output) => {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let failure = CommandError::failure(format!("`{command}` failed ({}): {}", output.status, stderr.trim()));
-            // systemd not PID 1 (a container, a chroot): `--no-enable` is the way. Elsewhere
-            // systemctl's own words say what to do (permissions, a unit it refuses).
-            let no_systemd = stderr.contains("not been booted with systemd")
-                || !timer::systemd_runs();
-            Err(if no_systemd {
-                failure.with_hint(format!(
-                    "the units are written; systemd does not run here, so `--no-enable` writes them without \
-                     asking systemctl, and `systemctl enable --now {TIMER_UNIT}` starts the timer once it does"
-                ))
-            } else {
-                failure
-            })
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(CommandError::failure(format!(
-            "`systemctl` was not found: this host does not run systemd, so the timer cannot be enabled (`{command}`)"
-        ))
-        .with_hint("the units are written; on a host without systemd, run `masstockctl certs renew` twice a day from cron instead")),
-        Err(error) => Err(CommandError::failure(format!("failed to run `{command}`: {error}"))),
-    }
 }

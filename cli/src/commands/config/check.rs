@@ -128,6 +128,19 @@ fn summary_text(stack: &Stack) -> String {
         config::CertificateLayout::PerDomain => "one certificate per domain",
     };
     let _ = writeln!(out, "acme     {} ({layout}) into {}", config.acme.directory, config.acme.cert_dir.display());
+    if let Some(backup) = &config.backup {
+        let components: Vec<&str> =
+            stack.backup_components().into_iter().map(crate::backup::Component::as_str).collect();
+        let _ = writeln!(
+            out,
+            "backup   {} into {} (keep {} daily, {} weekly, {} monthly)",
+            components.join(", "),
+            backup.repository,
+            backup.keep_daily,
+            backup.keep_weekly,
+            backup.keep_monthly
+        );
+    }
     let names: Vec<&str> = stack.secrets.names().into_iter().collect();
     let state = if stack.secrets.env_file.is_some() { "present" } else { "missing" };
     let _ = writeln!(out, "secrets  {} from {} ({state})", names.join(", "), config.project.env_file.display());

@@ -12,8 +12,9 @@ use crate::ui::Ui;
 
 /// Create the env file, or add what it lacks, with strong random values
 ///
-/// Generates `JWT_SECRET` (64 random bytes, hex), `REDIS_PASSWORD` (32 bytes, URL-safe base64) and
-/// `ENCRYPTION_KEY` (32 bytes, hex); writes empty placeholders for what it cannot make
+/// Generates `JWT_SECRET` (64 random bytes, hex), `REDIS_PASSWORD` (32 bytes, URL-safe base64),
+/// `ENCRYPTION_KEY` (32 bytes, hex) and `RESTIC_PASSWORD` (32 bytes, URL-safe base64: keep a copy
+/// off the host, the backups cannot be read without it; never regenerated); writes empty placeholders for what it cannot make
 /// (`DATABASE_URL`, `GEMINI_API_KEY` and any other secret deploy.toml refers to). The file is mode 0600.
 /// Values already set are kept, except those named: `--force NAME…` regenerates them (rotation;
 /// `deploy` then replaces their files and recreates the services that use them). Values are
@@ -53,10 +54,16 @@ pub fn cmd_secrets_generate(global: &GlobalArgs, ui: &Ui, args: &GenerateArgs) -
     let stack = global.load_stack_without_env_file()?;
     let path = args.out.clone().unwrap_or_else(|| stack.config.project.env_file.clone());
     for name in &args.names {
+        if let Some((_, why)) = secrets::NOT_ROTATED.iter().find(|(not_rotated, _)| not_rotated == name) {
+            return Err(CommandError::usage(format!("`{name}` cannot be generated anew")).with_hint(*why));
+        }
         if !matches!(secrets::recipe_for(name).0, secrets::Recipe::Hex(_) | secrets::Recipe::Base64(_)) {
             let generated: Vec<&str> = secrets::KNOWN_SECRETS
                 .iter()
-                .filter(|(_, recipe, _)| *recipe != secrets::Recipe::Placeholder)
+                .filter(|(name, recipe, _)| {
+                    *recipe != secrets::Recipe::Placeholder
+                        && !secrets::NOT_ROTATED.iter().any(|(not_rotated, _)| not_rotated == name)
+                })
                 .map(|(name, _, _)| *name)
                 .collect();
             return Err(CommandError::usage(format!("`{name}` is not a secret masstockctl generates")).with_hint(
@@ -141,6 +148,15 @@ pub fn cmd_secrets_generate(global: &GlobalArgs, ui: &Ui, args: &GenerateArgs) -
             }
             ui.info(format!("  {name:16} {what}"));
         }
+    }
+    let restic_password_generated =
+        report.iter().any(|(name, outcome)| *name == secrets::RESTIC_PASSWORD && *outcome == Outcome::Generated);
+    if restic_password_generated {
+        // On stderr in both modes: `--json`'s stdout stays one document.
+        ui.info(format!(
+            "keep a copy of the new {} somewhere other than this host (a password manager): the backups cannot be read without it",
+            secrets::RESTIC_PASSWORD
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
