@@ -65,7 +65,7 @@ pub(super) fn local(stack: &LocalStack, witness: &Witness, workload: &Workload) 
         &["restore", "--yes", "--snapshot", "0123abcd", "redis"],
     ] {
         let refused = witness.ctl(project, args);
-        assert_eq!(refused.code, 1, "an unknown snapshot is an error:\n{refused}");
+        assert_eq!(refused.code, 2, "an unknown snapshot is a usage error, as an unknown component is:\n{refused}");
         assert!(refused.stderr.contains("0123abcd"), "the error names the snapshot:\n{refused}");
         assert!(!refused.stderr.contains("panicked"), "{refused}");
     }
