@@ -4,8 +4,8 @@
 //! postgres`: safety snapshots first, every figure checked, and through the API every execution
 //! and every result image back, the jobs that waited at backup time processed by the worker.
 //!
-//! Then a restore interrupted by SIGINT once it has stopped the worker: the safety snapshot it
-//! took is listed by `backup ls`, and the services run again.
+//! Then a restore interrupted by SIGINT once it has stopped redis (after its safety snapshots):
+//! the safety snapshots it took are listed by `backup ls`, and the services run again.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,15 +78,17 @@ pub(super) fn interrupted(stack: &LocalStack, witness: &Witness) {
         .spawn()
         .expect("run masstockctl restore");
     let pid = child.id().to_string();
-    // Midway: once it has stopped the worker (after its safety snapshots, before putting back).
-    let worker = project.container("worker");
+    // Midway: once it stops redis, which it does after the safety snapshots (the worker and the
+    // api are stopped before them, so nothing writes while they are taken) and before putting
+    // anything back.
+    let redis = project.container("redis");
     let started = Instant::now();
     loop {
-        let running = inspect("container", &worker).is_some_and(|container| container["State"]["Running"] == true);
+        let running = inspect("container", &redis).is_some_and(|container| container["State"]["Running"] == true);
         if !running {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(300), "the restore never stopped the worker");
+        assert!(started.elapsed() < Duration::from_secs(300), "the restore never stopped redis");
         std::thread::sleep(Duration::from_millis(50));
     }
     let signalled = Command::new("kill").args(["-INT", &pid]).status().expect("run kill");
@@ -107,7 +109,7 @@ pub(super) fn interrupted(stack: &LocalStack, witness: &Witness) {
         "the interrupted restore's safety snapshot is listed: before {safety_before:?}, after {safety_after:?}\n{run}"
     );
     project.wait_healthy(Duration::from_secs(180));
-    let worker = inspect("container", &worker).expect("the worker");
+    let worker = inspect("container", &project.container("worker")).expect("the worker");
     assert_eq!(worker["State"]["Running"], true, "the worker runs again: {}", worker["State"]);
 }
 
