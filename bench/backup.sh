@@ -283,7 +283,7 @@ log "restore --drill"
 started=$(now)
 ctl --json restore --drill >"$WORK/drill.json" 2>>"$LOG" || die "\`restore --drill\` failed (see $LOG)"
 seconds["restore --drill"]=$(elapsed "$started")
-bytes["restore --drill"]=0
+bytes["restore --drill"]=0 # a drill adds nothing to the repository
 ESTIMATED=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("estimated_restore_seconds"))' "$WORK/drill.json")
 log "  ${seconds["restore --drill"]} s (it estimates a real restore at $ESTIMATED s)"
 [[ -z $(drill_leftovers) ]] || warn "the drill left objects behind: $(drill_leftovers | tr '\n' ' ')"
@@ -308,7 +308,7 @@ out="$RESULTS_DIR/backup-$(date -u +%Y%m%dT%H%M%SZ).txt"
   printf '%-20s %10s %14s %10s\n' what seconds "bytes added" "MiB/s"
   for name in "backup, first" "backup, unchanged" "restore --drill" "tar | gzip"; do
     awk -v name="$name" -v s="${seconds[$name]}" -v b="${bytes[$name]}" -v mib="$UPLOADS_MIB" \
-      'BEGIN { printf "%-20s %10.2f %14d %10.1f\n", name, s, b, mib / s }'
+      'BEGIN { printf "%-20s %10.2f %14s %10.1f\n", name, s, (name == "restore --drill" ? "-" : b), mib / s }'
   done
   echo
   awk -v b1="${seconds["backup, first"]}" -v b2="${seconds["backup, unchanged"]}" -v d="${seconds["restore --drill"]}" \
