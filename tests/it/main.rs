@@ -2,6 +2,7 @@
 //! masstockctl renders and the services it deploys. One test binary; `script/bootstrap` installs
 //! the tools.
 
+mod backup;
 mod browser;
 mod certs;
 mod compose;
