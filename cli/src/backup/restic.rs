@@ -397,7 +397,12 @@ impl Repository {
         } else if lower.contains("is there a repository at the following location") {
             ResticError::NoRepository { repository }
         } else if lower.contains("no space left on device") || lower.contains("disk quota exceeded") {
-            ResticError::Full { repository, reason: last_lines(&reason) }
+            // restic 0.14 follows it with Go's stack trace: the line that says it is the reason.
+            let said = reason.lines().map(str::trim).find(|line| {
+                let line = line.to_lowercase();
+                line.contains("no space left on device") || line.contains("disk quota exceeded")
+            });
+            ResticError::Full { repository, reason: said.unwrap_or("no space left on device").to_owned() }
         } else if lower.contains("repository is already locked") {
             ResticError::Locked { repository, reason: last_lines(&reason) }
         } else {

@@ -14,7 +14,20 @@ pub(super) fn sftp(stack: &mut LocalStack, witness: &Witness) {
     stack.project.configure(&[&sftp_layer(&path, SSHD_PORT)]);
     let project = &stack.project;
 
-    let run = witness.ctl(project, &["--json", "backup"]);
+    // A new repository after the stack's first backup: created only when asked (`--init`), since
+    // a missing one is otherwise an unmounted disk or a lost backend.
+    let missing = witness.ctl(project, &["--json", "backup"]);
+    assert_eq!(
+        missing.code, 1,
+        "a backup to a repository that is not there fails:
+{missing}"
+    );
+    assert!(
+        missing.stdout.contains("--init"),
+        "the error says how to create it:
+{missing}"
+    );
+    let run = witness.ctl(project, &["--json", "backup", "--init"]);
     // The figures were checked against the workload on the local repository; here, that they match
     // the drill's.
     let stored = assert_stored_figures(&run);
