@@ -284,7 +284,7 @@ started=$(now)
 ctl --json restore --drill >"$WORK/drill.json" 2>>"$LOG" || die "\`restore --drill\` failed (see $LOG)"
 seconds["restore --drill"]=$(elapsed "$started")
 bytes["restore --drill"]=0 # a drill adds nothing to the repository
-ESTIMATED=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("estimated_restore_seconds"))' "$WORK/drill.json")
+ESTIMATED=$(python3 -c 'import json, sys; print("%.1f" % json.load(open(sys.argv[1]))["estimated_restore_seconds"])' "$WORK/drill.json")
 log "  ${seconds["restore --drill"]} s (it estimates a real restore at $ESTIMATED s)"
 [[ -z $(drill_leftovers) ]] || warn "the drill left objects behind: $(drill_leftovers | tr '\n' ' ')"
 
