@@ -118,6 +118,15 @@ impl From<crate::systemd::SystemctlError> for CommandError {
     }
 }
 
+impl From<crate::systemd::InstallError> for CommandError {
+    fn from(error: crate::systemd::InstallError) -> Self {
+        match error {
+            crate::systemd::InstallError::Unit(error) => error.into(),
+            crate::systemd::InstallError::Systemctl(error) => error.into(),
+        }
+    }
+}
+
 impl From<LockError> for CommandError {
     fn from(error: LockError) -> Self {
         let hints = error.hints();

@@ -211,3 +211,37 @@ mod tests {
         );
     }
 }
+
+/// Why units could not be installed: written, or enabled.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error(transparent)]
+    Systemctl(#[from] SystemctlError),
+}
+
+/// Writes `units` into `dir` (created when missing) and, with `enable`, runs `timers`'
+/// `daemon-reload` and `enable --now`; says each step through `reporter`. The paths written.
+pub fn install(
+    dir: &Path,
+    units: &[crate::render::RenderedFile],
+    timers: &Timers<'_>,
+    enable: bool,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<Vec<PathBuf>, InstallError> {
+    create_unit_dir(dir)?;
+    let mut written = Vec::new();
+    for unit in units {
+        let path = write_unit(dir, &unit.path, &unit.contents)?;
+        reporter.step(&format!("wrote `{}`", path.display()));
+        written.push(path);
+    }
+    if enable {
+        for arguments in timers.enable_commands() {
+            systemctl(&arguments, timers)?;
+            reporter.step(&format!("ran `systemctl {}`", arguments.join(" ")));
+        }
+    }
+    Ok(written)
+}

@@ -31,6 +31,20 @@ impl Ui {
     }
 
     /// A line of talk on stderr, unless `-q`.
+    /// Rendered files on stdout, for a command's `--print`: `{"units":[{"name","contents"}]}` with
+    /// `--json`, else each file after a `# <path>` line.
+    pub fn rendered_units(&self, units: &[crate::render::RenderedFile]) {
+        if self.json {
+            let units: Vec<_> =
+                units.iter().map(|unit| serde_json::json!({ "name": unit.path, "contents": unit.contents })).collect();
+            self.json_document(&serde_json::json!({ "units": units }));
+        } else {
+            let text: Vec<String> =
+                units.iter().map(|unit| format!("# {}\n{}", unit.path.display(), unit.contents)).collect();
+            self.data(&text.join("\n"));
+        }
+    }
+
     pub fn info(&self, message: impl std::fmt::Display) {
         if self.verbosity >= 0 {
             let _ = writeln!(anstream::stderr(), "{message}");

@@ -666,7 +666,7 @@ impl Database {
     /// The URL of `database` on the same server, with the same credentials.
     fn url_for(&self, database: &str) -> String {
         let mut url = self.url.clone();
-        url.set_path(&format!("/{}", percent_encode(database)));
+        url.set_path(&format!("/{}", health::percent_encode(database)));
         if url.query_pairs().any(|(key, _)| key == "dbname") {
             let kept: Vec<(String, String)> =
                 url.query_pairs().into_owned().filter(|(key, _)| key != "dbname").collect();
@@ -793,20 +793,6 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&decoded).into_owned()
-}
-
-/// Every byte but the unreserved ones as `%XX` (a database name in a URL's path).
-fn percent_encode(text: &str) -> String {
-    use std::fmt::Write as _;
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            let _ = write!(encoded, "%{byte:02X}");
-        }
-    }
-    encoded
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
+use crate::progress::Terminal;
 use crate::render::render_backup_timers;
 use crate::systemd::{self, Timers, BACKUP_TIMER_UNIT, DRILL_TIMER_UNIT};
 use crate::ui::Ui;
@@ -61,26 +62,11 @@ pub fn cmd_backup_install_timer(
     let units = render_backup_timers(&stack, backup, &masstockctl).map_err(CommandError::failure)?;
 
     if args.print {
-        if ui.json {
-            let units: Vec<_> =
-                units.iter().map(|unit| json!({ "name": unit.path, "contents": unit.contents })).collect();
-            ui.json_document(&json!({ "units": units }));
-        } else {
-            let text: Vec<String> =
-                units.iter().map(|unit| format!("# {}\n{}", unit.path.display(), unit.contents)).collect();
-            ui.data(&text.join("\n"));
-        }
+        ui.rendered_units(&units);
         return Ok(ExitCode::SUCCESS);
     }
 
-    let dir = backup.systemd_dir();
-    systemd::create_unit_dir(&dir)?;
-    let mut written = Vec::new();
-    for unit in &units {
-        let path = systemd::write_unit(&dir, &unit.path, &unit.contents)?;
-        ui.info(format!("wrote `{}`", path.display()));
-        written.push(path);
-    }
+    let written = systemd::install(&backup.systemd_dir(), &units, &TIMERS, !args.no_enable, &Terminal::new(ui))?;
     let timers = TIMERS.units.join(" ");
     if args.no_enable {
         if ui.json {
@@ -91,10 +77,6 @@ pub fn cmd_backup_install_timer(
             ));
         }
         return Ok(ExitCode::SUCCESS);
-    }
-    for arguments in TIMERS.enable_commands() {
-        systemd::systemctl(&arguments, &TIMERS)?;
-        ui.info(format!("ran `systemctl {}`", arguments.join(" ")));
     }
     if ui.json {
         ui.json_document(&json!({ "units": written, "enabled": TIMERS.units }));

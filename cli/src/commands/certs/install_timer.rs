@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::certs::timer::{CRON_FALLBACK, TIMER_UNIT};
 use crate::commands::GlobalArgs;
 use crate::error::CommandError;
+use crate::progress::Terminal;
 use crate::render::render_certs_timer;
 use crate::systemd::{self, Timers};
 use crate::ui::Ui;
@@ -50,26 +51,13 @@ pub fn cmd_certs_install_timer(
     let units = render_certs_timer(&stack, &masstockctl).map_err(CommandError::failure)?;
 
     if args.print {
-        if ui.json {
-            let units: Vec<_> =
-                units.iter().map(|unit| json!({ "name": unit.path, "contents": unit.contents })).collect();
-            ui.json_document(&json!({ "units": units }));
-        } else {
-            let text: Vec<String> =
-                units.iter().map(|unit| format!("# {}\n{}", unit.path.display(), unit.contents)).collect();
-            ui.data(&text.join("\n"));
-        }
+        ui.rendered_units(&units);
         return Ok(ExitCode::SUCCESS);
     }
 
-    let dir = stack.config.acme.systemd_dir();
-    systemd::create_unit_dir(&dir)?;
-    let mut written = Vec::new();
-    for unit in &units {
-        let path = systemd::write_unit(&dir, &unit.path, &unit.contents)?;
-        ui.info(format!("wrote `{}`", path.display()));
-        written.push(path);
-    }
+    let timers = Timers { units: &[TIMER_UNIT], cron_fallback: CRON_FALLBACK };
+    let written =
+        systemd::install(&stack.config.acme.systemd_dir(), &units, &timers, !args.no_enable, &Terminal::new(ui))?;
     if args.no_enable {
         if ui.json {
             ui.json_document(&json!({ "units": written, "enabled": null }));
@@ -79,11 +67,6 @@ pub fn cmd_certs_install_timer(
             ));
         }
         return Ok(ExitCode::SUCCESS);
-    }
-    let timers = Timers { units: &[TIMER_UNIT], cron_fallback: CRON_FALLBACK };
-    for arguments in timers.enable_commands() {
-        systemd::systemctl(&arguments, &timers)?;
-        ui.info(format!("ran `systemctl {}`", arguments.join(" ")));
     }
     if ui.json {
         ui.json_document(&json!({ "units": written, "enabled": TIMER_UNIT }));
